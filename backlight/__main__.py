@@ -1,0 +1,5 @@
+"""``python -m backlight`` runs the CLI."""
+
+from backlight.cli import main
+
+main()

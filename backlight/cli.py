@@ -1,0 +1,174 @@
+"""The ``backlight`` command line: thin wrappers that load the config and call the jobs."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from backlight import config as cfg
+from backlight import jobs, logs
+from schemas.errors import BacklightError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _config_option(func: F) -> F:
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        default=None, help="Config file (default: backlight.toml, "
+                        "else the embedded defaults).")(func)
+
+
+def _errors_exit(func: F) -> F:
+    """A bad config exits 2 with its message; any other Backlight error exits 1 with its own."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except cfg.ConfigError as exc:
+            click.echo(f"backlight: config error: {exc}", err=True)
+            sys.exit(2)
+        except BacklightError as exc:
+            click.echo(f"backlight: {exc}", err=True)
+            sys.exit(1)
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(config_path: str | None) -> cfg.Settings:
+    return cfg.load(config_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(log_level: str) -> None:
+    """Backlight: watch back-office processes from their event data."""
+    logs.setup(log_level.upper())
+
+
+@main.group()
+def broker() -> None:
+    """A local single-node Apache Kafka (KRaft) for development, demos and tests."""
+
+
+@broker.command("start")
+@_config_option
+@_errors_exit
+def broker_start(config_path: str | None) -> None:
+    """Start the local broker (resolving Kafka from Maven Central once) and print its address."""
+    state = jobs.local_broker(_settings(config_path)).start()
+    click.echo(state.bootstrap)
+    click.echo(f"# Kafka {state.version} is running (pid {state.pid}); to use it:\n"
+               f"# export BACKLIGHT_KAFKA__BOOTSTRAP_SERVERS={state.bootstrap}", err=True)
+
+
+@broker.command("stop")
+@_config_option
+@_errors_exit
+def broker_stop(config_path: str | None) -> None:
+    """Stop the local broker."""
+    stopped = jobs.local_broker(_settings(config_path)).stop()
+    click.echo("stopped" if stopped else "no local broker was running")
+
+
+@broker.command("status")
+@_config_option
+@_errors_exit
+def broker_status(config_path: str | None) -> None:
+    """Say whether the local broker runs, and where; exit 3 when it does not."""
+    state = jobs.local_broker(_settings(config_path)).state()
+    if state is None:
+        click.echo("not running")
+        sys.exit(3)
+    click.echo(f"running: {state.bootstrap} (Kafka {state.version}, pid {state.pid}, "
+               f"{state.directory})")
+
+
+@main.command()
+@_config_option
+@click.option("--exit-when-idle", type=float, default=None, metavar="SECONDS",
+              help="Exit once caught up and no message came for SECONDS.")
+@_errors_exit
+def consume(config_path: str | None, exit_when_idle: float | None) -> None:
+    """Run the consumers: Kafka -> validate -> store; bad messages to <topic>.dlq."""
+    stats = jobs.consume(_settings(config_path), exit_when_idle)
+    click.echo(f"consumed {stats.messages} messages: {stats.stored} stored, "
+               f"{stats.duplicates} already stored, {stats.dead_letters} dead-lettered")
+
+
+@main.command()
+@_config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--process", required=True, help="Process name the events belong to.")
+@click.option("--topic", default=None, help="Topic (default: the process's configured source).")
+@click.option("--speed", type=float, default=None,
+              help="Pace by the log's own timestamps, this many times faster (e.g. 3600).")
+@_errors_exit
+def replay(config_path: str | None, file: Path, process: str, topic: str | None,
+           speed: float | None) -> None:
+    """Publish an existing log (XES, XES.gz, CSV, Parquet) as case events."""
+    settings = _settings(config_path)
+    sent, topic = jobs.replay(settings, file, process, topic, speed)
+    click.echo(f"published {sent} events of {file.name} to {topic}")
+
+
+@main.command()
+@_config_option
+@click.option("--process", "processes", multiple=True, required=True,
+              type=click.Choice(["onboarding", "payments", "claims"]),
+              help="Process to simulate (repeatable).")
+@click.option("--cases", type=click.IntRange(1, 10_000_000), default=500, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), default=None,
+              help="First case arrives then (Europe/Amsterdam working hours).")
+@click.option("--bottleneck", default=None, metavar="ACTIVITY",
+              help="Inject a bottleneck: waits before ACTIVITY grow --bottleneck-factor times.")
+@click.option("--bottleneck-since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+              default=None, help="...from this time on (default: halfway through).")
+@click.option("--bottleneck-factor", type=float, default=5.0, show_default=True)
+@click.option("--rework", default=None, metavar="A,B",
+              help="Inject a rework loop over these activities (comma-separated).")
+@click.option("--stuck-after", default=None, metavar="ACTIVITY",
+              help="Inject stuck cases that stop after ACTIVITY.")
+@click.option("--ground-truth", type=click.Path(dir_okay=False), default=None,
+              help="Write the injected anomalies' ground truth to this JSON file.")
+@_errors_exit
+def simulate(config_path: str | None, processes: tuple[str, ...], cases: int, seed: int,
+             start: datetime | None, bottleneck: str | None, bottleneck_since: datetime | None,
+             bottleneck_factor: float, rework: str | None, stuck_after: str | None,
+             ground_truth: str | None) -> None:
+    """Publish realistic synthetic cases, with known injected anomalies on request."""
+    settings = _settings(config_path)
+    try:
+        done = jobs.simulate(settings, processes, cases, seed=seed, start=start,
+                             bottleneck=bottleneck, bottleneck_since=bottleneck_since,
+                             bottleneck_factor=bottleneck_factor, rework=rework,
+                             stuck_after=stuck_after, ground_truth=ground_truth)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    for process, (events, topic) in done.items():
+        click.echo(f"{process}: published {events} events of {cases} cases to {topic}")
+
+
+@main.command()
+@_config_option
+@click.option("--cases", type=click.IntRange(1, 100_000), default=300, show_default=True,
+              help="Cases to simulate per process.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("backlight-demo"), show_default=True,
+              help="Where the demo keeps its broker, store and outputs.")
+@_errors_exit
+def demo(config_path: str | None, cases: int, workdir: Path) -> None:
+    """Everything on one machine in one command: broker, simulated events, consume, results."""
+    from backlight.demo import run_demo
+
+    run_demo(_settings(config_path), workdir, cases, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""``backlight.toml``: read, overridden from the environment, validated into one frozen object.
+
+Precedence: embedded defaults < the TOML file < ``BACKLIGHT_*`` environment variables
+(``BACKLIGHT_KAFKA__BOOTSTRAP_SERVERS``: the key's path in upper case, ``__`` between levels,
+list items by index, e.g. ``BACKLIGHT_SOURCES__0__TOPIC``). String values may name environment
+variables as ``${NAME}``; that is how secrets such as webhook URLs get in.
+Any problem raises ``ConfigError`` naming the key and the reason; the CLI exits 2 on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from schemas.decode import DEFAULT_MAX_BYTES, FieldMapping, SourceSpec
+from schemas.errors import BacklightError
+
+ENV_PREFIX = "BACKLIGHT_"
+DEFAULT_PATH = "backlight.toml"
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(BacklightError):
+    """The configuration is unusable; the message names the file, the key and the problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Model):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "backlight"
+    client_id: str = "backlight"
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
+    """How soon the group hands a dead consumer's partitions to the others."""
+    create_topics: bool = True
+    """Create missing source and dead-letter topics at start (fine locally; off where ops own topics)."""
+
+
+class StoreSettings(_Model):
+    url: str = "sqlite:///backlight.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+
+class MappingSettings(_Model):
+    case_id: str = "case_id"
+    activity: str = "activity"
+    timestamp: str = "timestamp"
+    event_id: str = "event_id"
+    process: str = "process"
+    lifecycle: str = "lifecycle"
+    resource: str = "resource"
+    team: str = "team"
+    attributes: str = "attributes"
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
+            FieldMapping(timezone=zone)  # raises ValueError("unknown time zone ...")
+        return zone
+
+
+class SourceSettings(_Model):
+    topic: str
+    process: str | None = None
+    mapping: MappingSettings = MappingSettings()
+    max_event_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, topic: str) -> str:
+        if not _TOPIC.match(topic):
+            raise ValueError("a Kafka topic name is 1-249 of letters, digits, '.', '_', '-'")
+        if topic.endswith(".dlq"):
+            raise ValueError("ends in .dlq, which Backlight uses for dead letters")
+        return topic
+
+    def spec(self) -> SourceSpec:
+        mapping = FieldMapping(**self.mapping.model_dump())
+        return SourceSpec(self.topic, self.process, mapping, self.max_event_bytes)
+
+
+class ProcessSettings(_Model):
+    name: str = Field(min_length=1)
+    owner: str | None = None
+    team: str | None = None
+    last_reviewed: date | None = None
+    review_interval_months: int = Field(18, ge=1, le=120)
+    sla: str | None = None
+    reference_model: str | None = None
+
+
+class ChannelSettings(_Model):
+    type: Literal["slack", "teams", "mattermost", "webhook"]
+    url: SecretStr
+    name: str | None = None
+
+
+class BrokerSettings(_Model):
+    directory: str = ".backlight/broker"
+
+
+class Settings(_Model):
+    kafka: KafkaSettings = KafkaSettings()
+    store: StoreSettings = StoreSettings()
+    broker: BrokerSettings = BrokerSettings()
+    sources: tuple[SourceSettings, ...] = ()
+    processes: tuple[ProcessSettings, ...] = ()
+    channels: tuple[ChannelSettings, ...] = ()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_topics(cls, sources: tuple[SourceSettings, ...]) -> tuple[SourceSettings, ...]:
+        seen: set[str] = set()
+        for s in sources:
+            if s.topic in seen:
+                raise ValueError(f"topic {s.topic!r} is configured twice")
+            seen.add(s.topic)
+        return sources
+
+    @field_validator("processes")
+    @classmethod
+    def _unique_names(cls, procs: tuple[ProcessSettings, ...]) -> tuple[ProcessSettings, ...]:
+        names = [p.name for p in procs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"process {dupes[0]!r} is configured twice")
+        return procs
+
+    def specs(self) -> dict[str, SourceSpec]:
+        return {s.topic: s.spec() for s in self.sources}
+
+    def topic_for(self, process: str) -> str | None:
+        return next((s.topic for s in self.sources if s.process == process), None)
+
+
+def default_toml() -> str:
+    """The embedded defaults: three sources and processes (onboarding, payments, claims)."""
+    return resources.files("backlight").joinpath("default.toml").read_text()
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         environ: dict[str, str] | None = None) -> Settings:
+    """Load settings. Without ``path``, ``backlight.toml`` if present, else embedded defaults."""
+    env = dict(os.environ if environ is None else environ)
+    where = str(path) if path is not None else DEFAULT_PATH
+    if path is None and not Path(DEFAULT_PATH).exists():
+        where, text = "embedded defaults", default_toml()
+    else:
+        try:
+            text = Path(where).read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: no such config file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where}: cannot read it ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    _apply_env(data, env, where)
+    data = _expand(data, env, where, "")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _key(err["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{where}: {key}: {_reason(err)}{more}") from None
+
+
+def _reason(err: Any) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key (a typo?)"
+    if err["type"] == "missing":
+        return "required, but missing"
+    if "input" in err and not isinstance(err["input"], dict | list) and err["type"] != "missing":
+        shown = str(err["input"])
+        if "url" not in str(err["loc"]) and len(shown) < 80:
+            return f"{msg} (got {shown!r})"
+    return msg
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _apply_env(data: dict[str, Any], env: dict[str, str], where: str) -> None:
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name in ("BACKLIGHT_CACHE", "BACKLIGHT_LOG_FORMAT"):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        node: Any = data
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"{where}: environment {name}: no item {part} in that list")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"{where}: environment {name}: {part} is not a table")
+
+
+def _expand(value: Any, env: dict[str, str], where: str, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, env, where, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                raise ConfigError(f"{where}: {key}: environment variable {m.group(1)} is not set")
+            return env[m.group(1)]
+        return _VAR.sub(sub, value)
+    return value

@@ -1,0 +1,162 @@
+"""The jobs behind the CLI, wired from the settings: consume, replay, simulate, the local broker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from zoneinfo import ZoneInfo
+
+from tqdm import tqdm
+
+from backlight.config import Settings
+from ingest import simulate as sim
+from ingest.broker import LocalBroker
+from ingest.consumer import Consumer, ConsumerStats, Subscriber, dead_letter_topic
+from ingest.logfiles import read_log
+from ingest.publish import publish
+from ingest.store import open_store
+from ingest.transport import KafkaSink, KafkaSource, ensure_topics
+
+log = logging.getLogger("backlight")
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+
+
+def local_broker(settings: Settings) -> LocalBroker:
+    return LocalBroker(settings.broker.directory)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT ask the loop to finish its batch, commit and return."""
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received, finishing the batch", extra={"fields": {"signal": signum}})
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def consume(settings: Settings, exit_when_idle: float | None = None,
+            subscribers: Sequence[Subscriber] = (),
+            stop: threading.Event | None = None) -> ConsumerStats:
+    """Run the consumer group over the configured sources until stopped (or idle, if asked)."""
+    topics = [s.topic for s in settings.sources]
+    if not topics:
+        from backlight.config import ConfigError
+        raise ConfigError("sources: no [[sources]] configured, nothing to consume")
+    k = settings.kafka
+    if k.create_topics:
+        ensure_topics(k.bootstrap_servers, [*topics, *map(dead_letter_topic, topics)])
+    stop = stop or threading.Event()
+    store = open_store(settings.store.url)
+    source = KafkaSource(k.bootstrap_servers, k.group_id, topics, client_id=k.client_id,
+                         max_poll_records=k.batch_size, session_timeout_ms=k.session_timeout_ms,
+                         heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3))
+    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq")
+    log.info("consuming", extra={"fields": {"topics": ",".join(topics), "group": k.group_id,
+                                            "bootstrap": k.bootstrap_servers}})
+    try:
+        consumer = Consumer(source, sink, store, settings.specs(), subscribers, k.batch_size)
+        with _stop_on_signals(stop):
+            return consumer.run(stop, exit_when_idle)
+    finally:
+        source.close()
+        sink.close()
+        store.close()
+
+
+def _topic(settings: Settings, process: str, topic: str | None) -> str:
+    return topic or settings.topic_for(process) or f"{process}.events"
+
+
+def replay(settings: Settings, file: Path, process: str, topic: str | None,
+           speed: float | None) -> tuple[int, str]:
+    """Publish a log file's events to the process's topic, with a progress bar on stderr."""
+    topic = _topic(settings, process, topic)
+    k = settings.kafka
+    if k.create_topics:
+        ensure_topics(k.bootstrap_servers, [topic, dead_letter_topic(topic)])
+    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-replay")
+    try:
+        with tqdm(desc=f"replay {file.name}", unit=" events", unit_scale=True,
+                  disable=None) as bar:
+            sent = publish(read_log(file, process), sink, topic, speed=speed, progress=bar.update)
+    finally:
+        sink.close()
+    return sent, topic
+
+
+def simulate(settings: Settings, processes: Sequence[str], cases: int, *, seed: int = 0,
+             start: datetime | None = None, bottleneck: str | None = None,
+             bottleneck_since: datetime | None = None, bottleneck_factor: float = 5.0,
+             rework: str | None = None, stuck_after: str | None = None,
+             ground_truth: str | None = None) -> dict[str, tuple[int, str]]:
+    """Simulate and publish cases per process; anomalies apply where the process has them."""
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=AMSTERDAM)
+    if bottleneck_since is not None and bottleneck_since.tzinfo is None:
+        bottleneck_since = bottleneck_since.replace(tzinfo=AMSTERDAM)
+    k = settings.kafka
+    done: dict[str, tuple[int, str]] = {}
+    results: list[sim.Simulation] = []
+    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-simulate")
+    try:
+        for process in processes:
+            anomalies = _anomalies(process, start, bottleneck, bottleneck_since,
+                                   bottleneck_factor, rework, stuck_after)
+            result = sim.simulate(process, cases, seed=seed, start=start, anomalies=anomalies)
+            topic = _topic(settings, process, None)
+            if k.create_topics:
+                ensure_topics(k.bootstrap_servers, [topic, dead_letter_topic(topic)])
+            done[process] = (publish(result.events, sink, topic), topic)
+            results.append(result)
+    finally:
+        sink.close()
+    if ground_truth:
+        sim.write_ground_truth(results, ground_truth)
+    return done
+
+
+def _anomalies(process: str, start: datetime | None, bottleneck: str | None,
+               since: datetime | None, factor: float, rework: str | None,
+               stuck_after: str | None) -> sim.Anomalies:
+    names = set(sim.activities(process))
+    b = r = s = None
+    if bottleneck and bottleneck in names:
+        first = start or datetime(2026, 1, 5, 9, tzinfo=AMSTERDAM)
+        b = sim.Bottleneck(bottleneck, since or first, factor)
+    if rework:
+        steps = tuple(a.strip() for a in rework.split(","))
+        if set(steps) <= names:
+            r = sim.ReworkLoop(steps)
+    if stuck_after and stuck_after in names:
+        s = sim.StuckCases(stuck_after)
+    requested = [a for a in (bottleneck, rework, stuck_after) if a]
+    if requested and len(processes_with_any(requested)) == 0:
+        raise ValueError(f"no process has the activities {requested}")
+    return sim.Anomalies(b, r, s)
+
+
+def processes_with_any(requested: Sequence[str]) -> list[str]:
+    """The simulated processes that know at least one of the named activities (or pairs)."""
+    out = []
+    for p in sim.PROCESSES:
+        names = set(sim.activities(p))
+        for a in requested:
+            if a in names or set(x.strip() for x in a.split(",")) <= names:
+                out.append(p)
+                break
+    return out

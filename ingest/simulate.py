@@ -1,0 +1,461 @@
+"""Synthetic onboarding, payments and claims cases in working hours, with injected anomalies."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from schemas.event import CaseEvent, format_time, to_time_us
+
+PROCESSES: tuple[str, ...] = ("onboarding", "payments", "claims")
+
+_TZ = ZoneInfo("Europe/Amsterdam")
+_DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=_TZ)  # a Monday
+_OPEN, _CLOSE = (9, 0), (17, 30)  # working hours, Mon-Fri, Amsterdam wall clock
+_DAY = 510.0  # business minutes in one working day
+_MAX_VISITS = 2  # without injected rework, no activity occurs more often than this in a case
+_SIGMA = 0.75  # spread of the log-normal waiting and work times
+_END = "<end>"  # the case is finished
+_BACK = "<back>"  # return to the step that asked for the missing documents
+_REQUEST, _RECEIVED = "Request missing documents", "Documents received"
+
+# Each team's named people: (first number, head count) -> "u-<number>".
+_TEAMS: dict[str, tuple[int, int]] = {
+    "front-office/branch": (101, 14),
+    "front-office/contact-centre": (201, 18),
+    "back-office/kyc": (301, 8),
+    "back-office/risk": (321, 5),
+    "back-office/operations": (341, 6),
+    "back-office/payment-ops": (401, 7),
+    "back-office/investigations": (421, 9),
+    "back-office/claims-intake": (501, 6),
+    "back-office/claims-handling": (521, 10),
+    "back-office/loss-adjusters": (551, 4),
+    "back-office/finance": (571, 4),
+}
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """From `since` on, the wait before `activity` is `factor` times as long."""
+
+    activity: str
+    since: datetime  # naive datetimes are read as Europe/Amsterdam wall-clock time
+    factor: float = 5.0
+
+
+@dataclass(frozen=True)
+class ReworkLoop:
+    """A `share` of the cases runs the sequence `activities` 1-3 extra times."""
+
+    activities: tuple[str, ...]
+    share: float = 0.1
+
+
+@dataclass(frozen=True)
+class StuckCases:
+    """A `share` of the cases records nothing more after `after_activity`."""
+
+    after_activity: str
+    share: float = 0.05
+
+
+@dataclass(frozen=True)
+class Anomalies:
+    """The anomalies to inject; None means none of that kind."""
+
+    bottleneck: Bottleneck | None = None
+    rework: ReworkLoop | None = None
+    stuck: StuckCases | None = None
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Simulated events (in time order) and the ground truth of what was injected."""
+
+    process: str
+    events: list[CaseEvent]
+    ground_truth: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Step:
+    team: str
+    wait: float  # mean business minutes queued between the previous step's end and this start
+    work: float  # mean business minutes of hands-on work; 0 = recorded the moment it happens
+    next: tuple[tuple[str, float], ...]  # (next activity, _END or _BACK; weight)
+    hold: float = 0.0  # mean business minutes an outside party (customer, bank) takes to answer
+
+
+@dataclass(frozen=True)
+class _Flow:
+    prefix: str  # case ids are "<prefix>-000017"
+    per_day: float  # new cases per working day
+    steps: dict[str, _Step]  # the first step starts every case
+    attributes: Callable[[random.Random], dict[str, Any]]
+
+
+@dataclass
+class _Case:
+    case_id: str
+    arrival: datetime
+    rng: random.Random
+    attributes: dict[str, Any]
+    path: list[str] = field(default_factory=list)
+
+
+def _money(rng: random.Random, median: float, step: int) -> int:
+    return max(step, round(rng.lognormvariate(math.log(median), 0.9) / step) * step)
+
+
+def _pick(rng: random.Random, options: dict[str, int]) -> str:
+    return rng.choices(list(options), weights=list(options.values()))[0]
+
+
+def _onboarding_attributes(rng: random.Random) -> dict[str, Any]:
+    return {
+        "product": _pick(rng, {"current-account": 6, "savings-account": 3, "business-account": 1}),
+        "channel": _pick(rng, {"online": 5, "branch": 4, "partner": 1}),
+        "amount": _money(rng, 8_000, 500),
+    }
+
+
+def _payments_attributes(rng: random.Random) -> dict[str, Any]:
+    return {
+        "amount": round(rng.lognormvariate(math.log(2_500), 1.2), 2),
+        "currency": _pick(rng, {"EUR": 8, "USD": 1, "GBP": 1}),
+        "channel": _pick(rng, {"sepa": 6, "sepa-instant": 3, "swift": 2}),
+        "reason": _pick(rng, {"invalid-iban": 4, "beneficiary-name-mismatch": 3,
+                              "sanctions-screening-hit": 1, "duplicate-payment": 1,
+                              "missing-remittance-info": 2}),
+    }
+
+
+def _claims_attributes(rng: random.Random) -> dict[str, Any]:
+    return {
+        "product": _pick(rng, {"motor": 5, "home": 4, "travel": 2}),
+        "channel": _pick(rng, {"phone": 4, "online": 5, "broker": 2}),
+        "amount": _money(rng, 2_500, 50),
+    }
+
+
+_BRANCH, _CONTACT = "front-office/branch", "front-office/contact-centre"
+_KYC, _RISK, _OPS = "back-office/kyc", "back-office/risk", "back-office/operations"
+_PAYOPS, _INVEST = "back-office/payment-ops", "back-office/investigations"
+_INTAKE, _HANDLING = "back-office/claims-intake", "back-office/claims-handling"
+_ADJUST, _FINANCE = "back-office/loss-adjusters", "back-office/finance"
+
+_FLOWS: dict[str, _Flow] = {
+    "onboarding": _Flow("onb", 40, {
+        "Application submitted": _Step(_BRANCH, 0, 0, (("Verify identity", 1),)),
+        "Verify identity": _Step(_KYC, 240, 15, (("KYC/AML screening", 0.78), (_REQUEST, 0.22))),
+        "KYC/AML screening": _Step(_KYC, 360, 30, (
+            ("Risk review", 0.8), (_REQUEST, 0.12), ("Decline application", 0.08))),
+        _REQUEST: _Step(_BRANCH, 60, 10, (
+            (_RECEIVED, 0.88), ("Withdraw application", 0.12)), hold=2 * _DAY),
+        _RECEIVED: _Step(_BRANCH, 30, 0, ((_BACK, 0.85), (_REQUEST, 0.15))),
+        "Risk review": _Step(_RISK, _DAY, 45, (
+            ("Approve application", 0.84), ("Decline application", 0.1), (_REQUEST, 0.06))),
+        "Approve application": _Step(_RISK, 120, 10, (("Open account", 1),)),
+        "Decline application": _Step(_RISK, 120, 10, ((_END, 1),)),
+        "Withdraw application": _Step(_BRANCH, 3 * _DAY, 5, ((_END, 1),)),
+        "Open account": _Step(_OPS, 240, 20, (("Send welcome pack", 1),)),
+        "Send welcome pack": _Step(_BRANCH, _DAY, 5, ((_END, 1),)),
+    }, _onboarding_attributes),
+    "payments": _Flow("pay", 60, {
+        "Exception raised": _Step(_PAYOPS, 0, 0, (("Triage", 1),)),
+        "Triage": _Step(_INVEST, 180, 15, (
+            ("Repair payment", 0.4), ("Customer enquiry", 0.25),
+            ("Beneficiary bank enquiry", 0.2), ("Return to sender", 0.15))),
+        "Customer enquiry": _Step(_CONTACT, 120, 15, (
+            ("Repair payment", 0.55), ("Return to sender", 0.2),
+            ("Beneficiary bank enquiry", 0.1), ("Customer enquiry", 0.15)), hold=_DAY),
+        "Beneficiary bank enquiry": _Step(_INVEST, 60, 20, (
+            ("Repair payment", 0.45), ("Resolution", 0.35), ("Return to sender", 0.1),
+            ("Beneficiary bank enquiry", 0.1)), hold=2 * _DAY),
+        "Repair payment": _Step(_PAYOPS, 120, 20, (
+            ("Resolution", 0.9), ("Beneficiary bank enquiry", 0.1))),
+        "Return to sender": _Step(_PAYOPS, 120, 15, (("Resolution", 1),)),
+        "Resolution": _Step(_INVEST, 90, 10, (("Close investigation", 1),)),
+        "Close investigation": _Step(_INVEST, 60, 5, ((_END, 1),)),
+    }, _payments_attributes),
+    "claims": _Flow("clm", 25, {
+        "First notice of loss": _Step(_CONTACT, 0, 0, (("Register claim", 1),)),
+        "Register claim": _Step(_INTAKE, 120, 15, (("Assessment", 0.8), (_REQUEST, 0.2))),
+        "Assessment": _Step(_HANDLING, 480, 40, (
+            ("Settlement offer", 0.55), ("Expert inspection", 0.25), (_REQUEST, 0.1),
+            ("Reject claim", 0.1))),
+        _REQUEST: _Step(_CONTACT, 60, 10, (
+            (_RECEIVED, 0.9), ("Withdraw claim", 0.1)), hold=3 * _DAY),
+        _RECEIVED: _Step(_CONTACT, 30, 0, ((_BACK, 0.85), (_REQUEST, 0.15))),
+        "Expert inspection": _Step(_ADJUST, 4 * _DAY, 120, (
+            ("Settlement offer", 0.85), ("Reject claim", 0.15))),
+        "Settlement offer": _Step(_HANDLING, 240, 20, (
+            ("Settlement accepted", 0.85), ("Settlement offer", 0.15)), hold=2 * _DAY),
+        "Settlement accepted": _Step(_CONTACT, 30, 5, (("Payment", 1),)),
+        "Payment": _Step(_FINANCE, 480, 10, (("Close claim", 1),)),
+        "Reject claim": _Step(_HANDLING, 120, 15, (("Close claim", 1),)),
+        "Withdraw claim": _Step(_CONTACT, _DAY, 5, (("Close claim", 1),)),
+        "Close claim": _Step(_HANDLING, 240, 5, ((_END, 1),)),
+    }, _claims_attributes),
+}
+
+
+def _flow(process: str) -> _Flow:
+    if process not in _FLOWS:
+        raise ValueError(f"unknown process {process!r}; valid processes: {', '.join(PROCESSES)}")
+    return _FLOWS[process]
+
+
+def activities(process: str) -> tuple[str, ...]:
+    """The activity names `process` can produce, in the order of its flow table."""
+    return tuple(_flow(process).steps)
+
+
+def _check_activity(process: str, what: str, name: str) -> None:
+    valid = activities(process)
+    if name not in valid:
+        raise ValueError(f"{what} {name!r} is not an activity of {process}; "
+                         f"valid activities: {', '.join(valid)}")
+
+
+def _check_share(what: str, share: float) -> None:
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{what} share {share!r} must be between 0 and 1")
+
+
+def _check(process: str, anomalies: Anomalies) -> None:
+    flow = _flow(process)
+    if (bottleneck := anomalies.bottleneck) is not None:
+        _check_activity(process, "bottleneck activity", bottleneck.activity)
+        if bottleneck.activity == next(iter(flow.steps)):
+            raise ValueError(f"bottleneck activity {bottleneck.activity!r} starts every {process}"
+                             f" case, so nothing waits before it; choose one of: "
+                             f"{', '.join(list(flow.steps)[1:])}")
+        if not bottleneck.factor > 0:
+            raise ValueError(f"bottleneck factor {bottleneck.factor!r} must be positive")
+    if (rework := anomalies.rework) is not None:
+        if not rework.activities:
+            raise ValueError("rework loop needs at least one activity")
+        for name in rework.activities:
+            _check_activity(process, "rework activity", name)
+        _check_share("rework", rework.share)
+    if (stuck := anomalies.stuck) is not None:
+        _check_activity(process, "stuck activity", stuck.after_activity)
+        if all(t == _END for t, _ in flow.steps[stuck.after_activity].next):
+            going_on = [n for n, s in flow.steps.items() if any(t != _END for t, _ in s.next)]
+            raise ValueError(f"stuck activity {stuck.after_activity!r} ends every {process} case; "
+                             f"choose one of: {', '.join(going_on)}")
+        _check_share("stuck", stuck.share)
+
+
+def _local(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=_TZ) if moment.tzinfo is None else moment.astimezone(_TZ)
+
+
+def _opening(moment: datetime) -> datetime:
+    """The first working moment at or after `moment` (Amsterdam time); closing time rolls over."""
+    while True:
+        if moment.weekday() < 5:
+            opens = moment.replace(hour=_OPEN[0], minute=_OPEN[1], second=0, microsecond=0)
+            closes = moment.replace(hour=_CLOSE[0], minute=_CLOSE[1], second=0, microsecond=0)
+            if moment < opens:
+                return opens
+            if moment < closes:
+                return moment
+        moment = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _advance(moment: datetime, minutes: float) -> datetime:
+    """`moment` plus `minutes` of working time (whole seconds), skipping nights and weekends."""
+    left = timedelta(seconds=round(minutes * 60))
+    moment = _opening(moment)
+    while True:
+        closes = moment.replace(hour=_CLOSE[0], minute=_CLOSE[1], second=0, microsecond=0)
+        if moment + left <= closes:
+            return moment + left
+        left -= closes - moment
+        moment = _opening(closes)
+
+
+def _duration(rng: random.Random, mean: float) -> float:
+    """A log-normal duration in minutes with the given mean (0 stays 0)."""
+    if mean <= 0:
+        return 0.0
+    return rng.lognormvariate(math.log(mean) - _SIGMA * _SIGMA / 2, _SIGMA)
+
+
+def _walk(flow: _Flow, rng: random.Random) -> list[str]:
+    """One case's activities: a weighted walk over the flow table, each activity at most twice."""
+    path = [next(iter(flow.steps))]
+    visits = Counter(path)
+    requester = path[0]
+    while True:
+        here = path[-1]
+        options: list[tuple[str, float]] = []
+        for target, weight in flow.steps[here].next:
+            target = requester if target == _BACK else target
+            asks = target == _REQUEST and here != _RECEIVED
+            if target == _END or (visits[target] < _MAX_VISITS
+                                  and not (asks and visits[here] >= _MAX_VISITS)):
+                options.append((target, weight))
+        if not options:
+            raise RuntimeError(f"flow table dead end after {here!r} in {path}")
+        chosen = rng.choices([t for t, _ in options], weights=[w for _, w in options])[0]
+        if chosen == _END:
+            return path
+        if chosen == _REQUEST and here != _RECEIVED:
+            requester = here
+        path.append(chosen)
+        visits[chosen] += 1
+
+
+def _runs(path: Sequence[str], loop: Sequence[str]) -> int:
+    """How often `loop` occurs in `path` as consecutive, non-overlapping activities."""
+    count, i, size = 0, 0, len(loop)
+    while i <= len(path) - size:
+        if list(path[i:i + size]) == list(loop):
+            count, i = count + 1, i + size
+        else:
+            i += 1
+    return count
+
+
+def _rework_slot(flow: _Flow, path: list[str], loop: list[str]) -> tuple[int, bool] | None:
+    """Where to add loop runs: after the first natural run, else after a step that can lead in."""
+    size = len(loop)
+    for i in range(len(path) - size + 1):
+        if path[i:i + size] == loop:
+            return i + size, True
+    for i, name in enumerate(path[:-1]):
+        if any(t == loop[0] for t, _ in flow.steps[name].next):
+            return i + 1, False
+    return None
+
+
+def _inject_rework(flow: _Flow, plans: list[_Case], rework: ReworkLoop,
+                   rng: random.Random) -> dict[str, Any]:
+    loop = list(rework.activities)
+    slots = {c.case_id: s for c in plans if (s := _rework_slot(flow, c.path, loop)) is not None}
+    eligible = [c for c in plans if c.case_id in slots]
+    chosen = rng.sample(eligible, min(len(eligible), round(rework.share * len(plans))))
+    runs: dict[str, int] = {}
+    for case in sorted(chosen, key=lambda c: c.case_id):
+        at, natural = slots[case.case_id]
+        extra = rng.randint(1, 3)
+        case.path[at:at] = loop * (extra if natural else extra + 1)
+        runs[case.case_id] = _runs(case.path, loop)
+    return {"activities": loop, "share": rework.share, "cases": sorted(runs), "runs": runs,
+            "natural_max_runs": _MAX_VISITS}
+
+
+def _inject_stuck(plans: list[_Case], stuck: StuckCases, rng: random.Random,
+                  exclude: set[str]) -> dict[str, Any]:
+    name = stuck.after_activity
+    eligible = [c for c in plans if c.case_id not in exclude and name in c.path[:-1]]
+    chosen = rng.sample(eligible, min(len(eligible), round(stuck.share * len(plans))))
+    for case in chosen:
+        del case.path[case.path.index(name) + 1:]
+    return {"after_activity": name, "share": stuck.share,
+            "cases": sorted(c.case_id for c in chosen)}
+
+
+def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | None,
+              with_start_events: bool, slowed: set[str]) -> list[CaseEvent]:
+    """Time, resource and team for each step of one case; notes the cases the bottleneck hit."""
+    rng, events = case.rng, list[CaseEvent]()
+    since_us = to_time_us(_local(bottleneck.since)) if bottleneck else 0
+    attributes = json.dumps(case.attributes, sort_keys=True, separators=(",", ":"))
+    handlers: dict[str, str] = {}
+    done, hold = case.arrival, 0.0
+    for pos, name in enumerate(case.path):
+        step = flow.steps[name]
+        begin = done
+        if pos > 0:
+            wait = _duration(rng, step.wait) + _duration(rng, hold)
+            if bottleneck and name == bottleneck.activity and to_time_us(done) >= since_us:
+                wait *= bottleneck.factor
+                slowed.add(case.case_id)
+            begin = _advance(done, max(wait, 1.0))
+        end = _advance(begin, max(_duration(rng, step.work), 1.0)) if step.work else begin
+        if step.team not in handlers:  # one handler per team per case
+            first, size = _TEAMS[step.team]
+            handlers[step.team] = f"u-{first + rng.randrange(size)}"
+        stamps = [("start", begin)] if with_start_events and step.work else []
+        for lifecycle, moment in [*stamps, ("complete", end)]:
+            events.append(CaseEvent(
+                event_id=f"{case.case_id}-{len(events) + 1}", process=process,
+                case_id=case.case_id, activity=name, time_us=to_time_us(moment),
+                lifecycle=lifecycle, resource=handlers[step.team], team=step.team,
+                attributes=attributes))
+        done, hold = end, step.hold
+    return events
+
+
+_NO_ANOMALIES = Anomalies()
+
+
+def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None = None,
+             anomalies: Anomalies = _NO_ANOMALIES, with_start_events: bool = False) -> Simulation:
+    """Simulate `cases` cases of `process`, arriving over working days from `start`.
+
+    The same arguments give the same events. Each case's path and times come from its own
+    random stream, so cases the anomalies do not touch are identical to a run without them.
+    A naive `start` (or bottleneck `since`) is read as Europe/Amsterdam wall-clock time.
+    """
+    flow = _flow(process)
+    _check(process, anomalies)
+    if cases < 0:
+        raise ValueError(f"cases {cases!r} must be zero or more")
+    first = _opening(_local(start or _DEFAULT_START))
+    master = random.Random(seed)
+    plans: list[_Case] = []
+    arrival = first
+    for index in range(cases):
+        if index:
+            arrival = _advance(arrival, master.expovariate(flow.per_day / _DAY))
+        rng = random.Random(master.getrandbits(64))
+        case = _Case(f"{flow.prefix}-{index + 1:06d}", arrival, rng, flow.attributes(rng))
+        case.path = _walk(flow, rng)
+        plans.append(case)
+    picker = random.Random(master.getrandbits(64))
+    truth: dict[str, Any] = {}
+    if anomalies.rework is not None:
+        truth["rework"] = _inject_rework(flow, plans, anomalies.rework, picker)
+    if anomalies.stuck is not None:
+        reworked = set(truth.get("rework", {}).get("cases", []))
+        truth["stuck"] = _inject_stuck(plans, anomalies.stuck, picker, reworked)
+    slowed: set[str] = set()
+    events = [e for case in plans for e in _timeline(
+        flow, case, process, anomalies.bottleneck, with_start_events, slowed)]
+    events.sort(key=lambda e: (e.time_us, e.case_id))  # stable: a case keeps its own order
+    if (bottleneck := anomalies.bottleneck) is not None:
+        truth["bottleneck"] = {
+            "activity": bottleneck.activity, "factor": bottleneck.factor,
+            "since": format_time(to_time_us(_local(bottleneck.since))),
+            "cases": sorted(slowed)}
+    ground_truth = {
+        "process": process, "seed": seed, "cases": cases, "events": len(events),
+        "start": format_time(to_time_us(first)), "timezone": str(_TZ),
+        "working_hours": "Mon-Fri 09:00-17:30", "with_start_events": with_start_events,
+        "activities": list(flow.steps),
+        "end_activities": [n for n, s in flow.steps.items() if any(t == _END for t, _ in s.next)],
+        "natural_max_visits": _MAX_VISITS, "anomalies": truth,
+    }
+    return Simulation(process=process, events=events, ground_truth=ground_truth)
+
+
+def write_ground_truth(simulations: Sequence[Simulation], path: str | Path) -> None:
+    """Write the simulations' ground truth as JSON: {"simulations": [ground_truth, ...]}."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    body = {"simulations": [s.ground_truth for s in simulations]}
+    target.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,170 @@
+"""Kafka behind two small interfaces: a ``Source`` of message batches and a ``Sink`` to publish.
+
+The rest of Backlight only sees ``Message``, ``Source`` and ``Sink``; kafka-python lives here
+and nowhere else, so a test or another client library touches one module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from ingest.errors import KafkaUnavailable
+
+log = logging.getLogger(__name__)
+HeaderList = Sequence[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Kafka record, as the consumer sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: HeaderList = ()
+
+
+class Source(Protocol):
+    """Batches of messages from a consumer group, and the commit of what was handled."""
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Message]: ...
+
+    def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit, per (topic, partition), the offset of the next message to read."""
+        ...
+
+    def assigned(self) -> bool:
+        """True once the group gave this consumer its partitions."""
+        ...
+
+    def lag(self) -> int:
+        """Messages on the assigned partitions not yet read."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Publishes messages; ``flush`` returns once the broker has acknowledged all of them."""
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             headers: HeaderList = ()) -> None: ...
+
+    def flush(self, timeout_s: float = 60.0) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaSource:
+    """A kafka-python consumer in a group, auto-commit off (Backlight commits after storing)."""
+
+    def __init__(self, bootstrap: str, group_id: str, topics: Iterable[str],
+                 client_id: str = "backlight", **overrides: Any) -> None:
+        settings: dict[str, Any] = {
+            "bootstrap_servers": bootstrap, "group_id": group_id, "client_id": client_id,
+            "enable_auto_commit": False, "auto_offset_reset": "earliest",
+            "max_partition_fetch_bytes": 8 * 1024 * 1024, "fetch_max_bytes": 64 * 1024 * 1024,
+            "max_poll_records": 5000, "bootstrap_timeout_ms": 15000,
+        }
+        settings.update(overrides)
+        try:
+            self._consumer = KafkaConsumer(**settings)
+        except KafkaTimeoutError as exc:
+            raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
+        self._consumer.subscribe(list(topics))
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Message]:
+        records = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        out: list[Message] = []
+        for batch in records.values():
+            out.extend(
+                Message(r.topic, r.partition, r.offset, r.key, r.value, r.headers or ())
+                for r in batch
+            )
+        return out
+
+    def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        if next_offsets:
+            self._consumer.commit({
+                TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                for (t, p), o in next_offsets.items()
+            })
+
+    def assigned(self) -> bool:
+        return bool(self._consumer.assignment())
+
+    def lag(self) -> int:
+        parts = list(self._consumer.assignment())
+        if not parts:
+            return 0
+        ends = self._consumer.end_offsets(parts)
+        return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in parts)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+class KafkaSink:
+    """A kafka-python producer: idempotent, acks from all in-sync replicas, batched."""
+
+    def __init__(self, bootstrap: str, client_id: str = "backlight", **overrides: Any) -> None:
+        settings: dict[str, Any] = {
+            "bootstrap_servers": bootstrap, "client_id": client_id, "acks": "all",
+            "linger_ms": 20, "batch_size": 256 * 1024, "compression_type": None,
+            "max_request_size": 4 * 1024 * 1024, "bootstrap_timeout_ms": 15000,
+        }
+        settings.update(overrides)
+        try:
+            self._producer = KafkaProducer(**settings)
+        except KafkaTimeoutError as exc:
+            raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
+        self._failures: list[BaseException] = []
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             headers: HeaderList = ()) -> None:
+        future = self._producer.send(topic, value=value, key=key, headers=list(headers) or None)
+        future.add_errback(self._failures.append)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            raise KafkaUnavailable(f"the broker did not acknowledge within {timeout_s}s") from exc
+        if self._failures:
+            first = self._failures[0]
+            self._failures.clear()
+            raise KafkaUnavailable(f"publishing failed: {first!r}")
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3) -> None:
+    """Create the topics that do not exist yet (replication factor 1 on a local broker)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="backlight-admin",
+                                 bootstrap_timeout_ms=15000)
+    except KafkaTimeoutError as exc:
+        raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(t, partitions, 1) for t in dict.fromkeys(topics) if t not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as exc:
+                log.warning("could not create topics %s: %s", [t.name for t in new], exc)
+    finally:
+        admin.close()

@@ -1,0 +1,15 @@
+"""Errors raised by the mining core."""
+
+from __future__ import annotations
+
+
+class MiningError(Exception):
+    """Base class of every error the mining core raises."""
+
+
+class FrameError(MiningError):
+    """The event frame lacks a column, has a wrong type or holds an invalid value."""
+
+
+class Pm4pyError(MiningError):
+    """pm4py failed on a frame that the mining core handed to it."""

@@ -1,0 +1,163 @@
+"""Rework per activity (self-loops, loops, repeat, redo) and the DFG cycles cases go round."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Final
+
+import networkx as nx
+import polars as pl
+
+from mining.frame import Events, EventsLike, ordered, prepare
+
+# Basis: rework and loops count executions, so they use the `complete` events when the frame
+# has any (else every event). Otherwise the schedule -> start -> complete of a single
+# execution would look like a -> a -> a, a self-loop that is no rework. An explicit
+# `lifecycle` overrides this.
+MAX_CYCLE_LENGTH: Final = 5  # longest cycle enumerated, in activities
+MAX_ENUMERATED: Final = 10_000  # networkx enumeration budget, in cycles
+MAX_LOOPS: Final = 50  # loops reported, the ones most cases go round
+
+
+@dataclass(frozen=True)
+class Rework:
+    """How often an activity had to be done again within a case, in cases.
+
+    `self_loop_cases`: done again right after itself (a -> a); `loop_cases`: done again after
+    other work (a -> ... -> a). Comparing each execution with the previous one of the same
+    activity in the case: `repeat_cases` when the same resource did it, `redo_cases` when
+    another did (executions without a resource count in neither). `cases` counts cases with
+    any rework of the activity and `share` is that over all cases.
+    """
+
+    activity: str
+    cases: int
+    share: float
+    self_loop_cases: int
+    loop_cases: int
+    repeat_cases: int
+    redo_cases: int
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A simple cycle of the directly-follows graph and the number of cases that go round it."""
+
+    cycle: tuple[str, ...]
+    cases: int
+
+
+def rework_basis(data: EventsLike, lifecycle: str | None = None) -> Events:
+    """The events rework and loops count: `lifecycle` if given, else completions if any."""
+    events = prepare(data)
+    if lifecycle is None:
+        if events.lifecycle is not None:
+            return events
+        has_complete = bool((events.df["lifecycle"] == "complete").any())
+        lifecycle = "complete" if has_complete else None
+    if lifecycle is None:
+        return events
+    return Events(ordered(events.df, lifecycle), lifecycle)
+
+
+def discover_rework(data: EventsLike, lifecycle: str | None = None) -> list[Rework]:
+    """Activities done more than once in a case, sorted by cases desc, then activity."""
+    events = prepare(data)
+    basis = rework_basis(events, lifecycle)
+    by = ["case_id", "activity"]
+    res, prev = pl.col("resource"), pl.col("prev_resource")
+    known = res.is_not_null() & prev.is_not_null()
+    again = (
+        basis.df.with_columns(pl.int_range(pl.len()).over("case_id").alias("pos"))
+        .with_columns(
+            (pl.col("pos") - pl.col("pos").shift(1).over(by)).alias("gap"),
+            pl.col("resource").shift(1).over(by).alias("prev_resource"),
+        )
+        .filter(pl.col("gap").is_not_null())
+        .with_columns(
+            (pl.col("gap") == 1).alias("self_loop"),
+            (pl.col("gap") > 1).alias("loop"),
+            (known & (res == prev)).alias("repeat"),
+            (known & (res != prev)).alias("redo"),
+        )
+    )
+    flags = ["self_loop", "loop", "repeat", "redo"]
+    per_case = again.group_by(by).agg(pl.col(flags).any())
+    table = (
+        per_case.group_by("activity")
+        .agg(pl.len().alias("cases"), *(pl.col(f).sum().alias(f"{f}_cases") for f in flags))
+        .sort(["cases", "activity"], descending=[True, False])
+    )
+    total = events.cases
+    return [
+        Rework(
+            activity=row["activity"],
+            cases=int(row["cases"]),
+            share=row["cases"] / total,
+            self_loop_cases=int(row["self_loop_cases"]),
+            loop_cases=int(row["loop_cases"]),
+            repeat_cases=int(row["repeat_cases"]),
+            redo_cases=int(row["redo_cases"]),
+        )
+        for row in table.iter_rows(named=True)
+    ]
+
+
+def _canonical(cycle: list[str]) -> tuple[str, ...]:
+    """The rotation of a simple cycle that starts at its alphabetically first activity."""
+    i = cycle.index(min(cycle))
+    return tuple(cycle[i:] + cycle[:i])
+
+
+def dfg_cycles(steps: pl.DataFrame, max_length: int = MAX_CYCLE_LENGTH) -> list[tuple[str, ...]]:
+    """Simple cycles (self-loops included) up to `max_length`, at most MAX_ENUMERATED of them."""
+    graph = nx.DiGraph()
+    graph.add_edges_from(steps.select("source", "target").unique().iter_rows())
+    found = nx.simple_cycles(graph, length_bound=max_length)
+    return sorted({_canonical(list(c)) for c in itertools.islice(found, MAX_ENUMERATED)})
+
+
+def discover_loops(
+    data: EventsLike,
+    lifecycle: str | None = None,
+    max_length: int = MAX_CYCLE_LENGTH,
+    max_loops: int = MAX_LOOPS,
+) -> list[Loop]:
+    """DFG cycles with the cases going round them, by cases desc; unvisited cycles left out.
+
+    A case goes round a cycle c0 -> ... -> ck-1 when its trace holds the activities of one of
+    the cycle's rotations consecutively, followed by the first again (a -> a for a self-loop).
+    """
+    basis = rework_basis(data, lifecycle)
+    cycles = dfg_cycles(basis.steps, max_length)
+    if not cycles:
+        return []
+    codes = {a: str(i) for i, a in enumerate(sorted({a for c in cycles for a in c}))}
+    patterns = pl.DataFrame(
+        [
+            (len(c), ",".join(codes[a] for a in (c[r:] + c[:r] + (c[r],))), i)
+            for i, c in enumerate(cycles)
+            for r in range(len(c))
+        ],
+        schema={"k": pl.Int64, "key": pl.String, "cycle": pl.Int64},
+        orient="row",
+    )
+    df = basis.df.select(
+        "case_id",
+        pl.col("activity")
+        .replace_strict(codes, default=None, return_dtype=pl.String)
+        .alias("code"),
+    )
+    hits = []
+    for k in sorted(set(patterns["k"].to_list())):
+        window = pl.concat_str([pl.col("code").shift(-j) for j in range(k + 1)], separator=",")
+        same_case = pl.col("case_id").shift(-k) == pl.col("case_id")
+        keys = df.select("case_id", window.alias("key"), same_case.alias("ok")).filter("ok")
+        hits.append(
+            keys.join(patterns.filter(pl.col("k") == k), on="key").select("case_id", "cycle")
+        )
+    counted = pl.concat(hits).group_by("cycle").agg(pl.col("case_id").n_unique().alias("cases"))
+    loops = [Loop(cycles[i], int(n)) for i, n in counted.iter_rows()]
+    loops.sort(key=lambda lp: (-lp.cases, len(lp.cycle), lp.cycle))
+    return loops[:max_loops]

@@ -1,0 +1,99 @@
+"""Shared fixtures: a real Kafka broker for the session, the public logs, config files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_file(relative: str) -> Path:
+    """A file from ../shared/data, or skip the test saying why."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"../shared/data/{relative} is absent: the public event logs live beside "
+                    "the repo (see ../shared/data/README.md)")
+    return path
+
+
+def _docker_answers() -> bool:
+    try:
+        from testcontainers.core.docker_client import DockerClient
+
+        DockerClient().client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Apache Kafka: testcontainers where a Docker engine answers, else a local KRaft node."""
+    if os.environ.get("BACKLIGHT_TEST_BOOTSTRAP"):
+        yield os.environ["BACKLIGHT_TEST_BOOTSTRAP"]
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    from ingest.broker import LocalBroker
+
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"))
+    state = broker.start()
+    try:
+        yield state.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture()
+def unique() -> str:
+    """A short unique suffix for topic and group names, so tests never share state."""
+    return uuid.uuid4().hex[:8]
+
+
+def write_config(path: Path, bootstrap: str, store: Path, sources: list[tuple[str, str]],
+                 group: str, extra: str = "") -> Path:
+    """Write a backlight.toml with the given (topic, process) sources."""
+    text = (f'[kafka]\nbootstrap_servers = "{bootstrap}"\ngroup_id = "{group}"\n'
+            f'session_timeout_ms = 6000\n\n[store]\nurl = "sqlite:///{store}"\n\n')
+    for topic, process in sources:
+        text += f'[[sources]]\ntopic = "{topic}"\nprocess = "{process}"\n\n'
+    path.write_text(text + extra)
+    return path
+
+
+def backlight(*args: str, timeout: float = 600, check: bool = True,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "backlight", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          cwd=ROOT, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"backlight {' '.join(args)} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@contextlib.contextmanager
+def popen_backlight(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """Start the CLI in the background; make sure it is gone afterwards."""
+    proc = subprocess.Popen([sys.executable, "-m", "backlight", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

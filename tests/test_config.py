@@ -1,0 +1,100 @@
+"""Config: defaults, file, environment overrides, and clear errors (exit 2) for broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import backlight
+
+from backlight.config import ConfigError, load
+
+
+def test_embedded_defaults_cover_three_processes(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a backlight.toml the embedded defaults configure onboarding, payments, claims."""
+    monkeypatch.chdir(tmp_path)
+    settings = load(environ={})
+    assert [s.process for s in settings.sources] == ["onboarding", "payments", "claims"]
+    assert settings.topic_for("claims") == "claims.events"
+    assert settings.store.url == "sqlite:///backlight.db"
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    """BACKLIGHT_KAFKA__BOOTSTRAP_SERVERS and list items by index override the file."""
+    path = tmp_path / "b.toml"
+    path.write_text('[kafka]\nbootstrap_servers = "a:1"\n[[sources]]\ntopic = "x"\n')
+    env = {"BACKLIGHT_KAFKA__BOOTSTRAP_SERVERS": "kafka-1:9092",
+           "BACKLIGHT_SOURCES__0__PROCESS": "claims", "BACKLIGHT_KAFKA__BATCH_SIZE": "100"}
+    settings = load(path, environ=env)
+    assert settings.kafka.bootstrap_servers == "kafka-1:9092"
+    assert settings.kafka.batch_size == 100
+    assert settings.sources[0].process == "claims"
+
+
+def test_secret_comes_from_environment_and_is_masked(tmp_path: Path) -> None:
+    """${VAR} in a channel URL is read from the environment and never printed in full."""
+    path = tmp_path / "b.toml"
+    path.write_text('[[channels]]\ntype = "slack"\nurl = "${HOOK}"\n')
+    settings = load(path, environ={"HOOK": "https://hooks.example/T000/SECRET"})
+    assert settings.channels[0].url.get_secret_value().endswith("SECRET")
+    assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.channels[0])
+
+
+@pytest.mark.parametrize(("text", "env", "needle"), [
+    ('[kafka\nbootstrap_servers = "x"', {}, "not valid TOML"),
+    ('[kafka]\nbatch_size = "many"', {}, "kafka.batch_size"),
+    ('[kafka]\nbootstrap = "x"', {}, "kafka.bootstrap: unknown key"),
+    ('[store]\nurl = "mysql://x"', {}, "store.url: must start with sqlite:///"),
+    ('[[sources]]\nprocess = "claims"', {}, "sources[0].topic: required"),
+    ('[[sources]]\ntopic = "bad topic!"', {}, "sources[0].topic"),
+    ('[[sources]]\ntopic = "a"\n[sources.mapping]\ntimezone = "Mars/Base"', {},
+     "sources[0].mapping.timezone: unknown time zone 'Mars/Base'"),
+    ('[[sources]]\ntopic = "a"\n[[sources]]\ntopic = "a"', {}, "configured twice"),
+    ('[[channels]]\ntype = "slack"\nurl = "${NOPE_NOT_SET}"', {}, "NOPE_NOT_SET is not set"),
+    ('[[channels]]\ntype = "pager"\nurl = "https://x"', {}, "channels[0].type"),
+    ('[[processes]]\nname = "x"\nlast_reviewed = "last year"', {},
+     "processes[0].last_reviewed"),
+    ("", {"BACKLIGHT_KAFKA__BATCH_SIZE": "0"}, "kafka.batch_size"),
+])
+def test_broken_config_names_key_and_problem(tmp_path: Path, text: str, env: dict[str, str],
+                                             needle: str) -> None:
+    """Each broken config raises one ConfigError naming the file, the key and the problem."""
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(path, environ=env)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_secret_never_echoed_in_error(tmp_path: Path) -> None:
+    """A bad channel URL value is reported without echoing the secret."""
+    path = tmp_path / "b.toml"
+    path.write_text('[[channels]]\ntype = "slack"\nurl = 42\n')
+    with pytest.raises(ConfigError) as err:
+        load(path, environ={})
+    assert "channels[0].url" in str(err.value) and "42" not in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('[kafka]\nbatch_size = -5', "kafka.batch_size"),
+    ('[[sources]]\ntopic = "x.dlq"', "sources[0].topic"),
+    ('[kafka\n', "not valid TOML"),
+])
+def test_cli_exits_2_on_bad_config(tmp_path: Path, text: str, needle: str) -> None:
+    """`backlight consume` with a broken config prints one message with the key and exits 2."""
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    proc = backlight("consume", "--config", str(path), check=False, timeout=60)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_exits_2_on_missing_config(tmp_path: Path) -> None:
+    """An explicitly named config file that does not exist exits 2 saying so."""
+    proc = backlight("consume", "--config", str(tmp_path / "nope.toml"), check=False, timeout=60)
+    assert proc.returncode == 2
+    assert "no such config file" in proc.stderr
