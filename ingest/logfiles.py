@@ -41,7 +41,7 @@ _COLUMNS: dict[str, tuple[str, str]] = {
 _REQUIRED = ("case_id", "activity", "timestamp")
 _XES_TYPES = frozenset({"string", "date", "int", "float", "boolean", "id"})
 _XES_NAMESPACE = "{http://www.xes-standard.org/}"
-# Tag -> attribute type, for the usual tags (a dict lookup is much cheaper than parsing the tag).
+# Tag -> attribute type for the usual tags (a dict lookup, cheaper than splitting the tag).
 _XES_TAGS = {tag: kind for kind in _XES_TYPES for tag in (kind, _XES_NAMESPACE + kind)}
 
 # activity, timestamp text, lifecycle, resource, team, other attributes, position, source line
@@ -52,7 +52,9 @@ def read_log(path: str | Path, process: str) -> Iterator[CaseEvent]:
     """The case events of the log file at `path`, in file order, for `process`.
 
     The file's existence and format are checked at once; anything wrong inside the file raises
-    `LogFileError` (naming the file and where) while iterating.
+    `LogFileError` (naming the file and where: XES line, case and event position; CSV line,
+    counting the header as line 1 and one row per line; Parquet row from 1) while iterating.
+    CSV and Parquet files are loaded whole by polars (columnar, compact); XES is streamed.
     """
     source = Path(path)
     name = source.name.lower()
@@ -69,18 +71,16 @@ def read_log(path: str | Path, process: str) -> Iterator[CaseEvent]:
 def _read_xes(path: Path, process: str, *, gzipped: bool) -> Iterator[CaseEvent]:
     counts: dict[str, int] = {}
     with gzip.open(path, "rb") if gzipped else path.open("rb") as stream:
-        events = etree.iterparse(
-            stream, events=("end",), tag=("{*}event", "{*}trace"),
-            resolve_entities=False, no_network=True, huge_tree=True,
-        )
-        trace: Any = None
+        parsed = etree.iterparse(stream, events=("end",), tag=("{*}event", "{*}trace"),
+                                 resolve_entities=False, no_network=True)
+        trace: Any = None  # lxml hands back the same proxy for a node while we hold it
         case_id: str | None = None
         position = 0
-        pending: list[_RawEvent] = []
+        pending: list[_RawEvent] = []  # events read before their trace's concept:name
         try:
-            for _, element in events:
+            for _, element in parsed:
                 if _local(element.tag) == "trace":
-                    if pending:  # the trace named its case only after these events
+                    if pending:
                         case_id = _attribute(element, "concept:name")
                         if case_id is None:
                             raise LogFileError(
@@ -92,15 +92,21 @@ def _read_xes(path: Path, process: str, *, gzipped: bool) -> Iterator[CaseEvent]
                     _drop(element)
                     continue
                 parent = element.getparent()
-                if parent is not trace:  # first event of a new trace: its name precedes it
-                    trace, case_id, position = parent, _attribute(parent, "concept:name"), 0
+                if parent is not trace:
+                    if _local(parent.tag) != "trace":
+                        raise LogFileError(
+                            f"{path}, line {element.sourceline}: event outside a trace"
+                        )
+                    trace, case_id, position = parent, None, 0
                 position += 1
-                raw = _xes_fields(element, position)
+                pending.append(_xes_fields(element, position))
+                if case_id is None:  # usually the trace's first child, before its events
+                    case_id = _attribute(trace, "concept:name")
                 _drop(element)
-                if case_id is None:
-                    pending.append(raw)
-                else:
-                    yield _xes_event(path, process, case_id, raw, counts)
+                if case_id is not None:
+                    for raw in pending:
+                        yield _xes_event(path, process, case_id, raw, counts)
+                    pending = []
         except etree.XMLSyntaxError as exc:
             raise LogFileError(f"{path}: not well-formed XES: {exc}") from exc
         except (OSError, EOFError) as exc:

@@ -7,7 +7,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,17 +29,11 @@ _REQUEST, _RECEIVED = "Request missing documents", "Documents received"
 
 # Each team's named people: (first number, head count) -> "u-<number>".
 _TEAMS: dict[str, tuple[int, int]] = {
-    "front-office/branch": (101, 14),
-    "front-office/contact-centre": (201, 18),
-    "back-office/kyc": (301, 8),
-    "back-office/risk": (321, 5),
-    "back-office/operations": (341, 6),
-    "back-office/payment-ops": (401, 7),
-    "back-office/investigations": (421, 9),
-    "back-office/claims-intake": (501, 6),
-    "back-office/claims-handling": (521, 10),
-    "back-office/loss-adjusters": (551, 4),
-    "back-office/finance": (571, 4),
+    "front-office/branch": (101, 14), "front-office/contact-centre": (201, 18),
+    "back-office/kyc": (301, 8), "back-office/risk": (321, 5), "back-office/operations": (341, 6),
+    "back-office/payment-ops": (401, 7), "back-office/investigations": (421, 9),
+    "back-office/claims-intake": (501, 6), "back-office/claims-handling": (521, 10),
+    "back-office/loss-adjusters": (551, 4), "back-office/finance": (571, 4),
 }
 
 
@@ -109,7 +103,7 @@ class _Case:
     arrival: datetime
     rng: random.Random
     attributes: dict[str, Any]
-    path: list[str] = field(default_factory=list)
+    path: list[str]  # mutable: anomalies add or cut steps
 
 
 def _money(rng: random.Random, median: float, step: int) -> int:
@@ -423,9 +417,9 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
         if index:
             arrival = _advance(arrival, master.expovariate(flow.per_day / _DAY))
         rng = random.Random(master.getrandbits(64))
-        case = _Case(f"{flow.prefix}-{index + 1:06d}", arrival, rng, flow.attributes(rng))
-        case.path = _walk(flow, rng)
-        plans.append(case)
+        attributes = flow.attributes(rng)  # drawn before the walk, always in this order
+        plans.append(_Case(f"{flow.prefix}-{index + 1:06d}", arrival, rng, attributes,
+                           _walk(flow, rng)))
     picker = random.Random(master.getrandbits(64))
     truth: dict[str, Any] = {}
     if anomalies.rework is not None:

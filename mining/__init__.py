@@ -2,7 +2,16 @@
 
 from mining.dfg import Dfg, Edge, discover_dfg, start_end_activities
 from mining.errors import FrameError, MiningError, Pm4pyError
-from mining.frame import SCHEMA, Events, EventsLike, check_frame, empty_frame, ordered, prepare
+from mining.frame import (
+    SCHEMA,
+    Events,
+    EventsLike,
+    check_frame,
+    empty_frame,
+    frame_from_rows,
+    ordered,
+    prepare,
+)
 from mining.handoffs import Handoff, discover_handoffs
 from mining.rework import Loop, Rework, discover_loops, discover_rework, rework_basis
 from mining.stats import WaitStats
@@ -42,6 +51,7 @@ __all__ = [
     "discover_variants",
     "duration_stats",
     "empty_frame",
+    "frame_from_rows",
     "ordered",
     "prepare",
     "rework_basis",

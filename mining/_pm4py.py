@@ -9,14 +9,17 @@ from typing import Any
 import polars as pl
 
 from mining.errors import MiningError, Pm4pyError
-from mining.frame import check_frame
+from mining.frame import check_frame, ordered
 
 KEYS = {"activity_key": "activity", "case_id_key": "case_id", "timestamp_key": "timestamp"}
 
 
 def to_pandas(df: pl.DataFrame) -> Any:
-    """A checked event frame as a pandas DataFrame, rows in arrival (`seq`) order, for pm4py."""
-    return check_frame(df).sort("seq").to_pandas()
+    """A checked event frame as a pandas DataFrame ordered by (case_id, timestamp, seq)."""
+    # Not arrival order: pm4py's start/end activities, variants and case durations read each
+    # case's rows in frame order and get_variants assumes a case's rows are contiguous; on
+    # interleaved cases (live arrival order) it mixes them. Its DFG re-sorts stably: no change.
+    return ordered(check_frame(df)).to_pandas()
 
 
 def _call(name: str, df: pl.DataFrame, **kwargs: Any) -> Any:
@@ -36,9 +39,7 @@ def discover_dfg(
     df: pl.DataFrame,
 ) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
     """pm4py.discover_dfg: (edge counts, start activities, end activities)."""
-    result: tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]] = _call(
-        "discover_dfg", df
-    )
+    result: tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]] = _call("discover_dfg", df)
     return result
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Final
 
@@ -41,6 +43,31 @@ def _same_type(actual: pl.DataType, expected: pl.DataType) -> bool:
 def empty_frame() -> pl.DataFrame:
     """An event frame with the expected columns and no rows."""
     return pl.DataFrame(schema=SCHEMA)
+
+
+def frame_from_rows(rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:
+    """Build a checked event frame from dicts (timestamps: timezone-aware datetimes)."""
+    # Defaults: seq = row number, event_id = str(seq), lifecycle = complete, others null.
+    records = []
+    for i, row in enumerate(rows):
+        ts = row["timestamp"]
+        if not isinstance(ts, datetime) or ts.tzinfo is None:
+            raise FrameError(f"row {i}: 'timestamp' must be a timezone-aware datetime")
+        seq = row.get("seq", i)
+        records.append(
+            {
+                "event_id": row.get("event_id", str(seq)),
+                "case_id": row["case_id"],
+                "activity": row["activity"],
+                "timestamp": ts,
+                "lifecycle": row.get("lifecycle", "complete"),
+                "resource": row.get("resource"),
+                "team": row.get("team"),
+                "attributes": row.get("attributes"),
+                "seq": seq,
+            }
+        )
+    return check_frame(pl.DataFrame(records, schema=SCHEMA, orient="row"))
 
 
 def check_frame(df: object) -> pl.DataFrame:
@@ -88,9 +115,9 @@ def steps_of(df: pl.DataFrame) -> pl.DataFrame:
             pl.col("case_id"),
             pl.col("activity").alias("source"),
             pl.col("activity").shift(-1).alias("target"),
-            (
-                (pl.col("timestamp").shift(-1) - pl.col("timestamp")).dt.total_microseconds() / 1e6
-            ).alias("wait_s"),
+            ((pl.col("timestamp").shift(-1) - pl.col("timestamp")).dt.total_microseconds() / 1e6).alias(
+                "wait_s"
+            ),
             pl.col("resource"),
             pl.col("resource").shift(-1).alias("next_resource"),
             pl.col("team"),
@@ -102,7 +129,7 @@ def steps_of(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Events:
     """A checked event frame ordered by (case_id, timestamp, seq), optionally of one lifecycle."""
 
@@ -123,10 +150,17 @@ class Events:
 EventsLike = pl.DataFrame | Events
 
 
+def only(events: Events, lifecycle: str | None) -> Events:
+    """Prepared events restricted to one lifecycle (None keeps all); the order is kept."""
+    if lifecycle is None or lifecycle == events.lifecycle:
+        return events
+    if lifecycle not in LIFECYCLES:
+        raise FrameError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
+    return Events(events.df.filter(pl.col("lifecycle") == lifecycle), lifecycle)
+
+
 def prepare(data: EventsLike, lifecycle: str | None = None) -> Events:
     """Check and order a raw frame once; pass already prepared events through."""
     if isinstance(data, Events):
-        if lifecycle is None or lifecycle == data.lifecycle:
-            return data
-        return Events(ordered(data.df, lifecycle), lifecycle)
+        return only(data, lifecycle)
     return Events(ordered(check_frame(data), lifecycle), lifecycle)

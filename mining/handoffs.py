@@ -35,8 +35,6 @@ def discover_handoffs(data: EventsLike, lifecycle: str | None = None) -> list[Ha
         .sort(["count", "team", "next_team"], descending=[True, False, False])
     )
     return [
-        Handoff(
-            row["team"], row["next_team"], int(row["count"]), int(row["cases"]), wait_stats(row)
-        )
+        Handoff(row["team"], row["next_team"], int(row["count"]), int(row["cases"]), wait_stats(row))
         for row in table.iter_rows(named=True)
     ]

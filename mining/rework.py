@@ -9,7 +9,7 @@ from typing import Final
 import networkx as nx
 import polars as pl
 
-from mining.frame import Events, EventsLike, ordered, prepare
+from mining.frame import Events, EventsLike, only, prepare
 
 # Basis: rework and loops count executions, so they use the `complete` events when the frame
 # has any (else every event). Otherwise the schedule -> start -> complete of a single
@@ -22,15 +22,13 @@ MAX_LOOPS: Final = 50  # loops reported, the ones most cases go round
 
 @dataclass(frozen=True)
 class Rework:
-    """How often an activity had to be done again within a case, in cases.
+    """How often an activity had to be done again within a case, counted in cases."""
 
-    `self_loop_cases`: done again right after itself (a -> a); `loop_cases`: done again after
-    other work (a -> ... -> a). Comparing each execution with the previous one of the same
-    activity in the case: `repeat_cases` when the same resource did it, `redo_cases` when
-    another did (executions without a resource count in neither). `cases` counts cases with
-    any rework of the activity and `share` is that over all cases.
-    """
-
+    # Each execution is compared with the previous execution of the same activity in the
+    # case: `self_loop` when it directly follows it (a -> a), `loop` when other work came in
+    # between (a -> ... -> a); `repeat` when the same resource did both, `redo` when another
+    # resource did (executions without a resource count as neither). `cases` counts cases with
+    # any re-execution of the activity; `share` is that over all cases of the process.
     activity: str
     cases: int
     share: float
@@ -51,39 +49,48 @@ class Loop:
 def rework_basis(data: EventsLike, lifecycle: str | None = None) -> Events:
     """The events rework and loops count: `lifecycle` if given, else completions if any."""
     events = prepare(data)
-    if lifecycle is None:
-        if events.lifecycle is not None:
-            return events
-        has_complete = bool((events.df["lifecycle"] == "complete").any())
-        lifecycle = "complete" if has_complete else None
-    if lifecycle is None:
-        return events
-    return Events(ordered(events.df, lifecycle), lifecycle)
+    complete = (events.df["lifecycle"] == "complete").any()
+    if lifecycle is None and events.lifecycle is None and complete:
+        lifecycle = "complete"
+    return only(events, lifecycle)
 
 
-def discover_rework(data: EventsLike, lifecycle: str | None = None) -> list[Rework]:
-    """Activities done more than once in a case, sorted by cases desc, then activity."""
-    events = prepare(data)
-    basis = rework_basis(events, lifecycle)
-    by = ["case_id", "activity"]
+def _executions(basis: pl.DataFrame) -> pl.DataFrame:
+    """Each execution that repeats an activity in its case, flagged the four ways."""
+    same = (pl.col("case_id") == pl.col("case_id").shift(1)) & (
+        pl.col("activity") == pl.col("activity").shift(1)
+    )
     res, prev = pl.col("resource"), pl.col("prev_resource")
     known = res.is_not_null() & prev.is_not_null()
-    again = (
-        basis.df.with_columns(pl.int_range(pl.len()).over("case_id").alias("pos"))
+    return (
+        basis.select("case_id", "activity", "resource", pl.int_range(pl.len()).alias("pos"))
+        # a stable sort: within (case, activity) the executions stay in case order
+        .sort(["case_id", "activity"], maintain_order=True)
         .with_columns(
-            (pl.col("pos") - pl.col("pos").shift(1).over(by)).alias("gap"),
-            pl.col("resource").shift(1).over(by).alias("prev_resource"),
+            pl.when(same).then(pl.col("pos") - pl.col("pos").shift(1)).alias("gap"),
+            pl.when(same).then(pl.col("resource").shift(1)).alias("prev_resource"),
         )
         .filter(pl.col("gap").is_not_null())
-        .with_columns(
+        .select(
+            "case_id",
+            "activity",
             (pl.col("gap") == 1).alias("self_loop"),
             (pl.col("gap") > 1).alias("loop"),
             (known & (res == prev)).alias("repeat"),
             (known & (res != prev)).alias("redo"),
         )
     )
+
+
+def discover_rework(data: EventsLike, lifecycle: str | None = None) -> list[Rework]:
+    """Activities done more than once in a case, sorted by cases desc, then activity."""
+    events = prepare(data)
     flags = ["self_loop", "loop", "repeat", "redo"]
-    per_case = again.group_by(by).agg(pl.col(flags).any())
+    per_case = (
+        _executions(rework_basis(events, lifecycle).df)
+        .group_by("case_id", "activity")
+        .agg(pl.col(flags).any())
+    )
     table = (
         per_case.group_by("activity")
         .agg(pl.len().alias("cases"), *(pl.col(f).sum().alias(f"{f}_cases") for f in flags))
@@ -124,40 +131,35 @@ def discover_loops(
     max_length: int = MAX_CYCLE_LENGTH,
     max_loops: int = MAX_LOOPS,
 ) -> list[Loop]:
-    """DFG cycles with the cases going round them, by cases desc; unvisited cycles left out.
-
-    A case goes round a cycle c0 -> ... -> ck-1 when its trace holds the activities of one of
-    the cycle's rotations consecutively, followed by the first again (a -> a for a self-loop).
-    """
+    """DFG cycles with the cases going round them, by cases desc; unvisited cycles left out."""
+    # A case goes round a cycle c0 -> ... -> ck-1 when its trace holds one rotation of the
+    # cycle's activities consecutively followed by that rotation's first activity again
+    # (a -> a for a self-loop). Ties on cases: shorter cycles first, then by name.
     basis = rework_basis(data, lifecycle)
     cycles = dfg_cycles(basis.steps, max_length)
     if not cycles:
         return []
-    codes = {a: str(i) for i, a in enumerate(sorted({a for c in cycles for a in c}))}
+    codes = {a: i for i, a in enumerate(sorted({a for c in cycles for a in c}))}
     patterns = pl.DataFrame(
         [
-            (len(c), ",".join(codes[a] for a in (c[r:] + c[:r] + (c[r],))), i)
+            (",".join(str(codes[a]) for a in (c[r:] + c[:r] + (c[r],))), i)
             for i, c in enumerate(cycles)
             for r in range(len(c))
         ],
-        schema={"k": pl.Int64, "key": pl.String, "cycle": pl.Int64},
+        schema={"key": pl.String, "cycle": pl.Int64},
         orient="row",
     )
-    df = basis.df.select(
-        "case_id",
-        pl.col("activity")
-        .replace_strict(codes, default=None, return_dtype=pl.String)
-        .alias("code"),
-    )
+    code = pl.col("activity").replace_strict(codes, default=None, return_dtype=pl.Int64)
+    frame = basis.df.lazy().select("case_id", code.alias("c0"))
     hits = []
-    for k in sorted(set(patterns["k"].to_list())):
-        window = pl.concat_str([pl.col("code").shift(-j) for j in range(k + 1)], separator=",")
-        same_case = pl.col("case_id").shift(-k) == pl.col("case_id")
-        keys = df.select("case_id", window.alias("key"), same_case.alias("ok")).filter("ok")
-        hits.append(
-            keys.join(patterns.filter(pl.col("k") == k), on="key").select("case_id", "cycle")
-        )
-    counted = pl.concat(hits).group_by("cycle").agg(pl.col("case_id").n_unique().alias("cases"))
+    for k in sorted({len(c) for c in cycles}):
+        # a window of k + 1 events of one case that closes back on its first activity
+        shifted = [pl.col("c0").shift(-j).alias(f"c{j}") for j in range(1, k + 1)]
+        closes = (pl.col("case_id").shift(-k) == pl.col("case_id")) & (pl.col("c0") == pl.col(f"c{k}"))
+        key = pl.concat_str([pl.col(f"c{j}") for j in range(k + 1)], separator=",")
+        windows = frame.with_columns(shifted).filter(closes).select("case_id", key.alias("key"))
+        hits.append(windows.join(patterns.lazy(), on="key").select("case_id", "cycle"))
+    counted = pl.concat(hits).group_by("cycle").agg(pl.col("case_id").n_unique().alias("cases")).collect()
     loops = [Loop(cycles[i], int(n)) for i, n in counted.iter_rows()]
     loops.sort(key=lambda lp: (-lp.cases, len(lp.cycle), lp.cycle))
     return loops[:max_loops]

@@ -45,9 +45,7 @@ def wait_aggs(col: str = "wait_s") -> list[pl.Expr]:
 
 def wait_stats(row: dict[str, Any]) -> WaitStats:
     """Build `WaitStats` from a row that holds the `wait_aggs` columns."""
-    return WaitStats(
-        mean=_f(row["mean"]), median=_f(row["median"]), p90=_f(row["p90"]), max=_f(row["max"])
-    )
+    return WaitStats(mean=_f(row["mean"]), median=_f(row["median"]), p90=_f(row["p90"]), max=_f(row["max"]))
 
 
 def _f(value: Any) -> float:

@@ -32,9 +32,7 @@ def summarize(df: EventsLike, process: str, lifecycle: str | None = None) -> dic
     """The JSON-serialisable summary of one process's events, as in DESIGN.md."""
     events = prepare(df, lifecycle)
     frame = events.df
-    window = frame.select(
-        pl.col("timestamp").min().alias("from"), pl.col("timestamp").max().alias("to")
-    )
+    window = frame.select(pl.col("timestamp").min().alias("from"), pl.col("timestamp").max().alias("to"))
     dfg = discover_dfg(events)
     stats = duration_stats(events)
     return {

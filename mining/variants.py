@@ -46,11 +46,13 @@ def discover_variants(data: EventsLike, lifecycle: str | None = None) -> list[Va
     """Variants sorted by count desc, then by activity sequence."""
     events = prepare(data, lifecycle)
     traces = events.df.group_by("case_id").agg(pl.col("activity").alias("trace"))
-    counts = traces.group_by("trace").len()
+    # polars orders list columns lexicographically, as Python orders tuples
+    counts = traces.group_by("trace").len().sort(["len", "trace"], descending=[True, False])
     total = events.cases
-    found = [Variant(tuple(trace), int(n), n / total) for trace, n in counts.iter_rows()]
-    found.sort(key=lambda v: (-v.count, v.activities))
-    return found
+    return [
+        Variant(tuple(trace), int(n), n / total)
+        for trace, n in zip(counts["trace"].to_list(), counts["len"].to_list(), strict=True)
+    ]
 
 
 def case_durations(data: EventsLike, lifecycle: str | None = None) -> pl.DataFrame:
@@ -59,9 +61,7 @@ def case_durations(data: EventsLike, lifecycle: str | None = None) -> pl.DataFra
     return (
         df.group_by("case_id")
         .agg(pl.col("timestamp").first().alias("start"), pl.col("timestamp").last().alias("end"))
-        .with_columns(
-            ((pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e6).alias("duration_s")
-        )
+        .with_columns(((pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e6).alias("duration_s"))
         .sort("case_id")
     )
 
@@ -95,7 +95,4 @@ def throughput_by_week(data: EventsLike, lifecycle: str | None = None) -> list[W
         .agg(pl.len().alias("cases"), pl.col("duration_s").median().alias("median_seconds"))
         .sort("week")
     )
-    return [
-        WeekThroughput(str(week), int(cases), float(median))
-        for week, cases, median in weeks.iter_rows()
-    ]
+    return [WeekThroughput(str(week), int(cases), float(median)) for week, cases, median in weeks.iter_rows()]
