@@ -16,7 +16,7 @@ import enum
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +51,12 @@ class ConsumerStats:
     dead_letters: int = 0
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     last_commit_at: float | None = None
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Time spent per phase: poll, decode, dead_letter, store, commit, subscribers."""
+    busy_since: float | None = None
+    """Monotonic time the first batch arrived; with ``busy_until`` (the last batch handled)
+    it gives the ingest rate, without the group join and the idle tail."""
+    busy_until: float | None = None
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -67,6 +73,17 @@ def dead_letter_headers(msg: Message, error: InvalidEvent) -> list[tuple[str, by
         ("backlight.source.offset", str(msg.offset).encode()),
     ]
     return [*msg.headers, *ours]
+
+
+@dataclass
+class Prepared:
+    """A decoded batch: the events to store, the dead letters' reasons, the offsets to commit."""
+
+    messages: int
+    events: list[CaseEvent] = field(default_factory=list)
+    origins: list[Coordinates | None] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    bad: Counter[str] = field(default_factory=Counter)
 
 
 class Consumer:
@@ -97,33 +114,55 @@ class Consumer:
         except InvalidEvent as err:
             return Policy.DEAD_LETTER, err
 
-    def handle(self, batch: Sequence[Message]) -> int:
-        """Handle one polled batch end to end; return the number of newly stored events."""
-        events: list[CaseEvent] = []
-        origins: list[Coordinates | None] = []
-        next_offsets: dict[tuple[str, int], int] = {}
-        bad: Counter[str] = Counter()
+    def prepare(self, batch: Sequence[Message]) -> Prepared:
+        """Classify a batch; publish its dead letters and wait for the broker to have them."""
+        t0 = time.perf_counter()
+        out = Prepared(len(batch))
         for msg in batch:
             policy, outcome = self.classify(msg)
             if policy is Policy.STORE and isinstance(outcome, CaseEvent):
-                events.append(outcome)
-                origins.append(Coordinates(msg.topic, msg.partition, msg.offset))
+                out.events.append(outcome)
+                out.origins.append(Coordinates(msg.topic, msg.partition, msg.offset))
             elif policy is Policy.DEAD_LETTER and isinstance(outcome, InvalidEvent):
                 self.dead_letters.send(dead_letter_topic(msg.topic), msg.value or b"", msg.key,
                                        dead_letter_headers(msg, outcome))
-                bad[outcome.code] += 1
+                out.bad[outcome.code] += 1
             else:
                 self.stats.skipped += 1
             tp = (msg.topic, msg.partition)
-            next_offsets[tp] = max(next_offsets.get(tp, 0), msg.offset + 1)
-        if bad:
+            out.next_offsets[tp] = max(out.next_offsets.get(tp, 0), msg.offset + 1)
+        t1 = time.perf_counter()
+        if out.bad:
             self.dead_letters.flush()
-        new = self.store.write(events, origins)
-        self.source.commit(next_offsets)
-        self._count(len(batch), len(events), new, bad)
+        self.stats.seconds["decode"] += t1 - t0
+        self.stats.seconds["dead_letter"] += time.perf_counter() - t1
+        return out
+
+    def write(self, prepared: Prepared) -> int:
+        """Store a prepared batch in one transaction; return how many events were new."""
+        t0 = time.perf_counter()
+        new = self.store.write(prepared.events, prepared.origins)
+        self.stats.seconds["store"] += time.perf_counter() - t0
+        return new
+
+    def finish(self, prepared: Prepared, new: int) -> None:
+        """After the store commit: commit the offsets, count, and hand the events on."""
+        t0 = time.perf_counter()
+        self.source.commit(prepared.next_offsets)
+        t1 = time.perf_counter()
+        self.stats.seconds["commit"] += t1 - t0
+        self._count(prepared.messages, len(prepared.events), new, prepared.bad)
         if new and self.subscribers:
             for subscriber in self.subscribers:
-                subscriber(events)
+                subscriber(prepared.events)
+            self.stats.seconds["subscribers"] += time.perf_counter() - t1
+        self.stats.busy_until = time.monotonic()
+
+    def handle(self, batch: Sequence[Message]) -> int:
+        """Handle one polled batch end to end, in this thread; return the newly stored count."""
+        prepared = self.prepare(batch)
+        new = self.write(prepared)
+        self.finish(prepared, new)
         return new
 
     def _count(self, messages: int, valid: int, new: int, bad: Counter[str]) -> None:
@@ -145,8 +184,12 @@ class Consumer:
         stop = stop or threading.Event()
         idle_since: float | None = None
         while not stop.is_set():
+            t0 = time.perf_counter()
             batch = self.source.poll(self.poll_timeout_s, self.batch_size)
             if batch:
+                self.stats.seconds["poll"] += time.perf_counter() - t0
+                if self.stats.busy_since is None:
+                    self.stats.busy_since = time.monotonic()
                 self.handle(batch)
                 idle_since = None
                 continue

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from ingest.errors import KafkaUnavailable
@@ -22,16 +26,21 @@ log = logging.getLogger(__name__)
 HeaderList = Sequence[tuple[str, bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One Kafka record, as the consumer sees it."""
+class Message(Protocol):
+    """One Kafka record, as the consumer sees it (kafka-python's records are passed as they are)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: HeaderList = ()
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> HeaderList: ...
 
 
 class Source(Protocol):
@@ -85,20 +94,23 @@ class KafkaSource:
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
         records = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-        out: list[Message] = []
-        for batch in records.values():
-            out.extend(
-                Message(r.topic, r.partition, r.offset, r.key, r.value, r.headers or ())
-                for r in batch
-            )
-        return out
+        if len(records) == 1:
+            return list(*records.values())
+        return [r for batch in records.values() for r in batch]
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
-        if next_offsets:
+        if not next_offsets:
+            return
+        try:
             self._consumer.commit({
                 TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
                 for (t, p), o in next_offsets.items()
             })
+        except CommitFailedError:
+            # The group rebalanced since the poll: the partitions' new owner re-reads these
+            # messages, and the idempotent store keeps each event once.
+            log.warning("offset commit refused after a rebalance; the batch will be re-read",
+                        extra={"fields": {"partitions": len(next_offsets)}})
 
     def assigned(self) -> bool:
         return bool(self._consumer.assignment())

@@ -1,0 +1,1 @@
+"""Alert rules, lifecycle and chat delivery (built in a later issue; nothing here yet)."""

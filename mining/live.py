@@ -1,0 +1,365 @@
+"""Live directly-follows graph: a river-style incremental DFG per process, exact under late events.
+
+`LiveDfg.update(events)` folds case events into edge counts, waiting-time sums and start/end
+activity counts. Each open case keeps its events sorted by (time_us, arrival order) in one
+int key per event; an event landing inside a case retracts the one edge it splits and adds
+the two it creates (finding the place is a bisect; the list insert is a short memmove), and
+moves the case's start or end count when it lands first or last. Duplicates of an event held
+by the case are ignored.
+
+Bounded memory. At the end of each `update` call a case is *compacted* when its last event
+(in time order) is one of `end_activities` (closed), or when it had no event for more than
+`idle_horizon` of event time (watermark = the latest event time seen). Its counts stay in
+the graph; its events go. It leaves a *tombstone*: its last event (sort key, activity,
+event_id), kept for at least `retain` (default: `idle_horizon`) of watermark progress. An
+event arriving for a tombstoned case *reopens* it with that last event as an anchor when it
+sorts after the anchor, so a case that resumes after closing or idling is still counted
+exactly; an event sorting before the anchor cannot be placed and is left out
+(`skipped_events`). State is thus proportional to the cases active within about two
+horizons, not to the history.
+
+Exactness. Let E be the distinct events (by event_id; of `lifecycle` when one is given)
+passed to `update` so far, each case's events ordered by (time_us, order of first arrival)
+- what `mining.discover_dfg` computes on a frame of E whose `seq` is the order of first
+arrival. Then `edge_counts`, `wait_sums_us` (hence `mean_waits`, up to the float division),
+`start_activities`, `end_activities`, `events` and `cases` equal the batch result on E
+whenever no event arrives for a case after it was compacted. More precisely, they stay equal
+as long as every event that arrives for a compacted case (1) arrives while its tombstone is
+held, (2) sorts after the case's last event at compaction (time_us greater or equal: a later
+arrival wins a tie), and (3) is not a re-delivery of one of its compacted events other than
+that last one (the store's unique event_id rules this out). Breaking (2) shows in
+`skipped_events`; breaking (1) or (3) cannot be seen: the event counts as a new case (or twice).
+Not thread-safe; `LiveMaps` serialises updates and snapshots with a lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple, Self
+
+from schemas.event import LIFECYCLES, CaseEvent, format_time
+
+_B: Final = 64  # sort key = time_us * 2**64 + arrival seq: (time, arrival) order in one int
+Pair = tuple[str, str]
+
+
+def _micros(span: timedelta) -> int:
+    """Whole microseconds in a non-negative timedelta."""
+    if span < timedelta(0):
+        raise ValueError(f"horizon {span} must not be negative")
+    return span // timedelta(microseconds=1)
+
+
+def _bump(counter: dict[Any, int], key: Any, delta: int) -> None:
+    """Add delta to a count, dropping the key when it reaches zero."""
+    value = counter.get(key, 0) + delta
+    if value:
+        counter[key] = value
+    else:
+        del counter[key]
+
+
+def _ranked(counter: Mapping[str, int]) -> dict[str, int]:
+    """Counts sorted by count descending, then name."""
+    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+class _Tomb(NamedTuple):
+    """What a compacted case keeps: its last event, until the watermark passes `expires`."""
+
+    key: int
+    activity: str
+    event_id: str
+    expires: int
+
+
+class _Case:
+    """An open case: sort keys and activities in (time, arrival) order, event ids held."""
+
+    __slots__ = ("acts", "anchored", "ids", "keys")
+
+    def __init__(self, anchor: _Tomb | None = None) -> None:
+        self.keys: list[int] = [] if anchor is None else [anchor.key]
+        self.acts: list[str] = [] if anchor is None else [anchor.activity]
+        self.ids: dict[str, int] = {} if anchor is None else {anchor.event_id: anchor.key}
+        self.anchored = anchor is not None  # keys[0] is a compacted case's last event
+
+
+class LiveDfg:
+    """Stateful live DFG of one process: `update(events)` then read the properties."""
+
+    def __init__(self, process: str | None = None, *, end_activities: Collection[str] = (),
+                 idle_horizon: timedelta = timedelta(days=30), retain: timedelta | None = None,
+                 lifecycle: str | None = None) -> None:
+        if lifecycle is not None and lifecycle not in LIFECYCLES:
+            raise ValueError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
+        self.process = process
+        self.lifecycle = lifecycle
+        self.closing: frozenset[str] = frozenset(end_activities)
+        self.idle_horizon_us = _micros(idle_horizon)
+        self.retain_us = self.idle_horizon_us if retain is None else _micros(retain)
+        self._open: dict[str, _Case] = {}
+        self._tombs: dict[str, _Tomb] = {}
+        self._due: list[tuple[int, str]] = []  # one (when to look again, case) per open/tomb case
+        self._counts: dict[Pair, int] = {}
+        self._waits: dict[Pair, int] = {}  # sum of waits in microseconds, exact
+        self._starts: dict[str, int] = {}
+        self._ends: dict[str, int] = {}
+        self._names: dict[str, str] = {}  # one string object per activity name
+        self._seq = 0
+        self._watermark: int | None = None
+        self._events = self._cases = self._compacted = self._late = 0
+        self._reopened = self._skipped = self._duplicates = 0
+
+    # -- results (read-only views; copy them to keep a value across updates) --
+    @property
+    def edge_counts(self) -> Mapping[Pair, int]:
+        """How often target directly follows source, keyed by (source, target)."""
+        return MappingProxyType(self._counts)
+
+    @property
+    def wait_sums_us(self) -> Mapping[Pair, int]:
+        """Sum of the waits (next time - time) per edge, in microseconds."""
+        return MappingProxyType(self._waits)
+
+    @property
+    def mean_waits(self) -> dict[Pair, float]:
+        """Mean wait per edge in seconds (exact sum / count)."""
+        return {pair: self._waits[pair] / n / 1e6 for pair, n in self._counts.items()}
+
+    @property
+    def start_activities(self) -> Mapping[str, int]:
+        """First activity of each case, counted."""
+        return MappingProxyType(self._starts)
+
+    @property
+    def end_activities(self) -> Mapping[str, int]:
+        """Last activity of each case, counted."""
+        return MappingProxyType(self._ends)
+
+    @property
+    def events(self) -> int:
+        """Events in the graph (duplicates and skipped events excluded)."""
+        return self._events
+
+    @property
+    def cases(self) -> int:
+        """Cases in the graph, open and compacted."""
+        return self._cases
+
+    @property
+    def watermark_us(self) -> int | None:
+        """Latest event time seen (UTC microseconds), None before the first event."""
+        return self._watermark
+
+    @property
+    def open_cases(self) -> int:
+        """Cases whose events are held in full."""
+        return len(self._open)
+
+    @property
+    def tombstones(self) -> int:
+        """Compacted cases whose last event is still remembered."""
+        return len(self._tombs)
+
+    @property
+    def compacted_cases(self) -> int:
+        """Compactions so far (a reopened case compacts again)."""
+        return self._compacted
+
+    @property
+    def late_events(self) -> int:
+        """Events that landed before an event their case already held (delta-retracted)."""
+        return self._late
+
+    @property
+    def reopened_cases(self) -> int:
+        """Compacted cases reopened by an event sorting after their last event (exact)."""
+        return self._reopened
+
+    @property
+    def skipped_events(self) -> int:
+        """Events left out: they sorted before a compacted case's last event (inexact)."""
+        return self._skipped
+
+    @property
+    def duplicates(self) -> int:
+        """Re-delivered events ignored (event_id held by an open case or a tombstone)."""
+        return self._duplicates
+
+    # -- updates --
+    def update(self, events: Iterable[CaseEvent]) -> Self:
+        """Fold a batch of events in; then close and compact cases. Returns self."""
+        touched: set[str] = set()
+        for event in events:
+            if self.process is not None and event.process != self.process:
+                raise ValueError(f"event {event.event_id!r} is of process {event.process!r}, "
+                                 f"not {self.process!r}")
+            if (self.lifecycle is None or event.lifecycle == self.lifecycle) and self._place(event):
+                touched.add(event.case_id)
+        for case_id in touched:
+            case = self._open.get(case_id)
+            if case is not None and case.acts[-1] in self.closing:
+                self._compact(case_id, case)
+        self._sweep()
+        return self
+
+    def _place(self, event: CaseEvent) -> bool:
+        """Insert one event into its case and apply the deltas; False if ignored."""
+        case_id, time_us, event_id = event.case_id, event.time_us, event.event_id
+        case = self._open.get(case_id)
+        if case is not None and event_id in case.ids:
+            self._duplicates += 1
+            return False
+        key = (time_us << _B) + self._seq
+        if self._watermark is None or time_us > self._watermark:
+            self._watermark = time_us
+        if case is None:
+            tomb = self._tombs.get(case_id)
+            if tomb is None:
+                case = self._open[case_id] = _Case()
+                self._cases += 1
+                heapq.heappush(self._due, (time_us + self.idle_horizon_us, case_id))
+            elif event_id == tomb.event_id:
+                self._duplicates += 1
+                return False
+            elif key < tomb.key:
+                self._skipped += 1
+                return False
+            else:
+                del self._tombs[case_id]
+                case = self._open[case_id] = _Case(tomb)
+                self._reopened += 1
+        keys, acts = case.keys, case.acts
+        n, pos = len(keys), bisect_right(keys, key)
+        if pos == 0 and case.anchored:
+            self._skipped += 1
+            return False
+        act = self._names.setdefault(event.activity, event.activity)
+        if 0 < pos < n:  # lands inside: the edge it splits goes
+            self._edge(acts[pos - 1], acts[pos], (keys[pos] >> _B) - (keys[pos - 1] >> _B), -1)
+        if pos > 0:
+            self._edge(acts[pos - 1], act, time_us - (keys[pos - 1] >> _B), 1)
+        else:
+            if n:
+                _bump(self._starts, acts[0], -1)
+            _bump(self._starts, act, 1)
+        if pos < n:
+            self._edge(act, acts[pos], (keys[pos] >> _B) - time_us, 1)
+            self._late += 1
+        else:
+            if n:
+                _bump(self._ends, acts[-1], -1)
+            _bump(self._ends, act, 1)
+        keys.insert(pos, key)
+        acts.insert(pos, act)
+        case.ids[event_id] = key
+        self._seq += 1
+        self._events += 1
+        return True
+
+    def _edge(self, source: str, target: str, wait_us: int, sign: int) -> None:
+        pair = (source, target)
+        _bump(self._counts, pair, sign)
+        if pair in self._counts:
+            self._waits[pair] = self._waits.get(pair, 0) + sign * wait_us
+        else:
+            self._waits.pop(pair, None)
+
+    def _compact(self, case_id: str, case: _Case) -> None:
+        """Drop a case's events, keeping its last one as a tombstone."""
+        last = case.keys[-1]
+        event_id = next(i for i, k in case.ids.items() if k == last)
+        assert self._watermark is not None
+        self._tombs[case_id] = _Tomb(last, case.acts[-1], event_id, self._watermark + self.retain_us)
+        del self._open[case_id]
+        self._compacted += 1
+
+    def _sweep(self) -> None:
+        """Compact idle cases and drop expired tombstones (lazy heap: re-check, re-push)."""
+        mark, due = self._watermark, self._due
+        while mark is not None and due and due[0][0] < mark:
+            _, case_id = heapq.heappop(due)
+            case = self._open.get(case_id)
+            if case is not None:
+                when = (case.keys[-1] >> _B) + self.idle_horizon_us
+                if when < mark:
+                    self._compact(case_id, case)
+                    when = self._tombs[case_id].expires
+                heapq.heappush(due, (when, case_id))
+            elif (tomb := self._tombs.get(case_id)) is not None:
+                if tomb.expires < mark:
+                    del self._tombs[case_id]
+                else:
+                    heapq.heappush(due, (tomb.expires, case_id))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The live map as plain JSON-ready data (the shape of `mine --format json`, in part)."""
+        dfg = [
+            {"source": s, "target": t, "count": n,
+             "wait_seconds": {"mean": round(self._waits[(s, t)] / n / 1e6, 3)}}
+            for (s, t), n in sorted(self._counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        return {
+            "process": self.process, "events": self._events, "cases": self._cases,
+            "watermark": None if self._watermark is None else format_time(self._watermark),
+            "start_activities": _ranked(self._starts), "end_activities": _ranked(self._ends),
+            "dfg": dfg,
+            "state": {"open_cases": self.open_cases, "tombstones": self.tombstones,
+                      "compacted_cases": self._compacted, "late_events": self._late,
+                      "reopened_cases": self._reopened, "skipped_events": self._skipped,
+                      "duplicates": self._duplicates},
+        }
+
+    def __repr__(self) -> str:
+        return (f"LiveDfg(process={self.process!r}, events={self._events}, cases={self._cases}, "
+                f"open_cases={self.open_cases}, tombstones={self.tombstones})")
+
+
+class LiveMaps(Mapping[str, LiveDfg]):
+    """One `LiveDfg` per process, created on its first event; a consumer subscriber as is."""
+
+    def __init__(self, *, end_activities: Mapping[str, Collection[str]] | None = None,
+                 idle_horizon: timedelta = timedelta(days=30), retain: timedelta | None = None,
+                 lifecycle: str | None = None) -> None:
+        self._ends = {p: tuple(a) for p, a in (end_activities or {}).items()}
+        self._options: dict[str, Any] = {"idle_horizon": idle_horizon, "retain": retain,
+                                         "lifecycle": lifecycle}
+        LiveDfg(**self._options)  # check the options now, not on the first event
+        self._maps: dict[str, LiveDfg] = {}
+        self._lock = threading.Lock()
+
+    def _new(self, process: str) -> LiveDfg:
+        return LiveDfg(process, end_activities=self._ends.get(process, ()), **self._options)
+
+    def __call__(self, batch: Sequence[CaseEvent]) -> None:
+        """Fold one stored batch in, each process's events in batch order."""
+        groups: dict[str, list[CaseEvent]] = {}
+        for event in batch:
+            groups.setdefault(event.process, []).append(event)
+        with self._lock:
+            for process, events in groups.items():
+                live = self._maps.get(process)
+                if live is None:
+                    live = self._maps[process] = self._new(process)
+                live.update(events)
+
+    def snapshot(self, process: str) -> dict[str, Any]:
+        """Plain JSON-ready data of one process's live map (empty before its first event)."""
+        with self._lock:
+            live = self._maps.get(process)
+            return (live if live is not None else self._new(process)).snapshot()
+
+    def __getitem__(self, process: str) -> LiveDfg:
+        return self._maps[process]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._maps))
+
+    def __len__(self) -> int:
+        return len(self._maps)
