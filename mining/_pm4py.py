@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -22,17 +25,28 @@ def to_pandas(df: pl.DataFrame) -> Any:
     return ordered(check_frame(df)).to_pandas()
 
 
-def _call(name: str, df: pl.DataFrame, **kwargs: Any) -> Any:
-    """Call pm4py.`name` on the frame with our column keys; pm4py failures become MiningError."""
-    frame = to_pandas(df)  # a fresh copy: pm4py adds columns to the frames it is given
+def _module(name: str = "pm4py") -> Any:
+    """pm4py (or one of its modules), imported lazily: slow, and prints a banner."""
+    return importlib.import_module(name)
+
+
+@contextmanager
+def _wrapped(what: str) -> Iterator[None]:
+    """Turn pm4py's bare exceptions (AttributeError, KeyError, lxml errors...) into Pm4pyError."""
     try:
-        pm4py = importlib.import_module("pm4py")  # imported lazily: slow, and prints a banner
-        function: Callable[..., Any] = getattr(pm4py, name)
-        return function(frame, **KEYS, **kwargs)
+        yield
     except MiningError:
         raise
     except Exception as exc:
-        raise Pm4pyError(f"pm4py.{name} failed: {type(exc).__name__}: {exc}") from exc
+        raise Pm4pyError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _call(name: str, df: pl.DataFrame, *args: Any, **kwargs: Any) -> Any:
+    """Call pm4py.`name` on the frame with our column keys; pm4py failures become MiningError."""
+    frame = to_pandas(df)  # a fresh copy: pm4py adds columns to the frames it is given
+    with _wrapped(f"pm4py.{name}"):
+        function: Callable[..., Any] = getattr(_module(), name)
+        return function(frame, *args, **KEYS, **kwargs)
 
 
 def discover_dfg(
@@ -59,3 +73,69 @@ def get_all_case_durations(df: pl.DataFrame) -> list[float]:
     """pm4py.get_all_case_durations: sorted case durations in seconds."""
     durations: list[float] = _call("get_all_case_durations", df)
     return durations
+
+
+def discover_process_tree(df: pl.DataFrame, noise_threshold: float = 0.0) -> Any:
+    """pm4py.discover_process_tree_inductive (IMf when noise_threshold > 0)."""
+    return _call("discover_process_tree_inductive", df, noise_threshold=noise_threshold)
+
+
+def convert_to_petri_net(model: Any) -> tuple[Any, Any, Any]:
+    """pm4py.convert_to_petri_net of a process tree or BPMN: (net, initial, final marking)."""
+    with _wrapped("pm4py.convert_to_petri_net"):
+        net, initial, final = _module().convert_to_petri_net(model)
+        return net, initial, final
+
+
+def convert_to_bpmn(tree: Any) -> Any:
+    """pm4py.convert_to_bpmn of a process tree."""
+    with _wrapped("pm4py.convert_to_bpmn"):
+        return _module().convert_to_bpmn(tree)
+
+
+def bpmn_xml(bpmn: Any) -> str:
+    """BPMN 2.0 XML with diagram layout (pm4py.write_bpmn only writes files: via a temp file)."""
+    with tempfile.TemporaryDirectory(prefix="backlight-") as tmp, _wrapped("pm4py.write_bpmn"):
+        path = Path(tmp) / "model.bpmn"
+        _module().write_bpmn(bpmn, str(path))
+        return path.read_text(encoding="utf-8")
+
+
+def pnml_text(net: Any, initial: Any, final: Any) -> str:
+    """PNML of a Petri net with its markings (pm4py.write_pnml, via a temp file)."""
+    with tempfile.TemporaryDirectory(prefix="backlight-") as tmp, _wrapped("pm4py.write_pnml"):
+        path = Path(tmp) / "model.pnml"
+        _module().write_pnml(net, initial, final, str(path))
+        return path.read_text(encoding="utf-8")
+
+
+def read_bpmn(path: Path) -> Any:
+    """pm4py.read_bpmn."""
+    with _wrapped("pm4py.read_bpmn"):
+        return _module().read_bpmn(str(path))
+
+
+def read_pnml(path: Path) -> tuple[Any, Any, Any]:
+    """pm4py.read_pnml; a missing final marking is guessed (the net's sink places)."""
+    with _wrapped("pm4py.read_pnml"):
+        net, initial, final = _module().read_pnml(str(path), auto_guess_final_marking=True)
+        return net, initial, final
+
+
+def token_based_replay(df: pl.DataFrame, net: Any, initial: Any, final: Any) -> list[dict[str, Any]]:
+    """pm4py.conformance_diagnostics_token_based_replay: one result per case, by sorted case id."""
+    # Same replay parameters as pm4py.fitness_token_based_replay (remaining tokens count), so
+    # `replay_fitness` of these results is that function's answer, from one replay instead of two.
+    results: list[dict[str, Any]] = _call(
+        "conformance_diagnostics_token_based_replay", df, net, initial, final,
+        opt_parameters={"show_progress_bar": False},
+    )
+    return results
+
+
+def replay_fitness(results: list[dict[str, Any]]) -> dict[str, float]:
+    """pm4py's token-based fitness dict (log_fitness, perc_fit_traces, ...) from replay results."""
+    with _wrapped("pm4py token-based replay fitness"):
+        evaluate = _module("pm4py.algo.evaluation.replay_fitness.variants.token_replay").evaluate
+        fitness: dict[str, float] = evaluate(results)
+        return fitness

@@ -151,7 +151,8 @@ def build_map(data: EventsLike, options: MapOptions = MapOptions()) -> ProcessMa
         if hidden:
             listed = ", ".join(list(hidden)[:NAMED_HIDDEN])
             more = f" and {len(hidden) - NAMED_HIDDEN} more" if len(hidden) > NAMED_HIDDEN else ""
-            parts.append(f"{len(hidden)} activities of ≤ {max(hidden.values()):,} events each ({listed}{more})")
+            most = max(hidden.values())
+            parts.append(f"{len(hidden)} activities of ≤ {most:,} events each ({listed}{more})")
         if hidden_paths:
             parts.append(f"{len(hidden_paths)} paths of ≤ {max(hidden_paths):,} transitions each")
         caption += "; hidden: " + ", ".join(parts)
@@ -182,6 +183,11 @@ def _level(value: float, top: float, low: int, high: int) -> int:
     if top <= 0 or value <= 0:
         return low
     return low + round((high - low) * math.log1p(value) / math.log1p(top))
+
+
+def _width(share: float) -> float:
+    """Pen width 1..5 for a share (0, 1] of the largest value."""
+    return 1 + 4 * math.sqrt(share)
 
 
 def _attrs(**attrs: str | float) -> str:
@@ -232,13 +238,13 @@ def to_dot(data: EventsLike, options: MapOptions = MapOptions(), *, title: str =
         "  {rank=source; start} {rank=sink; end}",
     ]
     for name, n in pmap.activities.items():
-        level = _level(n, top_events, 1, 6)
+        level = 1 + round(6 * math.sqrt(n / top_events))
         lines.append(
             f"  {ids[name]} "
             + _attrs(
                 label=f'<{html_text(name)}<BR/><FONT POINT-SIZE="9">{n:,}</FONT>>',
                 fillcolor=f"/blues9/{level}",
-                fontcolor="white" if level >= 5 else "black",
+                fontcolor="white" if level >= 6 else "black",
                 tooltip=f"{n:,} events",
             )
             + ";"
@@ -246,14 +252,14 @@ def to_dot(data: EventsLike, options: MapOptions = MapOptions(), *, title: str =
     for source, ends in (("start", pmap.starts), ("end", pmap.ends)):
         for name, n in ends.items():
             pair = f"start -> {ids[name]}" if source == "start" else f"{ids[name]} -> end"
-            style = _attrs(label=f"<{n:,}>", color=GREY, fontcolor=GREY, style="dotted", tooltip=f"{n:,} cases")
+            style = _attrs(label=f"<{n:,}>", color=GREY, fontcolor=GREY, style="dotted")
             lines.append(f"  {pair} {style};")
     for e in pmap.edges:
         key = (e.source, e.target)
         wait = e.wait
         attrs: dict[str, str | float] = {
             "label": f"<{humanize_seconds(wait.median) if perf else f'{e.count:,}'}>",
-            "penwidth": 1 + 4 * math.sqrt(wait.median / top_wait if perf and top_wait else e.count / top_count),
+            "penwidth": _width(wait.median / top_wait if perf and top_wait else e.count / top_count),
             "color": f"/blues9/{_level(wait.median, top_wait, 4, 9)}" if perf else "#3a3a3a",
             "tooltip": f"{e.count:,} transitions; wait median {humanize_seconds(wait.median)}, "
             f"mean {humanize_seconds(wait.mean)}, p90 {humanize_seconds(wait.p90)}, "
@@ -277,9 +283,7 @@ def render_svg(dot_text: str, timeout_s: float = 60, *, dot: str = "dot") -> str
             [dot, "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=timeout_s, check=False
         )
     except FileNotFoundError:
-        raise MiningError(
-            f"Graphviz {dot!r} not found: install Graphviz: apt-get install graphviz"
-        ) from None
+        raise MiningError(f"Graphviz {dot!r} not found: install Graphviz: apt-get install graphviz") from None
     except subprocess.TimeoutExpired:
         raise MiningError(f"Graphviz dot took longer than {timeout_s:g} s to lay out the map") from None
     if proc.returncode != 0:
