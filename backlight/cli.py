@@ -157,6 +157,40 @@ def simulate(config_path: str | None, processes: tuple[str, ...], cases: int, se
 
 @main.command()
 @_config_option
+@click.option("--process", required=True, help="The process to discover.")
+@click.option("--format", "fmt", type=click.Choice(["json", "svg", "bpmn", "xes"]),
+              default="json", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of to standard output.")
+@click.option("--lifecycle", type=click.Choice(["start", "complete", "schedule"]), default=None,
+              help="Only events of this lifecycle transition (default: all).")
+@click.option("--view", type=click.Choice(["frequency", "performance"]), default="frequency",
+              show_default=True, help="For --format svg: counts, or waiting times.")
+@click.option("--activities", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="For --format svg: share of activities shown.")
+@click.option("--paths", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="For --format svg: share of paths shown (plus what keeps the map connected).")
+@_errors_exit
+def mine(config_path: str | None, process: str, fmt: str, out: Path | None,
+         lifecycle: str | None, view: str, activities: float, paths: float) -> None:
+    """Discover a process from the store: JSON figures, an SVG map, BPMN, or XES."""
+    from backlight.mine import mine as run_mine
+
+    mined = run_mine(_settings(config_path), process, fmt,  # type: ignore[arg-type]
+                     lifecycle=lifecycle, view=view, activities=activities,  # type: ignore[arg-type]
+                     paths=paths)
+    for note in mined.notes:
+        click.echo(f"# {note}", err=True)
+    if out is None:
+        click.echo(mined.text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(mined.text)
+        click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
+@_config_option
 @click.option("--cases", type=click.IntRange(1, 100_000), default=300, show_default=True,
               help="Cases to simulate per process.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),

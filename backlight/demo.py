@@ -8,6 +8,7 @@ from pathlib import Path
 
 from backlight import jobs
 from backlight.config import Settings
+from backlight.mine import mine
 from ingest.broker import LocalBroker
 from ingest.store import open_store
 
@@ -51,7 +52,20 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
                 echo(f"  {row.process:<11} {row.events:>7} {row.cases:>8}")
         finally:
             store.close()
-        echo(f"\nStore:        {store_path}")
+        echo("\nDiscovering each process from the store...")
+        maps = workdir / "maps"
+        maps.mkdir(exist_ok=True)
+        for process in ("onboarding", "payments", "claims"):
+            written = []
+            for fmt, view, suffix in (("svg", "frequency", ".frequency.svg"),
+                                      ("svg", "performance", ".performance.svg"),
+                                      ("json", "frequency", ".json")):
+                path = maps / f"{process}{suffix}"
+                path.write_text(mine(demo_settings, process, fmt, view=view).text)  # type: ignore[arg-type]
+                written.append(path.name)
+            echo(f"  {process:<11} {', '.join(written)}")
+        echo(f"\nMaps:         {maps.resolve()}/ (open the .svg files in a browser)")
+        echo(f"Store:        {store_path}")
         echo(f"Ground truth: {truth.resolve()} (the anomalies the simulator injected)")
     finally:
         broker.stop()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import polars as pl
 
@@ -143,21 +143,30 @@ class SQLiteStore:
 
     def events(self, process: str, since: datetime | None = None,
                until: datetime | None = None) -> pl.DataFrame:
-        sql = ("SELECT event_id, case_id, activity, time_us, lifecycle, resource, team, attributes,"
-               " seq FROM events WHERE process = ?")
-        args: list[object] = [process]
+        # connectorx reads SQLite straight into Arrow (3-4x faster than sqlite3 rows for
+        # 262k events). It binds no parameters, so the process name goes in as a SQL string
+        # literal: SQLite has no backslash escapes, so doubling quotes makes any text safe.
+        if "\x00" in process:
+            raise StoreError("a process name cannot contain NUL")
+        sql = ("SELECT event_id, case_id, activity, time_us AS timestamp, lifecycle, resource,"  # noqa: S608
+               " team, attributes, seq FROM events WHERE process = '"
+               + process.replace("'", "''") + "'")
         if since is not None:
-            sql += " AND time_us >= ?"
-            args.append(to_time_us(since))
+            sql += f" AND time_us >= {int(to_time_us(since))}"
         if until is not None:
-            sql += " AND time_us < ?"
-            args.append(to_time_us(until))
+            sql += f" AND time_us < {int(to_time_us(until))}"
+        uri = "sqlite://" + quote(str(self.path.resolve()))
         try:
-            rows = self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
+            frame = pl.read_database_uri(sql, uri, engine="connectorx",
+                                         schema_overrides=_ROW_SCHEMA)
+        except Exception as exc:  # connectorx raises bare RuntimeErrors
             raise StoreError(f"reading {process!r} from {self.path} failed: {exc}") from exc
-        frame = pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
-        return frame.with_columns(pl.col("timestamp").cast(pl.Int64).cast(FRAME_SCHEMA["timestamp"]))
+        if frame.is_empty():
+            return pl.DataFrame(schema=FRAME_SCHEMA)
+        return frame.select(
+            pl.col(name).cast(dtype) if name != "timestamp"
+            else pl.col(name).cast(pl.Int64).cast(dtype)
+            for name, dtype in FRAME_SCHEMA.items())
 
     def counts(self) -> list[ProcessCount]:
         rows = self._db.execute(

@@ -2,6 +2,7 @@
 
 from mining.dfg import Dfg, Edge, discover_dfg, start_end_activities
 from mining.errors import FrameError, MiningError, Pm4pyError
+from mining.export import write_xes
 from mining.frame import (
     SCHEMA,
     Events,
@@ -13,7 +14,28 @@ from mining.frame import (
     prepare,
 )
 from mining.handoffs import Handoff, discover_handoffs
+from mining.model import (
+    DEFAULT_COVERAGE,
+    ActivityCases,
+    Conformance,
+    DiscoveredModel,
+    ModelFileError,
+    check_conformance,
+    discover_model,
+    load_reference_model,
+)
+from mining.render import (
+    MapOptions,
+    ProcessMap,
+    View,
+    build_map,
+    humanize_seconds,
+    process_map_svg,
+    render_svg,
+    to_dot,
+)
 from mining.rework import Loop, Rework, discover_loops, discover_rework, rework_basis
+from mining.service import ServiceTime, service_times
 from mining.stats import WaitStats
 from mining.summary import summarize
 from mining.variants import (
@@ -27,8 +49,12 @@ from mining.variants import (
 )
 
 __all__ = [
+    "DEFAULT_COVERAGE",
     "SCHEMA",
+    "ActivityCases",
+    "Conformance",
     "Dfg",
+    "DiscoveredModel",
     "DurationStats",
     "Edge",
     "Events",
@@ -36,26 +62,41 @@ __all__ = [
     "FrameError",
     "Handoff",
     "Loop",
+    "MapOptions",
     "MiningError",
+    "ModelFileError",
     "Pm4pyError",
+    "ProcessMap",
     "Rework",
+    "ServiceTime",
     "Variant",
+    "View",
     "WaitStats",
     "WeekThroughput",
+    "build_map",
     "case_durations",
+    "check_conformance",
     "check_frame",
     "discover_dfg",
     "discover_handoffs",
     "discover_loops",
+    "discover_model",
     "discover_rework",
     "discover_variants",
     "duration_stats",
     "empty_frame",
     "frame_from_rows",
+    "humanize_seconds",
+    "load_reference_model",
     "ordered",
     "prepare",
+    "process_map_svg",
+    "render_svg",
     "rework_basis",
+    "service_times",
     "start_end_activities",
     "summarize",
     "throughput_by_week",
+    "to_dot",
+    "write_xes",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from schemas.errors import BacklightError
 
-class MiningError(Exception):
+
+class MiningError(BacklightError):
     """Base class of every error the mining core raises."""
 
 

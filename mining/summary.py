@@ -11,6 +11,7 @@ from mining.dfg import discover_dfg
 from mining.frame import EventsLike, prepare
 from mining.handoffs import discover_handoffs
 from mining.rework import discover_loops, discover_rework
+from mining.service import service_times
 from mining.stats import rounded
 from mining.variants import discover_variants, duration_stats, throughput_by_week
 
@@ -87,5 +88,15 @@ def summarize(df: EventsLike, process: str, lifecycle: str | None = None) -> dic
         "throughput_by_week": [
             {"week": w.week, "cases": w.cases, "median_seconds": rounded(w.median_seconds)}
             for w in throughput_by_week(events)
+        ],
+        "service_times": [
+            {
+                "activity": s.activity,
+                "instances": s.instances,
+                "with_start": s.with_start,
+                "service_seconds": s.service.as_dict(NDIGITS),
+                "waiting_seconds": s.waiting.as_dict(NDIGITS),
+            }
+            for s in service_times(events)
         ],
     }

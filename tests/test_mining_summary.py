@@ -18,6 +18,7 @@ TOP_KEYS = [
     "process", "events", "cases", "window", "activities", "start_activities", "end_activities",
     "dfg", "variants", "case_duration_seconds", "rework", "loops", "handoffs",
     "throughput_by_week",
+    "service_times",
 ]  # fmt: skip
 
 

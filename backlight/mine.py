@@ -1,0 +1,75 @@
+"""``backlight mine``: one process from the store, as JSON, an SVG map, BPMN or XES."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import polars as pl
+
+from backlight.config import ConfigError, Settings
+from ingest.store import open_store
+from mining.export import write_xes
+from mining.model import check_conformance, discover_model
+from mining.render import MapOptions, process_map_svg
+from mining.summary import summarize
+
+Format = Literal["json", "svg", "bpmn", "xes"]
+
+
+@dataclass(frozen=True)
+class Mined:
+    """What `mine` produced: the document, and notes for the person running it."""
+
+    text: str
+    notes: tuple[str, ...] = ()
+
+
+def load_events(settings: Settings, process: str) -> pl.DataFrame:
+    """The process's events from the store; a clear error when it has none."""
+    store = open_store(settings.store.url)
+    try:
+        frame = store.events(process)
+        if frame.is_empty():
+            known = ", ".join(c.process for c in store.counts()) or "none yet"
+            raise ConfigError(f"--process {process!r}: the store ({settings.store.url}) has no "
+                              f"events of it; processes with events: {known}")
+        return frame
+    finally:
+        store.close()
+
+
+def conformance(settings: Settings, process: str, frame: pl.DataFrame,
+                lifecycle: str | None) -> dict[str, Any] | None:
+    """Fitness against the process's documented model, when the config names one."""
+    proc = next((p for p in settings.processes if p.name == process), None)
+    if proc is None or proc.reference_model is None:
+        return None
+    result = check_conformance(frame, proc.reference_model, lifecycle=lifecycle)
+    return {"model": proc.reference_model, "fitness": result.fitness,
+            "fitting_cases": result.fitting_cases, "cases": result.cases,
+            "findings": result.findings()}
+
+
+def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None = None,
+         view: Literal["frequency", "performance"] = "frequency", activities: float = 1.0,
+         paths: float = 0.2) -> Mined:
+    """Discover the process from the store and render it in the asked format."""
+    frame = load_events(settings, process)
+    if fmt == "json":
+        doc = summarize(frame, process, lifecycle)
+        checked = conformance(settings, process, frame, lifecycle)
+        if checked is not None:
+            doc["conformance"] = checked
+        return Mined(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    if fmt == "svg":
+        options = MapOptions(view=view, activities=activities, paths=paths)
+        return Mined(process_map_svg(frame, options, title=process))
+    if fmt == "bpmn":
+        model = discover_model(frame)
+        return Mined(model.bpmn_xml, tuple(model.left_out()))
+    buffer = io.StringIO()
+    write_xes(frame, process, buffer)
+    return Mined(buffer.getvalue())

@@ -1,0 +1,75 @@
+"""Benchmark (on demand: pytest -m bench -s tests/test_bench_mining.py): `mine --format json`
+for BPIC 2012 from the store, beside pm4py's path from the file and pm4py in memory."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, backlight, shared_file
+
+from ingest.logfiles import read_log
+from ingest.store import open_store
+from mining.summary import summarize
+
+pytestmark = [pytest.mark.bench, pytest.mark.shared_data]
+KEYS = {"activity_key": "concept:name", "case_id_key": "case:concept:name",
+        "timestamp_key": "time:timestamp"}
+
+
+def best_of(runs: int, func: object) -> float:
+    """The fastest of `runs` timings of func() in seconds (least disturbed by other load)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        func()  # type: ignore[operator]
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def test_mine_json_vs_pm4py(tmp_path: Path) -> None:
+    """Prints mine-from-store seconds beside pm4py from file and pm4py in memory, as ratios."""
+    import pm4py
+
+    path = shared_file("logs/bpic2012.xes.gz")
+    db = tmp_path / "store.db"
+    store = open_store(f"sqlite:///{db}")
+    store.write(list(read_log(path, "onboarding")))
+
+    def ours() -> None:
+        json.dumps(summarize(store.events("onboarding"), "onboarding"))
+
+    def pm4py_from_file() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            log = pm4py.read_xes(str(path), return_legacy_log_object=False)
+        pm4py_in_memory(log)
+
+    def pm4py_in_memory(log: object) -> None:
+        pm4py.discover_dfg(log, **KEYS)
+        pm4py.discover_performance_dfg(log, **KEYS)
+        pm4py.get_variants(log, **KEYS)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = pm4py.read_xes(str(path), return_legacy_log_object=False)
+    t_ours = best_of(3, ours)
+    t_file = best_of(2, pm4py_from_file)
+    t_mem = best_of(3, lambda: pm4py_in_memory(loaded))
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f'[store]\nurl = "sqlite:///{db}"\n')
+    started = time.perf_counter()
+    backlight("mine", "--process", "onboarding", "--format", "json", "--config", str(cfg),
+              "--out", str(tmp_path / "out.json"))
+    t_cli = time.perf_counter() - started
+    store.close()
+    print(f"\nBPIC 2012, 262,200 events (best of runs; repo {ROOT.name})")
+    print(f"  backlight mine JSON from the store (read + full summary): {t_ours:.2f} s")
+    print(f"  the same through the CLI, process start included:         {t_cli:.2f} s")
+    print(f"  pm4py from the file (read_xes + dfg + perf dfg + variants): {t_file:.2f} s"
+          f"  -> ratio {t_ours / t_file:.3f} (target <= 0.1)")
+    print(f"  pm4py in memory (dfg + perf dfg + variants only):           {t_mem:.2f} s"
+          f"  -> ratio {t_ours / t_mem:.2f} (target <= 1.0)")
