@@ -24,7 +24,7 @@ def test_write_is_idempotent_on_event_id(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     batch = [ev(i) for i in range(5)]
     assert store.write(batch, [Coordinates("t", 0, i) for i in range(5)]) == 5
-    assert store.write(batch[2:] + [ev(9)]) == 1
+    assert store.write([*batch[2:], ev(9)]) == 1
     assert [(c.process, c.events, c.cases) for c in store.counts()] == [("claims", 6, 1)]
 
 
