@@ -82,7 +82,7 @@ class KafkaSource:
         settings: dict[str, Any] = {
             "bootstrap_servers": bootstrap, "group_id": group_id, "client_id": client_id,
             "enable_auto_commit": False, "auto_offset_reset": "earliest",
-            "max_partition_fetch_bytes": 8 * 1024 * 1024, "fetch_max_bytes": 64 * 1024 * 1024,
+            "max_partition_fetch_bytes": 2 * 1024 * 1024, "fetch_max_bytes": 16 * 1024 * 1024,
             "max_poll_records": 5000, "bootstrap_timeout_ms": 15000,
         }
         settings.update(overrides)
