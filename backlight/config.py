@@ -106,6 +106,13 @@ class ProcessSettings(_Model):
     review_interval_months: int = Field(18, ge=1, le=120)
     sla: str | None = None
     reference_model: str | None = None
+    end_activities: tuple[str, ...] = ()
+    """Activities that close a case: the live map then forgets the case's events."""
+
+
+class LiveSettings(_Model):
+    idle_horizon_days: float = Field(30.0, gt=0, le=3650)
+    """The live map forgets the events of a case idle this long (in event time)."""
 
 
 class ChannelSettings(_Model):
@@ -122,6 +129,7 @@ class Settings(_Model):
     kafka: KafkaSettings = KafkaSettings()
     store: StoreSettings = StoreSettings()
     broker: BrokerSettings = BrokerSettings()
+    live: LiveSettings = LiveSettings()
     sources: tuple[SourceSettings, ...] = ()
     processes: tuple[ProcessSettings, ...] = ()
     channels: tuple[ChannelSettings, ...] = ()

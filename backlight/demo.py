@@ -11,6 +11,7 @@ from backlight.config import Settings
 from backlight.mine import mine
 from ingest.broker import LocalBroker
 from ingest.store import open_store
+from mining.dfg import discover_dfg
 
 
 def run_demo(settings: Settings, workdir: Path, cases: int,
@@ -41,15 +42,21 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
             echo(f"  {process:<11} {events:>7} events -> {topic}")
         echo("Consuming into the embedded store (exits once caught up)...")
         t0 = time.monotonic()
-        stats = jobs.consume(demo_settings, exit_when_idle=2.0)
+        live = jobs.live_maps(demo_settings)
+        stats = jobs.consume(demo_settings, exit_when_idle=2.0, live=live)
         took = time.monotonic() - t0
         echo(f"  {stats.stored} events stored, {stats.dead_letters} dead-lettered, "
              f"{stats.duplicates} duplicates ignored ({took:.1f}s)")
         store = open_store(demo_settings.store.url)
         try:
-            echo("\nProcess       events    cases")
+            echo("\nProcess       events    cases   live map (kept up to date by the consumer)")
             for row in store.counts():
-                echo(f"  {row.process:<11} {row.events:>7} {row.cases:>8}")
+                batch = discover_dfg(store.events(row.process)).counts()
+                same = dict(live[row.process].edge_counts) == batch
+                echo(f"  {row.process:<11} {row.events:>7} {row.cases:>8}   {len(batch)} paths, "
+                     f"{live[row.process].open_cases} open cases held; "
+                     + ("equal to the DFG mined from the store" if same
+                        else "DIFFERS from the DFG mined from the store"))
         finally:
             store.close()
         echo("\nDiscovering each process from the store...")

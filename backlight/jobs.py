@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
@@ -17,11 +17,12 @@ from tqdm import tqdm
 from backlight.config import Settings
 from ingest import simulate as sim
 from ingest.broker import LocalBroker
-from ingest.consumer import Consumer, ConsumerStats, Subscriber, dead_letter_topic
+from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
 from ingest.logfiles import read_log
 from ingest.publish import publish
 from ingest.store import open_store
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
+from mining.live import LiveMaps
 
 log = logging.getLogger("backlight")
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -49,10 +50,17 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def live_maps(settings: Settings) -> LiveMaps:
+    """The live maps the consumer keeps up to date, compacting closed and idle cases."""
+    return LiveMaps(end_activities={p.name: p.end_activities for p in settings.processes},
+                    idle_horizon=timedelta(days=settings.live.idle_horizon_days))
+
+
 def consume(settings: Settings, exit_when_idle: float | None = None,
-            subscribers: Sequence[Subscriber] = (),
+            live: LiveMaps | None = None,
             stop: threading.Event | None = None) -> ConsumerStats:
-    """Run the consumer group over the configured sources until stopped (or idle, if asked)."""
+    """Run the consumer group over the configured sources until stopped (or idle, if asked),
+    keeping the live maps up to date with every stored batch."""
     topics = [s.topic for s in settings.sources]
     if not topics:
         from backlight.config import ConfigError
@@ -69,9 +77,17 @@ def consume(settings: Settings, exit_when_idle: float | None = None,
     log.info("consuming", extra={"fields": {"topics": ",".join(topics), "group": k.group_id,
                                             "bootstrap": k.bootstrap_servers}})
     try:
-        consumer = Consumer(source, sink, store, settings.specs(), subscribers, k.batch_size)
+        live = live if live is not None else live_maps(settings)
+        consumer = Consumer(source, sink, store, settings.specs(), [live], k.batch_size)
         with _stop_on_signals(stop):
-            return consumer.run(stop, exit_when_idle)
+            stats = consumer.run(stop, exit_when_idle)
+        for process in live:
+            state = live.snapshot(process)
+            log.info("live map", extra={"fields": {
+                "process": process, "events": state["events"], "cases": state["cases"],
+                "edges": len(state["dfg"]), **state["state"],
+                "delivery_max_ms": round(stats.delivery_max_s * 1000, 1)}})
+        return stats
     finally:
         source.close()
         sink.close()

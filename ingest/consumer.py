@@ -57,6 +57,8 @@ class ConsumerStats:
     """Monotonic time the first batch arrived; with ``busy_until`` (the last batch handled)
     it gives the ingest rate, without the group join and the idle tail."""
     busy_until: float | None = None
+    delivery_max_s: float = 0.0
+    """Longest time from a batch's store commit to its subscribers having it (e.g. live map)."""
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -145,7 +147,7 @@ class Consumer:
         self.stats.seconds["store"] += time.perf_counter() - t0
         return new
 
-    def finish(self, prepared: Prepared, new: int) -> None:
+    def finish(self, prepared: Prepared, new: int, stored_at: float) -> None:
         """After the store commit: commit the offsets, count, and hand the events on."""
         t0 = time.perf_counter()
         self.source.commit(prepared.next_offsets)
@@ -155,14 +157,16 @@ class Consumer:
         if new and self.subscribers:
             for subscriber in self.subscribers:
                 subscriber(prepared.events)
-            self.stats.seconds["subscribers"] += time.perf_counter() - t1
+            done = time.perf_counter()
+            self.stats.seconds["subscribers"] += done - t1
+            self.stats.delivery_max_s = max(self.stats.delivery_max_s, done - stored_at)
         self.stats.busy_until = time.monotonic()
 
     def handle(self, batch: Sequence[Message]) -> int:
         """Handle one polled batch end to end, in this thread; return the newly stored count."""
         prepared = self.prepare(batch)
         new = self.write(prepared)
-        self.finish(prepared, new)
+        self.finish(prepared, new, time.perf_counter())
         return new
 
     def _count(self, messages: int, valid: int, new: int, bad: Counter[str]) -> None:

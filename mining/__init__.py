@@ -14,6 +14,7 @@ from mining.frame import (
     prepare,
 )
 from mining.handoffs import Handoff, discover_handoffs
+from mining.live import LiveDfg, LiveMaps
 from mining.model import (
     DEFAULT_COVERAGE,
     ActivityCases,
@@ -61,6 +62,8 @@ __all__ = [
     "EventsLike",
     "FrameError",
     "Handoff",
+    "LiveDfg",
+    "LiveMaps",
     "Loop",
     "MapOptions",
     "MiningError",

@@ -1,34 +1,29 @@
 """Live directly-follows graph: a river-style incremental DFG per process, exact under late events.
 
-`LiveDfg.update(events)` folds case events into edge counts, waiting-time sums and start/end
-activity counts. Each open case keeps its events sorted by (time_us, arrival order) in one
-int key per event; an event landing inside a case retracts the one edge it splits and adds
-the two it creates (finding the place is a bisect; the list insert is a short memmove), and
-moves the case's start or end count when it lands first or last. Duplicates of an event held
-by the case are ignored.
+`LiveDfg.update(events)` folds case events into edge counts, exact waiting-time sums and
+start/end counts. Each open case keeps its events sorted by (time_us, arrival order), one int
+key per event; an event landing inside a case retracts the edge it splits and adds the two it
+creates (a bisect finds the place), and moves the start or end count when it lands first or
+last. Re-deliveries of an event the case holds are ignored.
 
-Bounded memory. At the end of each `update` call a case is *compacted* when its last event
-(in time order) is one of `end_activities` (closed), or when it had no event for more than
-`idle_horizon` of event time (watermark = the latest event time seen). Its counts stay in
-the graph; its events go. It leaves a *tombstone*: its last event (sort key, activity,
-event_id), kept for at least `retain` (default: `idle_horizon`) of watermark progress. An
-event arriving for a tombstoned case *reopens* it with that last event as an anchor when it
-sorts after the anchor, so a case that resumes after closing or idling is still counted
-exactly; an event sorting before the anchor cannot be placed and is left out
-(`skipped_events`). State is thus proportional to the cases active within about two
-horizons, not to the history.
+Bounded memory. At the end of each `update` a case is *compacted* when its last event (in time
+order) is one of `end_activities`, or when it had no event for more than `idle_horizon` of
+event time (watermark = latest event time seen). Its counts stay; its events go, except a
+*tombstone* of its last event (key, activity, event_id), kept for at least `retain` (default
+`idle_horizon`) of watermark progress. An event for a tombstoned case that sorts after that
+last event *reopens* the case with it as anchor, exactly; one that sorts before cannot be placed
+and is left out (`skipped_events`). State follows the cases active in about two horizons.
 
-Exactness. Let E be the distinct events (by event_id; of `lifecycle` when one is given)
-passed to `update` so far, each case's events ordered by (time_us, order of first arrival)
-- what `mining.discover_dfg` computes on a frame of E whose `seq` is the order of first
-arrival. Then `edge_counts`, `wait_sums_us` (hence `mean_waits`, up to the float division),
-`start_activities`, `end_activities`, `events` and `cases` equal the batch result on E
-whenever no event arrives for a case after it was compacted. More precisely, they stay equal
-as long as every event that arrives for a compacted case (1) arrives while its tombstone is
-held, (2) sorts after the case's last event at compaction (time_us greater or equal: a later
-arrival wins a tie), and (3) is not a re-delivery of one of its compacted events other than
-that last one (the store's unique event_id rules this out). Breaking (2) shows in
-`skipped_events`; breaking (1) or (3) cannot be seen: the event counts as a new case (or twice).
+Exactness. Let E be the distinct events (by event_id; of `lifecycle` if given) passed so far,
+each case ordered by (time_us, order of first arrival): `mining.discover_dfg` on a frame of E
+whose `seq` is the order of first arrival. `edge_counts`, `wait_sums_us` (so `mean_waits`, up
+to float division), `start_activities`, `end_activities`, `events` and `cases` equal that batch
+result whenever no event arrives for a case after it was compacted. More precisely they stay
+equal while every event arriving for a compacted case (1) comes while its tombstone is held,
+(2) sorts after the case's last event at compaction (a later time, or the same time: ties go
+by arrival), and (3) is not a re-delivery of a compacted event other than that last one (the
+store's unique event_id rules this out). Breaking (2) shows in `skipped_events`; breaking (1)
+or (3) cannot be seen (the event starts a new case, or counts twice).
 Not thread-safe; `LiveMaps` serialises updates and snapshots with a lock.
 """
 
@@ -98,8 +93,7 @@ class LiveDfg:
                  lifecycle: str | None = None) -> None:
         if lifecycle is not None and lifecycle not in LIFECYCLES:
             raise ValueError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
-        self.process = process
-        self.lifecycle = lifecycle
+        self.process, self.lifecycle = process, lifecycle
         self.closing: frozenset[str] = frozenset(end_activities)
         self.idle_horizon_us = _micros(idle_horizon)
         self.retain_us = self.idle_horizon_us if retain is None else _micros(retain)
@@ -108,8 +102,7 @@ class LiveDfg:
         self._due: list[tuple[int, str]] = []  # one (when to look again, case) per open/tomb case
         self._counts: dict[Pair, int] = {}
         self._waits: dict[Pair, int] = {}  # sum of waits in microseconds, exact
-        self._starts: dict[str, int] = {}
-        self._ends: dict[str, int] = {}
+        self._starts, self._ends = dict[str, int](), dict[str, int]()  # first / last activity counts
         self._names: dict[str, str] = {}  # one string object per activity name
         self._seq = 0
         self._watermark: int | None = None
@@ -315,10 +308,6 @@ class LiveDfg:
                       "reopened_cases": self._reopened, "skipped_events": self._skipped,
                       "duplicates": self._duplicates},
         }
-
-    def __repr__(self) -> str:
-        return (f"LiveDfg(process={self.process!r}, events={self._events}, cases={self._cases}, "
-                f"open_cases={self.open_cases}, tombstones={self.tombstones})")
 
 
 class LiveMaps(Mapping[str, LiveDfg]):
