@@ -78,6 +78,8 @@ def consume(settings: Settings, exit_when_idle: float | None = None,
                                             "bootstrap": k.bootstrap_servers}})
     try:
         live = live if live is not None else live_maps(settings)
+        for row in store.counts():  # the live map covers the whole store, not just this run
+            live.bootstrap(row.process, store.events(row.process))
         consumer = Consumer(source, sink, store, settings.specs(), [live], k.batch_size)
         with _stop_on_signals(stop):
             stats = consumer.run(stop, exit_when_idle)

@@ -27,8 +27,9 @@ from schemas.errors import InvalidEvent
 from schemas.event import CaseEvent
 
 log = logging.getLogger("backlight.consume")
-Subscriber = Callable[[Sequence[CaseEvent]], None]
-"""Called with each batch of newly stored events (the live map, the alert evaluator)."""
+Subscriber = Callable[[Sequence[CaseEvent], Sequence[Coordinates | None]], None]
+"""Called after each store commit with the batch's newly stored events and where each came
+from in Kafka (the live map, the alert evaluator)."""
 
 DLQ_SUFFIX = ".dlq"
 
@@ -140,23 +141,26 @@ class Consumer:
         self.stats.seconds["dead_letter"] += time.perf_counter() - t1
         return out
 
-    def write(self, prepared: Prepared) -> int:
-        """Store a prepared batch in one transaction; return how many events were new."""
+    def write(self, prepared: Prepared) -> list[bool]:
+        """Store a prepared batch in one transaction; say which events were new."""
         t0 = time.perf_counter()
         new = self.store.write(prepared.events, prepared.origins)
         self.stats.seconds["store"] += time.perf_counter() - t0
         return new
 
-    def finish(self, prepared: Prepared, new: int, stored_at: float) -> None:
-        """After the store commit: commit the offsets, count, and hand the events on."""
+    def finish(self, prepared: Prepared, new: list[bool], stored_at: float) -> None:
+        """After the store commit: commit the offsets, count, and hand the new events on."""
         t0 = time.perf_counter()
         self.source.commit(prepared.next_offsets)
         t1 = time.perf_counter()
         self.stats.seconds["commit"] += t1 - t0
-        self._count(prepared.messages, len(prepared.events), new, prepared.bad)
-        if new and self.subscribers:
+        fresh = sum(new)
+        self._count(prepared.messages, len(prepared.events), fresh, prepared.bad)
+        if fresh and self.subscribers:
+            events = [e for e, n in zip(prepared.events, new, strict=True) if n]
+            origins = [o for o, n in zip(prepared.origins, new, strict=True) if n]
             for subscriber in self.subscribers:
-                subscriber(prepared.events)
+                subscriber(events, origins)
             done = time.perf_counter()
             self.stats.seconds["subscribers"] += done - t1
             self.stats.delivery_max_s = max(self.stats.delivery_max_s, done - stored_at)
@@ -167,7 +171,7 @@ class Consumer:
         prepared = self.prepare(batch)
         new = self.write(prepared)
         self.finish(prepared, new, time.perf_counter())
-        return new
+        return sum(new)
 
     def _count(self, messages: int, valid: int, new: int, bad: Counter[str]) -> None:
         s = self.stats

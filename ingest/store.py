@@ -7,6 +7,7 @@ with the columns in ``FRAME_SCHEMA``. A PostgreSQL backend implements the same i
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,8 +57,9 @@ class EventStore(Protocol):
 
     def write(
         self, events: Sequence[CaseEvent], origins: Sequence[Coordinates | None] | None = None
-    ) -> int:
-        """Store a batch in one transaction; return how many events were new."""
+    ) -> list[bool]:
+        """Store a batch in one transaction; say for each event whether it was new (not
+        already stored, and not a repeat of an earlier event in the same batch)."""
         ...
 
     def events(self, process: str, since: datetime | None = None,
@@ -97,6 +99,7 @@ _INSERT = (
     ' attributes, topic, partition, "offset") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)'
     " ON CONFLICT (event_id) DO NOTHING"
 )
+_EXISTING = "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))"
 
 
 class SQLiteStore:
@@ -117,9 +120,9 @@ class SQLiteStore:
 
     def write(
         self, events: Sequence[CaseEvent], origins: Sequence[Coordinates | None] | None = None
-    ) -> int:
+    ) -> list[bool]:
         if not events:
-            return 0
+            return []
         if origins is None:
             origins = [None] * len(events)
         rows = [
@@ -128,16 +131,21 @@ class SQLiteStore:
              o.offset if o else None)
             for e, o in zip(events, origins, strict=True)
         ]
+        ids = [e.event_id for e in events]
         try:
-            before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                seen = {row[0] for row in self._db.execute(_EXISTING, (json.dumps(ids),))}
+                new = []
+                for event_id in ids:
+                    new.append(event_id not in seen)
+                    seen.add(event_id)
                 self._db.executemany(_INSERT, rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            return self._db.total_changes - before
+            return new
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(rows)} events to {self.path} failed: {exc}") from exc
 

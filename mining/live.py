@@ -32,11 +32,15 @@ from __future__ import annotations
 import heapq
 import threading
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Self
 
+import polars as pl
+
+from ingest.store import Coordinates
 from schemas.event import LIFECYCLES, CaseEvent, format_time
 
 _B: Final = 64  # sort key = time_us * 2**64 + arrival seq: (time, arrival) order in one int
@@ -65,20 +69,22 @@ def _ranked(counter: Mapping[str, int]) -> dict[str, int]:
 
 
 class _Tomb(NamedTuple):
-    """What a compacted case keeps: its last event, until the watermark passes `expires`."""
+    """What a compacted case keeps: its last event, until its lane's watermark passes `expires`."""
 
     key: int
     activity: str
     event_id: str
     expires: int
+    lane: Hashable
 
 
 class _Case:
     """An open case: sort keys and activities in (time, arrival) order, event ids held."""
 
-    __slots__ = ("acts", "anchored", "ids", "keys")
+    __slots__ = ("acts", "anchored", "ids", "keys", "lane")
 
-    def __init__(self, anchor: _Tomb | None = None) -> None:
+    def __init__(self, lane: Hashable, anchor: _Tomb | None = None) -> None:
+        self.lane = lane
         self.keys: list[int] = [] if anchor is None else [anchor.key]
         self.acts: list[str] = [] if anchor is None else [anchor.activity]
         self.ids: dict[str, int] = {} if anchor is None else {anchor.event_id: anchor.key}
@@ -99,13 +105,17 @@ class LiveDfg:
         self.retain_us = self.idle_horizon_us if retain is None else _micros(retain)
         self._open: dict[str, _Case] = {}
         self._tombs: dict[str, _Tomb] = {}
-        self._due: list[tuple[int, str]] = []  # one (when to look again, case) per open/tomb case
+        # Per lane (a Kafka partition: all events of a case come through one), its watermark
+        # (latest event time seen) and a heap of (when to look again, case) per open/tomb case.
+        # Idle and expiry are judged by the case's own lane, so a partition read ahead of the
+        # others does not make the cases of a lagging one look idle.
+        self._marks: dict[Hashable, int] = {}
+        self._due: dict[Hashable, list[tuple[int, str]]] = {}
         self._counts: dict[Pair, int] = {}
         self._waits: dict[Pair, int] = {}  # sum of waits in microseconds, exact
         self._starts, self._ends = dict[str, int](), dict[str, int]()  # first / last activity counts
         self._names: dict[str, str] = {}  # one string object per activity name
         self._seq = 0
-        self._watermark: int | None = None
         self._events = self._cases = self._compacted = self._late = 0
         self._reopened = self._skipped = self._duplicates = 0
 
@@ -147,8 +157,8 @@ class LiveDfg:
 
     @property
     def watermark_us(self) -> int | None:
-        """Latest event time seen (UTC microseconds), None before the first event."""
-        return self._watermark
+        """Latest event time seen in any lane (UTC microseconds), None before the first event."""
+        return max(self._marks.values(), default=None)
 
     @property
     def open_cases(self) -> int:
@@ -186,14 +196,20 @@ class LiveDfg:
         return self._duplicates
 
     # -- updates --
-    def update(self, events: Iterable[CaseEvent]) -> Self:
-        """Fold a batch of events in; then close and compact cases. Returns self."""
+    def update(self, events: Iterable[CaseEvent], lanes: Iterable[Hashable] | None = None) -> Self:
+        """Fold a batch of events in; then close and compact cases. Returns self.
+
+        ``lanes`` gives each event's lane (e.g. its Kafka topic and partition); without it all
+        events share one lane. A case stays in the lane of its first event.
+        """
         touched: set[str] = set()
-        for event in events:
+        pairs = zip(events, repeat(None)) if lanes is None else zip(events, lanes, strict=True)
+        for event, lane in pairs:
             if self.process is not None and event.process != self.process:
                 raise ValueError(f"event {event.event_id!r} is of process {event.process!r}, "
                                  f"not {self.process!r}")
-            if (self.lifecycle is None or event.lifecycle == self.lifecycle) and self._place(event):
+            if (self.lifecycle is None or event.lifecycle == self.lifecycle) and self._place(
+                    event, lane):
                 touched.add(event.case_id)
         for case_id in touched:
             case = self._open.get(case_id)
@@ -202,7 +218,7 @@ class LiveDfg:
         self._sweep()
         return self
 
-    def _place(self, event: CaseEvent) -> bool:
+    def _place(self, event: CaseEvent, lane: Hashable) -> bool:
         """Insert one event into its case and apply the deltas; False if ignored."""
         case_id, time_us, event_id = event.case_id, event.time_us, event.event_id
         case = self._open.get(case_id)
@@ -210,14 +226,19 @@ class LiveDfg:
             self._duplicates += 1
             return False
         key = (time_us << _B) + self._seq
-        if self._watermark is None or time_us > self._watermark:
-            self._watermark = time_us
+        if case is not None:
+            lane = case.lane
+        elif (tomb := self._tombs.get(case_id)) is not None:
+            lane = tomb.lane
+        if time_us > self._marks.get(lane, time_us - 1):
+            self._marks[lane] = time_us
         if case is None:
             tomb = self._tombs.get(case_id)
             if tomb is None:
-                case = self._open[case_id] = _Case()
+                case = self._open[case_id] = _Case(lane)
                 self._cases += 1
-                heapq.heappush(self._due, (time_us + self.idle_horizon_us, case_id))
+                heapq.heappush(self._due.setdefault(lane, []),
+                               (time_us + self.idle_horizon_us, case_id))
             elif event_id == tomb.event_id:
                 self._duplicates += 1
                 return False
@@ -226,7 +247,7 @@ class LiveDfg:
                 return False
             else:
                 del self._tombs[case_id]
-                case = self._open[case_id] = _Case(tomb)
+                case = self._open[case_id] = _Case(lane, tomb)
                 self._reopened += 1
         keys, acts = case.keys, case.acts
         n, pos = len(keys), bisect_right(keys, key)
@@ -268,15 +289,18 @@ class LiveDfg:
         """Drop a case's events, keeping its last one as a tombstone."""
         last = case.keys[-1]
         event_id = next(i for i, k in case.ids.items() if k == last)
-        assert self._watermark is not None
-        self._tombs[case_id] = _Tomb(last, case.acts[-1], event_id, self._watermark + self.retain_us)
+        expires = self._marks[case.lane] + self.retain_us
+        self._tombs[case_id] = _Tomb(last, case.acts[-1], event_id, expires, case.lane)
         del self._open[case_id]
         self._compacted += 1
 
     def _sweep(self) -> None:
-        """Compact idle cases and drop expired tombstones (lazy heap: re-check, re-push)."""
-        mark, due = self._watermark, self._due
-        while mark is not None and due and due[0][0] < mark:
+        """Compact idle cases and drop expired tombstones, lane by lane (lazy heaps)."""
+        for lane, due in self._due.items():
+            self._sweep_lane(self._marks[lane], due)
+
+    def _sweep_lane(self, mark: int, due: list[tuple[int, str]]) -> None:
+        while due and due[0][0] < mark:
             _, case_id = heapq.heappop(due)
             case = self._open.get(case_id)
             if case is not None:
@@ -300,7 +324,7 @@ class LiveDfg:
         ]
         return {
             "process": self.process, "events": self._events, "cases": self._cases,
-            "watermark": None if self._watermark is None else format_time(self._watermark),
+            "watermark": None if self.watermark_us is None else format_time(self.watermark_us),
             "start_activities": _ranked(self._starts), "end_activities": _ranked(self._ends),
             "dfg": dfg,
             "state": {"open_cases": self.open_cases, "tombstones": self.tombstones,
@@ -326,17 +350,32 @@ class LiveMaps(Mapping[str, LiveDfg]):
     def _new(self, process: str) -> LiveDfg:
         return LiveDfg(process, end_activities=self._ends.get(process, ()), **self._options)
 
-    def __call__(self, batch: Sequence[CaseEvent]) -> None:
-        """Fold one stored batch in, each process's events in batch order."""
-        groups: dict[str, list[CaseEvent]] = {}
-        for event in batch:
-            groups.setdefault(event.process, []).append(event)
+    def __call__(self, batch: Sequence[CaseEvent],
+                 origins: Sequence[Coordinates | None] | None = None) -> None:
+        """Fold one stored batch in, each process's events in batch order; each event's lane
+        is the Kafka topic and partition it came from (``origins``), when given."""
+        groups: dict[str, tuple[list[CaseEvent], list[Hashable]]] = {}
+        lanes: list[Hashable] = [None] * len(batch) if origins is None else [
+            None if o is None else (o.topic, o.partition) for o in origins]
+        for event, lane in zip(batch, lanes, strict=True):
+            events, event_lanes = groups.setdefault(event.process, ([], []))
+            events.append(event)
+            event_lanes.append(lane)
         with self._lock:
-            for process, events in groups.items():
+            for process, (events, event_lanes) in groups.items():
                 live = self._maps.get(process)
                 if live is None:
                     live = self._maps[process] = self._new(process)
-                live.update(events)
+                live.update(events, event_lanes)
+
+    def bootstrap(self, process: str, frame: pl.DataFrame) -> None:
+        """Start a process's live map from the events already stored (a `FRAME_SCHEMA` frame),
+        in arrival order, so that after a restart it still covers the whole store."""
+        rows = frame.sort("seq").select(
+            "event_id", "case_id", "activity", pl.col("timestamp").dt.epoch("us"), "lifecycle",
+            "resource", "team", "attributes").iter_rows()
+        self([CaseEvent(eid, process, case, act, ts, lc, res, team, attrs)
+              for eid, case, act, ts, lc, res, team, attrs in rows])
 
     def snapshot(self, process: str) -> dict[str, Any]:
         """Plain JSON-ready data of one process's live map (empty before its first event)."""

@@ -53,3 +53,30 @@ def test_live_map_equals_store_dfg_under_shuffled_duplicated_delivery(
         for edge in batch.edges:
             assert state.mean_waits[(edge.source, edge.target)] == pytest.approx(edge.wait.mean)
     store.close()
+
+
+def test_live_map_after_restart_covers_the_whole_store(kafka_bootstrap: str, tmp_path: Path,
+                                                       unique: str) -> None:
+    """A consumer started again on a non-empty store starts its live map from the store, so
+    the live map still equals the DFG of everything stored (and re-sent events are not new)."""
+    topic = f"live-restart.{unique}"
+    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, tmp_path / "s.db",
+                       [(topic, "payments")], f"g-{unique}")
+    settings = load(cfg)
+    ensure_topics(kafka_bootstrap, [topic])
+    events = simulate("payments", 200, seed=8).events
+    half = len(events) // 2
+    for part in (events[:half], events[half // 2:]):  # the second run re-sends a quarter
+        sink = KafkaSink(kafka_bootstrap)
+        for event in part:
+            sink.send(topic, encode(event), key=event.case_id.encode())
+        sink.flush()
+        sink.close()
+        live = live_maps(settings)
+        consume(settings, exit_when_idle=2.0, live=live)
+    store = open_store(settings.store.url)
+    frame = store.events("payments")
+    assert frame.height == len(events)
+    assert dict(live["payments"].edge_counts) == discover_dfg(frame).counts()
+    assert live["payments"].events == len(events)
+    store.close()

@@ -20,11 +20,12 @@ def ev(i: int, process: str = "claims", case: str = "c1") -> CaseEvent:
 
 
 def test_write_is_idempotent_on_event_id(tmp_path: Path) -> None:
-    """Writing a batch twice stores it once; write returns how many were new."""
+    """Writing a batch twice stores it once; write says which events were new (a repeat
+    within one batch is not)."""
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     batch = [ev(i) for i in range(5)]
-    assert store.write(batch, [Coordinates("t", 0, i) for i in range(5)]) == 5
-    assert store.write([*batch[2:], ev(9)]) == 1
+    assert store.write(batch, [Coordinates("t", 0, i) for i in range(5)]) == [True] * 5
+    assert store.write([*batch[2:], ev(9), ev(9)]) == [False, False, False, True, False]
     assert [(c.process, c.events, c.cases) for c in store.counts()] == [("claims", 6, 1)]
 
 

@@ -1,0 +1,55 @@
+"""Benchmark (on demand: pytest -m bench -s tests/test_bench_live.py): the consumer with its live
+map, on ~100k and ~1M simulated onboarding events: peak memory, and the delay from a batch's
+store commit to its presence in the live map, at sustained load (a full backlog)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, write_config
+from test_bench_ingest import PEAK_RSS
+
+from backlight.config import load
+from backlight.jobs import simulate
+
+pytestmark = [pytest.mark.bench, pytest.mark.kafka]
+ENDS = '["Send welcome pack", "Decline application", "Withdraw application"]'
+
+
+def consume_peak(cfg: Path) -> tuple[int, float, str]:
+    """Run `backlight consume` to the end of the backlog; its peak RSS (KiB), the longest
+    commit-to-live-map delay (ms) and its live map log line."""
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, "consume", "--config", str(cfg),
+                           "--exit-when-idle", "1"], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    live = next(line for line in proc.stderr.splitlines() if 'event="live map"' in line)
+    delay = float(re.search(r"delivery_max_ms=([\d.]+)", live).group(1))  # type: ignore[union-attr]
+    return int(proc.stderr.strip().splitlines()[-1].split()[-1]), delay, live
+
+
+def test_consumer_memory_100k_vs_1m_events(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Prints the consumer's peak RSS after ~100k and ~1M events, their ratio, and the delay."""
+    results = {}
+    for cases in (12_500, 125_000):
+        topic = f"live-bench-{cases}-{tmp_path.name}"
+        cfg = write_config(tmp_path / f"{cases}.toml", kafka_bootstrap, tmp_path / f"{cases}.db",
+                           [(topic, "onboarding")], f"g-{topic}",
+                           extra=f'[[processes]]\nname = "onboarding"\nend_activities = {ENDS}\n')
+        published = simulate(load(cfg), ["onboarding"], cases, seed=3)
+        events = published["onboarding"][0]
+        peak_kib, delay_ms, line = consume_peak(cfg)
+        assert f" cases={cases} " in line and " skipped_events=0 " in line, line
+        results[cases] = (events, peak_kib, delay_ms, line)
+    (small_n, small_kib, small_ms, _), (big_n, big_kib, big_ms, big_line) = (
+        results[12_500], results[125_000])
+    print("\nconsumer + live map, simulated onboarding, backlog consumed in batches of 5000")
+    print(f"  {small_n:>9,} events: peak RSS {small_kib / 1024:.0f} MiB, "
+          f"longest commit->live delay {small_ms:.1f} ms")
+    print(f"  {big_n:>9,} events: peak RSS {big_kib / 1024:.0f} MiB, "
+          f"longest commit->live delay {big_ms:.1f} ms")
+    print(f"  ratio 1M / 100k: {big_kib / small_kib:.2f} (target <= 1.3)")
+    print(f"  {big_line}")
