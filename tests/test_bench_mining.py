@@ -13,7 +13,10 @@ from conftest import ROOT, backlight, shared_file
 
 from ingest.logfiles import read_log
 from ingest.store import open_store
+from mining.dfg import discover_dfg
+from mining.frame import prepare
 from mining.summary import summarize
+from mining.variants import discover_variants
 
 pytestmark = [pytest.mark.bench, pytest.mark.shared_data]
 KEYS = {"activity_key": "concept:name", "case_id_key": "case:concept:name",
@@ -53,10 +56,18 @@ def test_mine_json_vs_pm4py(tmp_path: Path) -> None:
         pm4py.discover_performance_dfg(log, **KEYS)
         pm4py.get_variants(log, **KEYS)
 
+    frame = store.events("onboarding")
+
+    def ours_same_scope() -> None:  # what pm4py's three calls compute: DFG, waits, variants
+        events = prepare(frame)
+        discover_dfg(events)
+        discover_variants(events)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = pm4py.read_xes(str(path), return_legacy_log_object=False)
     t_ours = best_of(3, ours)
+    t_scope = best_of(3, ours_same_scope)
     t_file = best_of(2, pm4py_from_file)
     t_mem = best_of(3, lambda: pm4py_in_memory(loaded))
     cfg = tmp_path / "b.toml"
@@ -71,5 +82,8 @@ def test_mine_json_vs_pm4py(tmp_path: Path) -> None:
     print(f"  the same through the CLI, process start included:         {t_cli:.2f} s")
     print(f"  pm4py from the file (read_xes + dfg + perf dfg + variants): {t_file:.2f} s"
           f"  -> ratio {t_ours / t_file:.3f} (target <= 0.1)")
-    print(f"  pm4py in memory (dfg + perf dfg + variants only):           {t_mem:.2f} s"
-          f"  -> ratio {t_ours / t_mem:.2f} (target <= 1.0)")
+    print(f"  pm4py in memory (dfg + perf dfg + variants only):           {t_mem:.2f} s")
+    print(f"  ours in memory, same scope (dfg with waits + variants):     {t_scope:.2f} s"
+          f"  -> ratio {t_scope / t_mem:.2f} (target <= 1.0)")
+    print(f"  ours in memory, the whole summary (+ rework, loops, hand-offs, service times, "
+          f"trend): {t_ours:.2f} s incl. the store read -> {t_ours / t_mem:.2f}x pm4py's three calls")
