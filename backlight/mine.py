@@ -41,6 +41,15 @@ def load_events(settings: Settings, process: str) -> pl.DataFrame:
         store.close()
 
 
+def _with_comment(xml: str, lines: tuple[str, ...]) -> str:
+    """The XML with a comment after its declaration saying what the model leaves out.
+    Activity names are event data: "--" cannot stand in an XML comment, so it is broken up."""
+    text = "\n".join("  " + line.replace("--", "- -") for line in lines).replace("-->", "- ->")
+    comment = f"<!-- Backlight discovered this model from the store.\n{text}\n-->\n"
+    head, sep, rest = xml.partition("?>")
+    return f"{head}{sep}\n{comment}{rest.lstrip()}" if sep else comment + xml
+
+
 def conformance(settings: Settings, process: str, frame: pl.DataFrame,
                 lifecycle: str | None) -> dict[str, Any] | None:
     """Fitness against the process's documented model, when the config names one."""
@@ -69,7 +78,8 @@ def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None
         return Mined(process_map_svg(frame, options, title=process))
     if fmt == "bpmn":
         model = discover_model(frame)
-        return Mined(model.bpmn_xml, tuple(model.left_out()))
+        notes = tuple(model.left_out())
+        return Mined(_with_comment(model.bpmn_xml, notes), notes)
     buffer = io.StringIO()
     write_xes(frame, process, buffer)
     return Mined(buffer.getvalue())

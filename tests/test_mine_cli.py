@@ -77,6 +77,7 @@ def test_bpmn_and_xes_formats(config: Path, tmp_path: Path) -> None:
                      "bpmn")
     assert "definitions" in ET.fromstring(proc.stdout).tag
     assert "The model is built from" in proc.stderr
+    assert "<!-- Backlight discovered this model" in proc.stdout  # the file says it too
     out = tmp_path / "o.xes"
     backlight("mine", "--config", str(config), "--process", "fines", "--format", "xes",
               "--out", str(out))
@@ -88,3 +89,13 @@ def test_unknown_process_is_a_clear_error(config: Path) -> None:
     proc = backlight("mine", "--config", str(config), "--process", "onbaording", check=False)
     assert proc.returncode == 2
     assert "'onbaording'" in proc.stderr and "fines, onboarding" in proc.stderr
+
+
+def test_bpmn_comment_survives_hostile_activity_names() -> None:
+    """An activity name with "--" or "-->" in the left-out notes keeps the BPMN well-formed."""
+    from backlight.mine import _with_comment
+
+    xml = _with_comment('<?xml version="1.0"?><definitions/>',
+                        ("Activity 'x-->y--z' is not in the model",))
+    assert ET.fromstring(xml).tag == "definitions"
+    assert "x- ->y- -z" in xml
