@@ -16,8 +16,7 @@ def encode(event: CaseEvent) -> bytes:
 
 
 def publish(events: Iterable[CaseEvent], sink: Sink, topic: str, *, speed: float | None = None,
-            progress: Callable[[int], object] | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> int:
+            progress: Callable[[int], object] | None = None) -> int:
     """Send ``events`` to ``topic`` and wait for the broker's acknowledgement; return the count.
 
     With ``speed`` the events are sent in time order, paced by their own timestamps divided by
@@ -36,7 +35,7 @@ def publish(events: Iterable[CaseEvent], sink: Sink, topic: str, *, speed: float
             first_us = event.time_us if first_us is None else first_us
             due = (event.time_us - first_us) / 1e6 / speed - (time.monotonic() - started)
             if due > 0:
-                sleep(min(due, 5.0))
+                time.sleep(min(due, 5.0))
         sink.send(topic, encode(event), key=event.case_id.encode())
         sent += 1
         if progress is not None and sent % 1000 == 0:
