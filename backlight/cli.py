@@ -129,7 +129,7 @@ def replay(config_path: str | None, file: Path, process: str, topic: str | None,
 @click.option("--bottleneck", default=None, metavar="ACTIVITY",
               help="Inject a bottleneck: waits before ACTIVITY grow --bottleneck-factor times.")
 @click.option("--bottleneck-since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
-              default=None, help="...from this time on (default: halfway through).")
+              default=None, help="...from this time on (default: from the first case).")
 @click.option("--bottleneck-factor", type=float, default=5.0, show_default=True)
 @click.option("--rework", default=None, metavar="A,B",
               help="Inject a rework loop over these activities (comma-separated).")

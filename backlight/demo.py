@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from backlight import jobs
@@ -36,7 +37,8 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
         truth = workdir / "ground-truth.json"
         published = jobs.simulate(
             demo_settings, ["onboarding", "payments", "claims"], cases, seed=7,
-            bottleneck="Risk review", rework="Request missing documents,Documents received",
+            bottleneck="Risk review", bottleneck_since=jobs.SIMULATION_START + timedelta(days=4),
+            rework="Request missing documents,Documents received",
             stuck_after="Assessment", ground_truth=str(truth))
         for process, (events, topic) in published.items():
             echo(f"  {process:<11} {events:>7} events -> {topic}")

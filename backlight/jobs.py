@@ -26,6 +26,7 @@ from mining.live import LiveMaps
 
 log = logging.getLogger("backlight")
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+SIMULATION_START = datetime(2026, 1, 5, 9, tzinfo=AMSTERDAM)
 
 
 def local_broker(settings: Settings) -> LocalBroker:
@@ -127,14 +128,17 @@ def simulate(settings: Settings, processes: Sequence[str], cases: int, *, seed: 
         start = start.replace(tzinfo=AMSTERDAM)
     if bottleneck_since is not None and bottleneck_since.tzinfo is None:
         bottleneck_since = bottleneck_since.replace(tzinfo=AMSTERDAM)
+    first = start or SIMULATION_START
+    applied = [_anomalies(p, first, bottleneck, bottleneck_since, bottleneck_factor, rework,
+                          stuck_after) for p in processes]
+    _check_applied({"--bottleneck": bottleneck, "--rework": rework,
+                    "--stuck-after": stuck_after}, applied, processes)
     k = settings.kafka
     done: dict[str, tuple[int, str]] = {}
     results: list[sim.Simulation] = []
     sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-simulate")
     try:
-        for process in processes:
-            anomalies = _anomalies(process, start, bottleneck, bottleneck_since,
-                                   bottleneck_factor, rework, stuck_after)
+        for process, anomalies in zip(processes, applied, strict=True):
             result = sim.simulate(process, cases, seed=seed, start=start, anomalies=anomalies)
             topic = _topic(settings, process, None)
             if k.create_topics:
@@ -148,33 +152,24 @@ def simulate(settings: Settings, processes: Sequence[str], cases: int, *, seed: 
     return done
 
 
-def _anomalies(process: str, start: datetime | None, bottleneck: str | None,
-               since: datetime | None, factor: float, rework: str | None,
-               stuck_after: str | None) -> sim.Anomalies:
+def _anomalies(process: str, start: datetime, bottleneck: str | None, since: datetime | None,
+               factor: float, rework: str | None, stuck_after: str | None) -> sim.Anomalies:
+    """The requested anomalies that apply to this process: those naming its activities."""
     names = set(sim.activities(process))
-    b = r = s = None
-    if bottleneck and bottleneck in names:
-        first = start or datetime(2026, 1, 5, 9, tzinfo=AMSTERDAM)
-        b = sim.Bottleneck(bottleneck, since or first, factor)
-    if rework:
-        steps = tuple(a.strip() for a in rework.split(","))
-        if set(steps) <= names:
-            r = sim.ReworkLoop(steps)
-    if stuck_after and stuck_after in names:
-        s = sim.StuckCases(stuck_after)
-    requested = [a for a in (bottleneck, rework, stuck_after) if a]
-    if requested and len(processes_with_any(requested)) == 0:
-        raise ValueError(f"no process has the activities {requested}")
-    return sim.Anomalies(b, r, s)
+    steps = tuple(a.strip() for a in rework.split(",")) if rework else ()
+    return sim.Anomalies(
+        sim.Bottleneck(bottleneck, since or start, factor) if bottleneck in names else None,
+        sim.ReworkLoop(steps) if steps and set(steps) <= names else None,
+        sim.StuckCases(stuck_after) if stuck_after in names else None,
+    )
 
 
-def processes_with_any(requested: Sequence[str]) -> list[str]:
-    """The simulated processes that know at least one of the named activities (or pairs)."""
-    out = []
-    for p in sim.PROCESSES:
-        names = set(sim.activities(p))
-        for a in requested:
-            if a in names or set(x.strip() for x in a.split(",")) <= names:
-                out.append(p)
-                break
-    return out
+def _check_applied(requested: dict[str, str | None], applied: Sequence[sim.Anomalies],
+                   processes: Sequence[str]) -> None:
+    """Refuse an anomaly that names activities none of the simulated processes has."""
+    fields = {"--bottleneck": "bottleneck", "--rework": "rework", "--stuck-after": "stuck"}
+    for flag, value in requested.items():
+        if value and not any(getattr(a, fields[flag]) for a in applied):
+            known = sorted({name for p in processes for name in sim.activities(p)})
+            raise ValueError(f"{flag} {value!r}: no simulated process "
+                             f"({', '.join(processes)}) has that; activities: {', '.join(known)}")
