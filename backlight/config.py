@@ -17,7 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.decode import DEFAULT_MAX_BYTES, FieldMapping, SourceSpec
 from schemas.errors import BacklightError
@@ -45,6 +53,35 @@ class KafkaSettings(_Model):
     """How soon the group hands a dead consumer's partitions to the others."""
     create_topics: bool = True
     """Create missing source and dead-letter topics at start (fine locally; off where ops own topics)."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            for key in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"{key} is required when security_protocol is "
+                                     f"{self.security_protocol}")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Security settings as kafka-python options (the only place the password is read)."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            assert self.sasl_password is not None
+            options.update(sasl_mechanism=self.sasl_mechanism,
+                           sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password.get_secret_value())
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+        return options
 
 
 class StoreSettings(_Model):
@@ -202,7 +239,8 @@ def _reason(err: Any) -> str:
         return "required, but missing"
     if "input" in err and not isinstance(err["input"], dict | list) and err["type"] != "missing":
         shown = str(err["input"])
-        if "url" not in str(err["loc"]) and len(shown) < 80:
+        secret = any(w in str(err["loc"]) for w in ("url", "password", "token", "secret"))
+        if not secret and len(shown) < 80:
             return f"{msg} (got {shown!r})"
     return msg
 

@@ -68,13 +68,15 @@ def consume(settings: Settings, exit_when_idle: float | None = None,
         raise ConfigError("sources: no [[sources]] configured, nothing to consume")
     k = settings.kafka
     if k.create_topics:
-        ensure_topics(k.bootstrap_servers, [*topics, *map(dead_letter_topic, topics)])
+        ensure_topics(k.bootstrap_servers, [*topics, *map(dead_letter_topic, topics)],
+                      **k.client_options())
     stop = stop or threading.Event()
     store = open_store(settings.store.url)
     source = KafkaSource(k.bootstrap_servers, k.group_id, topics, client_id=k.client_id,
                          max_poll_records=k.batch_size, session_timeout_ms=k.session_timeout_ms,
-                         heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3))
-    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq")
+                         heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3),
+                         **k.client_options())
+    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq", **k.client_options())
     log.info("consuming", extra={"fields": {"topics": ",".join(topics), "group": k.group_id,
                                             "bootstrap": k.bootstrap_servers}})
     try:
@@ -107,8 +109,8 @@ def replay(settings: Settings, file: Path, process: str, topic: str | None,
     topic = _topic(settings, process, topic)
     k = settings.kafka
     if k.create_topics:
-        ensure_topics(k.bootstrap_servers, [topic, dead_letter_topic(topic)])
-    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-replay")
+        ensure_topics(k.bootstrap_servers, [topic, dead_letter_topic(topic)], **k.client_options())
+    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-replay", **k.client_options())
     try:
         with tqdm(desc=f"replay {file.name}", unit=" events", unit_scale=True,
                   disable=None) as bar:
@@ -136,13 +138,15 @@ def simulate(settings: Settings, processes: Sequence[str], cases: int, *, seed: 
     k = settings.kafka
     done: dict[str, tuple[int, str]] = {}
     results: list[sim.Simulation] = []
-    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-simulate")
+    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-simulate",
+                     **k.client_options())
     try:
         for process, anomalies in zip(processes, applied, strict=True):
             result = sim.simulate(process, cases, seed=seed, start=start, anomalies=anomalies)
             topic = _topic(settings, process, None)
             if k.create_topics:
-                ensure_topics(k.bootstrap_servers, [topic, dead_letter_topic(topic)])
+                ensure_topics(k.bootstrap_servers, [topic, dead_letter_topic(topic)],
+                              **k.client_options())
             done[process] = (publish(result.events, sink, topic), topic)
             results.append(result)
     finally:

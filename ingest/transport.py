@@ -161,11 +161,12 @@ class KafkaSink:
         self._producer.close()
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3) -> None:
+def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3,
+                  **options: Any) -> None:
     """Create the topics that do not exist yet (replication factor 1 on a local broker)."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="backlight-admin",
-                                 bootstrap_timeout_ms=15000)
+                                 bootstrap_timeout_ms=15000, **options)
     except KafkaTimeoutError as exc:
         raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
     try:

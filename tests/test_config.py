@@ -98,3 +98,30 @@ def test_cli_exits_2_on_missing_config(tmp_path: Path) -> None:
     proc = backlight("consume", "--config", str(tmp_path / "nope.toml"), check=False, timeout=60)
     assert proc.returncode == 2
     assert "no such config file" in proc.stderr
+
+
+def test_sasl_credentials_reach_the_client_and_not_the_logs(tmp_path: Path) -> None:
+    """SASL settings become kafka-python options; the password comes from the environment and
+    shows in no repr."""
+    path = tmp_path / "b.toml"
+    path.write_text('[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\n'
+                    'sasl_username = "backlight"\nsasl_password = "${KAFKA_PASSWORD}"\n'
+                    'ssl_cafile = "/etc/ssl/kafka-ca.pem"\n')
+    settings = load(path, environ={"KAFKA_PASSWORD": "s3cr3t-pw"})
+    assert settings.kafka.client_options() == {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "backlight", "sasl_plain_password": "s3cr3t-pw",
+        "ssl_cafile": "/etc/ssl/kafka-ca.pem"}
+    assert "s3cr3t-pw" not in repr(settings)
+    plain = tmp_path / "plain.toml"
+    plain.write_text("")
+    assert load(plain, environ={}).kafka.client_options() == {"security_protocol": "PLAINTEXT"}
+
+
+def test_sasl_without_password_names_the_key(tmp_path: Path) -> None:
+    """security_protocol SASL_* without a password is refused, naming sasl_password."""
+    path = tmp_path / "b.toml"
+    path.write_text('[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = "PLAIN"\n'
+                    'sasl_username = "u"\n')
+    with pytest.raises(ConfigError, match="kafka: sasl_password is required"):
+        load(path, environ={})
