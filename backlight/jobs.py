@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
-from backlight.config import Settings
+from backlight.config import ConfigError, Settings
 from ingest import simulate as sim
 from ingest.broker import LocalBroker
 from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
 from ingest.logfiles import read_log
 from ingest.publish import publish
-from ingest.store import open_store
+from ingest.store import EventStore, open_store
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
 from mining.live import LiveMaps
 
@@ -64,39 +64,50 @@ def consume(settings: Settings, exit_when_idle: float | None = None,
     keeping the live maps up to date with every stored batch."""
     topics = [s.topic for s in settings.sources]
     if not topics:
-        from backlight.config import ConfigError
         raise ConfigError("sources: no [[sources]] configured, nothing to consume")
     k = settings.kafka
     if k.create_topics:
         ensure_topics(k.bootstrap_servers, [*topics, *map(dead_letter_topic, topics)],
                       **k.client_options())
     stop = stop or threading.Event()
-    store = open_store(settings.store.url)
-    source = KafkaSource(k.bootstrap_servers, k.group_id, topics, client_id=k.client_id,
-                         max_poll_records=k.batch_size, session_timeout_ms=k.session_timeout_ms,
-                         heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3),
+    with contextlib.ExitStack() as closing:
+        store = open_store(settings.store.url)
+        closing.callback(store.close)
+        source = KafkaSource(k.bootstrap_servers, k.group_id, topics, client_id=k.client_id,
+                             max_poll_records=k.batch_size,
+                             session_timeout_ms=k.session_timeout_ms,
+                             heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3),
+                             **k.client_options())
+        closing.callback(source.close)
+        sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq",
                          **k.client_options())
-    sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq", **k.client_options())
-    log.info("consuming", extra={"fields": {"topics": ",".join(topics), "group": k.group_id,
-                                            "bootstrap": k.bootstrap_servers}})
-    try:
-        live = live if live is not None else live_maps(settings)
-        for row in store.counts():  # the live map covers the whole store, not just this run
-            live.bootstrap(row.process, store.events(row.process))
-        consumer = Consumer(source, sink, store, settings.specs(), [live], k.batch_size)
-        with _stop_on_signals(stop):
-            stats = consumer.run(stop, exit_when_idle)
-        for process in live:
-            state = live.snapshot(process)
-            log.info("live map", extra={"fields": {
-                "process": process, "events": state["events"], "cases": state["cases"],
-                "edges": len(state["dfg"]), **state["state"],
-                "delivery_max_ms": round(stats.delivery_max_s * 1000, 1)}})
-        return stats
-    finally:
-        source.close()
-        sink.close()
-        store.close()
+        closing.callback(sink.close)
+        log.info("consuming", extra={"fields": {"topics": ",".join(topics),
+                                                "group": k.group_id,
+                                                "bootstrap": k.bootstrap_servers}})
+        return _run(settings, store, source, sink, live, stop, exit_when_idle)
+
+
+def _run(settings: Settings, store: EventStore, source: KafkaSource, sink: KafkaSink,
+         live: LiveMaps | None, stop: threading.Event,
+         exit_when_idle: float | None) -> ConsumerStats:
+    """Start the live maps from the store, consume, and log what the live maps hold."""
+    live = live if live is not None else live_maps(settings)
+    for row in store.counts():  # the live map covers the whole store, not just this run
+        live.bootstrap(row.process, store.events(row.process))
+    consumer = Consumer(source, sink, store, settings.specs(), [live],
+                        settings.kafka.batch_size)
+    with _stop_on_signals(stop):
+        stats = consumer.run(stop, exit_when_idle)
+    for process in live:
+        state = live.snapshot(process)
+        log.info("live map", extra={"fields": {
+            "process": process, "events": state["events"], "cases": state["cases"],
+            "edges": len(state["dfg"]), **state["state"],
+            "delivery_max_ms": round(stats.delivery_max_s * 1000, 1)}})
+    return stats
+
+
 
 
 def _topic(settings: Settings, process: str, topic: str | None) -> str:
