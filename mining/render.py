@@ -28,7 +28,8 @@ from mining.rework import discover_loops
 # Bottleneck: a shown activity -> activity path whose median wait is among the top decile of
 # the shown paths' medians (the ceil(n / 10) largest, ties included) AND at least
 # `bottleneck_min_s` (default 1 h, so a map whose waits are all short has no bottleneck),
-# unless the caller passes `bottlenecks` explicitly.
+# on a path taken at least `bottleneck_min_count` times (default 10: a median over a handful of
+# cases is noise to a process owner), unless the caller passes `bottlenecks` explicitly.
 # Rework: a shown path on a loop of `discover_loops` (self-loops included) that at least
 # `loop_share` of the cases go round.
 # Defaults: all activities and 20% of the paths. Back-office processes have a few dozen
@@ -55,6 +56,7 @@ class MapOptions:
     activities: float = 1.0  # share (0, 1] of the activities kept, most frequent first
     paths: float = 0.2  # share [0, 1] of the paths kept, most frequent first, plus connectivity
     bottleneck_min_s: float = 3600.0  # a bottleneck's median wait is at least this
+    bottleneck_min_count: int = 10  # ...on a path taken at least this often (no 4-case noise)
     loop_share: float = 0.05  # loops that at least this share of the cases go round are marked
     bottlenecks: frozenset[Key] | None = None  # explicit bottleneck paths instead of the rule
 
@@ -65,6 +67,8 @@ class MapOptions:
             raise MiningError(f"activities must be a share in (0, 1], got {self.activities}")
         if not 0 <= self.paths <= 1:
             raise MiningError(f"paths must be a share in [0, 1], got {self.paths}")
+        if self.bottleneck_min_count < 1:
+            raise MiningError(f"bottleneck_min_count must be at least 1, got {self.bottleneck_min_count}")
         if not 0 <= self.loop_share <= 1:
             raise MiningError(f"loop_share must be a share in [0, 1], got {self.loop_share}")
 
@@ -129,7 +133,8 @@ def _bottlenecks(edges: tuple[Edge, ...], options: MapOptions) -> frozenset[Key]
         return frozenset()
     medians = sorted((e.wait.median for e in edges), reverse=True)
     cut = max(medians[_share(0.1, len(edges)) - 1], options.bottleneck_min_s)
-    return frozenset((e.source, e.target) for e in edges if e.wait.median >= cut)
+    return frozenset((e.source, e.target) for e in edges
+                     if e.wait.median >= cut and e.count >= options.bottleneck_min_count)
 
 
 def build_map(data: EventsLike, options: MapOptions = MapOptions()) -> ProcessMap:

@@ -192,7 +192,8 @@ PERF = frame(
 
 def test_performance_view_labels_median_wait() -> None:
     """The performance view labels each path with its median wait and shades it by that wait."""
-    edges = activity_edges(to_dot(PERF, MapOptions(view="performance", paths=1.0)))
+    edges = activity_edges(to_dot(PERF, MapOptions(view="performance", paths=1.0,
+                                                   bottleneck_min_count=1)))
     assert "label=<3.2 h>" in edges["ab"]
     assert "label=<<B>2 d</B>>" in edges["bc"]  # also the bottleneck
     assert "label=<5 min>" in edges["ac"] and "label=<30 s>" in edges["cd"]
@@ -202,15 +203,24 @@ def test_performance_view_labels_median_wait() -> None:
 
 def test_bottleneck_is_top_decile_above_the_minimum() -> None:
     """Only paths in the top 10% of median waits and over the minimum are red and bold."""
-    pmap = build_map(PERF, MapOptions(paths=1.0))  # 4 paths: top decile = the slowest one
+    tiny = MapOptions(paths=1.0, bottleneck_min_count=1)  # PERF's slow path has 3 transitions
+    pmap = build_map(PERF, tiny)  # 4 paths: top decile = the slowest one
     assert pmap.bottlenecks == {("b", "c")}
-    dot = to_dot(PERF, MapOptions(paths=1.0))
+    dot = to_dot(PERF, tiny)
     marked = [k for k, v in edge_lines(dot).items() if 'color="#d62728"' in v and "bold" in v]
     assert len(marked) == 1
-    assert build_map(PERF, MapOptions(paths=1.0, bottleneck_min_s=3 * 86400)).bottlenecks == set()
+    assert build_map(PERF, MapOptions(paths=1.0, bottleneck_min_count=1,
+                                      bottleneck_min_s=3 * 86400)).bottlenecks == set()
     assert build_map(SIMPLE, ALL).bottlenecks == set()  # one-minute waits are no bottleneck
     given_ = MapOptions(paths=1.0, bottlenecks=frozenset({("a", "c"), ("x", "y")}))
     assert build_map(PERF, given_).bottlenecks == {("a", "c")}
+
+
+def test_a_rarely_taken_slow_path_is_no_bottleneck() -> None:
+    """A slow path taken fewer than bottleneck_min_count times (default 10) is not marked."""
+    assert build_map(PERF, MapOptions(paths=1.0)).bottlenecks == set()  # 3 transitions
+    assert build_map(PERF, MapOptions(paths=1.0, bottleneck_min_count=3)).bottlenecks == {
+        ("b", "c")}
 
 
 def test_self_loops_and_loops_are_marked_as_rework() -> None:
