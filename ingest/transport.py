@@ -57,7 +57,8 @@ class Source(Protocol):
         ...
 
     def lag(self) -> int:
-        """Messages on the assigned partitions not yet read."""
+        """Messages on the subscribed topics the group has not consumed yet (all partitions,
+        not just this consumer's: a dead member's partitions count until someone takes them)."""
         ...
 
     def close(self) -> None: ...
@@ -90,7 +91,8 @@ class KafkaSource:
             self._consumer = KafkaConsumer(**settings)
         except KafkaTimeoutError as exc:
             raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
-        self._consumer.subscribe(list(topics))
+        self._topics = list(topics)
+        self._consumer.subscribe(self._topics)
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
         records = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -116,11 +118,19 @@ class KafkaSource:
         return bool(self._consumer.assignment())
 
     def lag(self) -> int:
-        parts = list(self._consumer.assignment())
+        consumer = self._consumer
+        parts = [TopicPartition(topic, p) for topic in self._topics
+                 for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
             return 0
-        ends = self._consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in parts)
+        ends = consumer.end_offsets(parts)
+        begins = consumer.beginning_offsets(parts)
+        mine = consumer.assignment()
+        total = 0
+        for tp in parts:
+            done = consumer.position(tp) if tp in mine else consumer.committed(tp)
+            total += max(0, ends[tp] - (begins[tp] if done is None else done))
+        return total
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

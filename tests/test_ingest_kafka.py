@@ -110,3 +110,30 @@ def test_kill_9_during_ingest_loses_and_duplicates_nothing(bpic_topic: str, kafk
     assert len(rows) == BPIC_EVENTS and max(ids.values()) == 1
     produced = sorted(e.event_id for e in read_log(log, "onboarding"))
     assert sorted(ids) == produced
+
+
+@pytest.mark.shared_data
+def test_rebalance_between_two_consumers_keeps_each_event_once(
+        bpic_topic: str, kafka_bootstrap: str, tmp_path: Path, unique: str) -> None:
+    """Two consumers share the partitions; one is killed mid-way and the other takes its
+    partitions over: the store holds every produced event exactly once."""
+    log = shared_file("logs/bpic2012.xes.gz")
+    db = tmp_path / "s.db"
+    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(bpic_topic, "onboarding")],
+                       f"g-{unique}")
+    args = ("--log-level", "WARNING", "consume", "--config", str(cfg))
+    with popen_backlight(*args) as first, popen_backlight(*args, "--exit-when-idle", "3") as other:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            if db.exists() and len(stored_rows(db)) > 60_000:
+                break
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        killed_at = len(stored_rows(db))
+        assert other.wait(timeout=300) == 0, other.stderr.read() if other.stderr else ""
+    rows = stored_rows(db)
+    assert killed_at < BPIC_EVENTS
+    ids = Counter(r[0] for r in rows)
+    assert len(rows) == BPIC_EVENTS and max(ids.values()) == 1
+    assert sorted(ids) == sorted(e.event_id for e in read_log(log, "onboarding"))
