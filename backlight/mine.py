@@ -64,9 +64,10 @@ def conformance(settings: Settings, process: str, frame: pl.DataFrame,
 
 def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None = None,
          view: Literal["frequency", "performance"] = "frequency", activities: float = 1.0,
-         paths: float = 0.2) -> Mined:
-    """Discover the process from the store and render it in the asked format."""
-    frame = load_events(settings, process)
+         paths: float = 0.2, frame: pl.DataFrame | None = None) -> Mined:
+    """Discover the process from the store (or from `frame`, its events already read) and
+    render it in the asked format."""
+    frame = load_events(settings, process) if frame is None else frame
     if fmt == "json":
         doc = summarize(frame, process, lifecycle)
         checked = conformance(settings, process, frame, lifecycle)
