@@ -1,0 +1,197 @@
+"""The alert contract: what a rule finds, the lifecycle an alert goes through, what gets sent.
+
+One definition each, used by the rules, the lifecycle, the outbox, the CLI and the web:
+
+- ``Finding``: what one rule says holds *now* for one stable key (rule, process, subject,
+  segment). Rules return findings; they know nothing of history.
+- ``Alert``: a finding with its lifecycle state (``Status``, plus acknowledged / silenced), as
+  ``alerts evaluate --format json`` and ``alerts list`` print it (``to_json``).
+- ``Change``: why a notification is sent (the CloudEvent type is ``backlight.alert.<change>``).
+- ``Silence``, ``Acknowledgement``, ``Review``: what people record, with who, when and why.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+JsonValue = Any
+"""Anything ``json.dumps`` takes: evidence is shown and serialised, never computed on."""
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return ("info", "warning", "critical").index(self.value)
+
+
+class Status(enum.StrEnum):
+    """Where an alert is in its lifecycle (acknowledged and silenced are flags beside it)."""
+
+    PENDING = "pending"  # the condition holds, not yet for long enough to fire
+    FIRING = "firing"
+    RESOLVED = "resolved"  # the condition has been clear for long enough
+
+
+class Change(enum.StrEnum):
+    """Why a notification is sent; the CloudEvent type is ``backlight.alert.<value>``."""
+
+    FIRING = "firing"  # newly firing (or firing again after it had resolved)
+    REPEAT = "repeat"  # still firing, unacknowledged, after the repeat interval
+    ESCALATED = "escalated"  # firing and not acknowledged in time: sent to the escalation route
+    RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"
+    SILENCED = "silenced"
+
+
+def alert_key(rule: str, process: str, subject: str,
+              segment: Mapping[str, str] | None = None) -> str:
+    """The stable key of an alert: ``rule/process/subject[/k=v,...]``; ``" -> "`` in a subject
+    becomes ``->`` (``bottleneck/claims/Assessment->Expert inspection/region=east``)."""
+    key = f"{rule}/{process}/{subject.replace(' -> ', '->')}"
+    if segment:
+        key += "/" + ",".join(f"{k}={v}" for k, v in sorted(segment.items()))
+    return key
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one rule says holds now. ``since`` is when the condition began (change point,
+    review due date, ...); ``cases`` the case ids involved (capped by the rule)."""
+
+    rule: str
+    process: str
+    subject: str
+    severity: Severity
+    summary: str
+    evidence: Mapping[str, JsonValue] = field(default_factory=dict)
+    segment: Mapping[str, str] = field(default_factory=dict)
+    since: date | None = None
+    cases: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return alert_key(self.rule, self.process, self.subject, self.segment)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A finding with its lifecycle state: what is listed, shown and sent."""
+
+    key: str
+    rule: str
+    process: str
+    subject: str
+    severity: Severity
+    status: Status
+    summary: str
+    evidence: Mapping[str, JsonValue]
+    segment: Mapping[str, str]
+    since: date | None
+    cases: tuple[str, ...]
+    owner: str | None
+    first_seen: datetime
+    """When the condition was first seen in this episode (pending starts here)."""
+    last_seen: datetime
+    """The last evaluation at which the condition held."""
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    silenced_by: str | None = None
+    """The id of the silence that mutes it now, if any."""
+    escalated_at: datetime | None = None
+    url: str | None = None
+    """A link to the process's map, when a base URL is configured."""
+
+    @classmethod
+    def from_finding(cls, finding: Finding, status: Status, owner: str | None,
+                     now: datetime, **state: Any) -> Alert:
+        return cls(key=finding.key, rule=finding.rule, process=finding.process,
+                   subject=finding.subject, severity=finding.severity, status=status,
+                   summary=finding.summary, evidence=dict(finding.evidence),
+                   segment=dict(finding.segment), since=finding.since, cases=finding.cases,
+                   owner=owner, first_seen=state.pop("first_seen", now),
+                   last_seen=state.pop("last_seen", now), **state)
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_by is not None
+
+    @property
+    def silenced(self) -> bool:
+        return self.silenced_by is not None
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The shape ``alerts evaluate --format json`` prints and the API returns."""
+        return {
+            "key": self.key, "rule": self.rule, "process": self.process,
+            "subject": self.subject, "segment": dict(self.segment),
+            "severity": self.severity.value, "status": self.status.value,
+            "since": self.since.isoformat() if self.since else None,
+            "summary": self.summary, "evidence": dict(self.evidence),
+            "cases": list(self.cases), "owner": self.owner,
+            "first_seen": self.first_seen.isoformat(), "last_seen": self.last_seen.isoformat(),
+            "fired_at": _iso(self.fired_at), "resolved_at": _iso(self.resolved_at),
+            "acknowledged": self.acknowledged, "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at": _iso(self.acknowledged_at),
+            "silenced": self.silenced, "silenced_by": self.silenced_by,
+            "escalated_at": _iso(self.escalated_at), "url": self.url,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Mutes the alerts it matches until ``until`` (always expiring). A matcher value may use
+    shell wildcards (``bottleneck/claims/*``); every given matcher must match."""
+
+    id: str
+    until: datetime
+    by: str
+    why: str
+    created_at: datetime
+    key: str | None = None
+    rule: str | None = None
+    process: str | None = None
+    severity: Severity | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.created_at <= now < self.until
+
+    def matches(self, alert: Alert | Finding) -> bool:
+        checks = ((self.key, alert.key), (self.rule, alert.rule), (self.process, alert.process))
+        if any(want is not None and not fnmatch.fnmatchcase(have, want) for want, have in checks):
+            return False
+        return self.severity is None or self.severity == alert.severity
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """Someone took an alert on: no more repeats or escalation for this firing episode."""
+
+    key: str
+    by: str
+    at: datetime
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Review:
+    """A process definition was reviewed (``backlight review``); the latest one counts."""
+
+    process: str
+    by: str
+    at: datetime
+    note: str = ""
