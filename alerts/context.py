@@ -30,7 +30,10 @@ class RuleContext:
         """Derived tables in business time (case table, waits per step), computed once."""
         from alerts.facts import Facts
 
-        return Facts.build(self.events, self.process.calendar, self.now)
+        rules = self.process.rules
+        keys = (*rules.bottleneck.segments, *rules.throughput.segments, *rules.handoff.segments)
+        return Facts.build(self.events, self.process.calendar, self.now,
+                           end_activities=self.process.end_activities, segment_keys=keys)
 
 
 Rule = Callable[[RuleContext], list[Finding]]

@@ -1,16 +1,31 @@
 """The process registry: who owns each process, when it was reviewed, its SLA and calendar.
 
-SKELETON: the registry helper completes it. ``ProcessDefinition`` is the contract.
+``build_definition`` turns one ``[[processes]]`` entry plus the reviews recorded in the store
+into the ``ProcessDefinition`` the rules see: owners normalised, the latest review winning over
+the config's ``last_reviewed``, the SLA parsed into a typed ``Duration``, and the end activities
+learned from the events when the config names none (``learn_end_activities``).
 """
 
 from __future__ import annotations
 
+import calendar as gregorian
+import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
-from alerts.calendar import WorkCalendar
-from alerts.duration import Duration
+import polars as pl
+
+from alerts.calendar import CalendarSettings, WorkCalendar
+from alerts.duration import Duration, parse_duration
+from alerts.errors import AlertConfigError
 from alerts.thresholds import RuleSettings
+from mining.frame import EventsLike, prepare
+from schemas.alerts import Review
+
+log = logging.getLogger("backlight.alerts.registry")
 
 
 @dataclass(frozen=True)
@@ -39,3 +54,157 @@ class ProcessDefinition:
     def owner(self) -> str | None:
         """The one accountable owner, or None when there is not exactly one."""
         return self.owners[0] if len(self.owners) == 1 else None
+
+
+def parse_sla(text: str | Duration) -> Duration:
+    """An SLA as a typed duration (``"5 business days"``, ``"36 hours"``); a non-positive or
+    unreadable one raises ``AlertConfigError`` saying what is wrong."""
+    duration = text if isinstance(text, Duration) else parse_duration(text)
+    if duration.amount <= 0:
+        raise AlertConfigError(f"sla {str(text)!r}: an SLA must be positive")
+    return duration
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` moved by whole calendar months, clamped to the month's last day
+    (2025-08-31 + 6 months = 2026-02-28)."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    last = gregorian.monthrange(year, month + 1)[1]
+    return date(year, month + 1, min(day.day, last))
+
+
+def months_between(start: date, end: date) -> int:
+    """Whole calendar months from ``start`` to ``end`` (negative when end is earlier):
+    2025-03-01 -> 2026-09-30 is 18, 2025-03-31 -> 2025-04-30 is 1."""
+    if end < start:
+        return -months_between(end, start)
+    months = (end.year - start.year) * 12 + end.month - start.month
+    if add_months(start, months) > end:
+        months -= 1
+    return months
+
+
+def review_due(last_reviewed: date, interval_months: int) -> date:
+    """The date the next review is due: the last review plus the interval in calendar months."""
+    return add_months(last_reviewed, interval_months)
+
+
+def effective_review(config_date: date | None, reviews: Sequence[Review], *,
+                     config_by: str | None = None,
+                     timezone: str | None = None) -> tuple[date | None, str | None]:
+    """The last review that counts and who did it: the latest recorded review wins over the
+    config's date unless the config's is later. A review's date is taken in ``timezone``
+    (the process calendar's; UTC when None)."""
+    latest = max(reviews, key=lambda review: review.at, default=None)
+    if latest is None:
+        return config_date, (config_by if config_date is not None else None)
+    zone = ZoneInfo(timezone or "UTC")
+    at = latest.at.astimezone(zone) if latest.at.tzinfo is not None else latest.at
+    if config_date is None or at.date() >= config_date:
+        return at.date(), latest.by
+    return config_date, config_by
+
+
+_OWNER_SEPARATORS = re.compile(r"\s*[,;]\s*")
+
+
+def normalise_owners(owners: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Owners as a tuple of distinct names: ``"alice, bob"`` (or ``"alice; bob"``) names
+    two; blanks are dropped; the same name twice (any case) counts once."""
+    if owners is None:
+        return ()
+    names = _OWNER_SEPARATORS.split(owners) if isinstance(owners, str) else list(owners)
+    seen: dict[str, str] = {}
+    for name in names:
+        clean = name.strip()
+        if clean and clean.casefold() not in seen:
+            seen[clean.casefold()] = clean
+    return tuple(seen.values())
+
+
+def learn_end_activities(events: EventsLike, min_share: float = 0.9, *,
+                         now: datetime | None = None, min_terminal: float = 0.5,
+                         always_terminal: float = 0.9,
+                         idle_quantile: float = 0.95) -> tuple[str, ...]:
+    """The activities that end most finished cases, most frequent first.
+
+    Method: a case counts as *finished* when it has been idle (from its last event to ``now``,
+    or to the latest event in the data) longer than the ``idle_quantile`` of all waits between
+    consecutive events of the process, i.e. longer than a case normally waits between two
+    steps; if no case qualifies, every case counts. An activity is a candidate when it is the
+    last one in at least ``min_terminal`` of the finished cases that contain it (so a request
+    that stuck cases happen to stop at, but which other cases go on from, is not taken). The
+    answer is the smallest set of candidates, by the number of finished cases they end,
+    covering at least ``min_share`` of the finished cases, plus any rarer candidate that is
+    last in at least ``always_terminal`` of the (at least two) finished cases containing it: a
+    rare outcome such as a withdrawal is an end all the same, and leaving it out would make
+    its cases look open forever.
+    """
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share {min_share}: must be in (0, 1]")
+    prepared = prepare(events)
+    df = prepared.df
+    if df.height == 0:
+        return ()
+    cases = df.group_by("case_id", maintain_order=True).agg(
+        pl.col("activity").last().alias("last"), pl.col("timestamp").last().alias("last_ts"))
+    reference = now if now is not None else df["timestamp"].max()
+    waits = prepared.steps["wait_s"]
+    typical = float(waits.quantile(idle_quantile) or 0.0) if waits.len() else 0.0
+    idle = (pl.lit(reference).cast(pl.Datetime("us", "UTC")) - pl.col("last_ts")).dt.total_seconds()
+    finished = cases.filter(idle > typical)
+    if finished.height == 0:
+        finished = cases
+    ends = finished.group_by("last").agg(pl.len().alias("ends")).rename({"last": "activity"})
+    containing = (df.select("case_id", "activity").unique()
+                  .join(finished.select("case_id"), on="case_id")
+                  .group_by("activity").agg(pl.len().alias("cases")))
+    table = (ends.join(containing, on="activity")
+             .with_columns((pl.col("ends") / pl.col("cases")).alias("terminal"))
+             .sort(["ends", "activity"], descending=[True, False]))
+    candidates = table.filter(pl.col("terminal") >= min_terminal)
+    if candidates.height == 0:
+        candidates = table
+    chosen: list[str] = []
+    covered = 0
+    for activity, count, terminal in candidates.select("activity", "ends", "terminal").iter_rows():
+        if covered < min_share * finished.height or (terminal >= always_terminal and count >= 2):
+            chosen.append(activity)
+            covered += count
+    return tuple(chosen)
+
+
+def build_definition(name: str, *, owners: str | Sequence[str] | None = (),
+                     team: str | None = None, last_reviewed: date | None = None,
+                     reviews: Sequence[Review] = (), review_interval_months: int = 18,
+                     sla: str | Duration | None = None,
+                     calendar: WorkCalendar | CalendarSettings | None = None,
+                     reference_model: str | None = None,
+                     end_activities: Sequence[str] | None = (),
+                     rules: RuleSettings | None = None, events: EventsLike | None = None,
+                     configured: bool = True, reviewed_by: str | None = None,
+                     now: datetime | None = None, min_share: float = 0.9) -> ProcessDefinition:
+    """One process as the rules see it. ``last_reviewed``/``reviewed_by`` are the config's;
+    the latest of ``reviews`` (those of this process) wins over them. Where no end activities
+    are configured and ``events`` are given, they are learned (``end_activities_learned``)."""
+    if review_interval_months < 1:
+        raise AlertConfigError(f"review_interval_months {review_interval_months}: must be at "
+                               "least 1")
+    work = calendar.calendar() if isinstance(calendar, CalendarSettings) else calendar or WorkCalendar()
+    own = [review for review in reviews if review.process == name]
+    reviewed, by = effective_review(last_reviewed, own, config_by=reviewed_by, timezone=work.timezone)
+    ends = tuple(dict.fromkeys(a for a in (end_activities or ()) if a))
+    learned = False
+    if not ends and events is not None:
+        ends = learn_end_activities(events, min_share, now=now)
+        learned = bool(ends)
+        if learned:
+            log.info("end activities learned", extra={"fields": {
+                "process": name, "end_activities": ",".join(ends)}})
+    return ProcessDefinition(
+        name=name, owners=normalise_owners(owners), team=team, last_reviewed=reviewed,
+        reviewed_by=by, review_interval_months=review_interval_months,
+        sla=parse_sla(sla) if sla is not None else None, calendar=work,
+        reference_model=reference_model, end_activities=ends, end_activities_learned=learned,
+        rules=rules if rules is not None else RuleSettings(), configured=configured)

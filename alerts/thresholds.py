@@ -79,6 +79,8 @@ class Rework(_Rule):
     """Activities that ask the customer for something; asked twice in a case is an alert.
     None: activities whose name starts with Request / Ask."""
     min_repeat_requests: int = Field(5, ge=1)
+    min_loop_cases: int = Field(5, ge=1)
+    """Recent cases that must go round a loop the baseline did not have before it is said."""
 
     _durations = field_validator("baseline", "recent")(_duration)
 

@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from backlight import config as cfg
 from backlight import jobs, logs
-from schemas.errors import BacklightError
+from backlight.cli_alerts import alerts, review
+from backlight.cli_options import config_option, errors_exit, settings
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _config_option(func: F) -> F:
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                        default=None, help="Config file (default: backlight.toml, "
-                        "else the embedded defaults).")(func)
-
-
-def _errors_exit(func: F) -> F:
-    """A bad config exits 2 with its message; any other Backlight error exits 1 with its own."""
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except cfg.ConfigError as exc:
-            click.echo(f"backlight: config error: {exc}", err=True)
-            sys.exit(2)
-        except BacklightError as exc:
-            click.echo(f"backlight: {exc}", err=True)
-            sys.exit(1)
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings(config_path: str | None) -> cfg.Settings:
-    return cfg.load(config_path)
+_config_option = config_option
+_errors_exit = errors_exit
+_settings = settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,8 +105,12 @@ def replay(config_path: str | None, file: Path, process: str, topic: str | None,
 @click.option("--bottleneck-since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
               default=None, help="...from this time on (default: from the first case).")
 @click.option("--bottleneck-factor", type=float, default=5.0, show_default=True)
+@click.option("--bottleneck-segment", default=None, metavar="ATTRIBUTE=VALUE",
+              help="...only for cases with this attribute value (e.g. region=east).")
 @click.option("--rework", default=None, metavar="A,B",
               help="Inject a rework loop over these activities (comma-separated).")
+@click.option("--rework-since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+              default=None, help="...only in cases arriving from this time on.")
 @click.option("--stuck-after", default=None, metavar="ACTIVITY",
               help="Inject stuck cases that stop after ACTIVITY.")
 @click.option("--ground-truth", type=click.Path(dir_okay=False), default=None,
@@ -140,14 +118,23 @@ def replay(config_path: str | None, file: Path, process: str, topic: str | None,
 @_errors_exit
 def simulate(config_path: str | None, processes: tuple[str, ...], cases: int, seed: int,
              start: datetime | None, bottleneck: str | None, bottleneck_since: datetime | None,
-             bottleneck_factor: float, rework: str | None, stuck_after: str | None,
+             bottleneck_factor: float, bottleneck_segment: str | None, rework: str | None,
+             rework_since: datetime | None, stuck_after: str | None,
              ground_truth: str | None) -> None:
     """Publish realistic synthetic cases, with known injected anomalies on request."""
     settings = _settings(config_path)
+    segment = None
+    if bottleneck_segment is not None:
+        key, sep, value = bottleneck_segment.partition("=")
+        if not (sep and key and value):
+            raise click.BadParameter("write ATTRIBUTE=VALUE, e.g. region=east",
+                                     param_hint="--bottleneck-segment")
+        segment = (key, value)
     try:
         done = jobs.simulate(settings, processes, cases, seed=seed, start=start,
                              bottleneck=bottleneck, bottleneck_since=bottleneck_since,
-                             bottleneck_factor=bottleneck_factor, rework=rework,
+                             bottleneck_factor=bottleneck_factor, bottleneck_segment=segment,
+                             rework=rework, rework_since=rework_since,
                              stuck_after=stuck_after, ground_truth=ground_truth)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -191,8 +178,8 @@ def mine(config_path: str | None, process: str, fmt: str, out: Path | None,
 
 @main.command()
 @_config_option
-@click.option("--cases", type=click.IntRange(1, 100_000), default=300, show_default=True,
-              help="Cases to simulate per process.")
+@click.option("--cases", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+              help="Cases to simulate per process (the alert rules need some weeks of them).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("backlight-demo"), show_default=True,
               help="Where the demo keeps its broker, store and outputs.")
@@ -203,6 +190,9 @@ def demo(config_path: str | None, cases: int, workdir: Path) -> None:
 
     run_demo(_settings(config_path), workdir, cases, echo=click.echo)
 
+
+main.add_command(alerts)
+main.add_command(review)
 
 if __name__ == "__main__":
     main()

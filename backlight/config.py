@@ -27,6 +27,12 @@ from pydantic import (
     model_validator,
 )
 
+from alerts.calendar import CalendarSettings
+from alerts.channels import ChannelSettings
+from alerts.duration import parse_duration
+from alerts.errors import AlertConfigError
+from alerts.routing import RouteSettings
+from alerts.thresholds import RuleSettings
 from schemas.decode import DEFAULT_MAX_BYTES, FieldMapping, SourceSpec
 from schemas.errors import BacklightError
 
@@ -137,14 +143,44 @@ class SourceSettings(_Model):
 
 class ProcessSettings(_Model):
     name: str = Field(min_length=1)
-    owner: str | None = None
+    owner: str | tuple[str, ...] | None = None
+    """One accountable person; none, or several, is itself an alert (no_owner)."""
     team: str | None = None
     last_reviewed: date | None = None
     review_interval_months: int = Field(18, ge=1, le=120)
     sla: str | None = None
+    """How long a case may take, e.g. "5 business days" or "36 hours"."""
+    calendar: CalendarSettings | None = None
+    """This process's working calendar (default: [alerts.calendar])."""
     reference_model: str | None = None
     end_activities: tuple[str, ...] = ()
-    """Activities that close a case: the live map then forgets the case's events."""
+    """Activities that close a case (the live map then forgets the case's events); learned
+    from the data by the alert rules when none are named."""
+    rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-process rule thresholds over [alerts.rules], e.g. [processes.rules.bottleneck]."""
+
+    @field_validator("sla")
+    @classmethod
+    def _sla(cls, sla: str | None) -> str | None:
+        if sla is not None:
+            parse_duration(sla)
+        return sla
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, rules: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        try:
+            RuleSettings().merged(rules)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"{_key(err['loc'])}: {_reason(err)}") from None
+        return rules
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        if self.owner is None:
+            return ()
+        return (self.owner,) if isinstance(self.owner, str) else self.owner
 
 
 class LiveSettings(_Model):
@@ -152,10 +188,39 @@ class LiveSettings(_Model):
     """The live map forgets the events of a case idle this long (in event time)."""
 
 
-class ChannelSettings(_Model):
-    type: Literal["slack", "teams", "mattermost", "webhook"]
-    url: SecretStr
-    name: str | None = None
+def _wall_duration(text: str | None) -> str | None:
+    if text is not None and parse_duration(text).business:
+        raise AlertConfigError(f"{text!r}: lifecycle timers are wall-clock time "
+                               "(hours, days, weeks), not business time")
+    return text
+
+
+class AlertSettings(_Model):
+    base_url: str | None = None
+    """Where `backlight serve` is reachable; alerts then link to the process's map."""
+    every: str = "15 minutes"
+    """How often `backlight alerts run` evaluates and delivers."""
+    pending_for: str | None = None
+    """How long a condition must hold before it fires (default: at once)."""
+    resolve_after: str = "1 day"
+    """How long it must be clear before it resolves (no flapping at a threshold)."""
+    repeat_interval: str = "7 days"
+    """An unchanged, unacknowledged firing alert is sent again after this."""
+    escalate_after: str | None = None
+    """Not acknowledged this long: sent to the routes marked escalation = true."""
+    calendar: CalendarSettings = CalendarSettings()
+    rules: RuleSettings = RuleSettings()
+    routes: tuple[RouteSettings, ...] = ()
+
+    _durations = field_validator("every", "pending_for", "resolve_after", "repeat_interval",
+                                 "escalate_after")(_wall_duration)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/") if url else url
 
 
 class BrokerSettings(_Model):
@@ -167,6 +232,7 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     broker: BrokerSettings = BrokerSettings()
     live: LiveSettings = LiveSettings()
+    alerts: AlertSettings = AlertSettings()
     sources: tuple[SourceSettings, ...] = ()
     processes: tuple[ProcessSettings, ...] = ()
     channels: tuple[ChannelSettings, ...] = ()
@@ -189,6 +255,29 @@ class Settings(_Model):
         if dupes:
             raise ValueError(f"process {dupes[0]!r} is configured twice")
         return procs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_names(cls, data: Any) -> Any:
+        """A channel without a name is named after its type (routes refer to names)."""
+        if isinstance(data, dict) and isinstance(data.get("channels"), list):
+            data["channels"] = [{**c, "name": c.get("name") or str(c.get("type"))}
+                                if isinstance(c, dict) else c for c in data["channels"]]
+        return data
+
+    @model_validator(mode="after")
+    def _routes_name_channels(self) -> Settings:
+        names = [c.name for c in self.channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channels: two channels are named {dupes[0]!r}; give each a "
+                             "distinct name")
+        for i, r in enumerate(self.alerts.routes):
+            for name in r.channels:
+                if name not in names:
+                    raise ValueError(f"alerts.routes[{i}].channels: no channel named {name!r}"
+                                     f" (channels: {', '.join(names) or 'none'})")
+        return self
 
     def specs(self) -> dict[str, SourceSpec]:
         return {s.topic: s.spec() for s in self.sources}

@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from backlight import jobs
+import polars as pl
+
+from backlight import alerting, jobs
 from backlight.config import Settings
 from backlight.mine import load_events, mine
+from backlight.render_alerts import render_text
 from ingest.broker import LocalBroker
-from ingest.store import open_store
+from ingest.store import SQLiteStore, open_store
 from mining.dfg import discover_dfg
+
+
+def drift_onset(cases: int) -> datetime:
+    """When the demo's anomalies begin: about 60% into onboarding's simulated weeks (it
+    takes some 40 new cases a working day), so there is a baseline before and a window after."""
+    working_days = 0.6 * cases / 40
+    return jobs.SIMULATION_START + timedelta(days=round(working_days * 7 / 5))
+
+
+def _simulated_now(store_path: Path) -> dict[str, datetime]:
+    """Each process's "now" for the demo: an hour after its last case arrived, the end of its
+    simulated period (later events only drain work in progress, with no new cases: no state a
+    running process is ever in). The processes cover different weeks: each has its own rate."""
+    store = SQLiteStore(store_path)
+    try:
+        return {c.process: store.events(c.process).group_by("case_id")
+                .agg(pl.col("timestamp").min()).select(pl.col("timestamp").max()).item()
+                + timedelta(hours=1) for c in store.counts()}
+    finally:
+        store.close()
 
 
 def run_demo(settings: Settings, workdir: Path, cases: int,
@@ -20,7 +44,9 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
     """Run the whole path on this machine and print what landed where."""
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = (workdir / "backlight.db").resolve()
-    store_path.unlink(missing_ok=True)
+    for leftover in (store_path, store_path.with_name(store_path.name + "-wal"),
+                     store_path.with_name(store_path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
     broker = LocalBroker(workdir / "broker")
     echo("Starting a local Apache Kafka broker (the first run downloads it from Maven Central)...")
     t0 = time.monotonic()
@@ -35,11 +61,14 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
         echo(f"Simulating {cases} cases each of onboarding, payments and claims, with injected "
              "anomalies...")
         truth = workdir / "ground-truth.json"
+        onset = drift_onset(cases)
         published = jobs.simulate(
             demo_settings, ["onboarding", "payments", "claims"], cases, seed=7,
-            bottleneck="Risk review", bottleneck_since=jobs.SIMULATION_START + timedelta(days=4),
-            rework="Request missing documents,Documents received",
+            bottleneck="Risk review", bottleneck_since=onset, bottleneck_segment=("region", "east"),
+            rework="Request missing documents,Documents received", rework_since=onset,
             stuck_after="Assessment", ground_truth=str(truth))
+        echo(f"  injected from {onset.date()}: waits before Risk review x5 for region=east, "
+             "documents requested again; cases stuck after Assessment")
         for process, (events, topic) in published.items():
             echo(f"  {process:<11} {events:>7} events -> {topic}")
         echo("Consuming into the embedded store (exits once caught up)...")
@@ -75,8 +104,25 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
                 path.write_text(mined.text)
                 written.append(path.name)
             echo(f"  {process:<11} {', '.join(written)}")
+        echo("\nEvaluating the alert rules on each process as of the end of its simulated "
+             "period...")
+        found: list[dict[str, object]] = []
+        for process, now in sorted(_simulated_now(store_path).items()):
+            report = alerting.evaluate(demo_settings, now, processes=[process])
+            for note in report.notes:
+                echo(f"  # {note}")
+            echo(render_text(report).rstrip())
+            found.extend(a.to_json() for a in report.alerts)
+        alerts_file = workdir / "alerts.json"
+        alerts_file.write_text(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
+        if demo_settings.channels:
+            delivered = alerting.deliver_outbox(demo_settings)
+            echo(f"  delivered {delivered.sent}, failed {delivered.failed} (retried by "
+                 "`backlight alerts run`)")
         echo(f"\nMaps:         {maps.resolve()}/ (open the .svg files in a browser)")
         echo(f"Store:        {store_path}")
+        echo(f"Alerts:       {alerts_file.resolve()} (as `backlight alerts evaluate "
+             "--format json` prints them)")
         echo(f"Ground truth: {truth.resolve()} (the anomalies the simulator injected)")
     finally:
         broker.stop()

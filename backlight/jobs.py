@@ -21,6 +21,7 @@ from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
 from ingest.logfiles import read_log
 from ingest.publish import publish
 from ingest.store import EventStore, open_store
+from ingest.subscribers import Subscription
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
 from mining.live import LiveMaps
 
@@ -34,7 +35,7 @@ def local_broker(settings: Settings) -> LocalBroker:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM and SIGINT ask the loop to finish its batch, commit and return."""
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received, finishing the batch", extra={"fields": {"signal": signum}})
@@ -59,9 +60,12 @@ def live_maps(settings: Settings) -> LiveMaps:
 
 def consume(settings: Settings, exit_when_idle: float | None = None,
             live: LiveMaps | None = None,
-            stop: threading.Event | None = None) -> ConsumerStats:
+            stop: threading.Event | None = None,
+            subscriptions: Sequence[Subscription] = (),
+            drain_timeout_s: float = 30.0) -> ConsumerStats:
     """Run the consumer group over the configured sources until stopped (or idle, if asked),
-    keeping the live maps up to date with every stored batch."""
+    keeping the live maps (and the given subscriptions) up to date with every stored batch;
+    on exit when idle, wait for them to catch up unless they stall for ``drain_timeout_s``."""
     topics = [s.topic for s in settings.sources]
     if not topics:
         raise ConfigError("sources: no [[sources]] configured, nothing to consume")
@@ -85,19 +89,21 @@ def consume(settings: Settings, exit_when_idle: float | None = None,
         log.info("consuming", extra={"fields": {"topics": ",".join(topics),
                                                 "group": k.group_id,
                                                 "bootstrap": k.bootstrap_servers}})
-        return _run(settings, store, source, sink, live, stop, exit_when_idle)
+        return _run(settings, store, source, sink, live, stop, exit_when_idle,
+                    subscriptions, drain_timeout_s)
 
 
 def _run(settings: Settings, store: EventStore, source: KafkaSource, sink: KafkaSink,
-         live: LiveMaps | None, stop: threading.Event,
-         exit_when_idle: float | None) -> ConsumerStats:
-    """Start the live maps from the store, consume, and log what the live maps hold."""
+         live: LiveMaps | None, stop: threading.Event, exit_when_idle: float | None,
+         subscriptions: Sequence[Subscription] = (),
+         drain_timeout_s: float = 30.0) -> ConsumerStats:
+    """Consume, with the live maps as a subscriber that starts at the store's first event (so
+    it covers the whole store, not just this run), and log what the live maps hold."""
     live = live if live is not None else live_maps(settings)
-    for row in store.counts():  # the live map covers the whole store, not just this run
-        live.bootstrap(row.process, store.events(row.process))
-    consumer = Consumer(source, sink, store, settings.specs(), [live],
-                        settings.kafka.batch_size)
-    with _stop_on_signals(stop):
+    consumer = Consumer(source, sink, store, settings.specs(),
+                        [Subscription("live-map", live), *subscriptions],
+                        settings.kafka.batch_size, drain_timeout_s=drain_timeout_s)
+    with stop_on_signals(stop):
         stats = consumer.run(stop, exit_when_idle)
     for process in live:
         state = live.snapshot(process)
@@ -134,16 +140,18 @@ def replay(settings: Settings, file: Path, process: str, topic: str | None,
 def simulate(settings: Settings, processes: Sequence[str], cases: int, *, seed: int = 0,
              start: datetime | None = None, bottleneck: str | None = None,
              bottleneck_since: datetime | None = None, bottleneck_factor: float = 5.0,
-             rework: str | None = None, stuck_after: str | None = None,
+             bottleneck_segment: tuple[str, str] | None = None,
+             rework: str | None = None, rework_since: datetime | None = None,
+             stuck_after: str | None = None,
              ground_truth: str | None = None) -> dict[str, tuple[int, str]]:
     """Simulate and publish cases per process; anomalies apply where the process has them."""
-    if start is not None and start.tzinfo is None:
-        start = start.replace(tzinfo=AMSTERDAM)
-    if bottleneck_since is not None and bottleneck_since.tzinfo is None:
-        bottleneck_since = bottleneck_since.replace(tzinfo=AMSTERDAM)
+    start, bottleneck_since, rework_since = (
+        None if t is None else t if t.tzinfo else t.replace(tzinfo=AMSTERDAM)
+        for t in (start, bottleneck_since, rework_since))
     first = start or SIMULATION_START
-    applied = [_anomalies(p, first, bottleneck, bottleneck_since, bottleneck_factor, rework,
-                          stuck_after) for p in processes]
+    applied = [_anomalies(p, first, (bottleneck, bottleneck_since, bottleneck_factor,
+                                     bottleneck_segment), rework, rework_since, stuck_after)
+               for p in processes]
     _check_applied({"--bottleneck": bottleneck, "--rework": rework,
                     "--stuck-after": stuck_after}, applied, processes)
     k = settings.kafka
@@ -167,14 +175,18 @@ def simulate(settings: Settings, processes: Sequence[str], cases: int, *, seed: 
     return done
 
 
-def _anomalies(process: str, start: datetime, bottleneck: str | None, since: datetime | None,
-               factor: float, rework: str | None, stuck_after: str | None) -> sim.Anomalies:
+_BottleneckArgs = tuple[str | None, datetime | None, float, tuple[str, str] | None]
+
+
+def _anomalies(process: str, start: datetime, bottleneck: _BottleneckArgs, rework: str | None,
+               rework_since: datetime | None, stuck_after: str | None) -> sim.Anomalies:
     """The requested anomalies that apply to this process: those naming its activities."""
     names = set(sim.activities(process))
     steps = tuple(a.strip() for a in rework.split(",")) if rework else ()
+    activity, since, factor, segment = bottleneck
     return sim.Anomalies(
-        sim.Bottleneck(bottleneck, since or start, factor) if bottleneck in names else None,
-        sim.ReworkLoop(steps) if steps and set(steps) <= names else None,
+        sim.Bottleneck(activity, since or start, factor, segment) if activity in names else None,
+        sim.ReworkLoop(steps, since=rework_since) if steps and set(steps) <= names else None,
         sim.StuckCases(stuck_after) if stuck_after in names else None,
     )
 

@@ -33,10 +33,12 @@ def _quote(value: Any) -> str:
 
 
 def setup(level: str = "INFO") -> None:
-    """Send Backlight's logs to stderr; kafka-python's own chatter only from WARNING up."""
+    """Send Backlight's logs to stderr; kafka-python's and httpx's own only from WARNING up."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(os.environ.get("BACKLIGHT_LOG_FORMAT") == "json"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs each request's URL (a secret)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -16,11 +16,14 @@ from ingest.errors import (
 from ingest.logfiles import read_log
 from ingest.publish import publish
 from ingest.store import FRAME_SCHEMA, EventStore, SQLiteStore, open_store
+from ingest.subscribers import Dispatcher, SubscriberStats, Subscription
 from ingest.transport import KafkaSink, KafkaSource, Message, Sink, Source, ensure_topics
 
 __all__ = [
-    "FRAME_SCHEMA", "BacklightError", "BrokerError", "Consumer", "ConsumerStats", "EventStore",
+    "FRAME_SCHEMA", "BacklightError", "BrokerError", "Consumer", "ConsumerStats", "Dispatcher",
+    "EventStore",
     "InvalidEvent", "KafkaSink", "KafkaSource", "KafkaUnavailable", "LocalBroker", "LogFileError",
     "Message", "Policy", "SQLiteStore", "Sink", "Source", "StoreError", "Subscriber",
+    "SubscriberStats", "Subscription",
     "dead_letter_topic", "ensure_topics", "open_store", "publish", "read_log",
 ]

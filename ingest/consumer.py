@@ -8,6 +8,11 @@ anywhere before the commit replays the batch; the store ignores what it already 
 Each message gets an explicit policy: ``STORE`` (a valid event), ``DEAD_LETTER`` (cannot be
 decoded, mapped or validated: sent unchanged to ``<topic>.dlq`` with the reason in headers) or
 ``SKIP`` (a tombstone: a message with no value carries no event).
+
+Subscribers (the live map, the alert evaluator) never run in the poll loop: after each commit
+the loop hands the new events to the ``Dispatcher`` (``ingest.subscribers``), whose threads feed
+each subscriber in store order (reading the store where it is behind). A subscriber that fails
+or is slow delays nobody but itself, and loses nothing.
 """
 
 from __future__ import annotations
@@ -17,19 +22,19 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.store import Coordinates, EventStore
+from ingest.subscribers import Dispatcher, Subscriber, SubscriberStats, Subscription
 from ingest.transport import Message, Sink, Source
 from schemas.decode import SourceSpec, decode
 from schemas.errors import InvalidEvent
 from schemas.event import CaseEvent
 
 log = logging.getLogger("backlight.consume")
-Subscriber = Callable[[Sequence[CaseEvent], Sequence[Coordinates | None]], None]
-"""Called after each store commit with the batch's newly stored events and where each came
-from in Kafka (the live map, the alert evaluator)."""
+__all__ = ["Consumer", "ConsumerStats", "Policy", "Subscriber", "Subscription",
+           "dead_letter_topic"]
 
 DLQ_SUFFIX = ".dlq"
 
@@ -53,13 +58,18 @@ class ConsumerStats:
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     last_commit_at: float | None = None
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    """Time spent per phase: poll, decode, dead_letter, store, commit, subscribers."""
+    """Time spent per phase: poll, decode, dead_letter, store, commit, dispatch (telling the
+    subscribers' threads); and subscribers (their calls, on their own threads)."""
     busy_since: float | None = None
     """Monotonic time the first batch arrived; with ``busy_until`` (the last batch handled)
     it gives the ingest rate, without the group join and the idle tail."""
     busy_until: float | None = None
     delivery_max_s: float = 0.0
     """Longest time from a batch's store commit to its subscribers having it (e.g. live map)."""
+    subscribers: dict[str, SubscriberStats] = field(default_factory=dict)
+    """Each subscriber's progress when ``run`` returned (live: ``Consumer.dispatcher.stats()``)."""
+    drained: bool = True
+    """Whether every subscriber had handled every stored event when ``run`` returned."""
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -93,15 +103,22 @@ class Consumer:
     """Moves events from a ``Source`` into an ``EventStore``, dead-lettering through a ``Sink``."""
 
     def __init__(self, source: Source, dead_letters: Sink, store: EventStore,
-                 specs: Mapping[str, SourceSpec], subscribers: Sequence[Subscriber] = (),
-                 batch_size: int = 5000, poll_timeout_s: float = 0.5) -> None:
+                 specs: Mapping[str, SourceSpec],
+                 subscribers: Sequence[Subscriber | Subscription] = (),
+                 batch_size: int = 5000, poll_timeout_s: float = 0.5, *,
+                 drain_timeout_s: float = 30.0, stop_timeout_s: float = 10.0) -> None:
+        """``drain_timeout_s``: on exit when idle, how long the subscribers still behind may
+        make no progress before ``run`` returns anyway; ``stop_timeout_s``: on stop, how long
+        ``run`` waits for calls in flight."""
         self.source = source
         self.dead_letters = dead_letters
         self.store = store
         self.specs = dict(specs)
-        self.subscribers = list(subscribers)
+        self.dispatcher = Dispatcher(store, subscribers)
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
+        self.drain_timeout_s = drain_timeout_s
+        self.stop_timeout_s = stop_timeout_s
         self.stats = ConsumerStats()
 
     def classify(self, msg: Message) -> tuple[Policy, CaseEvent | InvalidEvent | None]:
@@ -149,25 +166,24 @@ class Consumer:
         return new
 
     def finish(self, prepared: Prepared, new: list[bool], stored_at: float) -> None:
-        """After the store commit: commit the offsets, count, and hand the new events on."""
+        """After the store commit: hand the new events to the subscribers' threads, commit
+        the offsets, and count."""
+        fresh = sum(new)
+        if fresh and self.dispatcher:
+            t = time.perf_counter()
+            self.dispatcher.notify(
+                stored_at, [e for e, n in zip(prepared.events, new, strict=True) if n],
+                [o for o, n in zip(prepared.origins, new, strict=True) if n])
+            self.stats.seconds["dispatch"] += time.perf_counter() - t
         t0 = time.perf_counter()
         self.source.commit(prepared.next_offsets)
-        t1 = time.perf_counter()
-        self.stats.seconds["commit"] += t1 - t0
-        fresh = sum(new)
+        self.stats.seconds["commit"] += time.perf_counter() - t0
         self._count(prepared.messages, len(prepared.events), fresh, prepared.bad)
-        if fresh and self.subscribers:
-            events = [e for e, n in zip(prepared.events, new, strict=True) if n]
-            origins = [o for o, n in zip(prepared.origins, new, strict=True) if n]
-            for subscriber in self.subscribers:
-                subscriber(events, origins)
-            done = time.perf_counter()
-            self.stats.seconds["subscribers"] += done - t1
-            self.stats.delivery_max_s = max(self.stats.delivery_max_s, done - stored_at)
         self.stats.busy_until = time.monotonic()
 
     def handle(self, batch: Sequence[Message]) -> int:
-        """Handle one polled batch end to end, in this thread; return the newly stored count."""
+        """Handle one polled batch end to end, in this thread; return the newly stored count.
+        Subscribers get its events on their threads, started by ``run``."""
         prepared = self.prepare(batch)
         new = self.write(prepared)
         self.finish(prepared, new, time.perf_counter())
@@ -188,8 +204,25 @@ class Consumer:
 
     def run(self, stop: threading.Event | None = None,
             exit_when_idle_s: float | None = None) -> ConsumerStats:
-        """Consume until ``stop`` is set, or until caught up and idle for ``exit_when_idle_s``."""
+        """Consume until ``stop`` is set (then let the subscribers finish their calls in
+        flight), or until caught up and idle for ``exit_when_idle_s`` (then wait until the
+        subscribers have handled everything stored, unless they stall)."""
         stop = stop or threading.Event()
+        self.dispatcher.start()
+        try:
+            if self._poll_loop(stop, exit_when_idle_s) and not stop.is_set():
+                self.dispatcher.drain(self.drain_timeout_s, stop)
+        finally:
+            self.dispatcher.stop(self.stop_timeout_s)
+            subscribers = self.dispatcher.stats()
+            self.stats.drained = not any(s.lag for s in subscribers)
+            self.stats.subscribers = {s.name: s for s in subscribers}
+            self.stats.delivery_max_s = self.dispatcher.delivery_max_s
+            self.stats.seconds["subscribers"] = sum(s.busy_s for s in subscribers)
+        return self.stats
+
+    def _poll_loop(self, stop: threading.Event, exit_when_idle_s: float | None) -> bool:
+        """Poll and handle batches until stopped (False) or caught up and idle (True)."""
         idle_since: float | None = None
         while not stop.is_set():
             t0 = time.perf_counter()
@@ -209,5 +242,5 @@ class Consumer:
             elif now - idle_since >= exit_when_idle_s and self.source.lag() == 0:
                 log.info("caught up and idle, exiting", extra={"fields": {
                     "idle_s": round(now - idle_since, 1), "stored": self.stats.stored}})
-                break
-        return self.stats
+                return True
+        return False

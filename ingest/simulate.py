@@ -44,6 +44,8 @@ class Bottleneck:
     activity: str
     since: datetime  # naive datetimes are read as Europe/Amsterdam wall-clock time
     factor: float = 5.0
+    segment: tuple[str, str] | None = None
+    """(attribute, value): only cases whose attribute has that value are slowed; None: all."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class ReworkLoop:
 
     activities: tuple[str, ...]
     share: float = 0.1
+    since: datetime | None = None
+    """Only cases arriving from then on get the loop (it "appears mid-way"); None: all cases.
+    Naive datetimes are read as Europe/Amsterdam wall-clock time."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,12 @@ def _claims_attributes(rng: random.Random) -> dict[str, Any]:
         "amount": _money(rng, 2_500, 50),
     }
 
+
+# Regions are drawn from a stream of their own, so adding them changed no other draw.
+_REGIONS: dict[str, dict[str, int]] = {
+    "onboarding": {"north": 3, "east": 2, "south": 3, "west": 2},
+    "claims": {"north": 3, "east": 2, "south": 3, "west": 2},
+}
 
 _BRANCH, _CONTACT = "front-office/branch", "front-office/contact-centre"
 _KYC, _RISK, _OPS = "back-office/kyc", "back-office/risk", "back-office/operations"
@@ -338,9 +349,11 @@ def _rework_slot(flow: _Flow, path: list[str], loop: list[str]) -> tuple[int, bo
 def _inject_rework(flow: _Flow, plans: list[_Case], rework: ReworkLoop,
                    rng: random.Random) -> dict[str, Any]:
     loop = list(rework.activities)
-    slots = {c.case_id: s for c in plans if (s := _rework_slot(flow, c.path, loop)) is not None}
-    eligible = [c for c in plans if c.case_id in slots]
-    chosen = rng.sample(eligible, min(len(eligible), round(rework.share * len(plans))))
+    since = _local(rework.since) if rework.since is not None else None
+    arriving = [c for c in plans if since is None or c.arrival >= since]
+    slots = {c.case_id: s for c in arriving if (s := _rework_slot(flow, c.path, loop)) is not None}
+    eligible = [c for c in arriving if c.case_id in slots]
+    chosen = rng.sample(eligible, min(len(eligible), round(rework.share * len(arriving))))
     runs: dict[str, int] = {}
     for case in sorted(chosen, key=lambda c: c.case_id):
         at, natural = slots[case.case_id]
@@ -348,7 +361,8 @@ def _inject_rework(flow: _Flow, plans: list[_Case], rework: ReworkLoop,
         case.path[at:at] = loop * (extra if natural else extra + 1)
         runs[case.case_id] = _runs(case.path, loop)
     return {"activities": loop, "share": rework.share, "cases": sorted(runs), "runs": runs,
-            "natural_max_runs": _MAX_VISITS}
+            "natural_max_runs": _MAX_VISITS,
+            "since": None if since is None else format_time(to_time_us(since))}
 
 
 def _inject_stuck(plans: list[_Case], stuck: StuckCases, rng: random.Random,
@@ -360,6 +374,11 @@ def _inject_stuck(plans: list[_Case], stuck: StuckCases, rng: random.Random,
         del case.path[case.path.index(name) + 1:]
     return {"after_activity": name, "share": stuck.share,
             "cases": sorted(c.case_id for c in chosen)}
+
+
+def _in_segment(case: _Case, segment: tuple[str, str] | None) -> bool:
+    """True when the case has the segment's attribute value (always, without a segment)."""
+    return segment is None or str(case.attributes.get(segment[0])) == segment[1]
 
 
 def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | None,
@@ -375,7 +394,8 @@ def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | N
         begin = done
         if pos > 0:
             wait = _duration(rng, step.wait) + _duration(rng, hold)
-            if bottleneck and name == bottleneck.activity and to_time_us(done) >= since_us:
+            if (bottleneck and name == bottleneck.activity and to_time_us(done) >= since_us
+                    and _in_segment(case, bottleneck.segment)):
                 wait *= bottleneck.factor
                 slowed.add(case.case_id)
             begin = _advance(done, max(wait, 1.0))
@@ -418,6 +438,8 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
             arrival = _advance(arrival, master.expovariate(flow.per_day / _DAY))
         rng = random.Random(master.getrandbits(64))
         attributes = flow.attributes(rng)  # drawn before the walk, always in this order
+        if (regions := _REGIONS.get(process)) is not None:
+            attributes["region"] = _pick(random.Random(f"{seed}/{index}/region"), regions)
         plans.append(_Case(f"{flow.prefix}-{index + 1:06d}", arrival, rng, attributes,
                            _walk(flow, rng)))
     picker = random.Random(master.getrandbits(64))
@@ -435,6 +457,7 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
         truth["bottleneck"] = {
             "activity": bottleneck.activity, "factor": bottleneck.factor,
             "since": format_time(to_time_us(_local(bottleneck.since))),
+            "segment": None if bottleneck.segment is None else list(bottleneck.segment),
             "cases": sorted(slowed)}
     ground_truth = {
         "process": process, "seed": seed, "cases": cases, "events": len(events),

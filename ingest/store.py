@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 import polars as pl
 
 from ingest.errors import StoreError
+from ingest.sqlite import connect
 from schemas.event import CaseEvent, to_time_us
 
 FRAME_SCHEMA: dict[str, pl.DataType] = {
@@ -34,6 +36,7 @@ FRAME_SCHEMA: dict[str, pl.DataType] = {
 }
 """Columns of ``EventStore.events``; ``seq`` is arrival order (ties in time keep it)."""
 _ROW_SCHEMA = {**FRAME_SCHEMA, "timestamp": pl.Int64()}
+"""The rows as read: times as integer microseconds, in FRAME_SCHEMA's column order."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Coordinates:
     topic: str
     partition: int
     offset: int
+
+
+StoredEvent = tuple[int, CaseEvent, Coordinates | None]
+"""An event as ``EventStore.since`` returns it: (arrival seq, event, where it came from)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,22 @@ class EventStore(Protocol):
         """Events and cases per process."""
         ...
 
+    def last_seq(self) -> int:
+        """The highest arrival seq stored (0 when the store is empty)."""
+        ...
+
+    def since(self, seq: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` stored events with an arrival seq above ``seq``, in seq order."""
+        ...
+
+    def subscriber_mark(self, name: str) -> int | None:
+        """The last seq the named subscriber has handled, None if it never recorded one."""
+        ...
+
+    def save_subscriber_mark(self, name: str, seq: int) -> None:
+        """Record that the named subscriber has handled every event up to ``seq``."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -93,6 +116,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_process_time ON events (process, time_us);
 CREATE INDEX IF NOT EXISTS events_process_case ON events (process, case_id, time_us);
+CREATE TABLE IF NOT EXISTS subscriber_marks (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+);
 """
 _INSERT = (
     "INSERT INTO events (event_id, process, case_id, activity, time_us, lifecycle, resource, team,"
@@ -100,30 +127,31 @@ _INSERT = (
     " ON CONFLICT (event_id) DO NOTHING"
 )
 _EXISTING = "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))"
+_SINCE = (
+    "SELECT seq, event_id, process, case_id, activity, time_us, lifecycle, resource, team,"
+    ' attributes, topic, partition, "offset" FROM events WHERE seq > ? ORDER BY seq LIMIT ?'
+)
+_SAVE_MARK = (
+    "INSERT INTO subscriber_marks (name, seq) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
+)
 
 
 class SQLiteStore:
-    """The embedded store: one SQLite file in WAL mode, safe for one writer and many readers."""
+    """The embedded store: one SQLite file in WAL mode, safe for one writer and many readers.
+
+    ``write`` and ``counts`` use one connection; ``last_seq``, ``since`` and the subscriber
+    marks use one connection per thread, so a subscriber's thread reading the store never
+    sees a write transaction that is still open on the writer's connection.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         try:
-            if self.path.parent != Path():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # Several consumers may open a new store at once: create the schema in one write
-            # transaction, so none of them (nor a reader) sees the file without its tables.
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in filter(str.strip, _DDL.split(";")):
-                    self._db.execute(statement)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._db = connect(self.path, _DDL)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
 
@@ -160,26 +188,29 @@ class SQLiteStore:
 
     def events(self, process: str, since: datetime | None = None,
                until: datetime | None = None) -> pl.DataFrame:
-        # connectorx reads SQLite straight into Arrow (3-4x faster than sqlite3 rows for
-        # 262k events). It binds no parameters, so the process name goes in as a SQL string
-        # literal: SQLite has no backslash escapes, so doubling quotes makes any text safe.
-        if "\x00" in process:
-            raise StoreError("a process name cannot contain NUL")
-        sql = ("SELECT event_id, case_id, activity, time_us AS timestamp, lifecycle, resource,"  # noqa: S608
-               " team, attributes, seq FROM events WHERE process = '"
-               + process.replace("'", "''") + "'")
+        # Read through this process's own SQLite library (a per-thread connection). A second
+        # SQLite copy in the same process (connectorx, ADBC) must never open the file: POSIX
+        # locks are per process, so its close releases our locks and checkpoints the WAL under
+        # our connections; that corrupted stores (tests/test_store.py shows the sequence).
+        sql = ("SELECT event_id, case_id, activity, time_us, lifecycle, resource, team,"
+               " attributes, seq FROM events WHERE process = ?")
+        params: list[object] = [process]
         if since is not None:
-            sql += f" AND time_us >= {int(to_time_us(since))}"
+            sql += " AND time_us >= ?"
+            params.append(int(to_time_us(since)))
         if until is not None:
-            sql += f" AND time_us < {int(to_time_us(until))}"
-        uri = "sqlite://" + quote(str(self.path.resolve()))
+            sql += " AND time_us < ?"
+            params.append(int(to_time_us(until)))
         try:
-            frame = pl.read_database_uri(sql, uri, engine="connectorx",
-                                         schema_overrides=_ROW_SCHEMA)
-        except Exception as exc:  # connectorx raises bare RuntimeErrors
+            cursor = self._reader().execute(sql, params)
+            chunks = []
+            while rows := cursor.fetchmany(50_000):
+                chunks.append(pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row"))
+        except sqlite3.Error as exc:
             raise StoreError(f"reading {process!r} from {self.path} failed: {exc}") from exc
-        if frame.is_empty():
+        if not chunks:
             return pl.DataFrame(schema=FRAME_SCHEMA)
+        frame = pl.concat(chunks, rechunk=True)
         return frame.select(
             pl.col(name).cast(dtype) if name != "timestamp"
             else pl.col(name).cast(pl.Int64).cast(dtype)
@@ -191,7 +222,60 @@ class SQLiteStore:
             " ORDER BY process").fetchall()
         return [ProcessCount(p, n, c) for p, n, c in rows]
 
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's own connection (opened on first use, closed by ``close``)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
+            with self._readers_lock:
+                self._readers.append(db)
+            self._local.db = db
+        return db
+
+    def last_seq(self) -> int:
+        try:
+            row = self._reader().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the last seq from {self.path} failed: {exc}") from exc
+        return int(row[0])
+
+    def since(self, seq: int, limit: int) -> list[StoredEvent]:
+        try:
+            rows = self._reader().execute(_SINCE, (seq, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading events after seq {seq} from {self.path} failed: "
+                             f"{exc}") from exc
+        return [
+            (s, CaseEvent(eid, proc, case, act, t, lc, res, team, attrs),
+             None if topic is None else Coordinates(topic, part, off))
+            for s, eid, proc, case, act, t, lc, res, team, attrs, topic, part, off in rows
+        ]
+
+    def subscriber_mark(self, name: str) -> int | None:
+        try:
+            row = self._reader().execute("SELECT seq FROM subscriber_marks WHERE name = ?",
+                                         (name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading subscriber {name!r}'s mark from {self.path} failed: "
+                             f"{exc}") from exc
+        return None if row is None else int(row[0])
+
+    def save_subscriber_mark(self, name: str, seq: int) -> None:
+        try:
+            self._reader().execute(_SAVE_MARK, (name, seq))
+        except sqlite3.Error as exc:
+            raise StoreError(f"saving subscriber {name!r}'s mark to {self.path} failed: "
+                             f"{exc}") from exc
+
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for db in readers:
+            db.close()
         self._db.close()
 
 

@@ -111,6 +111,12 @@ class Alert:
     escalated_at: datetime | None = None
     url: str | None = None
     """A link to the process's map, when a base URL is configured."""
+    notified_at: datetime | None = None
+    """When this episode was last announced (FIRING, REPEAT or ESCALATED sent); None while
+    nothing was sent for it (pending, or firing under a silence): the repeat clock, and whether
+    a resolve message is owed."""
+    notified_severity: Severity | None = None
+    """The severity last announced in this episode: a rise above it is announced again."""
 
     @classmethod
     def from_finding(cls, finding: Finding, status: Status, owner: str | None,
@@ -145,6 +151,8 @@ class Alert:
             "acknowledged_at": _iso(self.acknowledged_at),
             "silenced": self.silenced, "silenced_by": self.silenced_by,
             "escalated_at": _iso(self.escalated_at), "url": self.url,
+            "notified_at": _iso(self.notified_at),
+            "notified_severity": self.notified_severity.value if self.notified_severity else None,
         }
 
 
@@ -195,3 +203,25 @@ class Review:
     by: str
     at: datetime
     note: str = ""
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """One alert's state change at one evaluation: what a notification announces."""
+
+    change: Change
+    alert: Alert
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to one channel: the changes of one process (and its owner) found together
+    at one evaluation. ``id`` is the idempotency key the receiver sees (stable across retries)."""
+
+    id: str
+    channel: str
+    process: str
+    owner: str | None
+    changes: tuple[AlertChange, ...]
+    created_at: datetime

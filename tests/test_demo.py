@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from datetime import date
 from pathlib import Path
 
 import pytest
 from conftest import backlight
+from numpy import busday_count
 
 pytestmark = pytest.mark.kafka
 
 
 def test_demo_runs_everything_and_says_where_the_results_are(tmp_path: Path) -> None:
-    """The demo starts its own Kafka, stores every simulated event, finds the live map equal to
-    the store, writes a map and figures per process, and stops the broker."""
+    """The demo (its defaults) starts its own Kafka, stores every simulated event, finds the live
+    map equal to the store, writes a map and figures per process, finds the injected anomalies
+    and the governance gaps as alerts, and stops the broker."""
     work = tmp_path / "demo"
-    proc = backlight("--log-level", "WARNING", "demo", "--cases", "60", "--workdir", str(work),
-                     timeout=300)
+    proc = backlight("--log-level", "WARNING", "demo", "--workdir", str(work), timeout=900)
     out = proc.stdout
     assert "0 dead-lettered" in out and "Local broker stopped." in out
     for process in ("onboarding", "payments", "claims"):
@@ -26,7 +28,24 @@ def test_demo_runs_everything_and_says_where_the_results_are(tmp_path: Path) -> 
         ET.fromstring((work / "maps" / f"{process}.frequency.svg").read_text())
         ET.fromstring((work / "maps" / f"{process}.performance.svg").read_text())
         figures = json.loads((work / "maps" / f"{process}.json").read_text())
-        assert figures["cases"] == 60 and figures["dfg"]
-    truth = json.loads((work / "ground-truth.json").read_text())
-    assert len(truth["simulations"]) == 3
+        assert figures["cases"] == 2000 and figures["dfg"]
+    truth = {s["process"]: s for s in json.loads((work / "ground-truth.json").read_text())
+             ["simulations"]}
+    assert set(truth) == {"onboarding", "payments", "claims"}
+    alerts = json.loads((work / "alerts.json").read_text())
+    fired = {(a["rule"], a["process"]) for a in alerts if a["status"] == "firing"}
+    # governance, from the embedded config: payments last reviewed 2024, claims has no owner
+    assert {("stale_review", "payments"), ("no_owner", "claims")} <= fired
+    # the waits injected before Risk review for region=east, named with their segment and onset
+    slow = [a for a in alerts if a["rule"] == "bottleneck" and a["process"] == "onboarding"]
+    assert [(a["subject"], a["segment"]) for a in slow] == [
+        ("wait before Risk review", {"region": "east"})]
+    onset = date.fromisoformat(truth["onboarding"]["anomalies"]["bottleneck"]["since"][:10])
+    assert abs(busday_count(onset, date.fromisoformat(slow[0]["since"]))) <= 3
+    assert ("rework", "onboarding") in fired
+    # the claims stuck after Assessment are listed by case id, and were injected
+    stuck = [a for a in alerts if a["rule"] == "stuck" and a["process"] == "claims"]
+    listed = {c for a in stuck for c in a["cases"]}
+    assert listed and listed <= set(truth["claims"]["anomalies"]["stuck"]["cases"])
+    assert "Alerts:" in out
     assert not (work / "broker" / "broker.json").exists(), "the demo's broker was left running"

@@ -71,3 +71,32 @@ def test_bad_urls_name_the_problem() -> None:
         open_store("mysql://x/y")
     with pytest.raises(StoreError, match="names no file"):
         open_store("sqlite://")
+
+
+def test_since_reads_stored_events_after_a_seq_in_bounded_batches(tmp_path: Path) -> None:
+    """last_seq is 0 on an empty store, then the highest seq; since(seq, limit) gives the next
+    events in arrival order with their seq and Kafka coordinates, at most limit at a time."""
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    assert store.last_seq() == 0 and store.since(0, 10) == []
+    store.write([ev(3), ev(1)], [Coordinates("t", 2, 40), None])
+    store.write([ev(1), ev(2, process="other")])
+    assert store.last_seq() == 3
+    rows = store.since(0, 2)
+    assert [(s, e.event_id) for s, e, _ in rows] == [(1, "e3"), (2, "e1")]
+    assert rows[0][1] == ev(3) and rows[0][2] == Coordinates("t", 2, 40) and rows[1][2] is None
+    assert [(s, e.event_id, e.process) for s, e, _ in store.since(2, 2)] == [(3, "e2", "other")]
+    assert store.since(3, 100) == []
+
+
+def test_subscriber_marks_persist_across_reopening(tmp_path: Path) -> None:
+    """A subscriber's saved mark is read back (also after reopening the file) and overwritten
+    by the next save; an unknown subscriber has none."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = open_store(url)
+    assert store.subscriber_mark("alerts") is None
+    store.save_subscriber_mark("alerts", 7)
+    store.save_subscriber_mark("alerts", 9)
+    store.close()
+    store = open_store(url)
+    assert store.subscriber_mark("alerts") == 9 and store.subscriber_mark("web") is None
+    store.close()

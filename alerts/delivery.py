@@ -1,0 +1,298 @@
+"""Delivery: the worker that sends the outbox, with retries, backoff and Retry-After.
+
+Each round takes every channel's oldest due notification and posts it: a 2xx marks it sent
+(never sent again); 429 waits for the receiver's ``Retry-After`` (seconds or an HTTP date);
+5xx, 408, timeouts and connection errors back off exponentially with jitter (1 s, 2 s, 4 s ...
+capped at 10 minutes) until ``give_up_after``; other statuses (4xx, a redirect) are the sender's
+fault and the notification is dead after ``MAX_CLIENT_ERRORS`` attempts. A channel's later
+notifications wait behind a failing one, so order per alert key holds. Every HTTP post carries
+the notification id as ``Idempotency-Key``. Log lines and stored errors name the channel and
+the notification, never the URL or a header value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx
+from kafka.errors import KafkaError
+
+from alerts.channels import ChannelSettings
+from alerts.channels.cloudevent import CONTENT_TYPE
+from alerts.channels.googlechat import REPLY_OPTION
+from alerts.errors import AlertError, DeliveryError
+from alerts.outbox import Outbox, OutboxItem
+from ingest.errors import KafkaUnavailable
+from ingest.transport import KafkaSink
+
+log = logging.getLogger("backlight.alerts.delivery")
+
+MAX_BACKOFF_S = 600.0
+MAX_RETRY_AFTER_S = 3600.0
+MAX_CLIENT_ERRORS = 3
+USER_AGENT = "backlight-alerts"
+PACE_S: Mapping[str, float] = {"slack": 1.0, "teams": 0.25, "googlechat": 1.0}
+"""Least wall time between two posts to one channel, per type (the platforms' documented rates:
+Slack about 1 message per second per webhook, Teams 4 per second, Google Chat 1 per second per
+space), so a burst is paced instead of throttled."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a post came back with."""
+
+    status: int
+    retry_after_s: float | None = None
+
+
+class Transport(Protocol):
+    """Posts one body; raises DeliveryError (no URL in it) on a timeout or connection error."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str],
+             timeout_s: float) -> Response:
+        """Send ``body`` to ``url`` and say how the receiver answered."""
+        ...
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _HideUrls(logging.Filter):
+    """httpx logs each request's full URL at INFO; a webhook URL is a secret: drop the URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and str(record.msg).startswith("HTTP Request:"):
+            record.args = tuple("(url hidden)" if isinstance(a, httpx.URL) else a
+                                for a in record.args)
+        return True
+
+
+_URL_FILTER = _HideUrls()
+
+
+class HttpxTransport:
+    """HTTP posts with one ``httpx.Client`` (connection reuse, no redirects followed)."""
+
+    def __init__(self) -> None:
+        httpx_log = logging.getLogger("httpx")
+        if _URL_FILTER not in httpx_log.filters:
+            httpx_log.addFilter(_URL_FILTER)
+        self._client = httpx.Client(follow_redirects=False, trust_env=False)
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str],
+             timeout_s: float) -> Response:
+        """POST the body; a timeout or connection error is a DeliveryError naming its kind only."""
+        try:
+            reply = self._client.post(url, content=body, headers=dict(headers), timeout=timeout_s)
+        except httpx.TimeoutException:
+            raise DeliveryError(f"timed out after {timeout_s:g}s") from None
+        except httpx.HTTPError as exc:  # the message may quote the URL: only its kind is kept
+            raise DeliveryError(f"connection failed ({type(exc).__name__})") from None
+        return Response(reply.status_code, retry_after(reply.headers.get("retry-after")))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+
+class KafkaTransport:
+    """Publishes CloudEvents (structured mode) with ``ingest.transport.KafkaSink``: the "url" is
+    the topic, the message key the event's subject (the alert key). It connects on first use,
+    so a broker that is down fails attempts (retried with backoff), never the worker's start."""
+
+    def __init__(self, bootstrap: str, **options: Any) -> None:
+        self._bootstrap = bootstrap
+        self._options = {"max_block_ms": 10_000, **options}  # a down broker must not stall us
+        self._sink: KafkaSink | None = None
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str],
+             timeout_s: float) -> Response:
+        """Publish one CloudEvent to the topic ``url`` and wait for the brokers' ack."""
+        key = json.loads(body).get("subject")
+        kafka_headers = [("content-type", CONTENT_TYPE.encode())]
+        try:
+            if self._sink is None:
+                self._sink = KafkaSink(self._bootstrap, client_id="backlight-alerts",
+                                       **self._options)
+            self._sink.send(url, value=body, key=key.encode() if key else None,
+                            headers=kafka_headers)
+            self._sink.flush(timeout_s)
+        except (KafkaUnavailable, KafkaError) as exc:
+            raise DeliveryError(f"publishing to Kafka failed: {exc}") from None
+        return Response(200)
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``deliver`` call did, in total and per channel name."""
+
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, channel: str, outcome: str) -> None:
+        """Count one outcome (sent, failed, dead) for a channel."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        counts = self.by_channel.setdefault(channel, {"sent": 0, "failed": 0, "dead": 0})
+        counts[outcome] += 1
+
+
+def backoff_s(attempts: int) -> float:
+    """Wait after the n-th failed attempt: 1, 2, 4 ... s capped at 10 min, jittered to 50-100%."""
+    base = min(MAX_BACKOFF_S, 2.0 ** max(0, attempts - 1))
+    return base * random.uniform(0.5, 1.0)
+
+
+def _target(channel: ChannelSettings) -> str:
+    if channel.type == "kafka":
+        return channel.topic
+    assert channel.url is not None  # the settings require it for every HTTP channel
+    url = channel.url.get_secret_value()
+    if channel.type == "googlechat":  # threadKey replies need it on the URL
+        parts = urlsplit(url)
+        if "messageReplyOption" not in dict(parse_qsl(parts.query)):
+            query = f"{parts.query}&" if parts.query else ""
+            url = urlunsplit(parts._replace(query=f"{query}messageReplyOption={REPLY_OPTION}"))
+    return url
+
+
+def _headers(channel: ChannelSettings, item: OutboxItem) -> dict[str, str]:
+    if channel.type == "kafka":
+        return {"content-type": CONTENT_TYPE}
+    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
+               "Idempotency-Key": item.id}
+    headers.update({k: v.get_secret_value() for k, v in channel.headers.items()})
+    return headers
+
+
+def _fields(item: OutboxItem, **more: Any) -> dict[str, Any]:
+    return {"fields": {"channel": item.channel, "notification": item.id,
+                       "attempt": item.attempts + 1, **more}}
+
+
+def _attempt(outbox: Outbox, item: OutboxItem, channel: ChannelSettings | None,
+             transports: Mapping[str, Transport], now: datetime, give_up_after: timedelta | None,
+             report: DeliveryReport) -> None:
+    def fail(error: str, wait_s: float, permanent: bool) -> None:
+        expired = give_up_after is not None and now - item.enqueued_at >= give_up_after
+        dead = permanent or expired
+        outbox.mark_failed(item.id, error, now + timedelta(seconds=wait_s), dead=dead)
+        report.count(item.channel, "dead" if dead else "failed")
+        if dead:
+            log.error("notification dead", extra=_fields(item, error=error, expired=expired))
+        else:
+            log.warning("notification failed", extra=_fields(item, error=error,
+                                                            retry_in_s=round(wait_s, 1)))
+
+    if channel is None:
+        fail("the channel is no longer configured", 0.0, permanent=True)
+        return
+    kind = "kafka" if channel.type == "kafka" else "http"
+    transport = transports.get(kind)
+    if transport is None:
+        fail(f"no {kind} transport is configured", backoff_s(item.attempts + 1), permanent=False)
+        return
+    try:
+        reply = transport.post(_target(channel), item.payload, _headers(channel, item),
+                               channel.timeout_s)
+    except DeliveryError as exc:
+        fail(str(exc), backoff_s(item.attempts + 1), permanent=False)
+        return
+    except Exception as exc:  # its message might quote the URL: only its kind is kept
+        fail(f"unexpected {type(exc).__name__}", backoff_s(item.attempts + 1), permanent=False)
+        return
+    status = reply.status
+    if 200 <= status < 300:
+        outbox.mark_sent(item.id, now)
+        report.count(item.channel, "sent")
+        log.info("notification sent", extra=_fields(item, status=status))
+    elif status == 429:
+        wait = reply.retry_after_s if reply.retry_after_s is not None else backoff_s(item.attempts + 1)
+        fail("HTTP 429 (rate limited)", min(wait, MAX_RETRY_AFTER_S), permanent=False)
+    elif status >= 500 or status == 408:
+        fail(f"HTTP {status}", backoff_s(item.attempts + 1), permanent=False)
+    else:
+        fail(f"HTTP {status}", backoff_s(item.attempts + 1),
+             permanent=item.attempts + 1 >= MAX_CLIENT_ERRORS)
+
+
+def deliver(outbox: Outbox, channels: Mapping[str, ChannelSettings],
+            transports: Mapping[str, Transport], now: Callable[[], datetime],
+            max_items: int = 1000, give_up_after: timedelta | None = timedelta(days=2),
+            pace_s: Mapping[str, float] = PACE_S) -> DeliveryReport:
+    """Send what is due, channel by channel in enqueue order, until nothing is due or
+    ``max_items`` attempts were made. ``transports`` maps ``"http"`` and ``"kafka"``;
+    ``pace_s`` spaces posts to one channel by its type (wall time)."""
+    report = DeliveryReport()
+    attempts = 0
+    last_post: dict[str, float] = {}
+    while attempts < max_items:
+        items = outbox.due(now(), limit=max_items - attempts)
+        if not items:
+            break
+        waits = {}
+        for item in items:
+            channel = channels.get(item.channel)
+            gap = pace_s.get(channel.type, 0.0) if channel is not None else 0.0
+            posted = last_post.get(item.channel)
+            waits[item.id] = 0.0 if posted is None else posted + gap - time.monotonic()
+        ready = [item for item in items if waits[item.id] <= 0]
+        if not ready:
+            time.sleep(min(waits.values()))
+            continue
+        for item in ready:
+            _attempt(outbox, item, channels.get(item.channel), transports, now(), give_up_after,
+                     report)
+            last_post[item.channel] = time.monotonic()
+            attempts += 1
+    return report
+
+
+def run_worker(outbox: Outbox, channels: Mapping[str, ChannelSettings],
+               transports: Mapping[str, Transport], stop: threading.Event,
+               now: Callable[[], datetime], idle_sleep: float = 5.0,
+               on_report: Callable[[DeliveryReport], None] | None = None) -> None:
+    """Deliver until ``stop`` is set, sleeping up to ``idle_sleep`` s when nothing is due.
+    A failing round is logged and retried; it never ends the loop."""
+    while not stop.is_set():
+        try:
+            report = deliver(outbox, channels, transports, now)
+            if on_report is not None and (report.sent or report.failed or report.dead):
+                on_report(report)
+            wait = idle_sleep
+            nxt = outbox.next_due_at()
+            if nxt is not None:
+                wait = min(idle_sleep, max(0.0, (nxt - now()).total_seconds()))
+        except Exception as exc:  # the worker outlives any one round
+            error = str(exc) if isinstance(exc, AlertError) else type(exc).__name__
+            log.error("delivery round failed", extra={"fields": {"error": error}})
+            wait = idle_sleep
+        stop.wait(wait)

@@ -1,0 +1,231 @@
+"""The alert lifecycle: from this round's findings and the previous state to the new state and
+what to notify. Pure: no I/O and no clock (``now`` is passed in).
+
+Modelled on Prometheus Alertmanager and Grafana alerting (Normal -> Pending -> Firing ->
+Recovering -> Resolved), on business timescales. Per alert key, at each evaluation:
+
+- **Normal -> Pending -> Firing.** A new finding opens an episode (``first_seen``) as PENDING;
+  it fires once the condition has held at every evaluation for ``pending_for`` (at once when
+  that is 0). A pending alert whose condition clears is dropped silently.
+- **Firing -> Recovering -> Resolved.** A firing alert whose condition is clear stays FIRING
+  ("recovering": ``last_seen`` is older than ``now``) until it has been clear for
+  ``resolve_after``, counted from ``last_seen``; then it is RESOLVED. A condition that comes
+  back before that simply continues the episode, so a value oscillating at a threshold sends
+  one FIRING and nothing else. After RESOLVED, a new finding opens a new episode.
+- **What is sent** (``Change``), at most once each per key and evaluation, in this order:
+  FIRING when the episode is first announced (``notified_at`` was None: it just fired, or it
+  fired under a silence that has now expired while the condition still holds), and again when
+  the severity rises above the one last announced (``notified_severity``; so a severity
+  oscillating between two levels is announced once, and a rise under a silence is announced
+  when the silence expires); ESCALATED once per episode when firing, not
+  acknowledged and ``now - fired_at >= escalate_after``; REPEAT when still firing, not
+  acknowledged and nothing was sent for ``repeat_interval`` (an ESCALATED in the same round
+  stands in for it); ACKNOWLEDGED / SILENCED once when an announced episode is acknowledged /
+  silenced, so whoever heard the FIRING learns why it goes quiet. REPEAT and ESCALATED are
+  sent only while the condition holds (not while recovering).
+- **RESOLVED** is sent exactly when the episode was announced (``notified_at`` is set), even
+  if a silence matches at that moment: every FIRING heard is closed by one RESOLVED, and a
+  firing that was never announced (silenced throughout) resolves quietly. An alert that was
+  escalated keeps ``escalated_at``, so the router sends its RESOLVED to the escalation route too.
+- **Silences** (active at ``now`` and matching the refreshed alert) mute FIRING, REPEAT,
+  ESCALATED and ACKNOWLEDGED; the state still advances (pending, firing, resolving) and
+  ``silenced_by`` names the first matching silence. The escalation clock keeps running, so an
+  overdue alert escalates as soon as its silence expires.
+- **Acknowledgements** count for the current episode only (``ack.at >= first_seen``); they stop
+  repeats and escalation (a severity rise is still announced); a new episode starts without one.
+- **Inhibition.** When a finding of a rule in ``inhibited_by`` is present (pending or firing)
+  for a process, that process's alerts of every other rule except ``never_inhibited`` are
+  frozen: their previous state is kept untouched (no new alert, no firing, repeat, escalation
+  or resolve), because with the feed stopped neither the presence nor the absence of a derived
+  finding is evidence. They continue from that state once the inhibiting finding is gone.
+- **Scope.** Only processes in ``evaluated`` (plus those with a finding this round) advance;
+  alerts of other processes are kept untouched. Resolved alerts are kept for history. When
+  several findings share a key, the most severe (then the first) counts. Summary, evidence,
+  severity, cases, owner and URL are refreshed from the latest finding and ``owners``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from urllib.parse import quote
+
+from schemas.alerts import (
+    Acknowledgement,
+    Alert,
+    AlertChange,
+    Change,
+    Finding,
+    Silence,
+    Status,
+)
+
+_NO_ACKS: Mapping[str, Acknowledgement] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    """How long a condition must hold or stay clear, and when to remind and escalate."""
+
+    pending_for: timedelta = timedelta(0)
+    """The condition must hold this long before firing (0: fire at once)."""
+    resolve_after: timedelta = timedelta(hours=24)
+    """A firing alert must be clear this long before it resolves (no flapping)."""
+    repeat_interval: timedelta = timedelta(days=7)
+    """Re-send an unchanged, unacknowledged firing alert after this."""
+    escalate_after: timedelta | None = None
+    """Firing and not acknowledged this long: one ESCALATED change per episode."""
+    inhibited_by: tuple[str, ...] = ("no_events",)
+    """While a finding of one of these rules is present for a process, its other alerts freeze."""
+    never_inhibited: tuple[str, ...] = ("no_events", "stale_review", "no_owner")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of one evaluation round."""
+
+    alerts: tuple[Alert, ...]
+    """The new state of every known alert (resolved ones kept for history), ordered by key."""
+    changes: tuple[AlertChange, ...]
+    """What to notify, ordered by process, then key, then the order of the module docstring."""
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What every key's step needs to know about this round."""
+
+    now: datetime
+    policy: LifecyclePolicy
+    owners: Mapping[str, str | None]
+    silences: tuple[Silence, ...]
+    acks: Mapping[str, Acknowledgement]
+    base_url: str | None
+
+    def url(self, process: str) -> str | None:
+        if self.base_url is None:
+            return None
+        return f"{self.base_url.rstrip('/')}/processes/{quote(process, safe='')}"
+
+    def silence_for(self, alert: Alert) -> str | None:
+        return next((s.id for s in self.silences if s.matches(alert)), None)
+
+
+def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: datetime,
+            policy: LifecyclePolicy, owners: Mapping[str, str | None],
+            evaluated: Collection[str], silences: Sequence[Silence] = (),
+            acks: Mapping[str, Acknowledgement] = _NO_ACKS,
+            base_url: str | None = None) -> Evaluation:
+    """Advance every alert by one evaluation at ``now`` (aware) and say what to notify."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    current = _by_key(findings)
+    scope = set(evaluated) | {f.process for f in current.values()}
+    inhibiting = {f.process for f in current.values() if f.rule in policy.inhibited_by}
+    exempt = set(policy.never_inhibited) | set(policy.inhibited_by)
+    rnd = _Round(now, policy, owners, tuple(s for s in silences if s.active(now)), acks, base_url)
+    alerts: list[Alert] = []
+    changes: list[AlertChange] = []
+    for key in sorted(set(previous) | set(current)):
+        prev, finding = previous.get(key), current.get(key)
+        subject = finding if finding is not None else prev
+        assert subject is not None
+        frozen = subject.process in inhibiting and subject.rule not in exempt
+        if subject.process not in scope or frozen:
+            if prev is not None:
+                alerts.append(prev)
+            continue
+        alert, sent = _step(prev, finding, rnd)
+        if alert is not None:
+            alerts.append(alert)
+            changes.extend(AlertChange(change, alert, now) for change in sent)
+    changes.sort(key=lambda c: c.alert.process)  # stable: keys stay sorted within a process
+    return Evaluation(tuple(alerts), tuple(changes))
+
+
+def _by_key(findings: Sequence[Finding]) -> dict[str, Finding]:
+    """One finding per key: the most severe, the first among equals."""
+    chosen: dict[str, Finding] = {}
+    for finding in findings:
+        held = chosen.get(finding.key)
+        if held is None or finding.severity.rank > held.severity.rank:
+            chosen[finding.key] = finding
+    return chosen
+
+
+def _step(prev: Alert | None, finding: Finding | None, rnd: _Round) -> tuple[Alert | None, list[Change]]:
+    """One key's new state and changes in an evaluated, uninhibited process."""
+    if finding is None:
+        if prev is None or prev.status is Status.PENDING:
+            return None, []  # nothing, or a pending alert that cleared: dropped silently
+        if prev.status is Status.RESOLVED:
+            return prev, []
+        return _clear(prev, rnd)
+    return _present(prev, finding, rnd)
+
+
+def _clear(prev: Alert, rnd: _Round) -> tuple[Alert, list[Change]]:
+    """A firing alert whose condition is clear: recovering, or resolved after resolve_after."""
+    alert = _dress(prev, rnd)
+    if rnd.now - prev.last_seen >= rnd.policy.resolve_after:
+        alert = replace(alert, status=Status.RESOLVED, resolved_at=rnd.now)
+        return alert, [Change.RESOLVED] if alert.notified_at is not None else []
+    return alert, list(_notices(prev, alert))
+
+
+def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, list[Change]]:
+    """The condition holds: open or continue the episode, fire, remind, escalate."""
+    now, policy = rnd.now, rnd.policy
+    owner = rnd.owners.get(finding.process)
+    if prev is None or prev.status is Status.RESOLVED:
+        episode = None
+        alert = Alert.from_finding(finding, Status.PENDING, owner, now)
+    else:
+        episode = prev
+        alert = Alert.from_finding(
+            finding, prev.status, owner, now, first_seen=prev.first_seen, fired_at=prev.fired_at,
+            acknowledged_by=prev.acknowledged_by, acknowledged_at=prev.acknowledged_at,
+            escalated_at=prev.escalated_at, notified_at=prev.notified_at,
+            notified_severity=prev.notified_severity)
+    if alert.status is Status.PENDING and now - alert.first_seen >= policy.pending_for:
+        alert = replace(alert, status=Status.FIRING, fired_at=now)
+    alert = _dress(alert, rnd)
+    if alert.status is not Status.FIRING:
+        return alert, []
+    sent: list[Change] = []
+    if not alert.silenced:
+        assert alert.fired_at is not None
+        told = alert.notified_severity
+        if alert.notified_at is None or (told is not None and alert.severity.rank > told.rank):
+            sent.append(Change.FIRING)
+        due = not alert.acknowledged and alert.escalated_at is None
+        if due and policy.escalate_after is not None and now - alert.fired_at >= policy.escalate_after:
+            sent.append(Change.ESCALATED)
+            alert = replace(alert, escalated_at=now)
+        elif (not sent and not alert.acknowledged and alert.notified_at is not None
+              and now - alert.notified_at >= policy.repeat_interval):
+            sent.append(Change.REPEAT)
+        if sent:
+            alert = replace(alert, notified_at=now, notified_severity=alert.severity)
+    sent.extend(_notices(episode, alert))
+    return alert, sent
+
+
+def _dress(alert: Alert, rnd: _Round) -> Alert:
+    """Refresh owner, URL, silence and acknowledgement for this round."""
+    alert = replace(alert, owner=rnd.owners.get(alert.process), url=rnd.url(alert.process))
+    ack = rnd.acks.get(alert.key)
+    if ack is not None and ack.at >= alert.first_seen:
+        alert = replace(alert, acknowledged_by=ack.by, acknowledged_at=ack.at)
+    return replace(alert, silenced_by=rnd.silence_for(alert))
+
+
+def _notices(before: Alert | None, after: Alert) -> Iterator[Change]:
+    """ACKNOWLEDGED / SILENCED, once, for a firing episode that was announced."""
+    if before is None or after.status is not Status.FIRING or after.notified_at is None:
+        return
+    if after.acknowledged and not before.acknowledged and not after.silenced:
+        yield Change.ACKNOWLEDGED
+    if after.silenced and not before.silenced:
+        yield Change.SILENCED

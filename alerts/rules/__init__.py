@@ -1,0 +1,28 @@
+"""The alert rules: pure functions from a RuleContext (process, events, now) to findings.
+
+``RULES`` lists them by name in evaluation order; the names match ``alerts.thresholds``.
+"""
+
+from __future__ import annotations
+
+from alerts.context import Rule
+from alerts.rules.conformance import conformance
+from alerts.rules.governance import no_owner, stale_review
+from alerts.rules.handoff import handoff
+from alerts.rules.no_events import no_events
+from alerts.rules.rework import rework
+from alerts.rules.stuck import stuck
+from alerts.rules.throughput import throughput
+from alerts.rules.waits import bottleneck
+
+RULES: dict[str, Rule] = {
+    "no_events": no_events,
+    "bottleneck": bottleneck,
+    "throughput": throughput,
+    "handoff": handoff,
+    "stuck": stuck,
+    "rework": rework,
+    "conformance": conformance,
+    "stale_review": stale_review,
+    "no_owner": no_owner,
+}

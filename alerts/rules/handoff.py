@@ -1,0 +1,79 @@
+"""handoff: the wait when work passes from one team to another grew against baseline.
+
+One series per pair of teams (``source_team -> target_team``, both known and different): the
+waits of every completed transition where the team changes, in business days, dated by the day
+the receiving team's step happened, through the same drift method as ``bottleneck``
+(``alerts.changepoint``; false-alarm reasoning there). The subject names the hand-off,
+"front-office/branch -> back-office/kyc"; the evidence names the activities it covers.
+
+A slowdown at one activity whose only way in is a hand-off shows up here too: the bottleneck
+finding says where the work waits, this one which hand-over got slower, and they are keyed
+apart (rule and subject differ) so each has one alert.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from alerts.context import RuleContext
+from alerts.rules.waits import (
+    Hit,
+    Window,
+    days_text,
+    evidence,
+    segment_hits,
+    segment_text,
+    series_hit,
+    severity,
+)
+from alerts.thresholds import Handoff
+from schemas.alerts import Finding
+
+MAX_EDGES = 10
+"""Transitions named in the evidence, the most frequent first."""
+
+
+def handoff(ctx: RuleContext) -> list[Finding]:
+    """Findings for each hand-off between two teams whose wait drifted up."""
+    rule = ctx.process.rules.handoff
+    if not rule.enabled:
+        return []
+    waits = ctx.facts.waits.filter(
+        pl.col("source_team").is_not_null() & pl.col("target_team").is_not_null()
+        & (pl.col("source_team") != pl.col("target_team")))
+    if waits.is_empty():
+        return []
+    window = Window.of(ctx, rule)
+    lookback = window.lookback(waits, "ended_day")
+    keys = tuple(k for k in rule.segments if k in ctx.facts.segment_keys)
+    findings: list[Finding] = []
+    pairs = lookback.select("source_team", "target_team").unique().sort(["source_team", "target_team"])
+    for source, target in pairs.iter_rows():
+        rows = lookback.filter((pl.col("source_team") == source) & (pl.col("target_team") == target))
+        hit = series_hit(rows, window, "wait_s", "ended_day")
+        if hit is not None:
+            findings.append(_finding(ctx, rule, window, f"{source} -> {target}", hit, {}, []))
+            continue
+        hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
+        findings.extend(_finding(ctx, rule, window, f"{source} -> {target}", h, {k: v}, others)
+                        for k, v, h in hits)
+    return findings
+
+
+def _finding(ctx: RuleContext, rule: Handoff, window: Window, subject: str, hit: Hit,
+             segment: dict[str, str], others: list[str]) -> Finding:
+    drift = hit.drift
+    summary = (f"Hand-off {subject}: {days_text(drift.recent.median)} business days"
+               f"{segment_text(segment)} since {drift.onset.isoformat()} "
+               f"(baseline {days_text(drift.baseline.median)})")
+    facts = evidence(hit, window)
+    recent = hit.rows[hit.drift.recent_index.tolist()]
+    edges = recent.group_by("source", "target").len().sort(["len", "source", "target"],
+                                                           descending=[True, False, False])
+    facts["transitions"] = [{"source": s, "target": t, "count": n}
+                            for s, t, n in edges.head(MAX_EDGES).iter_rows()]
+    if others:
+        facts["also_drifted"] = others
+    return Finding(rule="handoff", process=ctx.process.name, subject=subject,
+                   severity=severity(rule, drift), summary=summary, evidence=facts,
+                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))

@@ -1,0 +1,374 @@
+"""Rework rule: an activity redone more often, a loop that newly appeared, repeated requests.
+
+Method. Cases are split by when they started: the recent window (``recent``, default the last
+20 business days up to now) against the baseline (``baseline``, default the 60 days before it),
+each needing ``min_cases`` cases. A case "hits" when, on its completions, an activity happens a
+second time (rework), a cycle of the map closes (loop), or a request activity is asked a second
+time (repeated request). Three kinds of finding:
+
+- ``rework at A``: the recent share of cases redoing A is above ``max_share``, or clearly above
+  the baseline (below); the summary says how many were repeats (same person) and redos
+  (someone else), as ``mining.rework`` counts them.
+- ``loop a -> b``: a cycle of the recent map (``mining.rework.discover_loops``) that at least
+  ``min_loop_cases`` recent cases go round and no baseline case did (or clearly more often);
+  a self-loop (a -> a) is left to ``rework at a``.
+- ``repeated request: A``: a request activity (``request_activities``, default the ones named
+  "Request ..." or "Ask ...") asked twice or more in at least ``min_repeat_requests`` recent
+  cases, clearly above the baseline share or where the baseline had almost none (< 0.5 %).
+
+"Clearly above". Recent cases are young: a case that started yesterday had no time to be asked
+twice, so its raw share is not comparable with the finished baseline cases'. Each recent case is
+compared with the baseline *at the same age*: its expected hit probability is F(age), the share
+of baseline cases that had hit within that age. The expected recent hits E = sum F(age_i); the
+observed hits must be at least ``min_ratio`` x E and ``min_share_increase`` x n above it, and pass
+a one-sided test z = (observed - E) / sd >= 3 (sd from the binomial spread plus the baseline's own
+sampling error), p ~ 0.001 per subject and evaluation. The guards together keep clean simulated
+years of onboarding, payments and claims quiet, and the recent share stays unbiased, so a
+shift is seen as soon as enough shifted cases have aged. An activity that a firing loop or
+repeated request already explains, or a request activity (the repeated-request finding's
+subject), is not reported as ``rework at``.
+
+Since when. A one-sided Bernoulli CUSUM over the cases in start order, each with its own p0 (the
+age-adjusted baseline) against p1 = p0 x the shift seen (at least the smallest shift that would
+fire), run twice (the second time with the shift seen after the first estimate): the change is
+at the first hit after the CUSUM's last zero before its maximum; ``since`` is the day that case
+started, and the summary counts the cases started from that day on. On the simulator (5 seeds)
+``since`` falls on the injected onset; a new loop in 10 % of new cases fires 3-4 business days
+after its onset, 15 % of cases asked again for documents (against a natural 7-8 %) 9-12 days
+after, the time it takes that many shifted cases to fill the recent window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from alerts.calendar import WorkCalendar
+from alerts.context import RuleContext
+from alerts.duration import Duration, parse_duration
+from alerts.thresholds import Rework as ReworkSettings
+from mining.frame import Events
+from mining.rework import discover_loops, discover_rework, rework_basis
+from schemas.alerts import Finding
+
+RULE: Final = "rework"
+MIN_Z: Final = 3.0  # one-sided test every shift must also pass
+NONE_SHARE: Final = 0.005  # a baseline share below this counts as "almost none"
+MAX_CASES_LISTED: Final = 50
+REQUEST_PREFIXES: Final = ("request", "ask")
+ALL_LOOPS: Final = 10_000
+
+
+def window_start(calendar: WorkCalendar, end: datetime, length: Duration) -> datetime:
+    """The start of a window of ``length`` ending at ``end``: business time counts whole
+    business days back (to local midnight), wall-clock time is subtracted as it is."""
+    if not length.business:
+        return end - timedelta(seconds=length.wall_seconds)
+    days = max(1, math.ceil(calendar.seconds(length) / calendar.day_seconds - 1e-9))
+    first = calendar.add_business_days(calendar.business_day_of(end), -days)
+    return datetime.combine(first, time(0), tzinfo=ZoneInfo(calendar.timezone))
+
+
+def utc(moment: datetime) -> datetime:
+    """An aware moment in UTC, comparable with the event frame's timestamps."""
+    return moment.astimezone(UTC)
+
+
+def change_point(hits: npt.NDArray[np.bool_], p0: npt.NDArray[np.float64],
+                 p1: npt.NDArray[np.float64]) -> int | None:
+    """Index of the first hit after a one-sided Bernoulli CUSUM (p0 -> p1 per case) last left
+    zero before its maximum; None when the statistic never rises."""
+    if hits.size == 0:
+        return None
+    llr = np.where(hits, np.log(p1 / p0), np.log((1 - p1) / (1 - p0)))
+    cum = np.concatenate([[0.0], np.cumsum(llr)])
+    stat = cum - np.minimum.accumulate(cum)
+    top = int(np.argmax(stat))
+    if stat[top] <= 0:
+        return None
+    low = cum[: top + 1]
+    start = int(np.flatnonzero(low == low.min())[-1])
+    after = np.flatnonzero(hits[start:top])
+    return start + int(after[0]) if after.size else None
+
+
+@dataclass(frozen=True)
+class Shift:
+    """Recent hits against what the baseline predicts for cases of the same ages."""
+
+    recent_hits: int
+    recent_n: int
+    baseline_hits: int
+    baseline_n: int
+    expected: float
+    """Recent hits expected from the baseline at the recent cases' ages."""
+    z: float
+    since_hits: int = 0
+    """Hits among the cases started since the change point (the recent window without one)."""
+    since_cases: int = 0
+
+    @property
+    def since_share(self) -> float:
+        return self.since_hits / self.since_cases if self.since_cases else 0.0
+
+    @property
+    def recent_share(self) -> float:
+        return self.recent_hits / self.recent_n
+
+    @property
+    def baseline_share(self) -> float:
+        return self.baseline_hits / self.baseline_n if self.baseline_n else 0.0
+
+    def clear(self, s: ReworkSettings) -> bool:
+        """Clearly above the age-adjusted baseline: ratio, increase and z guards all hold."""
+        return (self.recent_hits >= s.min_ratio * self.expected
+                and self.recent_hits >= self.expected + s.min_share_increase * self.recent_n
+                and self.z >= MIN_Z)
+
+    def evidence(self) -> dict[str, Any]:
+        return {"since_cases_hit": self.since_hits, "since_cases": self.since_cases,
+                "recent_cases_hit": self.recent_hits, "recent_share": self.recent_share,
+                "baseline_cases_hit": self.baseline_hits, "baseline_share": self.baseline_share,
+                "expected_share_at_same_age": self.expected / self.recent_n, "z": self.z}
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """The cases in scope in start order (recent and baseline) and their completions."""
+
+    cases: pl.DataFrame  # case_id, start (UTC), recent (bool), sorted by start
+    basis: pl.DataFrame  # the completions (or all events) of those cases, in case order
+    lifecycle: str | None
+    now: datetime
+    recent_start: datetime
+    baseline_start: datetime
+    calendar: WorkCalendar
+    settings: ReworkSettings
+
+    @property
+    def recent_n(self) -> int:
+        return int(self.cases["recent"].sum())
+
+    @property
+    def baseline_n(self) -> int:
+        return self.cases.height - self.recent_n
+
+    def events(self, recent: bool) -> Events:
+        """The scoped events of the recent (or baseline) cases, still in case order."""
+        ids = self.cases.filter(pl.col("recent") == recent)["case_id"]
+        return Events(self.basis.filter(pl.col("case_id").is_in(ids.implode())), self.lifecycle)
+
+    def measure(self, hits: pl.DataFrame) -> tuple[Shift, date, tuple[str, ...]]:
+        """The shift of one subject's hits (case_id, hit time), its since and recent case ids."""
+        table = self.cases.join(hits, on="case_id", how="left", maintain_order="left")
+        start = table["start"].dt.epoch("us").to_numpy()
+        hit_at = table["hit"].dt.epoch("us").to_numpy(allow_copy=True)
+        hit = ~np.isnan(hit_at.astype(np.float64))
+        recent = table["recent"].to_numpy()
+        n_base, n_recent = int((~recent).sum()), int(recent.sum())
+        delays = np.sort((hit_at[hit & ~recent] - start[hit & ~recent]).astype(np.float64))
+        ages = (_us(self.now) - start).astype(np.float64)
+        p0 = np.searchsorted(delays, ages, side="right") / max(n_base, 1)
+        p0 = np.where(recent, p0, delays.size / max(n_base, 1))
+        expected = float(p0[recent].sum())
+        spread = float((p0 * (1 - p0))[recent].sum())
+        spread += float(np.sqrt(p0 * (1 - p0) / max(n_base, 1))[recent].sum()) ** 2
+        observed = int((hit & recent).sum())
+        z = (observed - expected) / math.sqrt(spread) if spread > 0 else (
+            math.inf if observed > expected else 0.0)
+        index = self._change(hit, p0, observed / max(expected, 1.0))
+        if index is not None:  # once more, with the shift seen after that first estimate
+            seen = float(hit[index:].sum()) / max(float(p0[index:].sum()), 1.0)
+            index = self._change(hit, p0, seen)
+        since = self.calendar.business_day_of(
+            self.recent_start if index is None else table["start"][index])
+        midnight = datetime.combine(since, time(0), tzinfo=ZoneInfo(self.calendar.timezone))
+        first = int(np.searchsorted(start, _us(midnight)))  # every case started that day on
+        shift = Shift(observed, n_recent, int((hit & ~recent).sum()), n_base, expected, z,
+                      since_hits=int(hit[first:].sum()), since_cases=int(hit.size - first))
+        ids = table[first:].filter(pl.col("hit").is_not_null())["case_id"]
+        return shift, since, tuple(sorted(ids)[:MAX_CASES_LISTED])
+
+    def _change(self, hit: npt.NDArray[np.bool_], p0: npt.NDArray[np.float64],
+                ratio: float) -> int | None:
+        """The CUSUM change point against p1 = p0 x ratio (at least the smallest firing shift)."""
+        s = self.settings
+        floor = np.maximum(p0, 0.5 / max(self.baseline_n, 1))
+        ratio = max(s.min_ratio, ratio)
+        p1 = np.minimum(np.maximum(floor * ratio, floor + s.min_share_increase), 0.99)
+        return change_point(hit, np.minimum(floor, 0.98), p1)
+
+    def window_evidence(self) -> dict[str, Any]:
+        s = self.settings
+        return {"recent": {"from": self.recent_start.isoformat(), "to": self.now.isoformat(),
+                           "cases": self.recent_n, "length": s.recent},
+                "baseline": {"from": self.baseline_start.isoformat(),
+                             "to": self.recent_start.isoformat(), "cases": self.baseline_n,
+                             "length": s.baseline}}
+
+
+def _us(moment: datetime) -> int:
+    delta = utc(moment) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _windows(ctx: RuleContext, s: ReworkSettings) -> _Windows | None:
+    calendar = ctx.process.calendar
+    recent_start = window_start(calendar, ctx.now, parse_duration(s.recent))
+    baseline_start = window_start(calendar, recent_start, parse_duration(s.baseline))
+    basis = rework_basis(ctx.events)
+    df = basis.df.filter(pl.col("timestamp") <= utc(ctx.now))
+    starts = (df.group_by("case_id").agg(pl.col("timestamp").min().alias("start"))
+              .filter(pl.col("start") >= utc(baseline_start))
+              .with_columns((pl.col("start") >= utc(recent_start)).alias("recent"))
+              .sort(["start", "case_id"]))
+    if starts.is_empty():
+        return None
+    scoped = df.filter(pl.col("case_id").is_in(starts["case_id"].implode()))
+    return _Windows(starts, scoped, basis.lifecycle, ctx.now, recent_start, baseline_start,
+                    calendar, s)
+
+
+def _second_times(w: _Windows) -> pl.DataFrame:
+    """When each (case, activity) happened a second time: case_id, activity, hit."""
+    nth = pl.int_range(pl.len()).over("case_id", "activity")
+    return (w.basis.with_columns(nth.alias("nth")).filter(pl.col("nth") == 1)
+            .select("case_id", "activity", pl.col("timestamp").alias("hit")))
+
+
+def _loop_times(w: _Windows, cycles: Iterable[tuple[str, ...]]) -> pl.DataFrame:
+    """When each case first closed each cycle: case_id, cycle (" -> " joined), hit."""
+    frames = []
+    for cycle in cycles:
+        k = len(cycle)
+        closed = [list(cycle[r:] + cycle[:r] + (cycle[r],)) for r in range(k)]
+        acts = [pl.col("activity").shift(-j) for j in range(k + 1)]
+        same = pl.col("case_id").shift(-k) == pl.col("case_id")
+        match = pl.any_horizontal([pl.all_horizontal([a == name for a, name in zip(acts, c, strict=True)])
+                                   for c in closed])
+        frames.append(w.basis.with_columns(pl.col("timestamp").shift(-k).alias("hit"))
+                      .filter(same & match).group_by("case_id").agg(pl.col("hit").min())
+                      .with_columns(pl.lit(" -> ".join(cycle)).alias("cycle")))
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def _loops(w: _Windows, process: str) -> list[Finding]:
+    s = w.settings
+    # a self-loop (a -> a) is the activity's own rework: "rework at a" says it, with who redid it
+    candidates = [lp.cycle for lp in discover_loops(w.events(True), max_loops=ALL_LOOPS)
+                  if lp.cases >= s.min_loop_cases and len(lp.cycle) > 1]
+    times = _loop_times(w, candidates)
+    found = []
+    for cycle in candidates:
+        name = " -> ".join(cycle)
+        hits = times.filter(pl.col("cycle") == name).select("case_id", "hit")
+        shift, since, ids = w.measure(hits)
+        new = shift.baseline_hits == 0
+        if shift.recent_hits < s.min_loop_cases or not (new or shift.clear(s)):
+            continue
+        was = "none" if new else f"{shift.baseline_share:.1%}"
+        found.append(Finding(
+            rule=RULE, process=process, subject=f"loop {name}", severity=s.severity,
+            summary=(f"{'new' if new else 'more'} rework loop {name} -> {cycle[0]}: "
+                     f"{shift.since_hits} {process} cases since {since} "
+                     f"({shift.since_share:.1%} of the cases started since; baseline {was})"),
+            evidence={"cycle": list(cycle), **shift.evidence(), "case_ids": list(ids),
+                      **w.window_evidence()},
+            since=since, cases=ids))
+    return found
+
+
+def _is_request(activity: str, s: ReworkSettings) -> bool:
+    if s.request_activities is not None:
+        return activity in s.request_activities
+    return activity.casefold().startswith(REQUEST_PREFIXES)
+
+
+def _asked_again(activity: str) -> str:
+    """The repetition in the customer's terms: "Request missing documents" -> "customers asked
+    again for missing documents"; a request named otherwise is named as it is."""
+    words = activity.split(maxsplit=1)
+    if len(words) < 2 or not words[0].casefold().startswith(REQUEST_PREFIXES):
+        return f"{activity} asked again"
+    rest = words[1]
+    return f"customers asked again for {rest[4:] if rest.casefold().startswith('for ') else rest}"
+
+
+def _requests(w: _Windows, seconds: pl.DataFrame, process: str) -> list[Finding]:
+    s = w.settings
+    found = []
+    for activity in sorted(a for a in seconds["activity"].unique() if _is_request(a, s)):
+        shift, since, ids = w.measure(seconds.filter(pl.col("activity") == activity))
+        higher = shift.recent_hits >= shift.expected + s.min_share_increase * shift.recent_n
+        if (shift.recent_hits < s.min_repeat_requests or shift.z < MIN_Z
+                or not (shift.baseline_share < NONE_SHARE or higher)):
+            continue
+        found.append(Finding(
+            rule=RULE, process=process, subject=f"repeated request: {activity}",
+            severity=s.severity,
+            summary=(f"{_asked_again(activity)}: {shift.since_hits} cases since {since} "
+                     f"({shift.since_share:.1%} of the cases started since; baseline "
+                     f"{shift.baseline_share:.1%})"),
+            evidence={"activity": activity, **shift.evidence(), "case_ids": list(ids),
+                      **w.window_evidence()},
+            since=since, cases=ids))
+    return found
+
+
+def _activities(w: _Windows, seconds: pl.DataFrame, process: str,
+                explained: set[str]) -> list[Finding]:
+    s = w.settings
+    found = []
+    for figures in discover_rework(w.events(True)):
+        activity = figures.activity
+        if activity in explained or _is_request(activity, s):
+            continue
+        redone = seconds.filter(pl.col("activity") == activity)
+        shift, since, ids = w.measure(redone)
+        has_base = shift.baseline_n >= s.min_cases
+        shifted = has_base and shift.clear(s)
+        if not (shift.recent_share > s.max_share or shifted):
+            continue
+        hits, cases = shift.since_hits, shift.since_cases
+        if not shifted:  # always this high: say it of the recent window
+            since, hits, cases = w.calendar.business_day_of(w.recent_start), *(
+                shift.recent_hits, shift.recent_n)
+            recent = w.cases.filter(pl.col("recent")).join(redone, on="case_id", how="semi")
+            ids = tuple(sorted(recent["case_id"])[:MAX_CASES_LISTED])
+        was = f"baseline {shift.baseline_share:.1%}" if has_base else "no baseline"
+        found.append(Finding(
+            rule=RULE, process=process, subject=f"rework at {activity}", severity=s.severity,
+            summary=(f"{activity} done again in {hits / cases:.1%} of {process} cases "
+                     f"started since {since} ({hits} of {cases}; {was}): "
+                     f"{figures.repeat_cases} repeated by the same person, "
+                     f"{figures.redo_cases} redone by someone else"),
+            evidence={"activity": activity, **shift.evidence(),
+                      "repeat_cases": figures.repeat_cases, "redo_cases": figures.redo_cases,
+                      "self_loop_cases": figures.self_loop_cases,
+                      "loop_cases": figures.loop_cases, "max_share": s.max_share,
+                      "case_ids": list(ids), **w.window_evidence()},
+            since=since, cases=ids))
+    return found
+
+
+def rework(ctx: RuleContext) -> list[Finding]:
+    """Rework findings for one process: activities redone, new loops, repeated requests."""
+    s = ctx.process.rules.rework
+    w = _windows(ctx, s)
+    if w is None or w.recent_n < s.min_cases:
+        return []
+    seconds = _second_times(w)
+    found: list[Finding] = []
+    if w.baseline_n >= s.min_cases:
+        found += _loops(w, ctx.process.name)
+        found += _requests(w, seconds, ctx.process.name)
+    explained = {a for f in found for a in f.evidence.get("cycle", [f.evidence.get("activity")])}
+    return found + _activities(w, seconds, ctx.process.name, explained)

@@ -1,0 +1,300 @@
+"""bottleneck: the wait before an activity drifted up against the process's own baseline.
+
+One series per target activity X: every completed transition into X (over all its incoming
+edges), its wait in business days, dated by the day X happened. The series goes through
+``alerts.changepoint.detect`` (CUSUM onset, frozen robust baseline, Mann-Whitney at 1% and the
+practical-size guard of ``WaitDrift``: by default twice as long *and* one business day longer,
+on the median and on the p90, with ``min_cases`` completed waits in each window). Its
+false-alarm reasoning is in that module's docstring.
+
+Segments. When the process-wide wait before X has not drifted, the same test runs per value of
+each configured segment attribute (``WaitDrift.segments``: region, channel, product; a key with
+more than ``max_segment_values`` values is skipped as not a segment). A slowdown confined to one
+segment is then found even though the process-wide median barely moves. A segment's drift
+counts only if it is confined to it: the other cases' median over the same windows must have
+grown by less than the square root of the segment's ratio (half of it on the log scale), else
+it is a process-wide drift not yet confirmed as such, and naming one segment would be wrong.
+Never two findings for one thing: when the process-wide series fires no segment is reported
+for X; otherwise only the attribute whose drifted value is strongest is reported (each of its
+drifted values, which are disjoint sets of cases), and drifts seen through the other attributes,
+which are largely the same cases, are named in the evidence (``also_drifted``).
+
+Work still waiting. Completed waits show a slowdown only once the slow work comes through; the
+open cases ageing before X show it earlier. Open cases whose current step usually leads to X
+(at least half of that step's completed transitions in the lookback went to X) are the work
+waiting for X: ``waiting_now.cases``; those idle longer than the baseline p90 of the wait before
+X are ``waiting_now.overdue``; the longest idle time is ``waiting_now.oldest_days``. They also
+make an *early* finding: when the completed waits have a current, backed CUSUM run (onset o)
+but not yet the practical size, the recent sample becomes every wait that *began* on or after
+o: the completed ones, plus the open cases that began waiting on or after o, counted at their
+idle time so far. That sample is right-censored (a wait still running counts for less than it
+will be), so it can only understate the new level: on a healthy process it is, if anything,
+shorter than the baseline, and the same test and practical-size guard must hold
+(``recent.still_waiting`` says how many open cases it holds). A step that also leads elsewhere
+contributes those cases too; it has to lead to X at least half the time.
+
+The helpers here (``Window``, ``Hit``, ``series_hit``, ``segment_hits``, ``figures``) are the
+drift method the ``throughput`` and ``handoff`` rules share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from alerts.calendar import WorkCalendar
+from alerts.changepoint import (
+    HORIZON_DAYS,
+    Drift,
+    DriftSettings,
+    Sample,
+    baseline_of,
+    compare,
+    current_onset,
+    detect,
+)
+from alerts.context import RuleContext
+from alerts.duration import Duration, parse_duration
+from alerts.facts import segment_column
+from alerts.thresholds import WaitDrift
+from schemas.alerts import Finding, Severity
+
+MAX_CASES = 50
+"""Case ids listed in a finding, the slowest first."""
+
+
+def _days_before(calendar: WorkCalendar, today: date, span: Duration) -> int:
+    """How many calendar days back from ``today`` a window of ``span`` reaches."""
+    if span.business:
+        per_day = 1.0 if span.unit == "business_days" else 3600.0 / calendar.day_seconds
+        n = max(1, math.ceil(span.amount * per_day))
+        n -= 1 if calendar.is_business_day(today) else 0
+        return (today - calendar.add_business_days(today, -n)).days
+    return max(1, math.ceil(span.wall_seconds / 86_400))
+
+
+@dataclass(frozen=True)
+class Window:
+    """The drift settings of one rule at one moment, in the process's business time."""
+
+    settings: DriftSettings
+    day_seconds: float
+
+    @classmethod
+    def of(cls, ctx: RuleContext, rule: WaitDrift) -> Window:
+        """The recent and baseline windows of ``rule`` ending at ``ctx.now``."""
+        calendar = ctx.process.calendar
+        today = calendar.business_day_of(ctx.now)
+        recent_from = today - timedelta(days=_days_before(calendar, today, parse_duration(rule.recent)))
+        baseline = _days_before(calendar, today, parse_duration(rule.baseline))
+        increase = calendar.seconds(rule.min_increase_duration) / calendar.day_seconds
+        return cls(DriftSettings(today=today, recent_from=recent_from, baseline_days=baseline,
+                                 min_cases=rule.min_cases, min_ratio=rule.min_ratio,
+                                 min_increase=increase), calendar.day_seconds)
+
+    @property
+    def oldest(self) -> date:
+        """The first day any series looks at."""
+        return self.settings.today - timedelta(days=self.settings.baseline_days + HORIZON_DAYS)
+
+    def lookback(self, table: pl.DataFrame, day: str) -> pl.DataFrame:
+        """The rows of ``table`` whose ``day`` column falls in the lookback."""
+        return table.filter(pl.col(day) >= self.oldest)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A confirmed drift of one series and the rows it was found in."""
+
+    drift: Drift
+    rows: pl.DataFrame
+    day_seconds: float
+    waiting: pl.DataFrame | None = None
+    """Open cases counted in the recent sample (their idle time so far), for an early finding."""
+
+    def slow_cases(self, value: str) -> tuple[str, ...]:
+        """Ids of the cases of the recent samples above the baseline p90, slowest first (cases
+        still waiting first: they are the oldest work)."""
+        threshold = self.drift.baseline.p90 * self.day_seconds
+        ids: list[str] = []
+        if self.waiting is not None:
+            late = self.waiting.filter(pl.col("idle_s") >= threshold).sort("idle_s", descending=True)
+            ids += late["case_id"].to_list()
+        recent = self.rows[self.drift.recent_index.tolist()]
+        ids += recent.filter(pl.col(value) >= threshold).sort(value, descending=True)["case_id"].to_list()
+        return tuple(dict.fromkeys(ids))[:MAX_CASES]
+
+
+def series_hit(rows: pl.DataFrame, window: Window, value: str, day: str) -> Hit | None:
+    """``detect`` over one series: ``value`` in business seconds, dated by ``day``."""
+    if rows.height < 2 * window.settings.min_cases:
+        return None
+    scale = window.day_seconds
+    drift = detect(rows[day].to_numpy().astype("datetime64[D]"),
+                   rows[value].to_numpy().astype(np.float64) / scale,
+                   window.settings,
+                   rows["elapsed_s"].to_numpy().astype(np.float64) / scale)
+    if drift is None:
+        return None
+    return Hit(drift, rows, scale)
+
+
+def segment_hits(rows: pl.DataFrame, rule: WaitDrift, window: Window, keys: tuple[str, ...],
+                 value: str, day: str) -> tuple[list[tuple[str, str, Hit]], list[str]]:
+    """Drifted segments of one series: those of the strongest attribute, and the other
+    attributes' drifted values as ``key=value`` names (see the module docstring)."""
+    found: dict[str, list[tuple[str, str, Hit]]] = {}
+    for key in keys:
+        column = segment_column(key)
+        if column not in rows.columns:
+            continue
+        values = rows[column].drop_nulls().unique().sort().to_list()
+        if len(values) > rule.max_segment_values:
+            continue
+        for name in values:
+            inside = pl.col(column) == name
+            hit = series_hit(rows.filter(inside), window, value, day)
+            if hit is not None and _confined(hit, rows.filter(~inside.fill_null(False)), window,
+                                             value, day):
+                found.setdefault(key, []).append((key, str(name), hit))
+    if not found:
+        return [], []
+    best = max(found, key=lambda k: max(h.drift.ratio for _, _, h in found[k]))
+    others = [f"{k}={v}" for key, hits in sorted(found.items()) if key != best for k, v, _ in hits]
+    return found[best], others
+
+
+def _confined(hit: Hit, rest: pl.DataFrame, window: Window, value: str, day: str) -> bool:
+    """True unless the other cases slowed about as much over the same windows (then the drift is
+    not the segment's: it is process-wide, and not yet confirmed as such)."""
+    onset, settings = hit.drift.onset, window.settings
+    days = rest[day]
+    base = rest.filter((days >= onset - timedelta(days=settings.baseline_days)) & (days < onset))
+    recent = rest.filter((days >= max(onset, settings.recent_from)) & (days <= settings.today))
+    if min(base.height, recent.height) < settings.min_cases:
+        return True
+    then = max(float(base[value].median()), 1.0)  # type: ignore[arg-type]
+    ratio = float(recent[value].median()) / then  # type: ignore[arg-type]
+    return ratio < math.sqrt(hit.drift.ratio)
+
+
+def figures(sample: Sample) -> dict[str, Any]:
+    """A window's figures as evidence: median and p90 in business days, and the count."""
+    return {"median_days": round(sample.median, 2), "p90_days": round(sample.p90, 2),
+            "cases": sample.n}
+
+
+def evidence(hit: Hit, window: Window) -> dict[str, Any]:
+    """The evidence every drift finding carries: both windows, since, the test's p-value."""
+    drift, settings = hit.drift, window.settings
+    start = max(drift.onset, settings.recent_from)
+    return {
+        "recent": figures(drift.recent), "baseline": figures(drift.baseline),
+        "window": {"from": start.isoformat(), "to": settings.today.isoformat()},
+        "baseline_window": {
+            "from": (drift.onset - timedelta(days=settings.baseline_days)).isoformat(),
+            "to": (drift.onset - timedelta(days=1)).isoformat()},
+        "since": drift.onset.isoformat(), "p_value": float(f"{drift.p_value:.3g}"),
+        "ratio": round(drift.ratio, 2),
+    }
+
+
+def severity(rule: WaitDrift, drift: Drift) -> Severity:
+    """The rule's severity, or critical at ``critical_ratio`` times the baseline or more."""
+    return Severity.CRITICAL if drift.ratio >= rule.critical_ratio else rule.severity
+
+
+def days_text(value: float) -> str:
+    """Business days as people say them: ``0.8``, ``6.1``, ``12``."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def segment_text(segment: Mapping[str, str]) -> str:
+    """`` for region=east`` (empty without a segment)."""
+    return "".join(f" for {k}={v}" for k, v in segment.items())
+
+
+def _waiting(ctx: RuleContext, lookback: pl.DataFrame, target: str,
+             segment: Mapping[str, str]) -> pl.DataFrame:
+    """Open cases at a step that usually leads to ``target`` (see the module docstring)."""
+    outgoing = lookback.group_by("source").agg(
+        pl.len().alias("all"), (pl.col("target") == target).sum().alias("to"))
+    sources = outgoing.filter(pl.col("to") * 2 >= pl.col("all"))["source"].to_list()
+    waiting = ctx.facts.open_cases.filter(pl.col("last_activity").is_in(sources))
+    for key, name in segment.items():
+        waiting = waiting.filter(pl.col(segment_column(key)) == name)
+    return waiting
+
+
+def _waiting_now(waiting: pl.DataFrame, day_seconds: float, base_p90_days: float) -> dict[str, Any]:
+    """The open work before the activity as evidence: how many, how many overdue, the oldest."""
+    idle = waiting["idle_s"].to_numpy() / day_seconds
+    return {"cases": int(idle.size), "overdue": int((idle > base_p90_days).sum()),
+            "oldest_days": round(float(idle.max()), 2) if idle.size else 0.0}
+
+
+def _early_hit(ctx: RuleContext, rows: pl.DataFrame, window: Window,
+               lookback: pl.DataFrame, target: str) -> Hit | None:
+    """The drift seen early, through the work still waiting (see the module docstring)."""
+    settings, scale = window.settings, window.day_seconds
+    days = rows["ended_day"].to_numpy().astype("datetime64[D]")
+    values = rows["wait_s"].to_numpy().astype(np.float64) / scale
+    found = current_onset(days, values, settings, rows["elapsed_s"].to_numpy().astype(np.float64) / scale)
+    if found is None:
+        return None
+    onset, index = found
+    base = values[index[baseline_of(days[index], onset, settings)]]
+    started = np.flatnonzero(rows["started_day"].to_numpy().astype("datetime64[D]") >= np.datetime64(onset))
+    waiting = _waiting(ctx, lookback, target, {}).filter(pl.col("last_day") >= onset)
+    recent = np.concatenate((values[started], waiting["idle_s"].to_numpy().astype(np.float64) / scale))
+    compared = compare(base, recent, settings)
+    if compared is None:
+        return None
+    return Hit(Drift(onset, *compared, started), rows, scale, waiting)
+
+
+def bottleneck(ctx: RuleContext) -> list[Finding]:
+    """Findings for each activity whose wait drifted up, process-wide or in one segment."""
+    rule = ctx.process.rules.bottleneck
+    if not rule.enabled or ctx.facts.waits.is_empty():
+        return []
+    window = Window.of(ctx, rule)
+    lookback = window.lookback(ctx.facts.waits, "ended_day")
+    keys = tuple(k for k in rule.segments if k in ctx.facts.segment_keys)
+    findings: list[Finding] = []
+    for target in sorted(lookback["target"].unique().to_list()):
+        rows = lookback.filter(pl.col("target") == target)
+        hit = series_hit(rows, window, "wait_s", "ended_day") or _early_hit(
+            ctx, rows, window, lookback, target)
+        if hit is not None:
+            findings.append(_finding(ctx, rule, window, lookback, target, hit, {}, []))
+            continue
+        hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
+        findings.extend(_finding(ctx, rule, window, lookback, target, h, {k: v}, others)
+                        for k, v, h in hits)
+    return findings
+
+
+def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, lookback: pl.DataFrame,
+             target: str, hit: Hit, segment: dict[str, str], others: list[str]) -> Finding:
+    drift = hit.drift
+    summary = (f"Wait before {target}: {days_text(drift.recent.median)} business days"
+               f"{segment_text(segment)} since {drift.onset.isoformat()} "
+               f"(baseline {days_text(drift.baseline.median)})")
+    facts = evidence(hit, window)
+    facts["activity"] = target
+    waiting = _waiting(ctx, lookback, target, segment)
+    facts["waiting_now"] = _waiting_now(waiting, window.day_seconds, drift.baseline.p90)
+    if hit.waiting is not None:
+        facts["recent"]["still_waiting"] = hit.waiting.height
+    if others:
+        facts["also_drifted"] = others
+    return Finding(rule="bottleneck", process=ctx.process.name, subject=f"wait before {target}",
+                   severity=severity(rule, drift), summary=summary, evidence=facts,
+                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))

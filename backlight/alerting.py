@@ -1,0 +1,266 @@
+"""The alert jobs behind ``backlight alerts ...`` and ``backlight review``: the I/O around the
+pure rules and lifecycle (read the store, keep the state, fill the outbox, deliver)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from alerts.channels import payload_for
+from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, deliver
+from alerts.duration import parse_duration
+from alerts.evaluate import run_rules
+from alerts.lifecycle import LifecyclePolicy, advance
+from alerts.outbox import Outbox
+from alerts.registry import ProcessDefinition, build_definition
+from alerts.routing import route
+from alerts.state import AlertState, open_alert_state
+from backlight.config import ConfigError, ProcessSettings, Settings
+from ingest.store import EventStore, open_store
+from mining.frame import Events, prepare
+from schemas.alerts import (
+    Acknowledgement,
+    Alert,
+    AlertChange,
+    Finding,
+    Notification,
+    Review,
+    Silence,
+)
+from schemas.errors import BacklightError
+
+log = logging.getLogger("backlight.alerts")
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What one evaluation found and decided."""
+
+    now: datetime
+    findings: tuple[Finding, ...]
+    alerts: tuple[Alert, ...]
+    """Every alert of the evaluated processes that is pending or firing now, or resolved now."""
+    changes: tuple[AlertChange, ...]
+    notifications: tuple[Notification, ...]
+    notes: tuple[str, ...] = ()
+    dry_run: bool = False
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """The SQLite file the events, the alert state and the outbox share."""
+    url = settings.store.url
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("store.url: alert state and the outbox live in the SQLite store for "
+                          "now (PostgreSQL comes with the scale-out work)")
+    return Path(url[len("sqlite:///"):])
+
+
+@contextlib.contextmanager
+def _opened(settings: Settings) -> Iterator[tuple[EventStore, AlertState]]:
+    store = open_store(settings.store.url)
+    try:
+        state = open_alert_state(settings.store.url)
+        try:
+            yield store, state
+        finally:
+            state.close()
+    finally:
+        store.close()
+
+
+def definitions(settings: Settings, state: AlertState, store: EventStore,
+                load: Callable[[str], object] | None = None) -> list[ProcessDefinition]:
+    """Every process to evaluate: those configured, and those with events but no config."""
+    configured = {p.name: p for p in settings.processes}
+    names = list(configured) + [c.process for c in store.counts() if c.process not in configured]
+    reviews = state.reviews()
+    out = []
+    for name in names:
+        proc = configured.get(name) or ProcessSettings(name=name)
+        out.append(_definition(settings, proc, [r for r in reviews if r.process == name],
+                               configured=name in configured))
+    return out
+
+
+def _definition(settings: Settings, proc: ProcessSettings, reviews: Sequence[Review],
+                configured: bool) -> ProcessDefinition:
+    calendar = (proc.calendar or settings.alerts.calendar).calendar()
+    return build_definition(
+        proc.name, owners=proc.owners, team=proc.team, last_reviewed=proc.last_reviewed,
+        reviews=reviews, review_interval_months=proc.review_interval_months, sla=proc.sla,
+        calendar=calendar, reference_model=proc.reference_model,
+        end_activities=proc.end_activities, rules=settings.alerts.rules.merged(proc.rules),
+        configured=configured)
+
+
+def policy(settings: Settings) -> LifecyclePolicy:
+    a = settings.alerts
+    return LifecyclePolicy(
+        pending_for=_wall(a.pending_for), resolve_after=_wall(a.resolve_after),
+        repeat_interval=_wall(a.repeat_interval),
+        escalate_after=_wall(a.escalate_after) if a.escalate_after else None)
+
+
+def _wall(text: str | None) -> timedelta:
+    return timedelta(0) if not text else timedelta(seconds=parse_duration(text).wall_seconds)
+
+
+def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = False,
+             processes: Sequence[str] = ()) -> EvaluationReport:
+    """Evaluate every rule once; unless ``dry_run``, keep the new state and fill the outbox."""
+    now = now or datetime.now(UTC)
+    notes: list[str] = []
+    findings: list[Finding] = []
+    with _opened(settings) as (store, state):
+        defs = definitions(settings, state, store)
+        if processes:
+            unknown = sorted(set(processes) - {d.name for d in defs})
+            if unknown:
+                raise ConfigError(f"--process {unknown[0]!r}: not configured and no events of it")
+            defs = [d for d in defs if d.name in processes]
+        for definition in defs:
+            events = prepare(store.events(definition.name, until=now + timedelta(microseconds=1)))
+            if not definition.end_activities and events.df.height:
+                definition = _definition_learning(settings, definition, events)
+                if definition.end_activities_learned:
+                    notes.append(f"{definition.name}: no end_activities configured; learned "
+                                 f"from the data: {', '.join(definition.end_activities)}")
+            findings.extend(run_rules(definition, events, now))
+        previous = state.alerts()
+        result = advance(previous, findings, now=now, policy=policy(settings),
+                         owners={d.name: d.owner for d in defs},
+                         evaluated={d.name for d in defs},
+                         silences=state.silences(active_at=now),
+                         acks=state.acknowledgements(), base_url=settings.alerts.base_url)
+        notifications = route(result.changes, settings.alerts.routes,
+                              {c.name: c for c in settings.channels}, now)
+        if not dry_run:
+            # The outbox first, then the state: a crash in between sends a change again at the
+            # next evaluation rather than losing it.
+            if notifications:
+                outbox = Outbox(sqlite_path(settings))
+                try:
+                    outbox.enqueue(notifications,
+                                   payload_for({c.name: c for c in settings.channels}))
+                finally:
+                    outbox.close()
+            state.save(result.alerts)
+            state.record_changes(result.changes)
+    shown = tuple(a for a in result.alerts if a.process in {d.name for d in defs}
+                  and (a.status.value != "resolved" or a.resolved_at == now))
+    log.info("alerts evaluated", extra={"fields": {
+        "processes": len(defs), "findings": len(findings), "changes": len(result.changes),
+        "notifications": len(notifications), "dry_run": dry_run}})
+    return EvaluationReport(now, tuple(findings), shown, tuple(result.changes),
+                            tuple(notifications), tuple(notes), dry_run)
+
+
+def _definition_learning(settings: Settings, definition: ProcessDefinition,
+                         events: Events) -> ProcessDefinition:
+    """The definition with end activities learned from the events (none were configured)."""
+    return build_definition(
+        definition.name, owners=definition.owners, team=definition.team,
+        last_reviewed=definition.last_reviewed, reviews=(),
+        review_interval_months=definition.review_interval_months,
+        sla=str(definition.sla) if definition.sla else None, calendar=definition.calendar,
+        reference_model=definition.reference_model, end_activities=(),
+        rules=definition.rules, events=events, configured=definition.configured,
+        reviewed_by=definition.reviewed_by)
+
+
+def transports(settings: Settings) -> dict[str, HttpxTransport | KafkaTransport]:
+    """One transport per channel kind: HTTP for chat and webhooks, Kafka for CloudEvents."""
+    out: dict[str, HttpxTransport | KafkaTransport] = {"http": HttpxTransport()}
+    if any(c.type == "kafka" for c in settings.channels):
+        k = settings.kafka
+        out["kafka"] = KafkaTransport(k.bootstrap_servers, **k.client_options())
+    return out
+
+
+def deliver_outbox(settings: Settings, now: Callable[[], datetime] | None = None) -> DeliveryReport:
+    """Send what is due in the outbox once."""
+    outbox = Outbox(sqlite_path(settings))
+    sends = transports(settings)
+    try:
+        return deliver(outbox, {c.name: c for c in settings.channels}, sends,
+                       now or (lambda: datetime.now(UTC)))
+    finally:
+        outbox.close()
+        for transport in sends.values():
+            transport.close()
+
+
+def run(settings: Settings, every: timedelta, stop: threading.Event,
+        on_round: Callable[[EvaluationReport, DeliveryReport], object] | None = None) -> None:
+    """Evaluate and deliver every ``every`` until stopped; chat failures never stop the loop
+    (the outbox keeps what was not delivered and retries it)."""
+    while not stop.is_set():
+        try:
+            report = evaluate(settings)
+            delivered = deliver_outbox(settings)
+        except ConfigError:
+            raise
+        except BacklightError as exc:  # the store is busy or gone: try again next round
+            log.error("alert round failed", extra={"fields": {"error": str(exc)}})
+        else:
+            if on_round:
+                on_round(report, delivered)
+        stop.wait(every.total_seconds())
+
+
+def record_review(settings: Settings, process: str, by: str, note: str,
+                  now: datetime | None = None) -> Review:
+    """``backlight review``: a process definition was reviewed by a person."""
+    if not by.strip():
+        raise ConfigError("--by: say who reviewed it")
+    with _opened(settings) as (store, state):
+        known = {p.name for p in settings.processes} | {c.process for c in store.counts()}
+        if process not in known:
+            raise ConfigError(f"PROCESS {process!r}: not configured and no events of it; "
+                              f"known: {', '.join(sorted(known)) or 'none'}")
+        review = Review(process, by.strip(), now or datetime.now(UTC), note)
+        state.record_review(review)
+    return review
+
+
+def acknowledge(settings: Settings, key: str, by: str, note: str,
+                now: datetime | None = None) -> Acknowledgement:
+    ack = Acknowledgement(key, by, now or datetime.now(UTC), note)
+    with _opened(settings) as (_store, state):
+        state.acknowledge(ack)
+    return ack
+
+
+def silence(settings: Settings, *, until: datetime, by: str, why: str, key: str | None,
+            rule: str | None, process: str | None, now: datetime | None = None) -> Silence:
+    now = now or datetime.now(UTC)
+    if not any((key, rule, process)):
+        raise ConfigError("silence: give at least one of --key, --rule, --process")
+    if until <= now:
+        raise ConfigError(f"--until {until.isoformat()}: must be in the future")
+    if not why.strip():
+        raise ConfigError("--why: say why it is silenced")
+    created = Silence(id=uuid.uuid4().hex[:12], until=until, by=by, why=why, created_at=now,
+                      key=key, rule=rule, process=process)
+    with _opened(settings) as (_store, state):
+        return state.add_silence(created)
+
+
+def unsilence(settings: Settings, silence_id: str, by: str,
+              now: datetime | None = None) -> Silence:
+    with _opened(settings) as (_store, state):
+        return state.expire_silence(silence_id, by, now or datetime.now(UTC))
+
+
+def listing(settings: Settings) -> tuple[list[Alert], list[Silence]]:
+    """Every known alert (newest first) and the active silences."""
+    now = datetime.now(UTC)
+    with _opened(settings) as (_store, state):
+        alerts = sorted(state.alerts().values(), key=lambda a: a.last_seen, reverse=True)
+        return alerts, state.silences(active_at=now)

@@ -1,0 +1,408 @@
+"""Subscribers of the store: each on its own thread, fed in store order, retried, never lost.
+
+The consumer calls ``Dispatcher.notify`` after each store commit, with the newly stored
+events, and goes back to polling; it never waits for a subscriber. Each subscriber has a
+high-water mark, the last arrival seq it has handled, and a worker thread that takes the next
+events after its mark, at most ``batch_limit``, calls the subscriber with them and only then
+moves the mark. The next events come from the commits the worker was handed when they follow
+its mark exactly (the usual case: no read-back), else from ``store.since(mark, batch_limit)``
+(after a failure, when it fell behind and its bounded queue dropped commits, when another
+writer added events, when it starts). So a subscriber gets every stored event once, in store
+order, however far behind it is (a fresh live map catches up from the beginning, a restarted
+durable subscriber from its mark), and its view is the store's.
+
+A commit's events are known to be exactly the seqs ``(previous head, new head]`` when the
+store's highest seq grew by just their number since the previous notify (the caller is the
+only writer in between); otherwise they are not queued and the worker reads the store.
+
+A subscriber that raises is logged (its name, the error, the events it has pending) and
+called again with the same batch after a backoff (doubling up to a cap); ingest goes on
+meanwhile and the events wait in the store. The contract for a subscriber: a call either
+handles the whole batch or raises without a partial effect (else it must tolerate getting
+the batch's events again). A durable subscriber's mark is saved in the store after each
+batch (table ``subscriber_marks``), so a restart resumes right after the last handled batch
+(a crash between a call and the saving of its mark gets that one batch again).
+
+Seq order is commit order on SQLite (one writer at a time, seqs allocated inside the write
+transaction), so a reader never sees a gap that fills in later.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from ingest.store import Coordinates, StoredEvent
+from schemas.event import CaseEvent
+
+log = logging.getLogger("backlight.consume.subscribers")
+Subscriber = Callable[[Sequence[CaseEvent], Sequence[Coordinates | None]], None]
+"""Called with a batch of stored events, in store order, and where each came from in Kafka."""
+_PENDING_COMMITS = 1024  # commit times remembered per subscriber for the delivery delay
+_QUEUED_BATCHES = 4  # handed-over events queued per subscriber, in its batch_limits; then read back
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^\s/'\"<>@]*@)?([^\s/'\"<>?#]*)[^\s'\"<>]*")
+
+
+def redact(text: str) -> str:
+    """The text with every URL cut to its scheme and host (webhook paths and tokens gone)."""
+    return _URL.sub(lambda m: f"{m[1]}{m[2]}/<redacted>", text)
+
+
+class SubscriberStore(Protocol):
+    """What the dispatcher needs from the store (``EventStore`` has it all)."""
+
+    def last_seq(self) -> int: ...
+    def since(self, seq: int, limit: int) -> list[StoredEvent]: ...
+    def subscriber_mark(self, name: str) -> int | None: ...
+    def save_subscriber_mark(self, name: str, seq: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Wait ``initial_s`` after a failure, times ``factor`` after each further one, at most ``max_s``."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the given number of consecutive failures (>= 1)."""
+        return float(min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1)))
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A named subscriber and how it is fed.
+
+    ``durable``: its mark is saved in the store, so a restart resumes after the last batch it
+    handled. ``start``: where it starts without a saved mark, at the store's first event or
+    after its last one. ``batch_limit`` bounds the events per call (and the memory).
+    """
+
+    name: str
+    callback: Subscriber
+    durable: bool = False
+    start: Literal["beginning", "end"] = "beginning"
+    batch_limit: int = 5000
+    retry: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("a subscription needs a name")
+        if self.batch_limit < 1:
+            raise ValueError(f"subscription {self.name!r}: batch_limit must be at least 1")
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """A commit's new events, which are exactly the store seqs ``start + 1 .. start + n``."""
+
+    start: int
+    events: Sequence[CaseEvent]
+    origins: Sequence[Coordinates | None]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.events)
+
+
+@dataclass
+class SubscriberStats:
+    """One subscriber's progress (exported as metrics, logged when it stops)."""
+
+    name: str
+    mark: int = 0
+    """The last store seq it has handled."""
+    lag: int = 0
+    """Events stored (up to the last commit the dispatcher heard of) and not yet handled."""
+    handled: int = 0
+    batches: int = 0
+    failures: int = 0
+    """Calls that raised, in total."""
+    failing: int = 0
+    """Consecutive calls that raised (0 once it succeeds again)."""
+    last_error: str | None = None
+    last_error_at: float | None = None
+    """Wall-clock time of the last failure."""
+    busy_s: float = 0.0
+    """Time spent in its calls."""
+    read_back: int = 0
+    """Events it got by reading the store (catch-up) rather than handed over from a commit."""
+    delivery_max_s: float = 0.0
+    """Longest time from a store commit to this subscriber having handled the commit's events."""
+
+
+def subscription(item: Subscriber | Subscription, taken: set[str]) -> Subscription:
+    """A ``Subscription`` for a plain callable, named after it (made unique among ``taken``)."""
+    if isinstance(item, Subscription):
+        return item
+    base = getattr(item, "__name__", None) or type(item).__name__
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}#{n}"
+    return Subscription(name, item)
+
+
+class _Worker:
+    """One subscription's thread: read after the mark, call, move the mark; back off on errors."""
+
+    def __init__(self, sub: Subscription, store: SubscriberStore, dispatcher: Dispatcher) -> None:
+        self.sub, self.store, self.dispatcher = sub, store, dispatcher
+        self.stats = SubscriberStats(sub.name)
+        self.commits: deque[tuple[int, float]] = deque()  # (head seq, commit perf_counter)
+        self.queue: deque[_Commit] = deque()  # handed-over commits, in seq order
+        self.queued = 0  # events in the queue
+        self.thread: threading.Thread | None = None
+        self.begun = False
+
+    def begin(self, head: int) -> None:
+        """Set the mark from the store (durable) or the start rule, before the thread runs."""
+        saved = self.store.subscriber_mark(self.sub.name) if self.sub.durable else None
+        if saved is not None:
+            self.stats.mark = saved
+        elif self.sub.start == "end" and not self.begun:
+            self.stats.mark = head
+        self.begun = True
+        self.stats.lag = max(0, head - self.stats.mark)
+
+    def run(self) -> None:
+        """The thread's loop, until the dispatcher stops."""
+        d = self.dispatcher
+        while True:
+            with d.cond:
+                while not d.stopping and self.stats.mark >= d.head:
+                    d.cond.wait()
+                if d.stopping:
+                    return
+            outcome = self.step()
+            if outcome != "handled":
+                # after a failure, back off; with nothing to read (the head ran ahead of the
+                # store, e.g. it was replaced), look again a little later instead of spinning
+                delay = self.sub.retry.delay(self.stats.failing) if outcome == "failed" else 0.1
+                with d.cond:
+                    d.cond.wait_for(lambda: d.stopping, timeout=delay)
+
+    def offer(self, commit: _Commit) -> None:
+        """Queue a commit's events (the dispatcher's lock held); drop the oldest beyond the
+        bound: the worker reads those back from the store."""
+        self.queue.append(commit)
+        self.queued += len(commit.events)
+        while self.queued > _QUEUED_BATCHES * self.sub.batch_limit and len(self.queue) > 1:
+            self.queued -= len(self.queue.popleft().events)
+
+    def _next(self, mark: int) -> tuple[list[CaseEvent], list[Coordinates | None], int] | None:
+        """The queued events right after ``mark`` (at most a batch, over consecutive
+        commits), or None if the queue does not continue from the mark."""
+        with self.dispatcher.cond:
+            while self.queue and self.queue[0].end <= mark:
+                self.queued -= len(self.queue.popleft().events)
+            events: list[CaseEvent] = []
+            origins: list[Coordinates | None] = []
+            at = mark
+            for commit in self.queue:
+                room = self.sub.batch_limit - len(events)
+                if commit.start > at or room <= 0:
+                    break
+                events += commit.events[at - commit.start:at - commit.start + room]
+                origins += commit.origins[at - commit.start:at - commit.start + room]
+                at = mark + len(events)
+            return (events, origins, at) if events else None
+
+    def _read(self, mark: int) -> tuple[list[CaseEvent], list[Coordinates | None], int] | None:
+        """The stored events right after ``mark`` (at most a batch), or None if there are none."""
+        rows = self.store.since(mark, self.sub.batch_limit)
+        if not rows:
+            return None
+        self.stats.read_back += len(rows)
+        return [e for _, e, _ in rows], [o for _, _, o in rows], rows[-1][0]
+
+    def step(self) -> Literal["handled", "empty", "failed"]:
+        """Hand over one batch after the mark, and say how it went."""
+        mark, sub = self.stats.mark, self.sub
+        started = time.perf_counter()
+        try:
+            batch = self._next(mark) or self._read(mark)
+            if batch is None:
+                return "empty"
+            events, origins, new_mark = batch
+            sub.callback(events, origins)
+        except Exception as exc:  # a subscriber's failure must not escape its thread
+            self._failed(exc, mark)
+            return "failed"
+        if sub.durable:
+            try:
+                self.store.save_subscriber_mark(sub.name, new_mark)
+            except Exception as exc:  # handled all the same: the next batch saves the mark
+                log.warning("could not save the subscriber's mark", extra={"fields": {
+                    "subscriber": sub.name, "mark": new_mark, "error": redact(str(exc))[:500]}})
+        self._handled(new_mark, len(events), time.perf_counter() - started)
+        return "handled"
+
+    def _failed(self, exc: Exception, mark: int) -> None:
+        d, s = self.dispatcher, self.stats
+        with d.cond:
+            s.failures += 1
+            s.failing += 1
+            s.last_error = redact(f"{type(exc).__name__}: {exc}")[:500]
+            s.last_error_at = time.time()
+            s.lag = max(0, d.head - mark)
+            fields: dict[str, object] = {
+                "subscriber": s.name, "error": s.last_error, "pending": s.lag, "mark": mark,
+                "failing": s.failing, "retry_in_s": round(self.sub.retry.delay(s.failing), 3)}
+        if fields["failing"] == 1:  # the first of a run of failures says where it came from
+            fields["traceback"] = redact("".join(traceback.format_exception(exc)))[-3000:]
+        log.warning("subscriber failed, will retry from the store", extra={"fields": fields})
+
+    def _handled(self, new_mark: int, count: int, took: float) -> None:
+        d, s = self.dispatcher, self.stats
+        now = time.perf_counter()
+        with d.cond:
+            recovered = s.failing
+            s.mark, s.failing = new_mark, 0
+            s.handled += count
+            s.batches += 1
+            s.busy_s += took
+            s.lag = max(0, d.head - new_mark)
+            while self.commits and self.commits[0][0] <= new_mark:
+                _, committed = self.commits.popleft()
+                s.delivery_max_s = max(s.delivery_max_s, now - committed)
+            d.cond.notify_all()
+        if recovered:
+            log.info("subscriber recovered", extra={"fields": {
+                "subscriber": s.name, "failed_calls": recovered, "mark": new_mark,
+                "pending": s.lag}})
+
+
+class Dispatcher:
+    """Runs each subscription on its own thread, fed from the store after each commit."""
+
+    def __init__(self, store: SubscriberStore,
+                 subscriptions: Sequence[Subscriber | Subscription] = ()) -> None:
+        self.store = store
+        self.cond = threading.Condition()
+        self.head = 0
+        self.stopping = False
+        taken: set[str] = set()
+        self._workers: list[_Worker] = []
+        for item in subscriptions:
+            sub = subscription(item, taken)
+            if sub.name in taken:
+                raise ValueError(f"two subscriptions are named {sub.name!r}")
+            taken.add(sub.name)
+            self._workers.append(_Worker(sub, store, self))
+
+    def __bool__(self) -> bool:
+        return bool(self._workers)
+
+    def start(self) -> None:
+        """Load the marks and start the threads (no-op when running or without subscribers)."""
+        if not self._workers or any(w.thread and w.thread.is_alive() for w in self._workers):
+            return
+        head = self.store.last_seq()
+        with self.cond:
+            self.head = max(self.head, head)
+            self.stopping = False
+        for worker in self._workers:
+            worker.begin(self.head)
+            worker.thread = threading.Thread(target=worker.run, daemon=True,
+                                             name=f"subscriber-{worker.sub.name}")
+            worker.thread.start()
+
+    def notify(self, committed_at: float | None = None, events: Sequence[CaseEvent] = (),
+               origins: Sequence[Coordinates | None] | None = None) -> None:
+        """A store commit added ``events`` (the new ones, in the order written, and where
+        they came from): wake the subscribers. ``committed_at`` is its perf_counter time.
+        Call it from the writer's thread, after each write that stored something."""
+        if not self._workers:
+            return
+        head = self.store.last_seq()
+        at = time.perf_counter() if committed_at is None else committed_at
+        with self.cond:
+            if head <= self.head:
+                return
+            commit = None
+            if events and head - self.head == len(events):  # nobody else wrote in between
+                commit = _Commit(self.head, events,
+                                 [None] * len(events) if origins is None else origins)
+            self.head = head
+            for worker in self._workers:
+                worker.stats.lag = max(0, head - worker.stats.mark)
+                if commit is not None:
+                    worker.offer(commit)
+                if len(worker.commits) >= _PENDING_COMMITS:  # keep the oldest time: max delay
+                    worker.commits[-1] = (head, worker.commits[-1][1])
+                else:
+                    worker.commits.append((head, at))
+            self.cond.notify_all()
+
+    def drain(self, stall_timeout_s: float = 30.0, stop: threading.Event | None = None,
+              poll_s: float = 0.1) -> bool:
+        """Wait until every subscriber has handled everything stored so far; give up (False)
+        when the ones behind made no progress for ``stall_timeout_s``, or on ``stop``."""
+        if not self._workers:
+            return True
+        self.notify()
+        with self.cond:
+            target = self.head
+            progress = [w.stats.mark for w in self._workers]
+            last_progress = time.monotonic()
+            while True:
+                behind = [w for w in self._workers if w.stats.mark < target]
+                if not behind:
+                    return True
+                marks = [w.stats.mark for w in self._workers]
+                if marks != progress:
+                    progress, last_progress = marks, time.monotonic()
+                elif time.monotonic() - last_progress >= stall_timeout_s:
+                    break
+                if stop is not None and stop.is_set():
+                    return False
+                self.cond.wait(poll_s)
+        for w in behind:
+            log.warning("subscriber did not catch up before exit", extra={"fields": {
+                "subscriber": w.sub.name, "pending": target - w.stats.mark,
+                "failures": w.stats.failures, "error": w.stats.last_error}})
+        return False
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Let each subscriber finish the call it is in, then stop its thread; False if some
+        call was still running after ``timeout_s`` (its thread is left to end on its own)."""
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        deadline = time.monotonic() + timeout_s
+        stuck = []
+        for worker in self._workers:
+            if worker.thread is None:
+                continue
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
+            if worker.thread.is_alive():
+                stuck.append(worker.sub.name)
+        for s in self.stats():
+            log.info("subscriber stopped", extra={"fields": {
+                "subscriber": s.name, "handled": s.handled, "read_back": s.read_back,
+                "mark": s.mark, "pending": s.lag, "failures": s.failures,
+                "delivery_max_ms": round(s.delivery_max_s * 1000, 1)}})
+        if stuck:
+            log.warning("subscriber still busy at stop, left running", extra={"fields": {
+                "subscribers": ",".join(stuck), "timeout_s": timeout_s}})
+        return not stuck
+
+    def stats(self) -> list[SubscriberStats]:
+        """A copy of each subscriber's stats, in subscription order."""
+        with self.cond:
+            return [replace(w.stats) for w in self._workers]
+
+    @property
+    def delivery_max_s(self) -> float:
+        """Longest commit-to-handled time over all subscribers."""
+        with self.cond:
+            return max((w.stats.delivery_max_s for w in self._workers), default=0.0)
