@@ -21,8 +21,7 @@ Events after "now" are left out, so replayed or simulated history can be evaluat
 moment. Where the events have ``start`` and ``complete`` lifecycles only completions count (as
 ``mining.rework.rework_basis`` does): a wait runs from one step's completion to the next's.
 End activities come from the process definition; when it names none they are learned from the
-data: the activities that end at least one case and are never followed by another
-(``end_activities_learned`` says so).
+data with ``alerts.registry.learn_end_activities`` (``end_activities_learned`` says so).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from alerts.calendar import WorkCalendar, to_us
+from alerts.registry import learn_end_activities
 from mining.frame import Events
 from mining.rework import rework_basis
 
@@ -73,7 +73,7 @@ class Facts:
         basis = basis.filter(pl.col("timestamp").dt.epoch("us") <= to_us(now))
         learned = not end_activities
         if learned:
-            end_activities = _sinks(basis)
+            end_activities = learn_end_activities(events, now=now)
         keys = tuple(dict.fromkeys(segment_keys))
         return cls(basis, calendar, now, tuple(end_activities), learned, keys)
 
@@ -153,11 +153,3 @@ class Facts:
         table = self.cases.filter(~pl.col("closed"))
         now = pl.Series([self.now] * table.height, dtype=pl.Datetime("us", "UTC"))
         return table.with_columns(self._business(table["last_at"], now).alias("idle_s"))
-
-
-def _sinks(basis: pl.DataFrame) -> tuple[str, ...]:
-    """Activities that end some case and are never followed by another activity, sorted."""
-    last = basis.group_by("case_id").agg(pl.col("activity").last())["activity"].unique()
-    same = pl.col("case_id") == pl.col("case_id").shift(-1)
-    followed = basis.filter(same.fill_null(False))["activity"].unique()
-    return tuple(sorted(set(last.to_list()) - set(followed.to_list())))
