@@ -1,0 +1,34 @@
+"""The built wheel, as `pip install .` and the container image install it, holds every module."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGES = ("backlight", "ingest", "mining", "alerts", "schemas")
+
+
+def test_wheel_contains_every_package_and_the_embedded_config(tmp_path: Path) -> None:
+    """Every Python module of the five packages (subpackages included) is in the wheel, with
+    the embedded default config and the event schema."""
+    source = tmp_path / "source"  # a clean copy: no build/ left over from an earlier build
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        source.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True,
+                   timeout=300)
+    [wheel] = (tmp_path / "dist").glob("backlight-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {str(p.relative_to(ROOT)) for package in PACKAGES
+                for p in (ROOT / package).rglob("*.py")}
+    assert expected - names == set()
+    assert {"backlight/default.toml", "schemas/case-event.schema.json"} <= names
