@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
+from alerts.duration import parse_duration
 from backlight import jobs, logs
 from backlight.cli_alerts import alerts, review
 from backlight.cli_options import config_option, errors_exit, settings
+from backlight.consumer_alerts import ConsumerAlerts
 
 _config_option = config_option
 _errors_exit = errors_exit
@@ -67,10 +69,22 @@ def broker_status(config_path: str | None) -> None:
 @_config_option
 @click.option("--exit-when-idle", type=float, default=None, metavar="SECONDS",
               help="Exit once caught up and no message came for SECONDS.")
+@click.option("--alerts", "with_alerts", is_flag=True,
+              help="Also evaluate the alert rules once caught up (at most every [alerts] "
+              "every) and deliver them, off the ingest path.")
 @_errors_exit
-def consume(config_path: str | None, exit_when_idle: float | None) -> None:
+def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: bool) -> None:
     """Run the consumers: Kafka -> validate -> store; bad messages to <topic>.dlq."""
-    stats = jobs.consume(_settings(config_path), exit_when_idle)
+    settings = _settings(config_path)
+    if with_alerts:
+        every = parse_duration(settings.alerts.every).wall_seconds
+        rounds = ConsumerAlerts(settings, every).start()
+        try:
+            stats = jobs.consume(settings, exit_when_idle, subscriptions=[rounds.subscription()])
+        finally:
+            rounds.stop()
+    else:
+        stats = jobs.consume(settings, exit_when_idle)
     click.echo(f"consumed {stats.messages} messages: {stats.stored} stored, "
                f"{stats.duplicates} already stored, {stats.dead_letters} dead-lettered")
 
