@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pm4py
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,8 +15,6 @@ from hypothesis import strategies as st
 
 import mining
 from mining import _pm4py
-
-pm4py = pytest.importorskip("pm4py")
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KEYS = {"activity_key": "activity", "case_id_key": "case_id", "timestamp_key": "timestamp"}

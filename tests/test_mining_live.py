@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pm4py
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -155,7 +156,6 @@ def test_compaction_and_reopening_stay_exact(drawn: tuple[list[CaseEvent], list[
 @given(shuffled_streams())
 def test_live_equals_pm4py_discover_dfg(drawn: tuple[list[CaseEvent], list[int]]) -> None:
     """Live edge counts, start/end activities and mean waits equal pm4py's on the distinct events."""
-    pm4py = pytest.importorskip("pm4py")
     stream, sizes = drawn
     live = feed(LiveDfg("p"), stream, sizes)
     raw = batch_frame(stream).sort("seq").to_pandas()  # arrival order: pm4py's stable sort keeps ties

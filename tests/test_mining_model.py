@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pm4py
 import polars as pl
 import pytest
 from conftest import shared_file
@@ -26,8 +27,6 @@ from mining.model import (
     load_reference_model,
 )
 from mining.variants import discover_variants
-
-pm4py = pytest.importorskip("pm4py")
 
 KEYS = {"activity_key": "activity", "case_id_key": "case_id", "timestamp_key": "timestamp"}
 PM4PY_KEYS = {"activity_key": "concept:name", "case_id_key": "case:concept:name",

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pm4py
 import polars as pl
 import pytest
 
 import mining
-
-pm4py = pytest.importorskip("pm4py")
 
 LOGS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "logs"
 LOGS = [
