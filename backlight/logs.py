@@ -40,5 +40,7 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python's own event loop reports its slow tasks on a busy machine: nothing to act on
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs each request's URL (a secret)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -189,5 +189,21 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3,
                 pass
             except KafkaError as exc:
                 log.warning("could not create topics %s: %s", [t.name for t in new], exc)
+            else:
+                _await_leaders(bootstrap, new, options)
     finally:
         admin.close()
+
+
+def _await_leaders(bootstrap: str, topics: Sequence[NewTopic], options: Mapping[str, Any]) -> None:
+    """Wait until each new partition's leader answers (a ListOffsets request reaches it), so
+    the first produce does not bounce with NotLeaderForPartitionError and log retry warnings."""
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, client_id="backlight-admin",
+                          enable_auto_commit=False, **options)
+    try:
+        probe.end_offsets([TopicPartition(t.name, p) for t in topics
+                           for p in range(t.num_partitions)])
+    except KafkaError as exc:  # the producer's own retries still cover it
+        log.info("new topics' leaders not confirmed: %s", exc)
+    finally:
+        probe.close()

@@ -122,7 +122,7 @@ def test_loop_that_newly_appeared_fires_from_the_day_it_appeared() -> None:
     base = spread("b", range(12, 30), ["Apply,Check,Verify,Decide"] * 40)
     [finding] = evaluate(rows(base + plain + looped))
     assert finding.subject == "loop Check -> Verify" and finding.since == day(5).date()
-    assert finding.summary == ("new rework loop Check -> Verify -> Check: 6 onboarding cases "
+    assert finding.summary == ("New rework loop Check -> Verify -> Check: 6 onboarding cases "
                                "since 2026-03-20 (37.5% of the cases started since; baseline none)")
     assert finding.cases == tuple(c for c, _, _ in looped)
 

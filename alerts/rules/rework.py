@@ -277,7 +277,7 @@ def _loops(w: _Windows, process: str) -> list[Finding]:
         was = "none" if new else f"{shift.baseline_share:.1%}"
         found.append(Finding(
             rule=RULE, process=process, subject=f"loop {name}", severity=s.severity,
-            summary=(f"{'new' if new else 'more'} rework loop {name} -> {cycle[0]}: "
+            summary=(f"{'New' if new else 'Growing'} rework loop {name} -> {cycle[0]}: "
                      f"{shift.since_hits} {process} cases since {since} "
                      f"({shift.since_share:.1%} of the cases started since; baseline {was})"),
             evidence={"cycle": list(cycle), **shift.evidence(), "case_ids": list(ids),
