@@ -7,10 +7,16 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
+
+from ingest.simulate import Anomalies, simulate
+from mining.frame import SCHEMA, check_frame
+from schemas.event import CaseEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -23,6 +29,21 @@ def shared_file(relative: str) -> Path:
         pytest.skip(f"../shared/data/{relative} is absent: the public event logs live beside "
                     "the repo (see ../shared/data/README.md)")
     return path
+
+
+def event_frame(events: Sequence[CaseEvent]) -> pl.DataFrame:
+    """Case events as the store hands them to mining: a checked frame, seq = list order."""
+    rows = [(e.event_id, e.case_id, e.activity, e.time_us, e.lifecycle, e.resource, e.team,
+             e.attributes, seq) for seq, e in enumerate(events)]
+    frame = pl.DataFrame(rows, schema={**SCHEMA, "timestamp": pl.Int64()}, orient="row")
+    return check_frame(frame.with_columns(pl.col("timestamp").cast(SCHEMA["timestamp"])))
+
+
+def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None = None) -> tuple[
+        pl.DataFrame, dict[str, Any]]:
+    """A simulated process as an event frame (seq is publication order) and its ground truth."""
+    sim = simulate(process, cases, seed=seed, anomalies=anomalies or Anomalies())
+    return event_frame(sim.events), sim.ground_truth
 
 
 def _docker_answers() -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from test_alerts_detection_rework import evening, run, sim_frame
+from conftest import sim_frame
+from test_alerts_detection_rework import evening, run
 
 from alerts.rules.no_events import no_events
 from alerts.rules.rework import rework

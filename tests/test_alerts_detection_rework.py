@@ -9,13 +9,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
+from conftest import sim_frame
 
 from alerts.calendar import WorkCalendar
 from alerts.context import RuleContext
 from alerts.registry import ProcessDefinition
 from alerts.rules.rework import rework
-from ingest.simulate import Anomalies, ReworkLoop, simulate
-from mining.frame import SCHEMA, check_frame, prepare
+from ingest.simulate import Anomalies, ReworkLoop
+from mining.frame import prepare
 from schemas.alerts import Finding
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -24,17 +25,6 @@ START = date(2026, 1, 5)  # the simulator's default first day, a Monday
 ONSET_DAY = 45  # business days after START: enough history for the 60-day baseline
 SEEDS = range(5)
 REQUEST, RECEIVED = "Request missing documents", "Documents received"
-
-
-def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None = None) -> tuple[
-        pl.DataFrame, dict[str, Any]]:
-    """A simulated process as an event frame (seq is publication order) and its ground truth."""
-    sim = simulate(process, cases, seed=seed, anomalies=anomalies or Anomalies())
-    rows = [(e.event_id, e.case_id, e.activity, e.time_us, e.lifecycle, e.resource, e.team,
-             e.attributes, seq) for seq, e in enumerate(sim.events)]
-    frame = pl.DataFrame(rows, schema={**SCHEMA, "timestamp": pl.Int64()}, orient="row")
-    return check_frame(frame.with_columns(pl.col("timestamp").cast(SCHEMA["timestamp"]))), \
-        sim.ground_truth
 
 
 def evening(business_day: int) -> datetime:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from conftest import event_frame
 
 from alerts.calendar import WorkCalendar
 from alerts.context import RuleContext
@@ -43,14 +44,7 @@ SCENARIOS = [  # (process, activity slowed five-fold from ONSET, seed)
 
 def events_of(sim: Simulation) -> Events:
     """The simulated events as the store hands them to mining (arrival order = list order)."""
-    df = pl.DataFrame({
-        "event_id": [e.event_id for e in sim.events], "case_id": [e.case_id for e in sim.events],
-        "activity": [e.activity for e in sim.events],
-        "timestamp": pl.Series([e.time_us for e in sim.events]).cast(pl.Datetime("us", "UTC")),
-        "lifecycle": [e.lifecycle for e in sim.events], "resource": [e.resource for e in sim.events],
-        "team": [e.team for e in sim.events], "attributes": [e.attributes for e in sim.events],
-        "seq": list(range(len(sim.events)))})
-    return prepare(df)
+    return prepare(event_frame(sim.events))
 
 
 def last_arrival(sim: Simulation) -> datetime:

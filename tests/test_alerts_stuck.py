@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from conftest import sim_frame
 
 from alerts.calendar import WorkCalendar
 from alerts.context import RuleContext
@@ -15,8 +16,8 @@ from alerts.duration import parse_duration
 from alerts.registry import ProcessDefinition
 from alerts.rules.stuck import stuck
 from alerts.thresholds import RuleSettings
-from ingest.simulate import Anomalies, StuckCases, simulate
-from mining.frame import SCHEMA, check_frame, frame_from_rows, prepare
+from ingest.simulate import Anomalies, StuckCases
+from mining.frame import frame_from_rows, prepare
 from schemas.alerts import Finding
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -117,17 +118,6 @@ def test_min_cases_and_max_listed() -> None:
     assert finding.subject == "stuck at Register"
     assert finding.cases == ("c", "b") and finding.evidence["count"] == 3
     assert finding.summary.startswith("3 claims cases stuck at Register for 5-7 business days")
-
-
-def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None = None) -> tuple[
-        pl.DataFrame, dict[str, Any]]:
-    """A simulated process as an event frame (seq is publication order) and its ground truth."""
-    sim = simulate(process, cases, seed=seed, anomalies=anomalies or Anomalies())
-    rows = [(e.event_id, e.case_id, e.activity, e.time_us, e.lifecycle, e.resource, e.team,
-             e.attributes, seq) for seq, e in enumerate(sim.events)]
-    frame = pl.DataFrame(rows, schema={**SCHEMA, "timestamp": pl.Int64()}, orient="row")
-    return check_frame(frame.with_columns(pl.col("timestamp").cast(SCHEMA["timestamp"]))), \
-        sim.ground_truth
 
 
 SEEDS = range(5)

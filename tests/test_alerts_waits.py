@@ -7,8 +7,8 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import polars as pl
 import pytest
+from conftest import event_frame
 
 from alerts.calendar import WorkCalendar
 from alerts.context import RuleContext
@@ -29,14 +29,7 @@ ONSET = datetime(2026, 3, 30, 9, 0, tzinfo=AMS)  # a Monday
 
 def events_of(sim: Simulation) -> Events:
     """The simulated events as the store hands them to mining (arrival order = list order)."""
-    df = pl.DataFrame({
-        "event_id": [e.event_id for e in sim.events], "case_id": [e.case_id for e in sim.events],
-        "activity": [e.activity for e in sim.events],
-        "timestamp": pl.Series([e.time_us for e in sim.events]).cast(pl.Datetime("us", "UTC")),
-        "lifecycle": [e.lifecycle for e in sim.events], "resource": [e.resource for e in sim.events],
-        "team": [e.team for e in sim.events], "attributes": [e.attributes for e in sim.events],
-        "seq": list(range(len(sim.events)))})
-    return prepare(df)
+    return prepare(event_frame(sim.events))
 
 
 def last_arrival(sim: Simulation) -> datetime:

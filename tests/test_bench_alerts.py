@@ -4,10 +4,9 @@ simulator; outbox throughput against a real local HTTP server."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from conftest import shared_file
+from conftest import event_frame, shared_file
 
 from alerts.calendar import WorkCalendar
 from alerts.channels import ChannelSettings, payload_for
@@ -27,10 +26,9 @@ from alerts.routing import route
 from ingest.logfiles import read_log
 from ingest.simulate import Anomalies, Bottleneck, ReworkLoop, simulate
 from ingest.store import open_store
-from mining.frame import Events, prepare
+from mining.frame import prepare
 from mining.summary import summarize
 from schemas.alerts import Alert, AlertChange, Change, Severity, Status
-from schemas.event import CaseEvent
 
 pytestmark = pytest.mark.bench
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -72,27 +70,12 @@ def test_rules_on_bpic_beside_the_summary(tmp_path: Path) -> None:
           + ", ".join(sorted({f.rule for f in found})))
 
 
-def as_events(events: Sequence[CaseEvent]) -> Events:
-    """Simulated events as the store hands them to the rules."""
-    rows = [e.to_json() for e in events]
-    frame = pl.DataFrame({
-        "event_id": [r["event_id"] for r in rows], "case_id": [r["case_id"] for r in rows],
-        "activity": [r["activity"] for r in rows],
-        "timestamp": pl.Series([e.time_us for e in events]).cast(pl.Datetime("us", "UTC")),
-        "lifecycle": [r["lifecycle"] for r in rows], "resource": [r.get("resource") for r in rows],
-        "team": [r.get("team") for r in rows],
-        "attributes": [json.dumps(r["attributes"], sort_keys=True, separators=(",", ":"))
-                       if "attributes" in r else None for r in rows],
-        "seq": list(range(len(rows)))})
-    return prepare(frame)
-
-
 def first_firing(process: str, anomalies: Anomalies, rule: str, days: int = 140,
                  end_activities: tuple[str, ...] = ()) -> int | None:
     """Business days from ONSET until ``rule`` first fires, evaluating at every day's close."""
     per_day = {"onboarding": 40, "payments": 60, "claims": 25}[process]
     sim = simulate(process, per_day * days, seed=3, anomalies=anomalies)
-    frame = as_events(sim.events).df
+    frame = event_frame(sim.events)
     definition = ProcessDefinition(process, owners=("o@example.com",),
                                    end_activities=end_activities or tuple(
                                        sim.ground_truth["end_activities"]))
