@@ -11,6 +11,7 @@ corrupt it under our connections.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +22,35 @@ def connect(path: Path, ddl: str = "") -> sqlite3.Connection:
     Raises ``sqlite3.Error`` or ``OSError``: callers turn them into their own errors."""
     if path.parent != Path():
         path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                         check_same_thread=False)
+    _enter_wal(db)
     db.execute("PRAGMA synchronous=NORMAL")
     if ddl:
         with transaction(db):
             for statement in filter(str.strip, ddl.split(";")):
                 db.execute(statement)
     return db
+
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _enter_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode. The switch needs the file to itself for a moment and SQLite
+    answers "database is locked" at once, without its busy handler, while another connection
+    opening the same new file holds it; so retry, with the busy timeout as the deadline."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 @contextmanager
