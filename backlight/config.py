@@ -223,6 +223,68 @@ class AlertSettings(_Model):
         return url.rstrip("/") if url else url
 
 
+class TokenSettings(_Model):
+    """One API token: a name (who it is, recorded on every action), its secret as a SHA-256
+    hex digest (``sha256``) or as the value itself, usually from the environment
+    (``token = "${BACKLIGHT_TOKEN_ALICE}"``), and whether it may write."""
+
+    name: str = Field(min_length=1, max_length=100)
+    sha256: str | None = None
+    token: SecretStr | None = None
+    write: bool = False
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, digest: str | None) -> str | None:
+        if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", digest.lower()):
+            raise ValueError("must be the 64 hex digits of the token's SHA-256")
+        return digest.lower() if digest else digest
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenSettings:
+        if (self.sha256 is None) == (self.token is None):
+            raise ValueError(f"token {self.name!r}: give exactly one of sha256 or token")
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError(f"token {self.name!r}: at least 16 characters")
+        return self
+
+
+class WebSettings(_Model):
+    """``backlight serve``: where it listens and who may read and write."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    read: Literal["open", "token"] = "open"
+    """Reading: open to anyone who reaches the server, or only with a token (or proxy user)."""
+    tokens: tuple[TokenSettings, ...] = ()
+    trusted_header: str | None = None
+    """A header naming the signed-in user, set by a reverse proxy doing single sign-on
+    (oauth2-proxy: ``X-Forwarded-User``); off by default, honoured only from trusted_proxies."""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    trusted_header_write: bool = True
+    """Users named by the proxy may write (record reviews, acknowledge, silence)."""
+    secret: SecretStr | None = None
+    """Signs the session cookie and the forms' CSRF tokens; random at each start when unset
+    (sign-ins then last until a restart). Set it when several instances serve one address."""
+    cache_entries: int = Field(64, ge=1, le=10_000)
+    """Process summaries (per time window) kept in memory."""
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique(cls, tokens: tuple[TokenSettings, ...]) -> tuple[TokenSettings, ...]:
+        names = [t.name for t in tokens]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"two tokens are named {dupes[0]!r}")
+        return tokens
+
+    @model_validator(mode="after")
+    def _readable(self) -> WebSettings:
+        if self.read == "token" and not self.tokens and self.trusted_header is None:
+            raise ValueError("read = 'token' needs at least one token or a trusted_header")
+        return self
+
+
 class BrokerSettings(_Model):
     directory: str = ".backlight/broker"
 
@@ -233,6 +295,7 @@ class Settings(_Model):
     broker: BrokerSettings = BrokerSettings()
     live: LiveSettings = LiveSettings()
     alerts: AlertSettings = AlertSettings()
+    web: WebSettings = WebSettings()
     sources: tuple[SourceSettings, ...] = ()
     processes: tuple[ProcessSettings, ...] = ()
     channels: tuple[ChannelSettings, ...] = ()

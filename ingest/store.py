@@ -82,6 +82,11 @@ class EventStore(Protocol):
         """The highest arrival seq stored (0 when the store is empty)."""
         ...
 
+    def changed_since(self, seq: int) -> dict[str, int]:
+        """The processes with events stored after ``seq``, each with its highest new seq (what
+        a reader caching per process checks to know which of its entries are stale)."""
+        ...
+
     def since(self, seq: int, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` stored events with an arrival seq above ``seq``, in seq order."""
         ...
@@ -242,6 +247,16 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"reading the last seq from {self.path} failed: {exc}") from exc
         return int(row[0])
+
+    def changed_since(self, seq: int) -> dict[str, int]:
+        try:
+            rows = self._reader().execute(
+                "SELECT process, MAX(seq) FROM events WHERE seq > ? GROUP BY process",
+                (seq,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the processes changed after seq {seq} from {self.path} "
+                             f"failed: {exc}") from exc
+        return {str(p): int(m) for p, m in rows}
 
     def since(self, seq: int, limit: int) -> list[StoredEvent]:
         try:

@@ -100,3 +100,15 @@ def test_subscriber_marks_persist_across_reopening(tmp_path: Path) -> None:
     store = open_store(url)
     assert store.subscriber_mark("alerts") == 9 and store.subscriber_mark("web") is None
     store.close()
+
+
+def test_changed_since_names_the_processes_written_after_a_seq(tmp_path: Path) -> None:
+    """A cache reader learns which processes got events after the seq it last saw, and no others."""
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    store.write([ev(1, process="p"), ev(2, process="q")])
+    seen = store.last_seq()
+    assert store.changed_since(seen) == {}
+    store.write([ev(3, process="p"), ev(1, process="p")])
+    assert store.changed_since(seen) == {"p": store.last_seq()}
+    assert store.changed_since(0) == {"p": store.last_seq(), "q": 2}
+    store.close()

