@@ -12,6 +12,7 @@ from alerts.duration import parse_duration
 from backlight import jobs, logs
 from backlight.cli_alerts import alerts, review
 from backlight.cli_options import config_option, errors_exit, settings
+from backlight.cli_serve import serve
 from backlight.consumer_alerts import ConsumerAlerts
 
 _config_option = config_option
@@ -197,16 +198,25 @@ def mine(config_path: str | None, process: str, fmt: str, out: Path | None,
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("backlight-demo"), show_default=True,
               help="Where the demo keeps its broker, store and outputs.")
+@click.option("--no-serve", is_flag=True,
+              help="End after the results instead of serving the web app (scripts, tests).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="The web app's port (default: [web] port, 8080; 0 picks a free one).")
 @_errors_exit
-def demo(config_path: str | None, cases: int, workdir: Path) -> None:
-    """Everything on one machine in one command: broker, simulated events, consume, results."""
+def demo(config_path: str | None, cases: int, workdir: Path, no_serve: bool,
+         port: int | None) -> None:
+    """Everything on one machine in one command: broker, simulated events, consume, results,
+    then the web app over them."""
     from backlight.demo import run_demo
 
-    run_demo(_settings(config_path), workdir, cases, echo=click.echo)
+    loaded = _settings(config_path)
+    run_demo(loaded, workdir, cases, echo=click.echo,
+             serve_port=None if no_serve else (loaded.web.port if port is None else port))
 
 
 main.add_command(alerts)
 main.add_command(review)
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()

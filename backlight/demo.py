@@ -40,8 +40,9 @@ def _simulated_now(store_path: Path) -> dict[str, datetime]:
 
 
 def run_demo(settings: Settings, workdir: Path, cases: int,
-             echo: Callable[[str], object] = print) -> None:
-    """Run the whole path on this machine and print what landed where."""
+             echo: Callable[[str], object] = print, serve_port: int | None = None) -> None:
+    """Run the whole path on this machine and print what landed where; then, unless
+    ``serve_port`` is None, serve the web app over the store until Ctrl-C or SIGTERM."""
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = (workdir / "backlight.db").resolve()
     for leftover in (store_path, store_path.with_name(store_path.name + "-wal"),
@@ -127,3 +128,8 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
     finally:
         broker.stop()
         echo("Local broker stopped.")
+    if serve_port is not None:
+        from backlight.web.server import serve
+
+        serve(demo_settings, settings.web.host, serve_port, on_ready=lambda url: echo(
+            f"\nWeb app:      {url}/ (the processes, their maps and alerts; Ctrl-C stops it)"))

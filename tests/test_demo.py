@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import backlight
+from conftest import popen_backlight
 from numpy import busday_count
 
 pytestmark = pytest.mark.kafka
@@ -17,10 +20,30 @@ pytestmark = pytest.mark.kafka
 def test_demo_runs_everything_and_says_where_the_results_are(tmp_path: Path) -> None:
     """The demo (its defaults) starts its own Kafka, stores every simulated event, finds the live
     map equal to the store, writes a map and figures per process, finds the injected anomalies
-    and the governance gaps as alerts, and stops the broker."""
+    and the governance gaps as alerts, stops the broker, and ends by serving the web app over
+    the same processes and alerts until it is told to stop."""
     work = tmp_path / "demo"
-    proc = backlight("--log-level", "WARNING", "demo", "--workdir", str(work), timeout=900)
-    out = proc.stdout
+    lines = []
+    with popen_backlight("--log-level", "WARNING", "demo", "--workdir", str(work),
+                         "--port", "0") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Web app:"):
+                break
+        served = re.search(r"(http://\S+?)/ ", lines[-1])
+        assert served, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
+        url = served.group(1)
+        overview = httpx.get(f"{url}/", timeout=120)
+        listed = httpx.get(f"{url}/api/processes", timeout=120).json()
+        served_alerts = httpx.get(f"{url}/api/alerts", timeout=60).json()
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+    out = "".join(lines) + rest
+    assert overview.status_code == 200 and "claims" in overview.text
+    assert {p["name"]: p["cases"] for p in listed} == {
+        "onboarding": 2000, "payments": 2000, "claims": 2000}
     assert "0 dead-lettered" in out and "Local broker stopped." in out
     for process in ("onboarding", "payments", "claims"):
         line = next(x for x in out.splitlines() if x.strip().startswith(process) and "paths" in x)
@@ -48,4 +71,5 @@ def test_demo_runs_everything_and_says_where_the_results_are(tmp_path: Path) -> 
     listed = {c for a in stuck for c in a["cases"]}
     assert listed and listed <= set(truth["claims"]["anomalies"]["stuck"]["cases"])
     assert "Alerts:" in out
+    assert {a["key"] for a in served_alerts} >= {a["key"] for a in alerts}
     assert not (work / "broker" / "broker.json").exists(), "the demo's broker was left running"

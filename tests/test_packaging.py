@@ -15,7 +15,7 @@ PACKAGES = ("backlight", "ingest", "mining", "alerts", "schemas")
 
 def test_wheel_contains_every_package_and_the_embedded_config(tmp_path: Path) -> None:
     """Every Python module of the five packages (subpackages included) is in the wheel, with
-    the embedded default config and the event schema."""
+    the embedded default config, the event schema, and the web app's templates and assets."""
     source = tmp_path / "source"  # a clean copy: no build/ left over from an earlier build
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         source.mkdir(exist_ok=True)
@@ -32,3 +32,6 @@ def test_wheel_contains_every_package_and_the_embedded_config(tmp_path: Path) ->
                 for p in (ROOT / package).rglob("*.py")}
     assert expected - names == set()
     assert {"backlight/default.toml", "schemas/case-event.schema.json"} <= names
+    web = {str(p.relative_to(ROOT)) for folder in ("templates", "static")
+           for p in (ROOT / "backlight" / "web" / folder).iterdir() if not p.name.startswith(".")}
+    assert web and web - names == set()

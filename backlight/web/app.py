@@ -53,7 +53,10 @@ def create_app(settings: Settings, service: WebService | None = None) -> FastAPI
         if service is None:
             app.state.service.close()
 
-    app = FastAPI(title="Backlight", version="0.1.0", lifespan=lifespan,
+    # No /docs or /redoc: FastAPI serves them with scripts from a CDN, which a closed network
+    # cannot reach and our Content-Security-Policy refuses; /openapi.json documents the API.
+    app = FastAPI(title="Backlight", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Process mining for back-office operations: maps, variants, "
                               "hand-offs, stuck cases and alerts of each process.")
     app.state.settings = settings

@@ -13,6 +13,11 @@ import uvicorn
 from backlight.config import Settings
 from backlight.web.app import create_app
 from backlight.web.service import WebService
+from schemas.errors import BacklightError
+
+
+class ServeError(BacklightError):
+    """The server cannot start (the address is taken, or not this machine's)."""
 
 
 def _server(settings: Settings, host: str, port: int,
@@ -22,7 +27,12 @@ def _server(settings: Settings, host: str, port: int,
                             server_header=False, proxy_headers=False)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                         "(another program has it? pass --port, or 0 for any free port)") from exc
     return uvicorn.Server(config), sock
 
 
