@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from tqdm import tqdm
 
 from backlight.config import ConfigError, Settings
+from backlight.metrics import Metrics
 from ingest import simulate as sim
 from ingest.broker import LocalBroker
 from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
@@ -62,10 +63,47 @@ def consume(settings: Settings, exit_when_idle: float | None = None,
             live: LiveMaps | None = None,
             stop: threading.Event | None = None,
             subscriptions: Sequence[Subscription] = (),
-            drain_timeout_s: float = 30.0) -> ConsumerStats:
+            drain_timeout_s: float = 30.0,
+            metrics: Metrics | None = None) -> ConsumerStats:
     """Run the consumer group over the configured sources until stopped (or idle, if asked),
     keeping the live maps (and the given subscriptions) up to date with every stored batch;
-    on exit when idle, wait for them to catch up unless they stall for ``drain_timeout_s``."""
+    on exit when idle, wait for them to catch up unless they stall for ``drain_timeout_s``.
+    With ``metrics``, each batch and the lag per partition are reported to it (its
+    ``consumer_started`` and ``consumer_stopped`` bracket the run, for ``/readyz``)."""
+    if metrics is None:
+        return _consume(settings, exit_when_idle, live, stop, subscriptions, drain_timeout_s)
+    metrics.consumer_started()
+    try:
+        stats = _consume(settings, exit_when_idle, live, stop, subscriptions, drain_timeout_s,
+                         metrics)
+    except BaseException as exc:
+        metrics.consumer_stopped(exc)
+        raise
+    metrics.consumer_stopped()
+    return stats
+
+
+def consume_in_background(settings: Settings, metrics: Metrics, stop: threading.Event,
+                          exit_when_idle: float | None = None) -> threading.Thread:
+    """``consume`` on a daemon thread reporting to ``metrics`` (for ``serve --consume``),
+    until ``stop`` is set; a failure is logged and shows in ``/readyz``. ``consumer_started``
+    is called before the thread starts, so readiness waits for the lag from the first moment."""
+    metrics.consumer_started()
+
+    def work() -> None:
+        try:
+            consume(settings, exit_when_idle, stop=stop, metrics=metrics)
+        except Exception:
+            log.exception("the consumer stopped")
+
+    thread = threading.Thread(target=work, name="backlight-consume", daemon=True)
+    thread.start()
+    return thread
+
+
+def _consume(settings: Settings, exit_when_idle: float | None, live: LiveMaps | None,
+             stop: threading.Event | None, subscriptions: Sequence[Subscription],
+             drain_timeout_s: float, metrics: Metrics | None = None) -> ConsumerStats:
     topics = [s.topic for s in settings.sources]
     if not topics:
         raise ConfigError("sources: no [[sources]] configured, nothing to consume")
@@ -90,19 +128,20 @@ def consume(settings: Settings, exit_when_idle: float | None = None,
                                                 "group": k.group_id,
                                                 "bootstrap": k.bootstrap_servers}})
         return _run(settings, store, source, sink, live, stop, exit_when_idle,
-                    subscriptions, drain_timeout_s)
+                    subscriptions, drain_timeout_s, metrics)
 
 
 def _run(settings: Settings, store: EventStore, source: KafkaSource, sink: KafkaSink,
          live: LiveMaps | None, stop: threading.Event, exit_when_idle: float | None,
          subscriptions: Sequence[Subscription] = (),
-         drain_timeout_s: float = 30.0) -> ConsumerStats:
+         drain_timeout_s: float = 30.0, metrics: Metrics | None = None) -> ConsumerStats:
     """Consume, with the live maps as a subscriber that starts at the store's first event (so
     it covers the whole store, not just this run), and log what the live maps hold."""
     live = live if live is not None else live_maps(settings)
     consumer = Consumer(source, sink, store, settings.specs(),
                         [Subscription("live-map", live), *subscriptions],
-                        settings.kafka.batch_size, drain_timeout_s=drain_timeout_s)
+                        settings.kafka.batch_size, drain_timeout_s=drain_timeout_s,
+                        on_batch=metrics.observe_batch if metrics is not None else None)
     with stop_on_signals(stop):
         stats = consumer.run(stop, exit_when_idle)
     for process in live:

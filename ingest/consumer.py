@@ -13,6 +13,10 @@ Subscribers (the live map, the alert evaluator) never run in the poll loop: afte
 the loop hands the new events to the ``Dispatcher`` (``ingest.subscribers``), whose threads feed
 each subscriber in store order (reading the store where it is behind). A subscriber that fails
 or is slow delays nobody but itself, and loses nothing.
+
+An optional observer (``on_batch``, e.g. ``backlight.metrics.Metrics.observe_batch``) gets a
+``BatchReport`` after each handled batch, and lag-only reports while idle; it runs in the poll
+loop, so it must be quick, and an exception it raises is logged and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.store import Coordinates, EventStore
@@ -33,7 +37,7 @@ from schemas.errors import InvalidEvent
 from schemas.event import CaseEvent
 
 log = logging.getLogger("backlight.consume")
-__all__ = ["Consumer", "ConsumerStats", "Policy", "Subscriber", "Subscription",
+__all__ = ["BatchReport", "Consumer", "ConsumerStats", "Policy", "Subscriber", "Subscription",
            "dead_letter_topic"]
 
 DLQ_SUFFIX = ".dlq"
@@ -72,6 +76,31 @@ class ConsumerStats:
     """Whether every subscriber had handled every stored event when ``run`` returned."""
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """What one handled batch did, for an observer such as the Prometheus metrics.
+
+    A report with ``seconds`` None handled no batch: the consumer was idle and reports only
+    its lag (at most every ``Consumer.lag_interval_s``, and when it exits caught up)."""
+
+    consumed: Mapping[str, int] = field(default_factory=dict)
+    """Messages polled, per topic (valid, malformed and tombstones)."""
+    stored: Mapping[str, int] = field(default_factory=dict)
+    """Events newly stored, per source topic."""
+    duplicates: Mapping[str, int] = field(default_factory=dict)
+    """Valid events the store already had (a replay), per source topic."""
+    dead_letters: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """Messages dead-lettered, per (source topic, reason code)."""
+    seconds: float | None = None
+    """From the poll handing over the batch to its offsets committed (None: no batch)."""
+    lags: Mapping[tuple[str, int], int] | None = None
+    """Messages not yet consumed per (topic, partition) after the batch; None when not looked
+    up this time (looked up at most every ``lag_interval_s`` while busy)."""
+
+
+BatchObserver = Callable[[BatchReport], None]
+
+
 def dead_letter_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
@@ -97,6 +126,7 @@ class Prepared:
     origins: list[Coordinates | None] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     bad: Counter[str] = field(default_factory=Counter)
+    bad_by_topic: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 class Consumer:
@@ -106,10 +136,13 @@ class Consumer:
                  specs: Mapping[str, SourceSpec],
                  subscribers: Sequence[Subscriber | Subscription] = (),
                  batch_size: int = 5000, poll_timeout_s: float = 0.5, *,
-                 drain_timeout_s: float = 30.0, stop_timeout_s: float = 10.0) -> None:
+                 drain_timeout_s: float = 30.0, stop_timeout_s: float = 10.0,
+                 on_batch: BatchObserver | None = None, lag_interval_s: float = 1.0) -> None:
         """``drain_timeout_s``: on exit when idle, how long the subscribers still behind may
         make no progress before ``run`` returns anyway; ``stop_timeout_s``: on stop, how long
-        ``run`` waits for calls in flight."""
+        ``run`` waits for calls in flight. ``on_batch`` observes each batch (``BatchReport``);
+        only with it does the consumer look up its lag per partition (``Source.lags``), at most
+        every ``lag_interval_s``."""
         self.source = source
         self.dead_letters = dead_letters
         self.store = store
@@ -120,6 +153,9 @@ class Consumer:
         self.drain_timeout_s = drain_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.stats = ConsumerStats()
+        self.on_batch = on_batch
+        self.lag_interval_s = lag_interval_s
+        self._lag_looked_at = float("-inf")
 
     def classify(self, msg: Message) -> tuple[Policy, CaseEvent | InvalidEvent | None]:
         """Decide what happens to one message, and why."""
@@ -147,6 +183,7 @@ class Consumer:
                 self.dead_letters.send(dead_letter_topic(msg.topic), msg.value or b"", msg.key,
                                        dead_letter_headers(msg, outcome))
                 out.bad[outcome.code] += 1
+                out.bad_by_topic[(msg.topic, outcome.code)] += 1
             else:
                 self.stats.skipped += 1
             tp = (msg.topic, msg.partition)
@@ -184,10 +221,59 @@ class Consumer:
     def handle(self, batch: Sequence[Message]) -> int:
         """Handle one polled batch end to end, in this thread; return the newly stored count.
         Subscribers get its events on their threads, started by ``run``."""
+        t0 = time.perf_counter()
         prepared = self.prepare(batch)
         new = self.write(prepared)
         self.finish(prepared, new, time.perf_counter())
+        if self.on_batch is not None:
+            self._observe(self._report(batch, prepared, new, time.perf_counter() - t0))
         return sum(new)
+
+    def _report(self, batch: Sequence[Message], prepared: Prepared, new: list[bool],
+                seconds: float) -> BatchReport:
+        stored: Counter[str] = Counter()
+        valid: Counter[str] = Counter()
+        for origin, fresh in zip(prepared.origins, new, strict=True):
+            topic = origin.topic if origin else ""
+            valid[topic] += 1
+            stored[topic] += fresh
+        return BatchReport(
+            consumed=dict(Counter(m.topic for m in batch)),
+            stored={t: n for t, n in stored.items() if n},
+            duplicates={t: valid[t] - stored[t] for t in valid if valid[t] > stored[t]},
+            dead_letters=dict(prepared.bad_by_topic), seconds=seconds,
+            lags=self._lags())
+
+    def _lags(self, force: bool = False) -> dict[tuple[str, int], int] | None:
+        """The lag per partition, for the observer: None without one, when the last look was
+        less than ``lag_interval_s`` ago (unless ``force``), or when the source cannot say."""
+        now = time.monotonic()
+        if self.on_batch is None or (not force and now - self._lag_looked_at < self.lag_interval_s):
+            return None
+        self._lag_looked_at = now
+        try:
+            return dict(self.source.lags())
+        except Exception as exc:  # a metric must never stop ingest
+            log.warning("could not look up the consumer lag: %r", exc)
+            return None
+
+    def _observe(self, report: BatchReport) -> None:
+        assert self.on_batch is not None
+        try:
+            self.on_batch(report)
+        except Exception:  # the observer's failure is not ingest's
+            log.exception("the batch observer failed; ingest goes on")
+
+    def _lag_when_idle(self, exiting: bool) -> int | None:
+        """The total lag while idle (None when not looked up); with an observer, reported per
+        partition (always when about to exit, else at most every ``lag_interval_s``)."""
+        if self.on_batch is None:
+            return self.source.lag()
+        lags = self._lags(force=exiting)
+        if lags is not None:
+            self._observe(BatchReport(lags=lags))
+            return sum(lags.values())
+        return self.source.lag() if exiting else None
 
     def _count(self, messages: int, valid: int, new: int, bad: Counter[str]) -> None:
         s = self.stats
@@ -234,12 +320,15 @@ class Consumer:
                 self.handle(batch)
                 idle_since = None
                 continue
-            if exit_when_idle_s is None or not self.source.assigned():
+            if not self.source.assigned():
                 continue
             now = time.monotonic()
             if idle_since is None:
                 idle_since = now
-            elif now - idle_since >= exit_when_idle_s and self.source.lag() == 0:
+            if exit_when_idle_s is None or now - idle_since < exit_when_idle_s:
+                if self.on_batch is not None:
+                    self._lag_when_idle(exiting=False)
+            elif self._lag_when_idle(exiting=True) == 0:
                 log.info("caught up and idle, exiting", extra={"fields": {
                     "idle_s": round(now - idle_since, 1), "stored": self.stats.stored}})
                 return True

@@ -61,6 +61,10 @@ class Source(Protocol):
         not just this consumer's: a dead member's partitions count until someone takes them)."""
         ...
 
+    def lags(self) -> dict[tuple[str, int], int]:
+        """``lag`` per (topic, partition) (optional: the consumer asks only when observed)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -118,19 +122,25 @@ class KafkaSource:
         return bool(self._consumer.assignment())
 
     def lag(self) -> int:
+        return sum(self.lags().values())
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Per partition of the subscribed topics: its end offset minus this consumer's
+        position (its own partitions) or the group's committed offset (the others)."""
         consumer = self._consumer
         parts = [TopicPartition(topic, p) for topic in self._topics
                  for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
-            return 0
+            return {}
         ends = consumer.end_offsets(parts)
         begins = consumer.beginning_offsets(parts)
         mine = consumer.assignment()
-        total = 0
+        out: dict[tuple[str, int], int] = {}
         for tp in parts:
             done = consumer.position(tp) if tp in mine else consumer.committed(tp)
-            total += max(0, ends[tp] - (begins[tp] if done is None else done))
-        return total
+            out[(tp.topic, tp.partition)] = max(0, ends[tp] - (begins[tp] if done is None
+                                                                else done))
+        return out
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

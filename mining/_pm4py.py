@@ -95,6 +95,11 @@ def convert_to_bpmn(tree: Any) -> Any:
 
 def bpmn_xml(bpmn: Any) -> str:
     """BPMN 2.0 XML with diagram layout (pm4py.write_bpmn only writes files: via a temp file)."""
+    # The layout runs Graphviz on the activity names: one like "<b>x</b>" would be read as an
+    # HTML label and break it. nohtml keeps them plain text (still str, as written to the XML).
+    nohtml = _module("graphviz").nohtml
+    for node in bpmn.get_nodes():
+        node.set_name(nohtml(node.get_name()))
     with tempfile.TemporaryDirectory(prefix="backlight-") as tmp, _wrapped("pm4py.write_bpmn"):
         path = Path(tmp) / "model.bpmn"
         _module().write_bpmn(bpmn, str(path))

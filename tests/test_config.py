@@ -56,6 +56,11 @@ def test_secret_comes_from_environment_and_is_masked(tmp_path: Path) -> None:
     ('[[processes]]\nname = "x"\nlast_reviewed = "last year"', {},
      "processes[0].last_reviewed"),
     ("", {"BACKLIGHT_KAFKA__BATCH_SIZE": "0"}, "kafka.batch_size"),
+    ('[[web.tokens]]\nname = "a"\nwrite = true', {}, "give exactly one of sha256 or token"),
+    ('[[web.tokens]]\nname = "a"\nsha256 = "abc"', {}, "web.tokens[0].sha256: must be the 64"),
+    ('[[web.tokens]]\nname = "a"\ntoken = "short"', {}, "at least 16 characters"),
+    ('[web]\nread = "token"', {}, "read = 'token' needs at least one token"),
+    ('[web]\nread = "closed"', {}, "web.read"),
 ])
 def test_broken_config_names_key_and_problem(tmp_path: Path, text: str, env: dict[str, str],
                                              needle: str) -> None:
@@ -125,3 +130,13 @@ def test_sasl_without_password_names_the_key(tmp_path: Path) -> None:
                     'sasl_username = "u"\n')
     with pytest.raises(ConfigError, match="kafka: sasl_password is required"):
         load(path, environ={})
+
+
+def test_web_token_from_environment_is_never_echoed(tmp_path: Path) -> None:
+    """A web token given through ${VAR} is read, kept secret, and absent from the settings' repr."""
+    path = tmp_path / "b.toml"
+    path.write_text('[[web.tokens]]\nname = "alice"\ntoken = "${ALICE_TOKEN}"\nwrite = true\n')
+    settings = load(path, environ={"ALICE_TOKEN": "s3cret-token-value-0001"})
+    token = settings.web.tokens[0]
+    assert token.token is not None and token.token.get_secret_value() == "s3cret-token-value-0001"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())

@@ -158,7 +158,8 @@ def get_map(name: str, svc: Service, window: Window = DEFAULT_WINDOW,
             activities: Annotated[float, Query(gt=0, le=1)] = 1.0,
             paths: Annotated[float, Query(ge=0, le=1)] = 0.2) -> Response:
     """The process map as SVG: frequency or performance view, activity and path thresholds."""
-    svg = svc.map_svg(name, window, view, round(activities, 2), round(paths, 2))
+    # Rounded to the slider's steps (a cache entry per step, not per float); never to 0.
+    svg = svc.map_svg(name, window, view, max(round(activities, 2), 0.01), round(paths, 2))
     return Response(svg, media_type="image/svg+xml")
 
 

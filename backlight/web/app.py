@@ -11,6 +11,7 @@ referrer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from backlight.config import Settings
+from backlight.metrics import Metrics
 from backlight.web import api, pages
 from backlight.web.auth import CSRF_HEADER, Authenticator
 from backlight.web.health import router as health_router
@@ -43,8 +45,11 @@ OPEN_PATHS: Final = ("/healthz", "/readyz", "/metrics", "/static/", "/login")
 SAFE_METHODS: Final = ("GET", "HEAD", "OPTIONS")
 
 
-def create_app(settings: Settings, service: WebService | None = None) -> FastAPI:
-    """The app over the store ``settings`` names (or over ``service``, already opened)."""
+def create_app(settings: Settings, service: WebService | None = None,
+               metrics: Metrics | None = None) -> FastAPI:
+    """The app over the store ``settings`` names (or over ``service``, already opened);
+    ``/metrics`` renders ``metrics`` (the in-process consumer's, if one runs) plus the store's
+    figures."""
     auth = Authenticator(settings.web)
 
     @asynccontextmanager
@@ -62,12 +67,16 @@ def create_app(settings: Settings, service: WebService | None = None) -> FastAPI
     app.state.settings = settings
     app.state.auth = auth
     app.state.service = service or WebService(settings)
+    app.state.metrics = metrics or Metrics()
+    app.state.metrics.watch_store(settings.store.url, app.state.service.store)
 
     @app.middleware("http")
     async def guard(request: Request,
                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
         refused = _refusal(request, auth)
         response = refused or await call_next(request)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1e3:.1f}"
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":

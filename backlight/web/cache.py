@@ -35,6 +35,9 @@ class ProcessCache(Generic[T]):
         self._entries: OrderedDict[tuple[Hashable, ...], T] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[Hashable, ...], threading.Lock] = {}
+        self._generation: dict[Hashable, int] = {}
+        """Per process, how often its entries were dropped: a value computed while they were
+        is not kept (it may predate the new events)."""
         self.hits = 0
         self.misses = 0
         self.invalidations = 0
@@ -53,9 +56,13 @@ class ProcessCache(Generic[T]):
                 if key in self._entries:
                     self.hits += 1
                     return self._entries[key]
+                generation = self._generation.get(key[0], 0)
             value = compute()
             with self._lock:
                 self.misses += 1
+                if self._generation.get(key[0], 0) != generation:
+                    self._key_locks.pop(key, None)
+                    return value
                 self._entries[key] = value
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._max:
@@ -77,6 +84,8 @@ class ProcessCache(Generic[T]):
             return
         with self._lock:
             self._seen = max(self._seen, *changed.values())
+            for process in changed:
+                self._generation[process] = self._generation.get(process, 0) + 1
             stale = [k for k in self._entries if k[0] in changed]
             for k in stale:
                 del self._entries[k]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from backlight.config import Settings
+from backlight.metrics import Metrics
 from backlight.web.app import create_app
 from backlight.web.service import WebService
 from schemas.errors import BacklightError
@@ -20,9 +21,9 @@ class ServeError(BacklightError):
     """The server cannot start (the address is taken, or not this machine's)."""
 
 
-def _server(settings: Settings, host: str, port: int,
-            service: WebService | None = None) -> tuple[uvicorn.Server, socket.socket]:
-    app = create_app(settings, service)
+def _server(settings: Settings, host: str, port: int, service: WebService | None = None,
+            metrics: Metrics | None = None) -> tuple[uvicorn.Server, socket.socket]:
+    app = create_app(settings, service, metrics)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             server_header=False, proxy_headers=False)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -42,9 +43,11 @@ def address(sock: socket.socket) -> str:
 
 
 def serve(settings: Settings, host: str, port: int,
-          on_ready: Callable[[str], object] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM (uvicorn's own handling)."""
-    server, sock = _server(settings, host, port)
+          on_ready: Callable[[str], object] | None = None,
+          metrics: Metrics | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (uvicorn's own handling); ``metrics``: the in-process
+    consumer's, if one runs."""
+    server, sock = _server(settings, host, port, metrics=metrics)
     if on_ready:
         on_ready(address(sock))
     server.run(sockets=[sock])
@@ -52,9 +55,10 @@ def serve(settings: Settings, host: str, port: int,
 
 @contextmanager
 def running(settings: Settings, host: str = "127.0.0.1", port: int = 0,
-            service: WebService | None = None) -> Iterator[str]:
+            service: WebService | None = None,
+            metrics: Metrics | None = None) -> Iterator[str]:
     """The app served on a thread; yields its base URL, stops it on exit."""
-    server, sock = _server(settings, host, port, service)
+    server, sock = _server(settings, host, port, service, metrics)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="backlight-web", daemon=True)
     thread.start()

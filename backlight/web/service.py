@@ -7,8 +7,9 @@ records. Names that reach here come from URLs: an unknown process or alert raise
 
 from __future__ import annotations
 
+import glob
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -121,18 +122,20 @@ class WebService:
         return rows
 
     # --- documents ---------------------------------------------------------------------------
+    # Keyed by the snapshot they are drawn from (its event count): the two caches notice new
+    # events at their own moments, and a document must never outlive its snapshot.
 
     def map_svg(self, name: str, window: str, view: View, activities: float,
                 paths: float) -> str:
         options = MapOptions(view=view, activities=activities, paths=paths)
         snap = self.snapshot(name, window)
         return self.documents.get(
-            (name, window, "svg", view, activities, paths),
+            (name, window, snap.events, "svg", view, activities, paths),
             lambda: process_map_svg(snap.frame, options, title=name))
 
     def bpmn(self, name: str, window: str) -> str:
         snap = self.snapshot(name, window)
-        return self.documents.get((name, window, "bpmn"),
+        return self.documents.get((name, window, snap.events, "bpmn"),
                                   lambda: discover_model(snap.frame).bpmn_xml)
 
     def xes(self, name: str, window: str) -> str:
@@ -142,11 +145,11 @@ class WebService:
             buffer = io.StringIO()
             write_xes(snap.frame, name, buffer)
             return buffer.getvalue()
-        return self.documents.get((name, window, "xes"), build)
+        return self.documents.get((name, window, snap.events, "xes"), build)
 
     def conformance(self, name: str, window: str) -> dict[str, Any] | None:
         snap = self.snapshot(name, window)
-        key = (name, window, "conformance")
+        key = (name, window, snap.events, "conformance")
         if not snap.events:
             return None
         import json
@@ -159,8 +162,11 @@ class WebService:
     # --- alerts ------------------------------------------------------------------------------
 
     def alerts(self, process: str | None = None) -> list[Alert]:
-        """Every known alert, open ones first, then newest first."""
-        found = [a for a in self.state.alerts().values() if process is None or a.process == process]
+        """Every known alert, open ones first, then newest first, with the acknowledgements and
+        silences recorded since the last evaluation already applied."""
+        acks, silences = self.acknowledgements(), self.silences()
+        found = [self._dressed(a, acks, silences) for a in self.state.alerts().values()
+                 if process is None or a.process == process]
         rank = {Status.FIRING: 0, Status.PENDING: 1, Status.RESOLVED: 2}
         order = list(Severity)
         return sorted(found, key=lambda a: (rank.get(a.status, 3), -order.index(a.severity),
@@ -170,7 +176,18 @@ class WebService:
         found = self.state.alerts().get(key)
         if found is None:
             raise NotFound(f"no alert with key {key!r}")
-        return found
+        return self._dressed(found, self.acknowledgements(), self.silences())
+
+    @staticmethod
+    def _dressed(alert: Alert, acks: dict[str, Acknowledgement],
+                 silences: list[Silence]) -> Alert:
+        """The alert as the next evaluation will store it: acknowledged by whoever took this
+        episode on, silenced by an active silence that matches it (as ``alerts.lifecycle``)."""
+        ack = acks.get(alert.key)
+        if ack is not None and ack.at >= alert.first_seen and alert.status is not Status.RESOLVED:
+            alert = replace(alert, acknowledged_by=ack.by, acknowledged_at=ack.at)
+        silenced = next((s.id for s in silences if s.matches(alert)), None)
+        return replace(alert, silenced_by=silenced)
 
     def history(self, key: str | None = None, limit: int = 50) -> list[AlertChange]:
         return self.state.history(key, limit=limit)
@@ -196,5 +213,6 @@ class WebService:
 
     def silence(self, key: str, by: str, why: str, until: datetime) -> Silence:
         alert = self.alert(key)
-        return alerting.silence(self.settings, until=until, by=by, why=why, key=alert.key,
-                                rule=None, process=None)
+        # A silence's key is a shell pattern: this one is meant for this alert only.
+        return alerting.silence(self.settings, until=until, by=by, why=why,
+                                key=glob.escape(alert.key), rule=None, process=None)
