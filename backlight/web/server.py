@@ -3,6 +3,8 @@ server on a thread, on a free port when asked for port 0)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +23,24 @@ class ServeError(BacklightError):
     """The server cannot start (the address is taken, or not this machine's)."""
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM and SIGINT end it with exit code 0 after the
+    graceful shutdown (uvicorn raises the signal again afterwards, so a supervisor would see a
+    process killed by SIGTERM). A second SIGINT forces the exit, as in uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def _server(settings: Settings, host: str, port: int, service: WebService | None = None,
             metrics: Metrics | None = None) -> tuple[uvicorn.Server, socket.socket]:
     app = create_app(settings, service, metrics)
@@ -34,7 +54,7 @@ def _server(settings: Settings, host: str, port: int, service: WebService | None
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
                          "(another program has it? pass --port, or 0 for any free port)") from exc
-    return uvicorn.Server(config), sock
+    return _Server(config), sock
 
 
 def address(sock: socket.socket) -> str:
