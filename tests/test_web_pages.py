@@ -88,6 +88,20 @@ def test_process_page_shows_stuck_cases_variants_and_handoffs(site: tuple[str, S
     assert "/api/processes/claims/events.xes?window=all" in html
 
 
+def test_process_page_shows_conformance_to_the_documented_model(
+        site: tuple[str, Settings]) -> None:
+    """Payments has a documented model: its page says how many cases follow it and names the
+    activities that deviate, as the API's conformance figures do."""
+    base, _ = site
+    html = httpx.get(f"{base}/processes/payments").text
+    checked = httpx.get(f"{base}/api/processes/payments").json()["conformance"]
+    assert 0 < checked["fitting_cases"] < checked["cases"]
+    section = html[html.index('id="conformance"'):]
+    assert (f"<strong>{checked['fitting_cases']}</strong> of {checked['cases']} cases follow"
+            in section)
+    assert "Beneficiary bank enquiry" in section.split("</section>")[0]
+
+
 def test_hostile_data_is_escaped_everywhere(site: tuple[str, Settings]) -> None:
     """Activities, teams and case ids holding HTML show as text on every page."""
     base, _ = site

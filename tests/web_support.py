@@ -16,6 +16,7 @@ from backlight.config import Settings, load
 from backlight.demo import drift_onset
 from ingest.simulate import Anomalies, Bottleneck, ReworkLoop, StuckCases, simulate
 from ingest.store import SQLiteStore
+from mining.model import discover_model
 from schemas.event import CaseEvent, to_time_us
 
 WRITER_TOKEN = "writer-token-0123456789"
@@ -71,20 +72,35 @@ def fill_store(path: Path, cases: int = 400) -> dict[str, datetime]:
             nows[process] = first["timestamp"].max() + timedelta(hours=1)  # type: ignore[operator]
         store.write(hostile_events())
         nows[HOSTILE_PROCESS] = store.events(HOSTILE_PROCESS)["timestamp"].max()  # type: ignore[assignment]
+        # The documented payments procedure: the model of its first 40 cases, which the
+        # rarer paths of the later cases do not fit (so conformance has deviations to name).
+        payments = store.events("payments")
+        first = payments["case_id"].unique(maintain_order=True).head(40)
+        model = discover_model(payments.filter(pl.col("case_id").is_in(first.implode())))
+        reference_model(path).write_text(model.bpmn_xml)
     finally:
         store.close()
     return nows
 
 
+def reference_model(store_path: Path) -> Path:
+    """Where ``fill_store`` writes the documented payments model (BPMN)."""
+    return store_path.with_name("payments-reference.bpmn")
+
+
 def web_settings(store_path: Path, *, read: str = "open", **web: Any) -> Settings:
     """The embedded defaults over the store at ``store_path``, with a writer ("alice") and a
-    reader ("rita") token."""
+    reader ("rita") token, and payments' documented model when ``fill_store`` wrote it."""
     base = load(environ={})
     tokens = ({"name": "alice", "token": WRITER_TOKEN, "write": True},
               {"name": "rita", "token": READER_TOKEN, "write": False})
     data = base.model_dump(mode="python")
     data["store"]["url"] = f"sqlite:///{store_path}"
     data["web"] = {**data["web"], "read": read, "tokens": tokens, **web}
+    if reference_model(store_path).exists():
+        for proc in data["processes"]:
+            if proc["name"] == "payments":
+                proc["reference_model"] = str(reference_model(store_path))
     for t in data["web"]["tokens"]:
         if hasattr(t.get("token"), "get_secret_value"):
             t["token"] = t["token"].get_secret_value()
