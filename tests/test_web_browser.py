@@ -10,9 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from web_support import HOSTILE_PROCESS, WRITER_TOKEN, evaluate_alerts, fill_store, web_settings
 
 from backlight.web.server import running
-from tests.web_support import HOSTILE_PROCESS, WRITER_TOKEN, evaluate_alerts, fill_store, web_settings
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
 

@@ -10,13 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from alerts.state import open_alert_state
-from backlight.config import Settings
-from backlight.web.charts import sparkline
-from backlight.web.forms import FormError, parse_until, safe_next
-from backlight.web.server import running
-from tests.web_support import (
+from web_support import (
     HOSTILE_PROCESS,
     READER_TOKEN,
     WRITER_TOKEN,
@@ -24,6 +18,12 @@ from tests.web_support import (
     fill_store,
     web_settings,
 )
+
+from alerts.state import open_alert_state
+from backlight.config import Settings
+from backlight.web.charts import sparkline
+from backlight.web.forms import FormError, parse_until, safe_next
+from backlight.web.server import running
 
 PROCESSES = ("onboarding", "payments", "claims", HOSTILE_PROCESS)
 RAW = ("<script>alert", "<img src=x", "<svg onload", "<b>bold</b>")

@@ -46,7 +46,10 @@ def _server(settings: Settings, host: str, port: int, service: WebService | None
     app = create_app(settings, service, metrics)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             server_header=False, proxy_headers=False)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets; without it
+    # every keep-alive response waits ~40 ms (Nagle against the client's delayed ACK).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import io
+import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -72,6 +73,9 @@ class WebService:
         self.snapshots: ProcessCache[Snapshot] = ProcessCache(
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
+        self._seen: set[str] = set()
+        self._seen_seq = 0
+        self._seen_lock = threading.Lock()
 
     def close(self) -> None:
         self.state.close()
@@ -82,7 +86,12 @@ class WebService:
     def names(self) -> list[str]:
         """Configured processes first, in config order, then those only seen in the store."""
         configured = [p.name for p in self.settings.processes]
-        seen = [c.process for c in self.store.counts() if c.process not in configured]
+        with self._seen_lock:  # only the rows stored since the last call are read
+            changed = self.store.changed_since(self._seen_seq)
+            if changed:
+                self._seen.update(changed)
+                self._seen_seq = max(self._seen_seq, *changed.values())
+            seen = self._seen - set(configured)
         return configured + sorted(seen)
 
     def definition(self, name: str) -> ProcessDefinition:
