@@ -11,6 +11,7 @@ import click
 from alerts.duration import parse_duration
 from backlight import jobs, logs
 from backlight.cli_alerts import alerts, review
+from backlight.cli_doctor import doctor
 from backlight.cli_options import config_option, errors_exit, settings
 from backlight.cli_serve import serve
 from backlight.consumer_alerts import ConsumerAlerts
@@ -217,6 +218,7 @@ def demo(config_path: str | None, cases: int, workdir: Path, no_serve: bool,
 main.add_command(alerts)
 main.add_command(review)
 main.add_command(serve)
+main.add_command(doctor)
 
 if __name__ == "__main__":
     main()

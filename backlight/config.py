@@ -2,13 +2,16 @@
 
 Precedence: embedded defaults < the TOML file < ``BACKLIGHT_*`` environment variables
 (``BACKLIGHT_KAFKA__BOOTSTRAP_SERVERS``: the key's path in upper case, ``__`` between levels,
-list items by index, e.g. ``BACKLIGHT_SOURCES__0__TOPIC``). String values may name environment
-variables as ``${NAME}``; that is how secrets such as webhook URLs get in.
+list items by index, e.g. ``BACKLIGHT_SOURCES__0__TOPIC``, the next index adding an item; list
+values as JSON; see ``config_env``). A ``BACKLIGHT_*`` variable that is not a config key is
+ignored with a warning naming it. String values may name environment variables as ``${NAME}``;
+that is how secrets such as webhook URLs get in.
 Any problem raises ``ConfigError`` naming the key and the reason; the CLI exits 2 on it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -33,13 +36,14 @@ from alerts.duration import parse_duration
 from alerts.errors import AlertConfigError
 from alerts.routing import RouteSettings
 from alerts.thresholds import RuleSettings
+from backlight.config_env import Applied, apply_env, referenced
 from schemas.decode import DEFAULT_MAX_BYTES, FieldMapping, SourceSpec
 from schemas.errors import BacklightError
 
-ENV_PREFIX = "BACKLIGHT_"
 DEFAULT_PATH = "backlight.toml"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+log = logging.getLogger("backlight.config")
 
 
 class ConfigError(BacklightError):
@@ -372,7 +376,7 @@ def load(path: str | os.PathLike[str] | None = None,
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    _apply_env(data, env, where)
+    applied = _apply_env(data, env, where)
     data = _expand(data, env, where, "")
     try:
         return Settings.model_validate(data)
@@ -380,7 +384,9 @@ def load(path: str | os.PathLike[str] | None = None,
         err = exc.errors()[0]
         key = _key(err["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {key}: {_reason(err)}{more}") from None
+        origin = applied.origin(err["loc"])
+        by = f" (set by environment {origin})" if origin else ""
+        raise ConfigError(f"{where}: {key}: {_reason(err)}{more}{by}") from None
 
 
 def _reason(err: Any) -> str:
@@ -404,28 +410,18 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _apply_env(data: dict[str, Any], env: dict[str, str], where: str) -> None:
-    for name, value in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or name in ("BACKLIGHT_CACHE", "BACKLIGHT_LOG_FORMAT"):
-            continue
-        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        node: Any = data
-        for i, part in enumerate(path):
-            last = i == len(path) - 1
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"{where}: environment {name}: no item {part} in that list")
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            elif isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    node = node.setdefault(part, {})
-            else:
-                raise ConfigError(f"{where}: environment {name}: {part} is not a table")
+def _apply_env(data: dict[str, Any], env: dict[str, str], where: str) -> Applied:
+    """Lay ``BACKLIGHT_*`` over the file; warn (by name, never value) of those not config keys."""
+    try:
+        applied = apply_env(data, env, Settings)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    wanted = referenced(data)
+    for name, why in applied.ignored:
+        if name not in wanted:  # ``token = "${BACKLIGHT_TOKEN_ALICE}"`` is not stray
+            log.warning("environment variable ignored: not a config key", extra={
+                "fields": {"variable": name, "why": why}})
+    return applied
 
 
 def _expand(value: Any, env: dict[str, str], where: str, key: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import polars as pl
 
 from backlight.config import ConfigError, Settings
-from ingest.store import open_store
+from ingest.store import mask_url, open_store
 from mining.export import write_xes
 from mining.model import check_conformance, discover_model
 from mining.render import MapOptions, process_map_svg
@@ -34,7 +34,7 @@ def load_events(settings: Settings, process: str) -> pl.DataFrame:
         frame = store.events(process)
         if frame.is_empty():
             known = ", ".join(c.process for c in store.counts()) or "none yet"
-            raise ConfigError(f"--process {process!r}: the store ({settings.store.url}) has no "
+            raise ConfigError(f"--process {process!r}: the store ({mask_url(settings.store.url)}) has no "
                               f"events of it; processes with events: {known}")
         return frame
     finally:

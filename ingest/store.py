@@ -1,26 +1,32 @@
-"""The event store: a small interface, and its embedded SQLite implementation.
+"""The event store: a small interface, its embedded SQLite implementation, and opening a URL.
 
 Every backend keeps each event once (``event_id`` is unique; writing an event that is already
 there does nothing), keeps times in UTC, and hands one process's events back as a polars frame
-with the columns in ``FRAME_SCHEMA``. A PostgreSQL backend implements the same interface.
+with the columns in ``FRAME_SCHEMA``. ``PostgresStore`` (ingest/postgres.py) implements the
+same interface; both pass the same contract tests (tests/test_store_contract.py). Their schemas
+are versioned and upgraded in place when opened (ingest/migrations.py). A store URL is never
+shown with its password (``mask_url``).
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import os
+import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import urlparse
+from typing import Any, Protocol
+from urllib.parse import quote, unquote, urlsplit
 
 import polars as pl
 
 from ingest.errors import StoreError
-from ingest.sqlite import connect
+from ingest.migrations import SQLITE, expected, migrate_sqlite, sqlite_version
+from ingest.sqlite import connect, transaction
 from schemas.event import CaseEvent, to_time_us
 
 FRAME_SCHEMA: dict[str, pl.DataType] = {
@@ -35,6 +41,13 @@ FRAME_SCHEMA: dict[str, pl.DataType] = {
     "seq": pl.Int64(),
 }
 """Columns of ``EventStore.events``; ``seq`` is arrival order (ties in time keep it)."""
+FRAME_COLUMNS = "event_id, case_id, activity, time_us, lifecycle, resource, team, attributes, seq"
+"""The ``events`` columns that make a FRAME_SCHEMA row, in its order (times as microseconds)."""
+EVENT_COLUMNS = ("event_id", "process", "case_id", "activity", "time_us", "lifecycle", "resource",
+                 "team", "attributes", "topic", "partition", "offset")
+"""The columns a write fills, in the order of ``event_row``."""
+READ_CHUNK = 50_000
+"""Rows fetched at a time by ``events``: a process is read in chunks, never as one list."""
 _ROW_SCHEMA = {**FRAME_SCHEMA, "timestamp": pl.Int64()}
 """The rows as read: times as integer microseconds, in FRAME_SCHEMA's column order."""
 
@@ -60,7 +73,21 @@ class ProcessCount:
 
 
 class EventStore(Protocol):
-    """What the consumer writes to and mining reads from."""
+    """What the consumer writes to and mining reads from.
+
+    The write contract, the same on every backend: ``write`` stores a batch in one
+    transaction (all of it or, on error, none), and whether each event is new is decided by
+    the insert itself (``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id``),
+    not by a read before it, so it holds under concurrent writers: however many writers store
+    overlapping batches at once, each event is stored once and reported new by exactly one
+    ``write`` call, at its first occurrence in that batch. A write that raises may still have
+    committed (the connection dropped after the commit was sent): writing the batch again is
+    safe, and reports those events as not new.
+
+    Arrival seqs increase with commit order (a reader following ``since`` never sees a gap
+    that fills in later); they may have gaps (PostgreSQL uses up numbers on duplicates).
+    A ``StoreError`` is the only error a store raises; its message never shows a password.
+    """
 
     def write(
         self, events: Sequence[CaseEvent], origins: Sequence[Coordinates | None] | None = None
@@ -71,11 +98,12 @@ class EventStore(Protocol):
 
     def events(self, process: str, since: datetime | None = None,
                until: datetime | None = None) -> pl.DataFrame:
-        """The events of one process, optionally in [since, until), as a ``FRAME_SCHEMA`` frame."""
+        """The events of one process, optionally in [since, until), as a ``FRAME_SCHEMA`` frame
+        in time order (ties in arrival order), read from the store in chunks."""
         ...
 
     def counts(self) -> list[ProcessCount]:
-        """Events and cases per process."""
+        """Events and cases per process, by process name."""
         ...
 
     def last_seq(self) -> int:
@@ -102,36 +130,91 @@ class EventStore(Protocol):
     def close(self) -> None: ...
 
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS events (
-    seq        INTEGER PRIMARY KEY,
-    event_id   TEXT NOT NULL UNIQUE,
-    process    TEXT NOT NULL,
-    case_id    TEXT NOT NULL,
-    activity   TEXT NOT NULL,
-    time_us    INTEGER NOT NULL,
-    lifecycle  TEXT NOT NULL,
-    resource   TEXT,
-    team       TEXT,
-    attributes TEXT,
-    topic      TEXT,
-    partition  INTEGER,
-    "offset"   INTEGER,
-    stored_us  INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))
-);
-CREATE INDEX IF NOT EXISTS events_process_time ON events (process, time_us);
-CREATE INDEX IF NOT EXISTS events_process_case ON events (process, case_id, time_us);
-CREATE TABLE IF NOT EXISTS subscriber_marks (
-    name TEXT PRIMARY KEY,
-    seq  INTEGER NOT NULL
-);
-"""
-_INSERT = (
-    "INSERT INTO events (event_id, process, case_id, activity, time_us, lifecycle, resource, team,"
-    ' attributes, topic, partition, "offset") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)'
-    " ON CONFLICT (event_id) DO NOTHING"
-)
-_EXISTING = "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))"
+_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&;\s]*")
+
+
+def mask_url(url: str) -> str:
+    """The URL as it may be shown: its password, if any, replaced by ``***``
+    (``postgresql://user:***@host/db``), also a ``password=`` query parameter."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _PASSWORD_PARAM.sub(r"\1***", url)
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    tail = _PASSWORD_PARAM.sub(r"\1***", tail)
+    return f"{scheme}://{netloc}{slash}{tail}"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's error message) on one line, without the URL's password in any form."""
+    text = " ".join(text.split())
+    password = _password(url)
+    for secret in {password, unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return _PASSWORD_PARAM.sub(r"\1***", text)
+
+
+def _password(url: str) -> str:
+    netloc = url.partition("://")[2].partition("/")[0]
+    userinfo, at, _ = netloc.rpartition("@")
+    return userinfo.partition(":")[2] if at else ""
+
+
+def event_row(event: CaseEvent, origin: Coordinates | None) -> tuple[Any, ...]:
+    """An event as the values of ``EVENT_COLUMNS``."""
+    return (event.event_id, event.process, event.case_id, event.activity, event.time_us,
+            event.lifecycle, event.resource, event.team, event.attributes,
+            origin.topic if origin else None, origin.partition if origin else None,
+            origin.offset if origin else None)
+
+
+def first_inserted(ids: Sequence[str], inserted: set[str]) -> list[bool]:
+    """The new-flags of a batch: an event is new where the insert stored it, at its first
+    occurrence in the batch (a repeat within the batch is not new)."""
+    seen: set[str] = set()
+    flags = []
+    for event_id in ids:
+        flags.append(event_id in inserted and event_id not in seen)
+        seen.add(event_id)
+    return flags
+
+
+def frame_from_rows(chunks: Iterable[Sequence[tuple[Any, ...]]]) -> pl.DataFrame:
+    """A FRAME_SCHEMA frame from chunks of ``FRAME_COLUMNS`` rows (each chunk becomes a small
+    frame as it arrives, so the rows as Python tuples never add up to the whole process)."""
+    frames = [pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row") for rows in chunks if rows]
+    if not frames:
+        return pl.DataFrame(schema=FRAME_SCHEMA)
+    frame = pl.concat(frames, rechunk=True)
+    return frame.select(
+        pl.col(name).cast(dtype) if name != "timestamp"
+        else pl.col(name).cast(pl.Int64).cast(dtype)
+        for name, dtype in FRAME_SCHEMA.items())
+
+
+def stored_event(row: Sequence[Any]) -> StoredEvent:
+    """A ``since`` row (seq, the event's columns, topic, partition, offset) as a StoredEvent."""
+    s, eid, proc, case, act, t, lc, res, team, attrs, topic, part, off = row
+    return (int(s), CaseEvent(eid, proc, case, act, int(t), lc, res, team, attrs),
+            None if topic is None else Coordinates(topic, int(part), int(off)))
+
+
+def events_query(process: str, since: datetime | None, until: datetime | None,
+                 mark: str) -> tuple[str, list[object]]:
+    """The SELECT of ``EventStore.events`` with ``mark`` as the parameter placeholder."""
+    sql = f"SELECT {FRAME_COLUMNS} FROM events WHERE process = {mark}"  # noqa: S608 (constants)
+    params: list[object] = [process]
+    if since is not None:
+        sql += f" AND time_us >= {mark}"
+        params.append(int(to_time_us(since)))
+    if until is not None:
+        sql += f" AND time_us < {mark}"
+        params.append(int(to_time_us(until)))
+    return sql + " ORDER BY time_us, seq", params
+
+
 _SINCE = (
     "SELECT seq, event_id, process, case_id, activity, time_us, lifecycle, resource, team,"
     ' attributes, topic, partition, "offset" FROM events WHERE seq > ? ORDER BY seq LIMIT ?'
@@ -140,6 +223,17 @@ _SAVE_MARK = (
     "INSERT INTO subscriber_marks (name, seq) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
 )
+_ROWS_PER_INSERT = 1_000  # 12,000 parameters a statement: under every SQLite build's limit
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_insert(rows: int) -> str:
+    """One multi-row INSERT of ``rows`` events that returns the event_ids it stored (Python's
+    executemany would drop the RETURNING rows)."""
+    columns = ", ".join('"offset"' if c == "offset" else c for c in EVENT_COLUMNS)
+    values = ",".join(["(" + ",".join("?" * len(EVENT_COLUMNS)) + ")"] * rows)
+    return (f"INSERT INTO events ({columns}) VALUES {values}"  # noqa: S608 (constants)
+            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
 
 
 class SQLiteStore:
@@ -147,18 +241,31 @@ class SQLiteStore:
 
     ``write`` and ``counts`` use one connection; ``last_seq``, ``since`` and the subscriber
     marks use one connection per thread, so a subscriber's thread reading the store never
-    sees a write transaction that is still open on the writer's connection.
+    sees a write transaction that is still open on the writer's connection. Every connection
+    commits with ``synchronous=FULL`` (durable once ``write`` returns) unless the caller asks
+    for NORMAL (the benchmark's comparison).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
+        self._synchronous = synchronous
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         try:
-            self._db = connect(self.path, _DDL)
+            self._db = connect(self.path, synchronous=synchronous)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
+        try:
+            variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._chunk = max(1, min(_ROWS_PER_INSERT, variables // len(EVENT_COLUMNS)))
+            migrate_sqlite(self._db, str(self.path))
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot upgrade the SQLite store at {self.path}: {exc}") from exc
+        except StoreError:
+            self._db.close()
+            raise
 
     def write(
         self, events: Sequence[CaseEvent], origins: Sequence[Coordinates | None] | None = None
@@ -167,65 +274,44 @@ class SQLiteStore:
             return []
         if origins is None:
             origins = [None] * len(events)
-        rows = [
-            (e.event_id, e.process, e.case_id, e.activity, e.time_us, e.lifecycle, e.resource,
-             e.team, e.attributes, o.topic if o else None, o.partition if o else None,
-             o.offset if o else None)
-            for e, o in zip(events, origins, strict=True)
-        ]
-        ids = [e.event_id for e in events]
+        rows = [event_row(e, o) for e, o in zip(events, origins, strict=True)]
+        inserted: set[str] = set()
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                seen = {row[0] for row in self._db.execute(_EXISTING, (json.dumps(ids),))}
-                new = []
-                for event_id in ids:
-                    new.append(event_id not in seen)
-                    seen.add(event_id)
-                self._db.executemany(_INSERT, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            return new
+            with transaction(self._db):
+                for start in range(0, len(rows), self._chunk):
+                    chunk = rows[start:start + self._chunk]
+                    params = [value for row in chunk for value in row]
+                    inserted.update(r[0] for r in self._db.execute(_sqlite_insert(len(chunk)), params))
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(rows)} events to {self.path} failed: {exc}") from exc
+        return first_inserted([e.event_id for e in events], inserted)
 
     def events(self, process: str, since: datetime | None = None,
                until: datetime | None = None) -> pl.DataFrame:
         # Read through this process's own SQLite library (a per-thread connection). A second
         # SQLite copy in the same process (connectorx, ADBC) must never open the file: POSIX
         # locks are per process, so its close releases our locks and checkpoints the WAL under
-        # our connections; that corrupted stores (tests/test_store.py shows the sequence).
-        sql = ("SELECT event_id, case_id, activity, time_us, lifecycle, resource, team,"
-               " attributes, seq FROM events WHERE process = ?")
-        params: list[object] = [process]
-        if since is not None:
-            sql += " AND time_us >= ?"
-            params.append(int(to_time_us(since)))
-        if until is not None:
-            sql += " AND time_us < ?"
-            params.append(int(to_time_us(until)))
+        # our connections; that corrupted stores (tests/test_store_integrity.py guards it).
+        sql, params = events_query(process, since, until, "?")
         try:
             cursor = self._reader().execute(sql, params)
-            chunks = []
-            while rows := cursor.fetchmany(50_000):
-                chunks.append(pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row"))
+            return frame_from_rows(iter(lambda: cursor.fetchmany(READ_CHUNK), []))
         except sqlite3.Error as exc:
             raise StoreError(f"reading {process!r} from {self.path} failed: {exc}") from exc
-        if not chunks:
-            return pl.DataFrame(schema=FRAME_SCHEMA)
-        frame = pl.concat(chunks, rechunk=True)
-        return frame.select(
-            pl.col(name).cast(dtype) if name != "timestamp"
-            else pl.col(name).cast(pl.Int64).cast(dtype)
-            for name, dtype in FRAME_SCHEMA.items())
 
     def counts(self) -> list[ProcessCount]:
-        rows = self._db.execute(
-            "SELECT process, COUNT(*), COUNT(DISTINCT case_id) FROM events GROUP BY process"
-            " ORDER BY process").fetchall()
-        return [ProcessCount(p, n, c) for p, n, c in rows]
+        try:
+            rows = self._db.execute(
+                "SELECT process, COUNT(*), COUNT(DISTINCT case_id) FROM events GROUP BY process"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"counting the events in {self.path} failed: {exc}") from exc
+        return sorted((ProcessCount(p, n, c) for p, n, c in rows), key=lambda c: c.process)
+
+    def durability(self) -> str:
+        """How commits reach the disk, as the connections report it (``synchronous=FULL``)."""
+        level = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        return f"synchronous={dict(enumerate(('OFF', 'NORMAL', 'FULL', 'EXTRA')))[level]}"
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's own connection (opened on first use, closed by ``close``)."""
@@ -234,6 +320,7 @@ class SQLiteStore:
             try:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                      check_same_thread=False)
+                db.execute(f"PRAGMA synchronous={self._synchronous}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
             with self._readers_lock:
@@ -266,11 +353,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"reading events after seq {seq} from {self.path} failed: "
                              f"{exc}") from exc
-        return [
-            (s, CaseEvent(eid, proc, case, act, t, lc, res, team, attrs),
-             None if topic is None else Coordinates(topic, part, off))
-            for s, eid, proc, case, act, t, lc, res, team, attrs, topic, part, off in rows
-        ]
+        return [stored_event(row) for row in rows]
 
     def subscriber_mark(self, name: str) -> int | None:
         try:
@@ -296,14 +379,90 @@ class SQLiteStore:
         self._db.close()
 
 
-def open_store(url: str) -> EventStore:
-    """Open the store a URL names: ``sqlite:///relative.db`` or ``sqlite:////absolute.db``."""
-    parsed = urlparse(url)
-    if parsed.scheme == "sqlite":
+@dataclass(frozen=True)
+class StoreCheck:
+    """What ``inspect_store`` found, for ``backlight doctor``. ``schema_version`` is None where
+    there is no store yet (it is created at first open) and 0 for a store from before
+    versioning; one older than ``expected_version`` is upgraded at the next open. ``error``
+    says what is wrong (unreachable, not writable, a newer schema), password masked."""
+
+    reachable: bool
+    schema_version: int | None
+    expected_version: int
+    writable: bool
+    error: str | None
+
+
+def inspect_store(url: str) -> StoreCheck:
+    """Check the store a URL names without changing it: reachable, its schema version (no
+    migration is applied), and writable (a write tried in a transaction rolled back). What
+    it finds is reported in the result; only a URL that names no store raises ``StoreError``."""
+    kind, target = _parse(url)
+    if kind == "postgresql":
+        from ingest.postgres import inspect_postgres
+
+        return inspect_postgres(target)
+    return _inspect_sqlite(Path(target))
+
+
+def _inspect_sqlite(path: Path) -> StoreCheck:
+    want = expected(SQLITE)
+    if not path.exists():
+        parent = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+        writable = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+        return StoreCheck(True, None, want, writable,
+                          None if writable else f"cannot create the SQLite store {path}: "
+                          f"{parent} is not a writable directory")
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=rw", uri=True, timeout=5,
+                             isolation_level=None)
+    except sqlite3.Error as exc:
+        return StoreCheck(False, None, want, False, f"cannot open the SQLite store {path}: {exc}")
+    try:
+        try:
+            found = sqlite_version(db)
+        except sqlite3.Error as exc:
+            return StoreCheck(False, None, want, False, f"{path} is not a readable SQLite "
+                              f"store: {exc}")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("CREATE TABLE backlight_write_probe (x INTEGER)")
+            finally:
+                db.execute("ROLLBACK")
+            writable, error = True, None
+        except sqlite3.Error as exc:
+            writable, error = False, f"the SQLite store {path} is not writable: {exc}"
+    finally:
+        db.close()
+    if error is None and found is not None and found > want:
+        error = (f"the store {path} has schema version {found}, newer than this Backlight "
+                 f"knows ({want}): upgrade Backlight")
+    return StoreCheck(True, found, want, writable, error)
+
+
+def _parse(url: str) -> tuple[str, str]:
+    """("sqlite", path) or ("postgresql", url), or a StoreError naming the problem."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
         if not path:
-            raise StoreError(f"store url {url!r} names no file: use sqlite:///path/to/file.db")
-        return SQLiteStore(path)
-    if parsed.scheme in ("postgresql", "postgres"):
-        raise StoreError("the PostgreSQL store is not built yet: use sqlite:///file.db for now")
-    raise StoreError(f"store url {url!r}: unknown scheme {parsed.scheme!r} (use sqlite:///...)")
+            raise StoreError(f"store url {mask_url(url)!r} names no file: "
+                             "use sqlite:///path/to/file.db")
+        return "sqlite", path
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql", url
+    raise StoreError(f"store url {mask_url(url)!r}: unknown scheme {scheme!r} "
+                     "(use sqlite:///file.db or postgresql://user:password@host/db)")
+
+
+def open_store(url: str) -> EventStore:
+    """Open the store a URL names: ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
+    ``postgresql://user:password@host:port/database`` (libpq's URL, query options included);
+    the schema is created or upgraded on the way."""
+    kind, target = _parse(url)
+    if kind == "postgresql":
+        from ingest.postgres import PostgresStore
+
+        return PostgresStore(target)
+    return SQLiteStore(target)

@@ -78,6 +78,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (tests/pg.py); the URL of its admin database.
+    Where none is installed: skipped, but under CI (env CI set) a failure."""
+    if os.environ.get("BACKLIGHT_TEST_POSTGRES"):
+        yield os.environ["BACKLIGHT_TEST_POSTGRES"]
+        return
+    import pg
+
+    if pg.bindir() is None:
+        why = "PostgreSQL is not installed (no initdb): bash .ci/install adds Debian's postgresql"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    with pg.server() as url:
+        yield url
+
+
 @pytest.fixture()
 def unique() -> str:
     """A short unique suffix for topic and group names, so tests never share state."""

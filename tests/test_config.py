@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import backlight
 
-from backlight.config import ConfigError, load
+from backlight.config import ConfigError, default_toml, load
 
 
 def test_embedded_defaults_cover_three_processes(tmp_path: Path,
@@ -140,3 +140,113 @@ def test_web_token_from_environment_is_never_echoed(tmp_path: Path) -> None:
     token = settings.web.tokens[0]
     assert token.token is not None and token.token.get_secret_value() == "s3cret-token-value-0001"
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
+def _defaults_file(tmp_path: Path) -> Path:
+    path = tmp_path / "b.toml"
+    path.write_text(default_toml())
+    return path
+
+
+def test_env_sets_list_values_as_json(tmp_path: Path) -> None:
+    """A list key takes a JSON list from the environment, replacing the file's list."""
+    env = {"BACKLIGHT_PROCESSES__0__END_ACTIVITIES": '["Approved", "Rejected"]',
+           "BACKLIGHT_WEB__TRUSTED_PROXIES": '["10.0.0.7", "10.0.0.8"]',
+           "BACKLIGHT_PROCESSES__1__OWNER": '["ann", "bob"]'}
+    settings = load(_defaults_file(tmp_path), environ=env)
+    assert settings.processes[0].end_activities == ("Approved", "Rejected")
+    assert settings.web.trusted_proxies == ("10.0.0.7", "10.0.0.8")
+    assert settings.processes[1].owners == ("ann", "bob")
+
+
+def test_env_next_index_adds_a_list_item(tmp_path: Path) -> None:
+    """With three sources in the file, BACKLIGHT_SOURCES__3__* adds a fourth; the others stay."""
+    env = {"BACKLIGHT_SOURCES__3__TOPIC": "refunds.events",
+           "BACKLIGHT_SOURCES__3__PROCESS": "refunds",
+           "BACKLIGHT_WEB__TRUSTED_PROXIES__2": "10.0.0.9"}
+    settings = load(_defaults_file(tmp_path), environ=env)
+    assert [s.topic for s in settings.sources] == [
+        "onboarding.events", "payments.events", "claims.events", "refunds.events"]
+    assert settings.topic_for("refunds") == "refunds.events"
+    assert settings.web.trusted_proxies == ("127.0.0.1", "::1", "10.0.0.9")
+
+
+def test_env_items_apply_in_index_order_after_a_whole_list(tmp_path: Path) -> None:
+    """A whole list set as JSON comes first, then items by index, 10 after 9 (not after 1)."""
+    path = tmp_path / "b.toml"
+    path.write_text("")
+    env = {f"BACKLIGHT_SOURCES__{i}__TOPIC": f"t{i}" for i in range(1, 12)}
+    env |= {"BACKLIGHT_SOURCES": '[{"topic": "t0", "process": "p0"}]',
+            "BACKLIGHT_SOURCES__0__PROCESS": "first"}
+    settings = load(path, environ=env)
+    assert [s.topic for s in settings.sources] == [f"t{i}" for i in range(12)]
+    assert settings.sources[0].process == "first"
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"BACKLIGHT_SOURCES__5__TOPIC": "x"},
+     "BACKLIGHT_SOURCES__5__TOPIC: sources has 3 item(s); the next one is index 3, not 5"),
+    ({"BACKLIGHT_SOURCES__TOPIC": "x"}, "BACKLIGHT_SOURCES__TOPIC: sources is a list"),
+    ({"BACKLIGHT_WEB__TRUSTED_PROXIES": '["10.0.0.1"'},
+     "BACKLIGHT_WEB__TRUSTED_PROXIES: not valid JSON"),
+    ({"BACKLIGHT_KAFKA__BATCH_SIZE__MAX": "1"},
+     "BACKLIGHT_KAFKA__BATCH_SIZE__MAX: kafka.batch_size is a single value"),
+    ({"BACKLIGHT_KAFKA__BATCH_SIZE": "many"},
+     "kafka.batch_size: Input should be a valid integer"),
+    ({"BACKLIGHT_KAFKA__BATCH_SIZE": "many"}, "(set by environment BACKLIGHT_KAFKA__BATCH_SIZE)"),
+    ({"BACKLIGHT_WEB__TRUSTED_PROXIES": "10.0.0.1"},
+     "web.trusted_proxies: Input should be a valid tuple"),
+])
+def test_env_that_cannot_apply_names_the_variable(tmp_path: Path, env: dict[str, str],
+                                                  needle: str) -> None:
+    """A variable naming a real key that cannot be applied is a ConfigError naming it."""
+    with pytest.raises(ConfigError) as err:
+        load(_defaults_file(tmp_path), environ=env)
+    assert needle in str(err.value)
+
+
+def test_env_unknown_variables_are_ignored_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """BACKLIGHT_* names that are not config keys are ignored; each is logged by name, never by
+    value; BACKLIGHT_CACHE, BACKLIGHT_LOG_FORMAT and names used as ${...} are not warned of."""
+    path = _defaults_file(tmp_path)
+    path.write_text(path.read_text() + '\n[[web.tokens]]\nname = "alice"\n'
+                    'token = "${BACKLIGHT_TOKEN_ALICE}"\n')
+    base = {"BACKLIGHT_TOKEN_ALICE": "alice-token-0123456789"}
+    stray = {"BACKLIGHT_VERSION": "val-1.2", "BACKLIGHT_HOME": "val-home",
+             "BACKLIGHT_KAKFA__BOOTSTRAP_SERVERS": "val-typo-section",
+             "BACKLIGHT_KAFKA__BOOTSTRAP_SERVER": "val-typo-key",
+             "BACKLIGHT_CACHE": "/tmp/cache", "BACKLIGHT_LOG_FORMAT": "json"}
+    with caplog.at_level("WARNING", logger="backlight.config"):
+        settings = load(path, environ=base | stray)
+    assert settings == load(path, environ=base)
+    warned = sorted(r.fields["variable"] for r in caplog.records)  # type: ignore[attr-defined]
+    assert warned == ["BACKLIGHT_HOME", "BACKLIGHT_KAFKA__BOOTSTRAP_SERVER",
+                      "BACKLIGHT_KAKFA__BOOTSTRAP_SERVERS", "BACKLIGHT_VERSION"]
+    hints = " ".join(r.fields["why"] for r in caplog.records)  # type: ignore[attr-defined]
+    assert "did you mean bootstrap_servers?" in hints and "did you mean kafka?" in hints
+    assert "val-" not in caplog.text and "alice-token" not in caplog.text
+
+
+def test_env_values_expand_and_secrets_stay_secret(tmp_path: Path) -> None:
+    """${VAR} in a BACKLIGHT_* value is expanded; secret keys set so stay masked in the repr."""
+    env = {"BACKLIGHT_STORE__URL": "postgresql://backlight:${PG_PW}@db:5432/backlight",
+           "PG_PW": "pg-s3cret", "BACKLIGHT_WEB__SECRET": "${WEB_SECRET}",
+           "WEB_SECRET": "cookie-s3cret", "BACKLIGHT_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+           "BACKLIGHT_KAFKA__SASL_MECHANISM": "PLAIN", "BACKLIGHT_KAFKA__SASL_USERNAME": "u",
+           "BACKLIGHT_KAFKA__SASL_PASSWORD": "kafka-s3cret"}
+    settings = load(_defaults_file(tmp_path), environ=env)
+    assert settings.store.url == "postgresql://backlight:pg-s3cret@db:5432/backlight"
+    assert settings.web.secret is not None
+    assert settings.web.secret.get_secret_value() == "cookie-s3cret"
+    assert settings.kafka.client_options()["sasl_plain_password"] == "kafka-s3cret"
+    assert "cookie-s3cret" not in repr(settings) and "kafka-s3cret" not in repr(settings)
+
+
+def test_cli_warns_of_stray_variable_and_runs(tmp_path: Path) -> None:
+    """`backlight broker status` with BACKLIGHT_VERSION set runs on, warning by name only."""
+    proc = backlight("broker", "status", check=False, timeout=60, env={
+        "BACKLIGHT_VERSION": "v-9.9-value", "BACKLIGHT_BROKER__DIRECTORY": str(tmp_path / "b")})
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.strip() == "not running"
+    assert "BACKLIGHT_VERSION" in proc.stderr and "v-9.9-value" not in proc.stderr

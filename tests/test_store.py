@@ -1,17 +1,50 @@
-"""The SQLite event store: each event once, UTC times, per-process frames, hostile names."""
+"""Opening stores: URLs, schema versions and upgrades in place, inspection, masked passwords.
+
+What every backend must do with events is in tests/test_store_contract.py (run on both).
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
+from pg import fresh_database
 
 from ingest.errors import StoreError
-from ingest.store import FRAME_SCHEMA, Coordinates, open_store
+from ingest.migrations import SQLITE, Migration, migrate_sqlite
+from ingest.store import inspect_store, mask_url, open_store
 from schemas.event import CaseEvent, to_time_us
 
 T0 = to_time_us(datetime(2026, 3, 4, 8, 15, tzinfo=UTC))
+
+# The SQLite schema as it was before versioning (what stores created until now hold).
+UNVERSIONED_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY,
+    event_id   TEXT NOT NULL UNIQUE,
+    process    TEXT NOT NULL,
+    case_id    TEXT NOT NULL,
+    activity   TEXT NOT NULL,
+    time_us    INTEGER NOT NULL,
+    lifecycle  TEXT NOT NULL,
+    resource   TEXT,
+    team       TEXT,
+    attributes TEXT,
+    topic      TEXT,
+    partition  INTEGER,
+    "offset"   INTEGER,
+    stored_us  INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))
+);
+CREATE INDEX IF NOT EXISTS events_process_time ON events (process, time_us);
+CREATE INDEX IF NOT EXISTS events_process_case ON events (process, case_id, time_us);
+CREATE TABLE IF NOT EXISTS subscriber_marks (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+);
+"""
 
 
 def ev(i: int, process: str = "claims", case: str = "c1") -> CaseEvent:
@@ -19,96 +52,148 @@ def ev(i: int, process: str = "claims", case: str = "c1") -> CaseEvent:
                      "u-1", "back-office/claims", '{"amount":1}')
 
 
-def test_write_is_idempotent_on_event_id(tmp_path: Path) -> None:
-    """Writing a batch twice stores it once; write says which events were new (a repeat
-    within one batch is not)."""
-    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    batch = [ev(i) for i in range(5)]
-    assert store.write(batch, [Coordinates("t", 0, i) for i in range(5)]) == [True] * 5
-    assert store.write([*batch[2:], ev(9), ev(9)]) == [False, False, False, True, False]
-    assert [(c.process, c.events, c.cases) for c in store.counts()] == [("claims", 6, 1)]
+def unversioned_store(path: Path) -> None:
+    """A store file as the code before versioning left it: its tables, three events, a mark."""
+    with sqlite3.connect(path) as db:
+        db.executescript(UNVERSIONED_DDL)
+        db.executemany(
+            "INSERT INTO events (event_id, process, case_id, activity, time_us, lifecycle,"
+            ' resource, team, attributes, topic, partition, "offset")'
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(e.event_id, e.process, e.case_id, e.activity, e.time_us, e.lifecycle, e.resource,
+              e.team, e.attributes, "t", 0, i) for i, e in enumerate([ev(1), ev(2), ev(3)])])
+        db.execute("INSERT INTO subscriber_marks VALUES ('alerts', 2)")
+    db.close()
 
 
-def test_frame_has_schema_utc_times_and_arrival_order(tmp_path: Path) -> None:
-    """events() gives FRAME_SCHEMA columns, the exact UTC time, and seq in arrival order."""
-    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    store.write([ev(3), ev(1), ev(2)])
-    frame = store.events("claims").sort("seq")
-    assert dict(frame.schema) == FRAME_SCHEMA
-    assert frame["event_id"].to_list() == ["e3", "e1", "e2"]
-    assert frame["seq"].n_unique() == 3
-    assert frame["timestamp"][1] == datetime(2026, 3, 4, 8, 16, tzinfo=UTC)
+def test_a_store_from_before_versioning_upgrades_in_place(tmp_path: Path) -> None:
+    """A store file with the unversioned schema and rows is seen as version 0 and, opened by
+    the new code, is upgraded to the current version with its events, seqs and marks intact."""
+    path = tmp_path / "old.db"
+    unversioned_store(path)
+    assert inspect_store(f"sqlite:///{path}").schema_version == 0
+    store = open_store(f"sqlite:///{path}")
+    assert store.events("claims")["event_id"].to_list() == ["e1", "e2", "e3"]
+    assert store.last_seq() == 3 and store.subscriber_mark("alerts") == 2
+    assert store.write([ev(3), ev(4)]) == [False, True]
+    store.close()
+    check = inspect_store(f"sqlite:///{path}")
+    assert check.schema_version == check.expected_version == SQLITE[-1].version
+    assert check.error is None
 
 
-def test_time_window_is_half_open(tmp_path: Path) -> None:
-    """since is inclusive, until exclusive."""
-    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    store.write([ev(i) for i in range(10)])
-    frame = store.events("claims", since=datetime(2026, 3, 4, 8, 17, tzinfo=UTC),
-                         until=datetime(2026, 3, 4, 8, 20, tzinfo=UTC))
-    assert sorted(frame["event_id"].to_list()) == ["e2", "e3", "e4"]
+def test_inspect_does_not_migrate_or_create(tmp_path: Path) -> None:
+    """inspect_store reads a version-0 store without upgrading it, and reports a missing file
+    as no store yet (writable where its directory is) without creating it."""
+    path = tmp_path / "old.db"
+    unversioned_store(path)
+    before = path.read_bytes()
+    check = inspect_store(f"sqlite:///{path}")
+    assert (check.reachable, check.schema_version, check.writable) == (True, 0, True)
+    assert path.read_bytes() == before
+    missing = tmp_path / "new" / "s.db"
+    check = inspect_store(f"sqlite:///{missing}")
+    assert (check.reachable, check.schema_version, check.writable, check.error) == (
+        True, None, True, None)
+    assert not missing.exists() and not missing.parent.exists()
 
 
-@pytest.mark.parametrize("name", ["x' OR '1'='1", "o'brien", "a\"b; DROP TABLE events; --", "ü/☃"])
-def test_hostile_process_names_read_exactly_their_events(tmp_path: Path, name: str) -> None:
-    """A process name with quotes or SQL in it reads its own events and nothing else."""
-    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    store.write([ev(1, process=name), ev(2, process="other")])
-    assert store.events(name)["event_id"].to_list() == ["e1"]
-    assert store.events("other").height == 1
+def test_migrations_apply_in_order_and_a_failing_one_changes_nothing(tmp_path: Path) -> None:
+    """Steps run in order inside one transaction: a store at version 1 given two more steps,
+    the second of which fails, stays at version 1 without the first step's table; given good
+    steps it reaches version 3."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    open_store(url).close()
+    db = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    add = Migration(2, "a table", ("CREATE TABLE extra (x INTEGER)",))
+    broken = Migration(3, "a typo", ("CREATE TABLE extra2 (x INTEGER)", "CREAT INDEX oops"))
+    with pytest.raises(sqlite3.OperationalError):
+        migrate_sqlite(db, "test", (*SQLITE, add, broken))
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "extra" not in tables and inspect_store(url).schema_version == 1
+    fixed = Migration(3, "an index", ("CREATE INDEX extra_x ON extra (x)",))
+    assert migrate_sqlite(db, "test", (*SQLITE, add, fixed)) == 3
+    assert inspect_store(url).schema_version == 3
+    db.close()
+    with pytest.raises(StoreError, match="schema version 3, newer than this Backlight knows"):
+        open_store(url)
 
 
 def test_store_path_with_spaces_and_percent(tmp_path: Path) -> None:
-    """A store file whose path has spaces and % signs is read back."""
-    store = open_store(f"sqlite:///{tmp_path / 'my store %20' / 's.db'}")
+    """A store file whose path has spaces and % signs is read back, and inspected."""
+    url = f"sqlite:///{tmp_path / 'my store %20' / 's.db'}"
+    store = open_store(url)
     store.write([ev(1)])
     assert store.events("claims").height == 1
+    store.close()
+    assert inspect_store(url).schema_version == SQLITE[-1].version
+
+
+def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
+    """Opening a file that is not SQLite raises a StoreError naming the file; inspect_store
+    says it cannot be read."""
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database " * 100)
+    with pytest.raises(StoreError, match=r"notes\.txt"):
+        open_store(f"sqlite:///{path}")
+    check = inspect_store(f"sqlite:///{path}")
+    assert check.error is not None and "notes.txt" in check.error and not check.writable
 
 
 def test_bad_urls_name_the_problem() -> None:
-    """Unknown schemes and a sqlite URL without a file get a message saying what to use."""
-    with pytest.raises(StoreError, match="unknown scheme 'mysql'"):
-        open_store("mysql://x/y")
+    """Unknown schemes and a sqlite URL without a file get a message saying what to use, with
+    no password in it."""
+    with pytest.raises(StoreError, match="unknown scheme 'mysql'") as unknown:
+        open_store("mysql://app:s3cret@x/y")
+    assert "s3cret" not in str(unknown.value)
     with pytest.raises(StoreError, match="names no file"):
         open_store("sqlite://")
 
 
-def test_since_reads_stored_events_after_a_seq_in_bounded_batches(tmp_path: Path) -> None:
-    """last_seq is 0 on an empty store, then the highest seq; since(seq, limit) gives the next
-    events in arrival order with their seq and Kafka coordinates, at most limit at a time."""
-    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    assert store.last_seq() == 0 and store.since(0, 10) == []
-    store.write([ev(3), ev(1)], [Coordinates("t", 2, 40), None])
-    store.write([ev(1), ev(2, process="other")])
-    assert store.last_seq() == 3
-    rows = store.since(0, 2)
-    assert [(s, e.event_id) for s, e, _ in rows] == [(1, "e3"), (2, "e1")]
-    assert rows[0][1] == ev(3) and rows[0][2] == Coordinates("t", 2, 40) and rows[1][2] is None
-    assert [(s, e.event_id, e.process) for s, e, _ in store.since(2, 2)] == [(3, "e2", "other")]
-    assert store.since(3, 100) == []
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://app:s3cret@db.example:5432/backlight",
+     "postgresql://app:***@db.example:5432/backlight"),
+    ("postgres://app:p%40ss:w0rd@db/x?sslmode=require", "postgres://app:***@db/x?sslmode=require"),
+    ("postgresql://db/x?user=app&password=s3cret", "postgresql://db/x?user=app&password=***"),
+    ("postgresql://app@db/x", "postgresql://app@db/x"),
+    ("sqlite:///var/lib/backlight.db", "sqlite:///var/lib/backlight.db"),
+])
+def test_mask_url_hides_only_the_password(url: str, shown: str) -> None:
+    """mask_url replaces the password (in the user part or a password= parameter) by ***
+    and keeps everything else as it was."""
+    assert mask_url(url) == shown
 
 
-def test_subscriber_marks_persist_across_reopening(tmp_path: Path) -> None:
-    """A subscriber's saved mark is read back (also after reopening the file) and overwritten
-    by the next save; an unknown subscriber has none."""
-    url = f"sqlite:///{tmp_path / 's.db'}"
+def test_postgres_errors_show_the_url_masked(postgres_url: str) -> None:
+    """A PostgreSQL URL with a password that cannot be reached (a wrong port) fails with a
+    StoreError, and inspect_store reports it unreachable; neither shows the password."""
+    host_port = postgres_url.split("@", 1)[1].split("/", 1)[0]
+    wrong = postgres_url.replace(f"postgres@{host_port}", "postgres:Pa55-w0rd@127.0.0.1:1")
+    with pytest.raises(StoreError, match="cannot connect") as failed:
+        open_store(wrong)
+    check = inspect_store(wrong)
+    assert (check.reachable, check.writable) == (False, False)
+    for text in (str(failed.value), str(check.error)):
+        assert "Pa55-w0rd" not in text and "postgresql://postgres:***@127.0.0.1:1/" in text
+
+
+def test_connections_the_server_drops_are_replaced(postgres_url: str) -> None:
+    """When the server drops the store's connections (as in a restart or a failover), reads
+    and writes go on over new ones: nothing lost, nothing stored twice."""
+    url = fresh_database(postgres_url)
     store = open_store(url)
-    assert store.subscriber_mark("alerts") is None
-    store.save_subscriber_mark("alerts", 7)
-    store.save_subscriber_mark("alerts", 9)
-    store.close()
-    store = open_store(url)
-    assert store.subscriber_mark("alerts") == 9 and store.subscriber_mark("web") is None
-    store.close()
+    assert store.write([ev(1), ev(2)]) == [True, True] and store.last_seq() == 2
 
+    def drop_connections() -> int:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            rows = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()", (url.rsplit("/", 1)[1],))
+            return len(rows.fetchall())
 
-def test_changed_since_names_the_processes_written_after_a_seq(tmp_path: Path) -> None:
-    """A cache reader learns which processes got events after the seq it last saw, and no others."""
-    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    store.write([ev(1, process="p"), ev(2, process="q")])
-    seen = store.last_seq()
-    assert store.changed_since(seen) == {}
-    store.write([ev(3, process="p"), ev(1, process="p")])
-    assert store.changed_since(seen) == {"p": store.last_seq()}
-    assert store.changed_since(0) == {"p": store.last_seq(), "q": 2}
+    assert drop_connections() > 0
+    assert store.write([ev(2), ev(3)]) == [False, True]
+    assert drop_connections() > 0
+    assert [c.events for c in store.counts()] == [3]
+    assert store.events("claims")["event_id"].to_list() == ["e1", "e2", "e3"]
     store.close()

@@ -1,0 +1,294 @@
+"""The PostgreSQL event store (psycopg 3): several consumers on several hosts share one database.
+
+Same interface and contract as the SQLite store (ingest/store.py): one transaction per batch;
+"new or already stored" decided by ``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING
+event_id`` (one multi-row insert per chunk: the rows go as one array per column and
+``unnest`` turns them into rows, so a chunk is one statement whatever its size); every
+session commits with ``synchronous_commit = on``, so a batch is on disk (and on a synchronous
+standby, where one is configured) before ``write`` returns and the consumer commits offsets.
+
+Arrival seqs come from an identity column. A write holds a transaction-level advisory lock
+from its first insert to its commit, so seqs are allocated and committed in one order: a
+reader following ``since(seq)`` never sees seq 11 before a seq 10 that is still in flight
+and would fill in later (what SQLite's single writer gives, and what the subscribers rely on,
+ingest/subscribers.py). Consumers on several hosts still fetch, decode and validate in
+parallel; only their inserts take turns. Without the lock, concurrent overlapping inserts
+could also deadlock on the unique index.
+
+Reads: ``events`` goes through a server-side cursor, ``READ_CHUNK`` rows at a time, each chunk
+a small polars frame; ``since`` pages by seq. Each thread has its own read connection, the
+writer its own. A connection the server dropped while idle (a restart, a failover) is
+replaced and the call goes on; one dropped during a write fails that write with a
+``StoreError`` (the consumer retries the batch) and the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import polars as pl
+import psycopg
+
+from ingest.errors import StoreError
+from ingest.migrations import POSTGRES, expected, migrate_postgres, postgres_version
+from ingest.store import (
+    EVENT_COLUMNS,
+    READ_CHUNK,
+    Coordinates,
+    ProcessCount,
+    StoreCheck,
+    StoredEvent,
+    event_row,
+    events_query,
+    first_inserted,
+    frame_from_rows,
+    mask_url,
+    scrub,
+    stored_event,
+)
+from schemas.event import CaseEvent
+
+_T = TypeVar("_T")
+CONNECT_TIMEOUT_S = 10
+_WRITE_LOCK = 0x6576656E7473  # "events": the advisory lock a write holds until its commit
+_ROWS_PER_INSERT = 10_000
+_TYPES = ("text", "text", "text", "text", "bigint", "text", "text", "text", "text", "text",
+          "integer", "bigint")
+_COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+_INSERT = (
+    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest("  # noqa: S608 (constants)
+    + ", ".join(f"%s::{t}[]" for t in _TYPES)
+    + f") WITH ORDINALITY AS batch({_COLUMNS}, n) ORDER BY n"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+_SINCE = (
+    "SELECT seq, event_id, process, case_id, activity, time_us, lifecycle, resource, team,"
+    ' attributes, topic, partition, "offset" FROM events WHERE seq > %s ORDER BY seq LIMIT %s'
+)
+_SAVE_MARK = (
+    "INSERT INTO subscriber_marks (name, seq) VALUES (%s, %s)"
+    " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
+)
+
+
+def _describe(exc: psycopg.Error, url: str) -> str:
+    """The driver's error in one line without the password, and without the DETAIL that
+    would quote a failing row's values (event data stays out of logs)."""
+    primary = exc.diag.message_primary if isinstance(exc, psycopg.DatabaseError) else None
+    return scrub(primary or str(exc), url)
+
+
+def _connect(url: str, durable: bool = True) -> psycopg.Connection[Any]:
+    """A connection in autocommit mode (transactions are explicit) that commits durably
+    (``synchronous_commit`` on, whatever the server's or the database's default)."""
+    conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                           application_name="backlight")
+    try:
+        conn.execute("SET synchronous_commit TO on" if durable else
+                     "SET synchronous_commit TO off")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class PostgresStore:
+    """The shared store: one PostgreSQL database, any number of writers and readers.
+    ``durable=False`` (commits that do not wait for the WAL flush) is for the benchmark's
+    comparison only."""
+
+    def __init__(self, url: str, *, durable: bool = True) -> None:
+        self.url = mask_url(url)
+        """The store's URL as it may be shown (password masked)."""
+        self._url = url
+        self._durable = durable
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[psycopg.Connection[Any]] = []
+        self._readers_lock = threading.Lock()
+        try:
+            writer = _connect(url, durable)
+        except psycopg.Error as exc:
+            raise self._error("cannot connect to the PostgreSQL store", exc) from exc
+        try:
+            migrate_postgres(writer, self.url)
+        except psycopg.Error as exc:
+            writer.close()
+            raise self._error("cannot upgrade the PostgreSQL store", exc) from exc
+        except StoreError:
+            writer.close()
+            raise
+        self._writer: psycopg.Connection[Any] | None = writer
+
+    def _error(self, doing: str, exc: psycopg.Error) -> StoreError:
+        return StoreError(f"{doing} at {self.url}: {_describe(exc, self._url)}")
+
+    def _writer_conn(self) -> psycopg.Connection[Any]:
+        if self._writer is None or self._writer.closed or self._writer.broken:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = None
+            self._writer = _connect(self._url, self._durable)
+        return self._writer
+
+    def _reader(self) -> psycopg.Connection[Any]:
+        """This thread's own connection (opened on first use or after it broke)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            conn = _connect(self._url, self._durable)
+            with self._readers_lock:
+                self._readers.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def write(
+        self, events: Sequence[CaseEvent], origins: Sequence[Coordinates | None] | None = None
+    ) -> list[bool]:
+        if not events:
+            return []
+        if origins is None:
+            origins = [None] * len(events)
+        rows = [event_row(e, o) for e, o in zip(events, origins, strict=True)]
+        with self._write_lock:
+            for attempt in (1, 2):
+                inserted: set[str] = set()
+                sent = False
+                try:
+                    conn = self._writer_conn()
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                        sent = True
+                        for start in range(0, len(rows), _ROWS_PER_INSERT):
+                            chunk = rows[start:start + _ROWS_PER_INSERT]
+                            columns = [list(c) for c in zip(*chunk, strict=True)]
+                            cursor = conn.execute(_INSERT, columns)
+                            inserted.update(r[0] for r in cursor.fetchall())
+                    break
+                except psycopg.Error as exc:
+                    if attempt == 1 and not sent and self._dropped(exc, self._writer):
+                        continue  # dropped while idle (a restart, a failover): nothing was sent
+                    raise self._error(f"writing {len(rows)} events", exc) from exc
+        return first_inserted([e.event_id for e in events], inserted)
+
+    @staticmethod
+    def _dropped(exc: psycopg.Error, conn: psycopg.Connection[Any] | None) -> bool:
+        """Whether ``exc`` is the server having dropped ``conn`` (worth one more try)."""
+        return isinstance(exc, psycopg.OperationalError) and conn is not None and conn.broken
+
+    def _read(self, doing: str, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """``work`` on this thread's connection; once more on a new connection when the
+        server had dropped the old one (reads have no effect to repeat)."""
+        for attempt in (1, 2):
+            conn = None
+            try:
+                conn = self._reader()
+                return work(conn)
+            except psycopg.Error as exc:
+                if attempt == 1 and self._dropped(exc, conn):
+                    continue
+                raise self._error(doing, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def events(self, process: str, since: datetime | None = None,
+               until: datetime | None = None) -> pl.DataFrame:
+        sql, params = events_query(process, since, until, "%s")
+
+        def read(conn: psycopg.Connection[Any]) -> pl.DataFrame:
+            with conn.transaction(), conn.cursor(name="backlight_events") as cursor:
+                cursor.itersize = READ_CHUNK
+                cursor.execute(sql, params)
+                return frame_from_rows(iter(lambda: cursor.fetchmany(READ_CHUNK), []))
+
+        return self._read(f"reading {process!r}", read)
+
+    def _query(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._read(doing, lambda conn: conn.execute(sql, params).fetchall())
+
+    def counts(self) -> list[ProcessCount]:
+        rows = self._query("counting the events", "SELECT process, COUNT(*),"
+                           " COUNT(DISTINCT case_id) FROM events GROUP BY process")
+        return sorted((ProcessCount(p, int(n), int(c)) for p, n, c in rows),
+                      key=lambda c: c.process)
+
+    def durability(self) -> str:
+        """How commits reach the disk, as the store's session reports it."""
+        rows = self._query("reading synchronous_commit", "SHOW synchronous_commit")
+        return f"synchronous_commit={rows[0][0]}"
+
+    def last_seq(self) -> int:
+        rows = self._query("reading the last seq", "SELECT COALESCE(MAX(seq), 0) FROM events")
+        return int(rows[0][0])
+
+    def changed_since(self, seq: int) -> dict[str, int]:
+        rows = self._query(f"reading the processes changed after seq {seq}",
+                           "SELECT process, MAX(seq) FROM events WHERE seq > %s GROUP BY process",
+                           (seq,))
+        return {str(p): int(m) for p, m in rows}
+
+    def since(self, seq: int, limit: int) -> list[StoredEvent]:
+        rows = self._query(f"reading events after seq {seq}", _SINCE, (seq, limit))
+        return [stored_event(row) for row in rows]
+
+    def subscriber_mark(self, name: str) -> int | None:
+        rows = self._query(f"reading subscriber {name!r}'s mark",
+                           "SELECT seq FROM subscriber_marks WHERE name = %s", (name,))
+        return int(rows[0][0]) if rows else None
+
+    def save_subscriber_mark(self, name: str, seq: int) -> None:
+        # an upsert of the same value: repeating it after a dropped connection is harmless
+        self._read(f"saving subscriber {name!r}'s mark",
+                   lambda conn: conn.execute(_SAVE_MARK, (name, seq)))
+
+    def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+
+def inspect_postgres(url: str) -> StoreCheck:
+    """``inspect_store`` for PostgreSQL: connect, read the schema version, and try a write in a
+    transaction that is rolled back (an empty insert into each table, or creating a table
+    where there is no store yet): nothing changes, not even the seq counter."""
+    want, shown = expected(POSTGRES), mask_url(url)
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=5,
+                               application_name="backlight doctor")
+    except psycopg.Error as exc:
+        return StoreCheck(False, None, want, False, f"cannot connect to the PostgreSQL store at "
+                          f"{shown}: {_describe(exc, url)}")
+    try:
+        found = postgres_version(conn)
+        error = None
+        try:
+            with conn.transaction(force_rollback=True):
+                if found is None:
+                    conn.execute("CREATE TABLE backlight_write_probe (x integer)")
+                else:
+                    conn.execute("INSERT INTO events (event_id, process, case_id, activity,"
+                                 " time_us, lifecycle) SELECT '', '', '', '', 0, '' WHERE false")
+                    conn.execute("INSERT INTO subscriber_marks (name, seq)"
+                                 " SELECT '', 0 WHERE false")
+            writable = True
+        except psycopg.Error as exc:
+            writable = False
+            error = f"the PostgreSQL store at {shown} is not writable: {_describe(exc, url)}"
+    except psycopg.Error as exc:
+        return StoreCheck(True, None, want, False, f"cannot read the PostgreSQL store at "
+                          f"{shown}: {_describe(exc, url)}")
+    finally:
+        conn.close()
+    if error is None and found is not None and found > want:
+        error = (f"the store at {shown} has schema version {found}, newer than this Backlight "
+                 f"knows ({want}): upgrade Backlight")
+    return StoreCheck(True, found, want, writable, error)
+
