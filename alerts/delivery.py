@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from alerts.channels import ChannelSettings
 from alerts.channels.cloudevent import CONTENT_TYPE
 from alerts.channels.googlechat import REPLY_OPTION
 from alerts.errors import AlertError, DeliveryError
-from alerts.outbox import Outbox, OutboxItem
+from alerts.outbox import OutboxItem, OutboxQueue
 from ingest.errors import KafkaUnavailable
 from ingest.transport import KafkaSink
 
@@ -198,7 +199,7 @@ def _fields(item: OutboxItem, **more: Any) -> dict[str, Any]:
                        "attempt": item.attempts + 1, **more}}
 
 
-def _attempt(outbox: Outbox, item: OutboxItem, channel: ChannelSettings | None,
+def _attempt(outbox: OutboxQueue, item: OutboxItem, channel: ChannelSettings | None,
              transports: Mapping[str, Transport], now: datetime, give_up_after: timedelta | None,
              report: DeliveryReport) -> None:
     def fail(error: str, wait_s: float, permanent: bool) -> None:
@@ -244,18 +245,37 @@ def _attempt(outbox: Outbox, item: OutboxItem, channel: ChannelSettings | None,
              permanent=item.attempts + 1 >= MAX_CLIENT_ERRORS)
 
 
-def deliver(outbox: Outbox, channels: Mapping[str, ChannelSettings],
+def deliver(outbox: OutboxQueue, channels: Mapping[str, ChannelSettings],
             transports: Mapping[str, Transport], now: Callable[[], datetime],
             max_items: int = 1000, give_up_after: timedelta | None = timedelta(days=2),
             pace_s: Mapping[str, float] = PACE_S) -> DeliveryReport:
     """Send what is due, channel by channel in enqueue order, until nothing is due or
     ``max_items`` attempts were made. ``transports`` maps ``"http"`` and ``"kafka"``;
-    ``pace_s`` spaces posts to one channel by its type (wall time)."""
+    ``pace_s`` spaces posts to one channel by its type (wall time).
+
+    Several workers may deliver from one outbox at once: each round claims the channel heads
+    it sends (``OutboxQueue.claim``), so no two workers send one notification, and gives up
+    what it did not send when it ends. A round posts at most once per channel, so a claim is
+    leased for longer than a round can take (every channel's timeout, plus a minute)."""
     report = DeliveryReport()
+    worker = uuid.uuid4().hex
+    lease = timedelta(seconds=60 + sum(c.timeout_s for c in channels.values()))
+    try:
+        _rounds(outbox, channels, transports, now, max_items, give_up_after, pace_s, report,
+                worker, lease)
+    finally:
+        outbox.release(worker)
+    return report
+
+
+def _rounds(outbox: OutboxQueue, channels: Mapping[str, ChannelSettings],
+            transports: Mapping[str, Transport], now: Callable[[], datetime], max_items: int,
+            give_up_after: timedelta | None, pace_s: Mapping[str, float],
+            report: DeliveryReport, worker: str, lease: timedelta) -> None:
     attempts = 0
     last_post: dict[str, float] = {}
     while attempts < max_items:
-        items = outbox.due(now(), limit=max_items - attempts)
+        items = outbox.claim(now(), worker, lease, limit=max_items - attempts)
         if not items:
             break
         waits = {}
@@ -273,10 +293,9 @@ def deliver(outbox: Outbox, channels: Mapping[str, ChannelSettings],
                      report)
             last_post[item.channel] = time.monotonic()
             attempts += 1
-    return report
 
 
-def run_worker(outbox: Outbox, channels: Mapping[str, ChannelSettings],
+def run_worker(outbox: OutboxQueue, channels: Mapping[str, ChannelSettings],
                transports: Mapping[str, Transport], stop: threading.Event,
                now: Callable[[], datetime], idle_sleep: float = 5.0,
                on_report: Callable[[DeliveryReport], None] | None = None) -> None:

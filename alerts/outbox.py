@@ -5,6 +5,13 @@ with the payload built at enqueue time, a status (pending, sent, dead), the atte
 to try next and the last error (never a URL: delivery writes only status codes and error
 kinds). Rows are sent per channel strictly in enqueue order: ``due`` offers only each channel's
 oldest pending row, so a later message never overtakes an earlier one for the same alert.
+
+Several delivery workers may share one outbox: a worker ``claim``s the heads it will send (a
+lease on the wall clock, in the same write transaction that picks them), other workers skip
+a claimed head and so its whole channel, and ``mark_sent`` / ``mark_failed`` end the claim. A
+worker that dies mid-send leaves its claim to expire; only then may another send it again
+(the receiver sees the same ``Idempotency-Key``). The same queue on PostgreSQL is
+alerts/pg_outbox.py; ``open_outbox(url)`` opens the one beside the store a URL names.
 """
 
 from __future__ import annotations
@@ -12,12 +19,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alerts.channels.text import encode
 from alerts.errors import AlertStateError
@@ -26,36 +34,49 @@ from schemas.alerts import Notification
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    id              TEXT NOT NULL UNIQUE,
-    channel         TEXT NOT NULL,
-    process         TEXT NOT NULL,
-    keys            TEXT NOT NULL,
-    payload         BLOB NOT NULL,
-    status          TEXT NOT NULL DEFAULT 'pending',
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    created_us      INTEGER NOT NULL,
-    enqueued_us     INTEGER NOT NULL,
-    next_attempt_us INTEGER NOT NULL,
-    sent_us         INTEGER,
-    last_error      TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, channel, seq)
-"""
+COMPONENT = "outbox"
+"""The outbox's row in the store's ``schema_version`` table."""
+_STEPS: tuple[tuple[str, ...], ...] = (
+    ("""CREATE TABLE IF NOT EXISTS outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        channel         TEXT NOT NULL,
+        process         TEXT NOT NULL,
+        keys            TEXT NOT NULL,
+        payload         BLOB NOT NULL,
+        status          TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_us      INTEGER NOT NULL,
+        enqueued_us     INTEGER NOT NULL,
+        next_attempt_us INTEGER NOT NULL,
+        sent_us         INTEGER,
+        last_error      TEXT)""",
+     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, channel, seq)"),
+    ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+     "ALTER TABLE outbox ADD COLUMN claimed_until_us INTEGER"),
+)
+"""Version 1, 2, ...: version 1 is also what files from before versioning have."""
 _COLUMNS = ("seq, id, channel, process, keys, payload, status, attempts, created_us,"
             " enqueued_us, next_attempt_us, sent_us, last_error")
 
 
+_US_DELTA = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
     if moment.tzinfo is None:
         raise AlertStateError("outbox times must carry a time zone")
-    return int(moment.timestamp() * 1_000_000)
+    return (moment - _EPOCH) // _US_DELTA
+
+
+def _at(us: int) -> datetime:
+    return _EPOCH + us * _US_DELTA
 
 
 def _time(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+    return None if us is None else _at(us)
 
 
 @dataclass(frozen=True)
@@ -81,24 +102,100 @@ class OutboxItem:
     last_error: str | None
 
     @classmethod
-    def _from_row(cls, row: tuple[Any, ...]) -> OutboxItem:
+    def _from_row(cls, row: Sequence[Any]) -> OutboxItem:
         (seq, id_, channel, process, keys, payload, status, attempts, created, enqueued, nxt,
          sent, err) = row
         return cls(seq=seq, id=id_, channel=channel, process=process,
                    keys=tuple(json.loads(keys)), payload=bytes(payload), status=status,
-                   attempts=attempts, created_at=datetime.fromtimestamp(created / 1e6, UTC),
-                   enqueued_at=datetime.fromtimestamp(enqueued / 1e6, UTC),
-                   next_attempt_at=datetime.fromtimestamp(nxt / 1e6, UTC),
-                   sent_at=_time(sent), last_error=err)
+                   attempts=attempts, created_at=_at(created), enqueued_at=_at(enqueued),
+                   next_attempt_at=_at(nxt), sent_at=_time(sent), last_error=err)
+
+
+def wall_us() -> int:
+    """The wall clock in microseconds: claims expire on it, whatever clock delivery runs on."""
+    return time.time_ns() // 1000
+
+
+class OutboxQueue(Protocol):
+    """What delivery and the evaluator need of an outbox (SQLite here, PostgreSQL in
+    alerts/pg_outbox.py); the methods behave as ``Outbox``'s do."""
+
+    def enqueue(self, notifications: Iterable[Notification],
+                payload_for: Callable[[Notification], Mapping[str, Any]],
+                now: datetime | None = None) -> int: ...
+
+    def due(self, now: datetime, limit: int = 100) -> list[OutboxItem]: ...
+
+    def claim(self, now: datetime, worker: str, lease: timedelta,
+              limit: int = 100) -> list[OutboxItem]: ...
+
+    def release(self, worker: str) -> None: ...
+
+    def next_due_at(self) -> datetime | None: ...
+
+    def mark_sent(self, id: str, at: datetime) -> None: ...
+
+    def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool) -> None: ...
+
+    def depth(self) -> dict[str, int]: ...
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Notifications per (channel, status): pending, sent, dead."""
+        ...
+
+    def items(self, status: str | None = None,
+              channel: str | None = None) -> list[OutboxItem]: ...
+
+    def close(self) -> None: ...
+
+
+def open_outbox(store_url: str) -> OutboxQueue:
+    """The outbox beside the event store a URL names (``sqlite:///file.db`` or
+    ``postgresql://...``)."""
+    scheme = store_url.partition("://")[0]
+    if scheme in ("postgresql", "postgres"):
+        from alerts.pg_outbox import PostgresOutbox  # psycopg only where it is used
+
+        return PostgresOutbox(store_url)
+    if scheme == "sqlite":
+        return Outbox(store_url)
+    # The URL is not echoed: a database URL may carry a password.
+    raise AlertStateError(f"store url: unknown scheme {scheme!r} (use sqlite:///... or "
+                          "postgresql://...)")
 
 
 def _path(where: str | Path) -> Path:
     text = str(where)
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///"):]
-    if not text:
+    if not text or "://" in text:
         raise AlertStateError("the outbox needs a SQLite file: sqlite:///path/to/file.db")
     return Path(text)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Apply the steps the file lacks, in one write transaction (a file from before versioning
+    with an outbox table is version 1)."""
+    with transaction(db):
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                   " component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM schema_version WHERE component = ?",
+                         (COMPONENT,)).fetchone()
+        found = int(row[0]) if row else 0
+        if not row and db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                                  " AND name = 'outbox'").fetchone():
+            found = 1
+        if found > len(_STEPS):
+            raise AlertStateError(f"the outbox has schema version {found}, newer than this "
+                                  f"Backlight knows ({len(_STEPS)}): upgrade Backlight")
+        for statement in (st for step in _STEPS[found:] for st in step):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (component, version) VALUES (?, ?)"
+                   " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                   (COMPONENT, len(_STEPS)))
+
+
+_HEADS = "SELECT MIN(seq) FROM outbox WHERE status = 'pending' GROUP BY channel"
 
 
 class Outbox:
@@ -108,7 +205,8 @@ class Outbox:
         self.path = _path(path)
         self._lock = threading.Lock()
         try:
-            self._db = connect(self.path, _DDL)
+            self._db = connect(self.path)
+            _migrate(self._db)
         except (sqlite3.Error, OSError) as exc:
             raise AlertStateError(f"cannot open the outbox in {self.path}: {exc}") from exc
 
@@ -144,26 +242,54 @@ class Outbox:
 
     def due(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Each channel's oldest pending notification, if it is due by ``now`` (oldest first)."""
-        sql = (f"SELECT {_COLUMNS} FROM outbox WHERE seq IN"  # noqa: S608
-               " (SELECT MIN(seq) FROM outbox WHERE status = 'pending' GROUP BY channel)"
+        sql = (f"SELECT {_COLUMNS} FROM outbox WHERE seq IN ({_HEADS})"  # noqa: S608
                " AND next_attempt_us <= ? ORDER BY seq LIMIT ?")
         return [OutboxItem._from_row(r) for r in self._query(sql, (_us(now), limit))]
 
+    def claim(self, now: datetime, worker: str, lease: timedelta,
+              limit: int = 100) -> list[OutboxItem]:
+        """``due``, less the heads another worker holds, now held by ``worker`` for ``lease``
+        of wall time (its own claims are renewed). One write transaction: two workers never
+        hold one notification, nor two of one channel."""
+        wall = wall_us()
+        sql = (f"UPDATE outbox SET claimed_by = ?, claimed_until_us = ? WHERE seq IN"  # noqa: S608
+               f" (SELECT seq FROM outbox WHERE seq IN ({_HEADS}) AND next_attempt_us <= ?"
+               " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until_us <= ?)"
+               f" ORDER BY seq LIMIT ?) RETURNING {_COLUMNS}")
+        args = (worker, wall + lease // _US_DELTA, _us(now), worker, wall, limit)
+        try:
+            with self._lock, self._transaction():
+                rows = self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise AlertStateError(f"claiming from the outbox failed: {exc}") from exc
+        return sorted((OutboxItem._from_row(r) for r in rows), key=lambda i: i.seq)
+
+    def release(self, worker: str) -> None:
+        """Give up ``worker``'s claims on what it did not send (others may take them now)."""
+        try:
+            with self._lock, self._transaction():
+                self._db.execute("UPDATE outbox SET claimed_by = NULL, claimed_until_us = NULL"
+                                 " WHERE claimed_by = ?", (worker,))
+        except sqlite3.Error as exc:
+            raise AlertStateError(f"releasing outbox claims failed: {exc}") from exc
+
     def next_due_at(self) -> datetime | None:
-        """When the earliest channel head becomes due (None when nothing is pending)."""
-        rows = self._query("SELECT MIN(next_attempt_us) FROM outbox WHERE seq IN (SELECT MIN(seq)"
-                           " FROM outbox WHERE status = 'pending' GROUP BY channel)", ())
+        """When the earliest channel head no worker holds becomes due (None when none)."""
+        rows = self._query(f"SELECT MIN(next_attempt_us) FROM outbox WHERE seq IN ({_HEADS})"  # noqa: S608
+                           " AND (claimed_by IS NULL OR claimed_until_us <= ?)", (wall_us(),))
         return _time(rows[0][0]) if rows else None
 
     def mark_sent(self, id: str, at: datetime) -> None:
         """The receiver acknowledged it: never send it again."""
         self._update("UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_us = ?,"
-                     " last_error = NULL WHERE id = ?", (_us(at), id))
+                     " last_error = NULL, claimed_by = NULL, claimed_until_us = NULL"
+                     " WHERE id = ?", (_us(at), id))
 
     def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool) -> None:
         """An attempt failed: try again at ``next_attempt_at``, or give up (``dead``)."""
         self._update("UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
-                     " next_attempt_us = ? WHERE id = ?",
+                     " next_attempt_us = ?, claimed_by = NULL, claimed_until_us = NULL"
+                     " WHERE id = ?",
                      (DEAD if dead else PENDING, error[:500], _us(next_attempt_at), id))
 
     def depth(self) -> dict[str, int]:
@@ -171,6 +297,10 @@ class Outbox:
         rows = self._query("SELECT channel, COUNT(*) FROM outbox WHERE status = 'pending'"
                            " GROUP BY channel ORDER BY channel", ())
         return {channel: n for channel, n in rows}
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        rows = self._query("SELECT channel, status, COUNT(*) FROM outbox GROUP BY 1, 2", ())
+        return {(str(channel), str(status)): int(n) for channel, status, n in rows}
 
     def items(self, status: str | None = None, channel: str | None = None) -> list[OutboxItem]:
         """Rows in enqueue order, optionally of one status and channel (for listing and tests)."""

@@ -1,6 +1,6 @@
 """The persisted alert state (alerts, silences, acknowledgements, reviews, change history), kept
-in the event store's SQLite file in tables of its own, so a restart sends nothing twice and
-forgets no silence.
+beside the events in tables of its own (the SQLite file here; the PostgreSQL database in
+alerts/pg_state.py), so a restart sends nothing twice and forgets no silence.
 
 Times are stored as integer microseconds since the epoch (UTC) and come back as aware UTC
 datetimes; an alert is stored as its ``Alert.to_json`` and read back by ``alert_from_json``,
@@ -102,6 +102,10 @@ class AlertState(Protocol):
 
     def history(self, key: str | None = None, limit: int = 100) -> list[AlertChange]:
         """Recorded changes, newest first, of one alert or all."""
+        ...
+
+    def fired(self) -> dict[tuple[str, str], int]:
+        """How often alerts started firing (FIRING changes in the history), per (process, rule)."""
         ...
 
     def add_silence(self, silence: Silence) -> Silence:
@@ -210,6 +214,12 @@ class SQLiteAlertState:
         return [AlertChange(Change(change), alert_from_json(json.loads(body)), _time(at_us))
                 for change, at_us, body in rows]
 
+    def fired(self) -> dict[tuple[str, str], int]:
+        rows = self._read("counting the alerts fired",
+                          "SELECT json_extract(body, '$.process'), json_extract(body, '$.rule'),"
+                          " COUNT(*) FROM alert_history WHERE change = 'firing' GROUP BY 1, 2")
+        return {(str(process), str(rule)): int(n) for process, rule, n in rows}
+
     # -- silences ----------------------------------------------------------------------------
     def add_silence(self, silence: Silence) -> Silence:
         if not silence.id:
@@ -288,7 +298,8 @@ class SQLiteAlertState:
 
 
 def open_alert_state(store_url: str) -> AlertState:
-    """Open the alert state beside the event store a URL names (``sqlite:///file.db``)."""
+    """Open the alert state beside the event store a URL names (``sqlite:///file.db``, or
+    ``postgresql://...``: the tables in the store's database, alerts/pg_state.py)."""
     scheme = urlparse(store_url).scheme
     if scheme == "sqlite":
         path = store_url[len("sqlite:///"):] if store_url.startswith("sqlite:///") else ""
@@ -296,9 +307,12 @@ def open_alert_state(store_url: str) -> AlertState:
             raise AlertStateError("the store url names no file: use sqlite:///path/to/file.db")
         return SQLiteAlertState(path)
     if scheme in ("postgresql", "postgres"):
-        raise AlertStateError("the PostgreSQL alert state is not built yet: use sqlite:///file.db")
+        from alerts.pg_state import PostgresAlertState  # psycopg only where it is used
+
+        return PostgresAlertState(store_url)
     # The URL is not echoed: a database URL may carry a password.
-    raise AlertStateError(f"store url: unknown scheme {scheme!r} (use sqlite:///...)")
+    raise AlertStateError(f"store url: unknown scheme {scheme!r} (use sqlite:///... or "
+                          "postgresql://...)")
 
 
 # -- JSON codecs -----------------------------------------------------------------------------

@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from alerts.channels import payload_for
 from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, deliver
 from alerts.duration import parse_duration
 from alerts.evaluate import run_rules
 from alerts.lifecycle import LifecyclePolicy, advance
-from alerts.outbox import Outbox
+from alerts.outbox import open_outbox
 from alerts.registry import ProcessDefinition, build_definition
 from alerts.routing import route
 from alerts.state import AlertState, open_alert_state
@@ -50,15 +49,6 @@ class EvaluationReport:
     notifications: tuple[Notification, ...]
     notes: tuple[str, ...] = ()
     dry_run: bool = False
-
-
-def sqlite_path(settings: Settings) -> Path:
-    """The SQLite file the events, the alert state and the outbox share."""
-    url = settings.store.url
-    if not url.startswith("sqlite:///"):
-        raise ConfigError("store.url: alert state and the outbox live in the SQLite store for "
-                          "now (PostgreSQL comes with the scale-out work)")
-    return Path(url[len("sqlite:///"):])
 
 
 @contextlib.contextmanager
@@ -144,7 +134,7 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
             # The outbox first, then the state: a crash in between sends a change again at the
             # next evaluation rather than losing it.
             if notifications:
-                outbox = Outbox(sqlite_path(settings))
+                outbox = open_outbox(settings.store.url)
                 try:
                     outbox.enqueue(notifications,
                                    payload_for({c.name: c for c in settings.channels}))
@@ -185,7 +175,7 @@ def transports(settings: Settings) -> dict[str, HttpxTransport | KafkaTransport]
 
 def deliver_outbox(settings: Settings, now: Callable[[], datetime] | None = None) -> DeliveryReport:
     """Send what is due in the outbox once."""
-    outbox = Outbox(sqlite_path(settings))
+    outbox = open_outbox(settings.store.url)
     sends = transports(settings)
     try:
         return deliver(outbox, {c.name: c for c in settings.channels}, sends,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -74,19 +76,37 @@ def broker_status(config_path: str | None) -> None:
 @click.option("--alerts", "with_alerts", is_flag=True,
               help="Also evaluate the alert rules once caught up (at most every [alerts] "
               "every) and deliver them, off the ingest path.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve /metrics, /healthz and /readyz for this consumer on PORT (0 picks "
+              "a free one; the address is printed on stderr).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="Address the metrics port listens on (0.0.0.0 in a container).")
 @_errors_exit
-def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: bool) -> None:
+def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: bool,
+            metrics_port: int | None, metrics_host: str) -> None:
     """Run the consumers: Kafka -> validate -> store; bad messages to <topic>.dlq."""
     settings = _settings(config_path)
-    if with_alerts:
-        every = parse_duration(settings.alerts.every).wall_seconds
-        rounds = ConsumerAlerts(settings, every).start()
-        try:
-            stats = jobs.consume(settings, exit_when_idle, subscriptions=[rounds.subscription()])
-        finally:
-            rounds.stop()
-    else:
-        stats = jobs.consume(settings, exit_when_idle)
+    stop = threading.Event()
+    metrics = None
+    # SIGTERM/SIGINT from here on finish the batch in hand, commit and exit 0.
+    with jobs.stop_on_signals(stop), contextlib.ExitStack() as running:
+        if metrics_port is not None:
+            from backlight.metrics import Metrics
+            from backlight.web.ops import serving
+
+            metrics = Metrics()
+            url = running.enter_context(serving(settings.store.url, metrics, metrics_host,
+                                                metrics_port, stopping=stop.is_set))
+            click.echo(f"Metrics at {url}/metrics (health {url}/healthz, readiness "
+                       f"{url}/readyz)", err=True)
+        subscriptions = []
+        if with_alerts:
+            every = parse_duration(settings.alerts.every).wall_seconds
+            rounds = ConsumerAlerts(settings, every).start()
+            running.callback(rounds.stop)
+            subscriptions.append(rounds.subscription())
+        stats = jobs.consume(settings, exit_when_idle, stop=stop, subscriptions=subscriptions,
+                             metrics=metrics)
     click.echo(f"consumed {stats.messages} messages: {stats.stored} stored, "
                f"{stats.duplicates} already stored, {stats.dead_letters} dead-lettered")
 

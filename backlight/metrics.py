@@ -1,39 +1,45 @@
 """Prometheus metrics for ``/metrics``, each ``Metrics`` in a registry of its own.
 
-Two sources feed it:
+Three sources feed it:
 
 - the consumer, through ``Metrics.observe_batch`` (its ``on_batch`` hook, called in the poll
-  loop after each batch): events consumed, stored and duplicate per topic, dead letters per
-  topic and reason, the batch latency, and the lag per partition;
-- the store file, read at scrape time by ``StoreCollector`` (plain read-only SQL through
-  ``ingest.sqlite.connect``, the one SQLite library of the process): events per process, the
-  alerts by process, status and severity, the alerts fired (FIRING changes in the history),
-  the notifications sent and given up per channel, and the outbox depth (pending deliveries).
+  loop after each batch, and with the lag only while idle): events consumed, stored and
+  duplicate per topic, dead letters per topic and reason, the batch latency, the time of the
+  last offset commit, and the lag per partition; the time of its last report of any kind
+  tells ``/readyz`` whether it still gets answers from the broker (``backlight.web.health``);
+- the readiness probe's quick read of the store (``observe_store_read``): its latency;
+- the store, read at scrape time by ``StoreCollector`` through the store, alert state and
+  outbox interfaces (SQLite or PostgreSQL alike): events per process, the alerts by process,
+  status and severity, the alerts fired (FIRING changes in the history), the notifications
+  sent and given up per channel, and the outbox depth (pending deliveries).
 
-These last counters are totals the file keeps, so they survive restarts and count what the
+These last counters are totals the store keeps, so they survive restarts and count what the
 CLI, ``alerts run`` and other processes did too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sqlite3
 import threading
+import time
+from collections import Counter as Counter_
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import closing
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from alerts.outbox import OutboxQueue, open_outbox
+from alerts.state import AlertState, open_alert_state
 from ingest.consumer import BatchReport
-from ingest.sqlite import connect
-from ingest.store import EventStore
+from ingest.store import EventStore, open_store
 from schemas.errors import BacklightError
 
 log = logging.getLogger("backlight.metrics")
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+READ_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class Metrics:
@@ -62,8 +68,16 @@ class Metrics:
         self.batch_seconds = Histogram("backlight_batch_seconds", "Time from a polled batch to "
                                        "its offsets committed (decode, dead letters, store)",
                                        buckets=BATCH_BUCKETS, registry=r)
+        self.last_commit = Gauge("backlight_last_commit_timestamp_seconds", "When the "
+                                 "consumer last committed a batch's offsets (Unix time)",
+                                 registry=r)
+        self.store_read_seconds = Histogram("backlight_store_read_seconds", "Round trip of "
+                                            "the readiness probe's quick read of the store "
+                                            "(its highest arrival seq)", buckets=READ_BUCKETS,
+                                            registry=r)
         self._lock = threading.Lock()
         self._lags: dict[tuple[str, int], int] | None = None
+        self._reported_at: float | None = None
         self._store: StoreCollector | None = None
         self.consuming = False
         self.consumer_running = False
@@ -83,8 +97,15 @@ class Metrics:
             self.dead_letters.labels(topic, reason).inc(n)
         if report.seconds is not None:
             self.batch_seconds.observe(report.seconds)
+            self.last_commit.set(time.time())
         if report.lags is not None:
             self._set_lags(report.lags)
+        with self._lock:
+            self._reported_at = time.monotonic()
+
+    def observe_store_read(self, seconds: float) -> None:
+        """A quick read of the store answered in ``seconds`` (the readiness probe's)."""
+        self.store_read_seconds.observe(seconds)
 
     def _set_lags(self, lags: Mapping[tuple[str, int], int]) -> None:
         with self._lock:
@@ -99,7 +120,7 @@ class Metrics:
         """A consumer in this process reports here from now on (its lag is not known yet)."""
         with self._lock:
             self.consuming, self.consumer_error, self._lags = True, None, None
-            self.consumer_running = True
+            self.consumer_running, self._reported_at = True, None
 
     def consumer_stopped(self, error: BaseException | None = None) -> None:
         """The consumer returned (its last lag stays known) or failed with ``error``."""
@@ -113,6 +134,15 @@ class Metrics:
         """Whether the consumer has reported its lag per partition at least once."""
         with self._lock:
             return self._lags is not None
+
+    @property
+    def seconds_since_report(self) -> float | None:
+        """Seconds since the consumer's last report (a batch, or its lag while idle); None
+        before the first. A healthy consumer reports at least every second or so: its lag
+        lookups need the broker, so reports stop while the broker cannot be reached."""
+        with self._lock:
+            at = self._reported_at
+        return None if at is None else time.monotonic() - at
 
     @property
     def lag_total(self) -> int | None:
@@ -143,94 +173,75 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _path(url: str) -> Path:
-    if not url.startswith("sqlite:///") or not url[len("sqlite:///"):]:
-        raise BacklightError("metrics read SQLite stores only: sqlite:///path/to/file.db")
-    return Path(url[len("sqlite:///"):])
-
-
 class StoreCollector(Collector):
-    """The store file's figures, read fresh at each scrape on a short-lived read-only
-    connection. ``backlight_store_up`` is 0 (and the rest absent) when it cannot be read."""
+    """The store's figures (either backend), read fresh at each scrape through the store, the
+    alert state and the outbox interfaces, opened on first use and again after a failure.
+    ``backlight_store_up`` is 0 (and the rest absent) when they cannot be read."""
 
     def __init__(self, url: str, store: EventStore | None = None) -> None:
-        self.path = _path(url)
+        self.url = url
         self.store = store
+        self._own_store: EventStore | None = None
+        self._state: AlertState | None = None
+        self._outbox: OutboxQueue | None = None
+        self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("backlight_store_up", "1 when the store answered this scrape")
-        try:
-            families = list(self._read())
-        except (BacklightError, sqlite3.Error, OSError) as exc:
-            log.warning("metrics: the store cannot be read: %s", exc)
-            up.add_metric([], 0)
-            yield up
-            return
+        with self._lock:
+            try:
+                families = list(self._read())
+            except (BacklightError, OSError) as exc:
+                log.warning("metrics: the store cannot be read: %s", exc)
+                self._close()
+                up.add_metric([], 0)
+                yield up
+                return
         up.add_metric([], 1)
         yield up
         yield from families
 
+    def _close(self) -> None:
+        for part in (self._own_store, self._state, self._outbox):
+            if part is not None:
+                with contextlib.suppress(BacklightError, OSError):
+                    part.close()
+        self._own_store = self._state = self._outbox = None
+
     def _read(self) -> Iterable[Metric]:
-        if not self.path.is_file():
-            raise BacklightError(f"no store file at {self.path}")
-        with closing(connect(self.path)) as db:
-            db.execute("PRAGMA query_only = 1")
-            tables = {name for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            yield self._events(db, tables)
-            yield from self._alerts(db, tables)
-            yield from self._outbox(db, tables)
-
-    def _events(self, db: sqlite3.Connection, tables: set[str]) -> Metric:
-        family = GaugeMetricFamily("backlight_store_events", "Events in the store, per process",
+        if self.url.startswith("sqlite:///") and not Path(self.url[len("sqlite:///"):]).is_file():
+            raise BacklightError(f"no store file at {self.url[len('sqlite:///'):]}")
+        store = self.store
+        if store is None:
+            store = self._own_store = self._own_store or open_store(self.url)
+        self._state = state = self._state or open_alert_state(self.url)
+        self._outbox = outbox = self._outbox or open_outbox(self.url)
+        events = GaugeMetricFamily("backlight_store_events", "Events in the store, per process",
                                    labels=["process"])
-        if self.store is not None:
-            counts = [(c.process, c.events) for c in self.store.counts()]
-        elif "events" in tables:
-            counts = db.execute("SELECT process, COUNT(*) FROM events GROUP BY process").fetchall()
-        else:
-            counts = []
-        for process, n in counts:
-            family.add_metric([process], n)
-        return family
-
-    @staticmethod
-    def _alerts(db: sqlite3.Connection, tables: set[str]) -> Iterator[Metric]:
+        for count in store.counts():
+            events.add_metric([count.process], count.events)
         current = GaugeMetricFamily("backlight_alerts", "Stored alerts, per process, status "
                                     "(pending, firing, resolved) and severity",
                                     labels=["process", "status", "severity"])
+        tally = Counter_((a.process, a.status.value, a.severity.value)
+                         for a in state.alerts().values())
+        for labels, n in sorted(tally.items()):
+            current.add_metric(list(labels), n)
         fired = CounterMetricFamily("backlight_alerts_fired", "Times an alert started firing "
                                     "(FIRING changes in the alert history), per process and rule",
                                     labels=["process", "rule"])
-        if "alert_states" in tables:
-            for process, status, severity, n in db.execute(
-                    "SELECT process, status, json_extract(body, '$.severity'), COUNT(*)"
-                    " FROM alert_states GROUP BY 1, 2, 3"):
-                current.add_metric([process, status, str(severity)], n)
-        if "alert_history" in tables:
-            for process, rule, n in db.execute(
-                    "SELECT json_extract(body, '$.process'), json_extract(body, '$.rule'),"
-                    " COUNT(*) FROM alert_history WHERE change = 'firing' GROUP BY 1, 2"):
-                fired.add_metric([str(process), str(rule)], n)
-        yield current
-        yield fired
-
-    @staticmethod
-    def _outbox(db: sqlite3.Connection, tables: set[str]) -> Iterator[Metric]:
+        for (process, rule), n in sorted(state.fired().items()):
+            fired.add_metric([process, rule], n)
         sent = CounterMetricFamily("backlight_notifications_sent", "Notifications the "
                                    "channel acknowledged, per channel", labels=["channel"])
         failed = CounterMetricFamily("backlight_notifications_failed", "Notifications given "
                                      "up on after their retries, per channel", labels=["channel"])
         depth = GaugeMetricFamily("backlight_outbox_depth", "Notifications waiting to be "
                                   "sent (pending in the outbox), per channel", labels=["channel"])
-        if "outbox" in tables:
-            for channel, status, n in db.execute(
-                    "SELECT channel, status, COUNT(*) FROM outbox GROUP BY 1, 2"):
-                families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
-                    "sent": sent, "dead": failed, "pending": depth}
-                family = families.get(status)
-                if family is not None:
-                    family.add_metric([channel], n)
-        yield sent
-        yield failed
-        yield depth
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "sent": sent, "dead": failed, "pending": depth}
+        for (channel, status), n in sorted(outbox.counts().items()):
+            family = families.get(status)
+            if family is not None:
+                family.add_metric([channel], n)
+        return [events, current, fired, sent, failed, depth]

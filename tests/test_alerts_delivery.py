@@ -1,4 +1,5 @@
-"""Outbox and delivery against a real SQLite file and a real local HTTP server in a thread."""
+"""Outbox and delivery against both backends (a real SQLite file, a real PostgreSQL database) and
+a real local HTTP server in a thread."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from pg import fresh_database
 
 from alerts.channels import ChannelSettings, build_payload, by_name, payload_for
 from alerts.delivery import HttpxTransport, backoff_s, deliver, retry_after, run_worker
-from alerts.outbox import DEAD, SENT, Outbox
+from alerts.outbox import DEAD, SENT, OutboxQueue, open_outbox
 from alerts.routing import route
 from ingest.store import open_store
 from schemas.alerts import Alert, AlertChange, Change, Notification, Severity, Status
@@ -131,10 +133,18 @@ def clock() -> Clock:
     return Clock(T0 + timedelta(hours=3))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL of each backend (a new SQLite file; a new PostgreSQL database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture()
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    """An outbox in a fresh SQLite file."""
-    box = Outbox(f"sqlite:///{tmp_path / 'events.db'}")
+def outbox(url: str) -> Iterator[OutboxQueue]:
+    """An outbox in a fresh store of each backend."""
+    box = open_outbox(url)
     yield box
     box.close()
 
@@ -190,7 +200,7 @@ def evaluations() -> list[list[AlertChange]]:
     ]
 
 
-def enqueue(outbox: Outbox, channels: dict[str, ChannelSettings], changes: list[AlertChange],
+def enqueue(outbox: OutboxQueue, channels: dict[str, ChannelSettings], changes: list[AlertChange],
             now: datetime) -> list[Notification]:
     """Route one evaluation's changes and put them in the outbox."""
     notes = route(changes, [], channels, now)
@@ -198,7 +208,7 @@ def enqueue(outbox: Outbox, channels: dict[str, ChannelSettings], changes: list[
     return notes
 
 
-def test_each_platform_receives_its_payload(clock: Clock, outbox: Outbox,
+def test_each_platform_receives_its_payload(clock: Clock, outbox: OutboxQueue,
                                             transport: HttpxTransport) -> None:
     """Each channel gets its builder's body as JSON, with the Idempotency-Key and its headers."""
     server = start(clock)
@@ -231,7 +241,7 @@ def outage(recover_at: datetime) -> Behaviour:
 
 
 def test_outage_then_recovery_delivers_each_once_in_order(
-        clock: Clock, outbox: Outbox, transport: HttpxTransport,
+        clock: Clock, outbox: OutboxQueue, transport: HttpxTransport,
         caplog: pytest.LogCaptureFixture) -> None:
     """Ten minutes of 500s, timeouts and 429s: after recovery every notification was accepted
     exactly once (the receiver drops repeats by Idempotency-Key), in enqueue order per channel
@@ -294,13 +304,13 @@ def test_outage_then_recovery_delivers_each_once_in_order(
           f"receiver, {wall:.1f}s wall for {(clock() - begin).total_seconds() / 60:.0f} fake min")
 
 
-def outbox_channel(outbox: Outbox, id: str) -> str:
+def outbox_channel(outbox: OutboxQueue, id: str) -> str:
     """The channel of a stored notification."""
     return next(i.channel for i in outbox.items() if i.id == id)
 
 
 def test_client_error_goes_dead_after_three_attempts_and_unblocks(
-        clock: Clock, outbox: Outbox, transport: HttpxTransport) -> None:
+        clock: Clock, outbox: OutboxQueue, transport: HttpxTransport) -> None:
     """A 400 is the sender's fault: dead after 3 attempts; the channel's next message then goes."""
     bad_id: list[str] = []
     server = start(clock, lambda n, at, path: "bad" if not bad_id or n < 3 else "ok")
@@ -322,7 +332,7 @@ def test_client_error_goes_dead_after_three_attempts_and_unblocks(
     assert [r.key for r in server.requests[3:]] == [first[1].id, second[0].id]
 
 
-def test_transient_failures_give_up_after_the_set_time(clock: Clock, outbox: Outbox,
+def test_transient_failures_give_up_after_the_set_time(clock: Clock, outbox: OutboxQueue,
                                                        transport: HttpxTransport) -> None:
     """500s forever: retried with growing waits, then dead once give_up_after has passed since
     the notification was enqueued (counted on the delivery clock)."""
@@ -346,7 +356,7 @@ def test_transient_failures_give_up_after_the_set_time(clock: Clock, outbox: Out
     assert gaps == sorted(gaps) and len(server.requests) == item.attempts
 
 
-def test_unreachable_endpoint_is_retried_with_backoff(clock: Clock, outbox: Outbox,
+def test_unreachable_endpoint_is_retried_with_backoff(clock: Clock, outbox: OutboxQueue,
                                                       transport: HttpxTransport) -> None:
     """Connection refused: the item stays pending with a growing wait and an error without URL."""
     server = start(clock)
@@ -362,7 +372,7 @@ def test_unreachable_endpoint_is_retried_with_backoff(clock: Clock, outbox: Outb
     assert outbox.due(clock()) == []
 
 
-def test_removed_channel_items_go_dead(clock: Clock, outbox: Outbox,
+def test_removed_channel_items_go_dead(clock: Clock, outbox: OutboxQueue,
                                        transport: HttpxTransport) -> None:
     """A notification for a channel no longer configured is given up, not retried forever."""
     channels = all_channels("http://127.0.0.1:9")
@@ -371,7 +381,7 @@ def test_removed_channel_items_go_dead(clock: Clock, outbox: Outbox,
     assert report.dead == 2 and outbox.depth() == {}
 
 
-def test_worker_thread_delivers_and_stops(outbox: Outbox, transport: HttpxTransport) -> None:
+def test_worker_thread_delivers_and_stops(outbox: OutboxQueue, transport: HttpxTransport) -> None:
     """run_worker sends what is enqueued while it runs and returns once stopped."""
     wall = Clock(datetime.now(UTC))
     server = start(wall)
@@ -394,26 +404,100 @@ def test_worker_thread_delivers_and_stops(outbox: Outbox, transport: HttpxTransp
     assert server.accepted == [n.id for n in notes]
 
 
-def test_outbox_persists_dedupes_and_shares_the_store_file(tmp_path: Path) -> None:
-    """Same id twice is one row; rows survive a reopen; the event store uses the same file."""
-    db = tmp_path / "events.db"
-    store = open_store(f"sqlite:///{db}")
-    box = Outbox(f"sqlite:///{db}")
+def test_outbox_persists_dedupes_and_shares_the_store_file(url: str) -> None:
+    """Same id twice is one row; rows survive a reopen; the event store uses the same file
+    (database)."""
+    store = open_store(url)
+    box = open_outbox(url)
     channels = all_channels("http://127.0.0.1:9")
     notes = route(evaluations()[0], [], {"hook": channels["hook"]}, T0)
     assert box.enqueue(notes, payload_for(channels)) == 2
     assert box.enqueue(notes, payload_for(channels)) == 0
     box.close()
-    again = Outbox(db)
+    again = open_outbox(url)
     assert [i.id for i in again.items()] == [n.id for n in notes]
     assert json.loads(again.items()[0].payload)["id"] == notes[0].id
+    assert again.items()[0].created_at == notes[0].created_at
     assert again.depth() == {"hook": 2}
     assert store.counts() == []  # the events table is intact beside the outbox
     again.close()
     store.close()
 
 
-def test_due_offers_only_each_channels_oldest_pending(outbox: Outbox) -> None:
+def test_a_claimed_head_holds_its_channel_for_other_workers(outbox: OutboxQueue) -> None:
+    """A worker's claim hides the head, and the channel behind it, from other workers until it
+    is marked, released or its lease runs out; the claiming worker gets it again."""
+    channels = all_channels("http://127.0.0.1:9")
+    two = {"hook": channels["hook"], "mm": channels["mm"]}
+    notes = route(evaluations()[0], [], two, T0)
+    outbox.enqueue(notes, payload_for(two), T0)
+    lease = timedelta(minutes=5)
+    first = outbox.claim(T0, "w1", lease, limit=1)
+    assert [i.id for i in first] == [notes[0].id]
+    assert [i.id for i in outbox.claim(T0, "w2", lease)] == [notes[1].id]  # mm only
+    assert outbox.claim(T0, "w3", lease) == []
+    assert [i.id for i in outbox.claim(T0, "w1", lease)] == [notes[0].id]  # renewed
+    outbox.mark_sent(notes[0].id, T0)
+    assert [i.id for i in outbox.claim(T0, "w3", lease)] == [notes[2].id]  # hook's next
+    outbox.release("w2")
+    assert [i.id for i in outbox.claim(T0, "w1", lease)] == [notes[1].id]
+    assert [i.id for i in outbox.claim(T0, "w4", timedelta(0))] == []
+    outbox.release("w1")
+    outbox.release("w3")
+    expired = outbox.claim(T0, "w5", -timedelta(seconds=1))  # a lease already run out
+    assert [i.id for i in expired] == [notes[1].id, notes[2].id]
+    assert [i.id for i in outbox.claim(T0, "w6", lease)] == [notes[1].id, notes[2].id]
+
+
+def test_two_workers_never_send_one_notification_twice(url: str, clock: Clock) -> None:
+    """Two delivery workers, each with its own connection, drain one outbox at once: every
+    notification is posted exactly once, each channel in enqueue order, and both did work."""
+    server = start(clock)
+    base = server.base
+    channels = by_name([ChannelSettings.model_validate(
+        {"name": f"hook{i}", "type": "webhook", "url": f"{base}/hook{i}", "timeout_s": 2})
+        for i in range(4)])
+    boxes = [open_outbox(url), open_outbox(url)]
+    transports = [HttpxTransport(), HttpxTransport()]
+    notes: list[Notification] = []
+    for i in range(40):
+        notes += enqueue(boxes[0], channels, [AlertChange(Change.FIRING, alert(f"S{i}"), T0)],
+                         clock())
+    sent = [0, 0]
+    stop = threading.Event()
+
+    def counter(n: int) -> Callable[[Any], None]:
+        def count(report: Any) -> None:
+            sent[n] += report.sent
+        return count
+
+    workers = [threading.Thread(target=run_worker, args=(boxes[n], channels, {"http": transports[n]}),
+                                kwargs={"stop": stop, "now": clock, "idle_sleep": 0.005,
+                                        "on_report": counter(n)}) for n in range(2)]
+    try:
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + 60
+        while sum(sent) < len(notes) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(10)
+        server.close()
+        for box, transport in zip(boxes, transports, strict=True):
+            box.close()
+            transport.close()
+    posted = [r.key for r in server.requests]
+    assert sorted(posted) == sorted(n.id for n in notes)  # all of them, none twice
+    for name in channels:
+        in_order = [n.id for n in notes if n.channel == name]
+        assert [r.key for r in server.requests if r.path == f"/{name}"] == in_order
+    assert sum(sent) == len(notes) == 160
+    assert sent[0] > 0 and sent[1] > 0
+
+
+def test_due_offers_only_each_channels_oldest_pending(outbox: OutboxQueue) -> None:
     """Later items wait behind a channel's head; a head not yet due holds its channel back."""
     channels = all_channels("http://127.0.0.1:9")
     two = {"hook": channels["hook"], "mm": channels["mm"]}
@@ -443,7 +527,7 @@ def test_retry_after_and_backoff() -> None:
     assert all(300 <= backoff_s(n) <= 600 for n in (11, 20, 60))
 
 
-def test_bursts_are_paced_per_channel(clock: Clock, outbox: Outbox,
+def test_bursts_are_paced_per_channel(clock: Clock, outbox: OutboxQueue,
                                       transport: HttpxTransport) -> None:
     """Teams takes at most 4 posts a second: a burst to one Teams channel is spaced >= 0.25 s,
     while another channel's posts go in between."""
@@ -463,7 +547,7 @@ def test_bursts_are_paced_per_channel(clock: Clock, outbox: Outbox,
     assert all(b - a >= 0.24 for a, b in itertools.pairwise(teams_times))
 
 
-def test_outbox_throughput_against_local_server(clock: Clock, outbox: Outbox,
+def test_outbox_throughput_against_local_server(clock: Clock, outbox: OutboxQueue,
                                                 transport: HttpxTransport) -> None:
     """300 webhook notifications go out in one delivery round, each exactly once, quickly."""
     server = start(clock)

@@ -1,4 +1,5 @@
-"""The persisted alert state on a real SQLite file: round trips, restarts, silences, acks."""
+"""The persisted alert state on both backends (a real SQLite file, a real PostgreSQL database):
+round trips, restarts, silences, acks."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from pg import fresh_database
 
 from alerts.errors import AlertStateError
 from alerts.lifecycle import LifecyclePolicy, advance
-from alerts.state import SQLiteAlertState, alert_from_json, open_alert_state
+from alerts.state import alert_from_json, open_alert_state
 from ingest.store import open_store
 from schemas.alerts import (
     Acknowledgement,
@@ -30,6 +32,14 @@ T0 = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 CET = timezone(timedelta(hours=1))
 OWNERS = {"claims": "claims-lead@example.com"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL of each backend (a new SQLite file; a new PostgreSQL database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return fresh_database(request.getfixturevalue("postgres_url"))
 
 
 def full_alert(key_subject: str = "Assessment", status: Status = Status.FIRING) -> Alert:
@@ -52,15 +62,15 @@ def finding(subject: str = "Assessment") -> Finding:
                    severity=Severity.WARNING, summary=f"Wait before {subject}: 6 days")
 
 
-def test_alert_json_round_trips_exactly(tmp_path: Path) -> None:
+def test_alert_json_round_trips_exactly(url: str) -> None:
     """An alert read back (from JSON, and from the file after reopening) equals what was saved,
     with enums, dates and aware UTC datetimes."""
     alert = full_alert()
     assert alert_from_json(alert.to_json()) == alert
-    state = SQLiteAlertState(tmp_path / "store.db")
+    state = open_alert_state(url)
     state.save([alert])
     state.close()
-    back = SQLiteAlertState(tmp_path / "store.db").alerts()[alert.key]
+    back = open_alert_state(url).alerts()[alert.key]
     assert back == alert
     assert back.severity is Severity.CRITICAL and back.status is Status.FIRING
     assert back.notified_severity is Severity.WARNING and back.since == date(2026, 10, 19)
@@ -77,10 +87,10 @@ def test_an_unreadable_stored_alert_is_an_alert_state_error() -> None:
         alert_from_json({k: v for k, v in body.items() if k != "first_seen"})
 
 
-def test_save_upserts_and_forgets_pending_alerts_that_were_dropped(tmp_path: Path) -> None:
+def test_save_upserts_and_forgets_pending_alerts_that_were_dropped(url: str) -> None:
     """Saving an evaluation updates alerts in place; a pending alert that the evaluation
     dropped is gone, while alerts left out of the save that are not pending are kept."""
-    state = SQLiteAlertState(tmp_path / "store.db")
+    state = open_alert_state(url)
     firing, pending = full_alert("A"), full_alert("B", Status.PENDING)
     state.save([firing, pending])
     assert set(state.alerts()) == {firing.key, pending.key}
@@ -90,12 +100,11 @@ def test_save_upserts_and_forgets_pending_alerts_that_were_dropped(tmp_path: Pat
     state.close()
 
 
-def test_a_restart_between_evaluations_sends_nothing_twice(tmp_path: Path) -> None:
+def test_a_restart_between_evaluations_sends_nothing_twice(url: str) -> None:
     """Evaluate, persist, close; reopen and evaluate again with the same conditions: no change.
     The silence and the acknowledgement recorded before the restart still hold after it."""
-    path = tmp_path / "store.db"
     policy = LifecyclePolicy(repeat_interval=3 * DAY, escalate_after=2 * DAY)
-    state = open_alert_state(f"sqlite:///{path}")
+    state = open_alert_state(url)
     first = advance(state.alerts(), [finding("A"), finding("B")], now=T0, policy=policy,
                     owners=OWNERS, evaluated={"claims"})
     state.save(first.alerts)
@@ -110,7 +119,7 @@ def test_a_restart_between_evaluations_sends_nothing_twice(tmp_path: Path) -> No
     sent: list[AlertChange] = []
     for day in range(1, 10):
         now = T0 + day * DAY
-        state = open_alert_state(f"sqlite:///{path}")
+        state = open_alert_state(url)
         result = advance(state.alerts(), [finding("A"), finding("B")], now=now, policy=policy,
                          owners=OWNERS, evaluated={"claims"}, silences=state.silences(now),
                          acks=state.acknowledgements())
@@ -122,16 +131,16 @@ def test_a_restart_between_evaluations_sends_nothing_twice(tmp_path: Path) -> No
     # escalation, no second FIRING, across nine restarts.
     assert [(c.change, c.alert.key, c.at) for c in sent] == [
         (Change.SILENCED, key_a, T0 + DAY), (Change.ACKNOWLEDGED, key_b, T0 + DAY)]
-    state = open_alert_state(f"sqlite:///{path}")
+    state = open_alert_state(url)
     assert [s.id for s in state.silences(T0 + 9 * DAY)] == ["s1"]
     assert [c.change for c in state.history(key_b)] == [Change.ACKNOWLEDGED, Change.FIRING]
     state.close()
 
 
-def test_silences_are_listed_filtered_and_expired(tmp_path: Path) -> None:
+def test_silences_are_listed_filtered_and_expired(url: str) -> None:
     """Silences come back as recorded; active_at filters by their window; expiring one ends it
     now (and records who), expiring it again changes nothing, an unknown id is named."""
-    state = SQLiteAlertState(tmp_path / "store.db")
+    state = open_alert_state(url)
     early = Silence(id="early", until=T0 + DAY, by="bob", why="deploy", created_at=T0,
                     rule="bottleneck", severity=Severity.WARNING)
     late = Silence(id="late", until=T0 + 5 * DAY, by="carol", why="known",
@@ -151,10 +160,10 @@ def test_silences_are_listed_filtered_and_expired(tmp_path: Path) -> None:
     state.close()
 
 
-def test_bad_silences_are_refused_and_an_empty_id_gets_one(tmp_path: Path) -> None:
+def test_bad_silences_are_refused_and_an_empty_id_gets_one(url: str) -> None:
     """A silence needs a matcher, must end after it starts and a fresh id; without an id it
     gets one."""
-    state = SQLiteAlertState(tmp_path / "store.db")
+    state = open_alert_state(url)
     ok = state.add_silence(Silence(id="", until=T0 + DAY, by="b", why="w", created_at=T0,
                                    process="claims"))
     assert ok.id and state.silences() == [ok]
@@ -169,9 +178,9 @@ def test_bad_silences_are_refused_and_an_empty_id_gets_one(tmp_path: Path) -> No
     state.close()
 
 
-def test_acknowledgements_keep_the_latest_per_key_and_refuse_unknown_alerts(tmp_path: Path) -> None:
+def test_acknowledgements_keep_the_latest_per_key_and_refuse_unknown_alerts(url: str) -> None:
     """Acknowledging needs a pending or firing alert; the latest acknowledgement per key wins."""
-    state = SQLiteAlertState(tmp_path / "store.db")
+    state = open_alert_state(url)
     alert = full_alert()
     state.save([alert, full_alert("Done", Status.RESOLVED)])
     state.acknowledge(Acknowledgement(alert.key, "alice", T0 + DAY, "first"))
@@ -185,9 +194,9 @@ def test_acknowledgements_keep_the_latest_per_key_and_refuse_unknown_alerts(tmp_
     state.close()
 
 
-def test_reviews_and_history_come_newest_first(tmp_path: Path) -> None:
+def test_reviews_and_history_come_newest_first(url: str) -> None:
     """Reviews per process and the change history per key are listed newest first."""
-    state = SQLiteAlertState(tmp_path / "store.db")
+    state = open_alert_state(url)
     state.record_review(Review("claims", "alice", T0, "checked"))
     state.record_review(Review("payments", "bob", T0 + DAY))
     state.record_review(Review("claims", "carol", T0 + 2 * DAY, "owner changed"))
@@ -203,33 +212,35 @@ def test_reviews_and_history_come_newest_first(tmp_path: Path) -> None:
     state.close()
 
 
-def _open_and_save(path: str, subject: str, barrier: multiprocessing.synchronize.Barrier) -> None:
+def _open_and_save(url: str, subject: str, barrier: multiprocessing.synchronize.Barrier) -> None:
     barrier.wait()
-    state = SQLiteAlertState(path)
+    state = open_alert_state(url)
     state.save([full_alert(subject)])
     state.close()
 
 
-def test_processes_opening_a_new_file_at_once_all_work(tmp_path: Path) -> None:
-    """Four processes released together onto a file that does not exist yet each create the
-    tables (or find them) and save their alert; all four alerts are there."""
-    path = str(tmp_path / "new" / "store.db")
+def test_processes_opening_a_new_file_at_once_all_work(url: str) -> None:
+    """Four processes released together onto a store that has no tables yet (a file that does
+    not exist yet; an empty database) each create the tables (or find them) and save their
+    alert; all four alerts are there."""
+    if url.startswith("sqlite:///"):
+        url = url.replace("store.db", "new/store.db")
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(4)
-    workers = [ctx.Process(target=_open_and_save, args=(path, f"S{i}", barrier)) for i in range(4)]
+    workers = [ctx.Process(target=_open_and_save, args=(url, f"S{i}", barrier)) for i in range(4)]
     for w in workers:
         w.start()
     for w in workers:
         w.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
-    state = SQLiteAlertState(path)
+    state = open_alert_state(url)
     assert sorted(a.subject for a in state.alerts().values()) == ["S0", "S1", "S2", "S3"]
     state.close()
 
 
-def test_the_alert_state_shares_the_event_store_file(tmp_path: Path) -> None:
-    """The alert tables live beside the events in the same file, each side unaffected."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def test_the_alert_state_shares_the_event_store_file(url: str) -> None:
+    """The alert tables live beside the events in the same file (database), each side
+    unaffected."""
     state = open_alert_state(url)
     state.save([full_alert()])
     store = open_store(url)
@@ -239,10 +250,11 @@ def test_the_alert_state_shares_the_event_store_file(tmp_path: Path) -> None:
     state.close()
 
 
-def test_store_urls_other_than_sqlite_are_refused_without_echoing_secrets() -> None:
-    """PostgreSQL is not built yet; other schemes are refused; no password in the message."""
-    with pytest.raises(AlertStateError, match="not built yet") as pg:
-        open_alert_state("postgresql://app:s3cret@db.example/backlight")
+def test_store_urls_are_dispatched_without_echoing_secrets() -> None:
+    """A PostgreSQL URL opens the PostgreSQL state (an unreachable server is an error without
+    the password); other schemes are refused; no password in any message."""
+    with pytest.raises(AlertStateError, match="alerts tables at postgresql://app:\\*\\*\\*@") as pg:
+        open_alert_state("postgresql://app:s3cret@127.0.0.1:9/backlight")
     with pytest.raises(AlertStateError, match="unknown scheme") as other:
         open_alert_state("mysql://app:s3cret@db.example/backlight")
     with pytest.raises(AlertStateError, match="names no file"):

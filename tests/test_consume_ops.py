@@ -1,0 +1,280 @@
+"""`backlight consume --metrics-port` as an ops engineer runs it: a real consumer process on a
+real broker serves /metrics, /healthz and /readyz; its counters equal a known ingest, it is
+ready once caught up, not ready while the store or the broker cannot be reached (and ready
+again after), and SIGTERM ends it with 0 and closes the port."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import popen_backlight, write_config
+from prometheus_client.parser import text_string_to_metric_families
+
+from ingest.broker import READY_LINE, BrokerState, LocalBroker, resolve_jars
+from ingest.transport import KafkaSink, ensure_topics
+
+pytestmark = pytest.mark.kafka
+SESSION_TIMEOUT_S = 6.0  # write_config's session_timeout_ms
+VALID, RESENT = 120, 9
+BAD = {"invalid_json": 4, "missing_field": 3}
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def event(tag: str, i: int) -> bytes:
+    return json.dumps({"event_id": f"{tag}-{i}", "case_id": f"c-{i % 17}",
+                       "activity": f"Step {i % 4}", "resource": "u-1",
+                       "timestamp": f"2026-03-04T09:{i % 60:02d}:00+01:00"}).encode()
+
+
+def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    sink = KafkaSink(bootstrap)
+    for n, value in enumerate(values):
+        sink.send(topic, value, key=str(n).encode())
+    sink.flush()
+    sink.close()
+
+
+def known_set(tag: str) -> list[bytes]:
+    """VALID events, RESENT of them again, and BAD malformed messages by reason."""
+    valid = [event(tag, i) for i in range(VALID)]
+    broken = [b'{"event_id": "broken' + str(i).encode() for i in range(BAD["invalid_json"])]
+    missing = [json.dumps({"event_id": f"{tag}-m{i}", "case_id": "c"}).encode()
+               for i in range(BAD["missing_field"])]
+    return valid + valid[:RESENT] + broken + missing
+
+
+def total(samples: Samples, name: str) -> float:
+    return sum(samples.get(name, {}).values())
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> float:
+    """Poll ``check`` until true; return how long it took (fail after ``seconds``)."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    raise AssertionError(f"not within {seconds:.0f}s: {what}")
+
+
+class Running:
+    """A `backlight consume` subprocess, its stderr drained on a thread, and its ops URL."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._found = threading.Event()
+        self.url = ""
+        threading.Thread(target=self._drain, daemon=True).start()
+        if not self._found.wait(60):
+            raise AssertionError("no metrics address on stderr:\n" + "".join(self.lines))
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            found = re.match(r"Metrics at (http://\S+?)/metrics ", line)
+            if found:
+                self.url = found.group(1)
+                self._found.set()
+
+    def get(self, path: str) -> httpx.Response:
+        """GET from the consumer's port; if the process has exited, fail with its stderr."""
+        try:
+            return httpx.get(f"{self.url}{path}", timeout=30)
+        except httpx.TransportError:
+            if self.proc.poll() is None:
+                raise
+            raise AssertionError(f"the consumer exited {self.proc.returncode}:\n"
+                                 + "".join(self.lines[-40:])) from None
+
+    def ready(self) -> httpx.Response:
+        return self.get("/readyz")
+
+    def scrape(self) -> Samples:
+        """/metrics parsed with Prometheus's own parser: per sample name, value by labels."""
+        response = self.get("/metrics")
+        assert response.status_code == 200
+        out: Samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for s in family.samples:
+                out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+        return out
+
+    def sigterm(self) -> float:
+        """Send SIGTERM; return the seconds until the process exited."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        return time.monotonic() - start
+
+
+@contextmanager
+def consuming(cfg: Path) -> Iterator[Running]:
+    with popen_backlight("--log-level", "WARNING", "consume", "--config", str(cfg),
+                         "--metrics-port", "0") as proc:
+        yield Running(proc)
+
+
+def port_closed(url: str) -> bool:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.socket() as sock:
+        return sock.connect_ex((host, int(port))) != 0
+
+
+def stored_ids(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [row[0] for row in conn.execute("SELECT event_id FROM events")]
+
+
+def test_metrics_equal_a_known_ingest_ready_when_caught_up_and_sigterm_exits_0(
+        tmp_path: Path, kafka_bootstrap: str, unique: str) -> None:
+    """After a known ingest, /metrics counts exactly it (consumed, stored, duplicates, dead
+    letters by reason, lag 0 on every partition, a last commit time), /readyz is 200 with lag
+    0, and SIGTERM ends the consumer with 0 within the session timeout, its port closed."""
+    topic = f"ops.{unique}"
+    ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=3)
+    values = known_set(unique)
+    publish(kafka_bootstrap, topic, values)
+    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, tmp_path / "s.db",
+                       [(topic, "claims")], f"g-{unique}")
+    started = time.time()
+    with consuming(cfg) as consumer:
+        url = consumer.url
+        wait_for(lambda: total(consumer.scrape(), "backlight_events_consumed_total") == len(values)
+                 and consumer.ready().json().get("lag") == 0, 120, "all consumed, ready, lag 0")
+        readiness = consumer.ready().json()
+        samples = consumer.scrape()
+        health = consumer.get("/healthz")
+        took = consumer.sigterm()
+        stdout = consumer.proc.stdout.read() if consumer.proc.stdout else ""
+    assert consumer.proc.returncode == 0, "".join(consumer.lines)
+    assert took < SESSION_TIMEOUT_S
+    assert port_closed(url)
+    assert readiness["status"] == "ready" and readiness["consumer"] == "running"
+    assert health.status_code == 200
+    assert samples["backlight_events_consumed_total"] == {(("topic", topic),): len(values)}
+    assert samples["backlight_events_stored_total"] == {(("topic", topic),): VALID}
+    assert samples["backlight_events_duplicate_total"] == {(("topic", topic),): RESENT}
+    assert {dict(k)["reason"]: v for k, v in samples["backlight_dead_letters_total"].items()
+            } == BAD
+    assert samples["backlight_consumer_lag"] == {
+        (("partition", str(p)), ("topic", topic)): 0 for p in range(3)}
+    (last_commit,) = samples["backlight_last_commit_timestamp_seconds"].values()
+    assert started <= last_commit <= time.time()
+    assert samples["backlight_store_up"] == {(): 1}
+    assert total(samples, "backlight_store_read_seconds_count") >= 1
+    assert sorted(stored_ids(tmp_path / "s.db")) == sorted(f"{unique}-{i}" for i in range(VALID))
+    assert f"consumed {len(values)} messages: {VALID} stored" in stdout
+
+
+def test_not_ready_while_the_store_cannot_be_read(tmp_path: Path, kafka_bootstrap: str,
+                                                  unique: str) -> None:
+    """With the events table renamed away by another program, /readyz is 503 naming the
+    store and /metrics says backlight_store_up 0; with it back, 200 again."""
+    topic = f"ops-store.{unique}"
+    ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=1)
+    publish(kafka_bootstrap, topic, [event(unique, i) for i in range(10)])
+    db = tmp_path / "s.db"
+    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(topic, "claims")],
+                       f"g-{unique}")
+    with consuming(cfg) as consumer:
+        wait_for(lambda: consumer.ready().status_code == 200, 120, "ready")
+        with sqlite3.connect(db, isolation_level=None) as other:
+            other.execute("ALTER TABLE events RENAME TO events_elsewhere")
+        away = consumer.ready()
+        away_up = consumer.scrape()["backlight_store_up"]
+        with sqlite3.connect(db, isolation_level=None) as other:
+            other.execute("ALTER TABLE events_elsewhere RENAME TO events")
+        back = consumer.ready()
+        assert consumer.sigterm() < SESSION_TIMEOUT_S
+    assert consumer.proc.returncode == 0, "".join(consumer.lines)
+    assert away.status_code == 503
+    assert away.json()["reason"].startswith("the store cannot be read")
+    assert "no such table: events" in away.json()["reason"]
+    assert away_up == {(): 0}
+    assert back.status_code == 200 and back.json()["lag"] == 0
+
+
+# --- a broker of the test's own, stopped and started again ----------------------------------
+
+def relaunch(broker: LocalBroker, stopped: BrokerState, timeout: float = 120) -> None:
+    """Start the stopped broker again on its own data and ports, as a restarted host would
+    (``LocalBroker.start`` would format a fresh one on new ports)."""
+    directory = Path(stopped.directory)
+    jvm = ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+           f"-Dlog4j2.configurationFile={directory / 'log4j2.properties'}",
+           "-cp", f"{resolve_jars(stopped.version)}/*"]
+    with broker.log_file.open("wb") as log:
+        proc = subprocess.Popen([*jvm, "kafka.Kafka", str(directory / "server.properties")],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=directory)
+    state = BrokerState(**{**asdict(stopped), "pid": proc.pid})
+    (directory / "broker.json").write_text(json.dumps(asdict(state)))
+    deadline = time.monotonic() + timeout
+    while READY_LINE not in broker.log_file.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, broker.log_file.read_text()
+        time.sleep(0.25)
+
+
+@pytest.fixture()
+def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, BrokerState]]:
+    """A local broker for this test only (the session's shared broker is never stopped)."""
+    broker = LocalBroker(tmp_path / "kafka")
+    state = broker.start()
+    try:
+        yield broker, state
+    finally:
+        broker.stop()
+
+
+def test_not_ready_while_the_broker_is_down_and_resumes_after(
+        tmp_path: Path, own_broker: tuple[LocalBroker, BrokerState], unique: str) -> None:
+    """Broker stopped: /readyz turns 503 within 15 s; started again: 200 again, and the
+    events published before and after the outage are each stored exactly once."""
+    broker, state = own_broker
+    topic = f"ops-outage.{unique}"
+    ensure_topics(state.bootstrap, [topic, f"{topic}.dlq"], partitions=3)
+    publish(state.bootstrap, topic, [event("before", i) for i in range(50)])
+    db = tmp_path / "s.db"
+    cfg = write_config(tmp_path / "b.toml", state.bootstrap, db, [(topic, "claims")],
+                       f"g-{unique}")
+    timeline: dict[str, Any] = {}
+    with consuming(cfg) as consumer:
+        wait_for(lambda: consumer.ready().status_code == 200 and len(stored_ids(db)) == 50, 120,
+                 "the first events stored and ready")
+        assert broker.stop()
+        timeline["unready_after_s"] = wait_for(lambda: consumer.ready().status_code == 503, 15,
+                                               "/readyz 503 with the broker down")
+        timeline["during"] = consumer.ready().json()
+        relaunch(broker, state)
+        publish(state.bootstrap, topic, [event("after", i) for i in range(40)])
+        timeline["ready_again_s"] = wait_for(
+            lambda: consumer.ready().status_code == 200 and len(stored_ids(db)) == 90, 120,
+            "ready again with the events published after the restart stored")
+        wait_for(lambda: total(consumer.scrape(), "backlight_events_stored_total") >= 90, 30,
+                 "the last batch counted")  # its report follows the store's commit
+        samples = consumer.scrape()
+        took = consumer.sigterm()
+    assert consumer.proc.returncode == 0, "".join(consumer.lines)
+    assert took < SESSION_TIMEOUT_S
+    assert timeline["during"]["status"] == "unavailable"
+    ids = stored_ids(db)
+    assert sorted(ids) == sorted([f"before-{i}" for i in range(50)]
+                                 + [f"after-{i}" for i in range(40)])
+    assert total(samples, "backlight_events_stored_total") == 90
+    print("outage timeline:", timeline)  # the figures for the report (pytest -s)
