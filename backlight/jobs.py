@@ -59,6 +59,14 @@ def live_maps(settings: Settings) -> LiveMaps:
                     idle_horizon=timedelta(days=settings.live.idle_horizon_days))
 
 
+def live_subscription(live: LiveMaps) -> Subscription:
+    """The live maps as the consumer's subscriber: they follow this consumer's partitions, so
+    each instance of a consumer group keeps the live state of its own partitions (built from
+    the store when assigned) and the instances' maps sum to the DFG of the store. It starts
+    at the store's end: the first assignment builds the partitions from the whole store."""
+    return Subscription("live-map", live, start="end", follows_partitions=True)
+
+
 def consume(settings: Settings, exit_when_idle: float | None = None,
             live: LiveMaps | None = None,
             stop: threading.Event | None = None,
@@ -135,11 +143,11 @@ def _run(settings: Settings, store: EventStore, source: KafkaSource, sink: Kafka
          live: LiveMaps | None, stop: threading.Event, exit_when_idle: float | None,
          subscriptions: Sequence[Subscription] = (),
          drain_timeout_s: float = 30.0, metrics: Metrics | None = None) -> ConsumerStats:
-    """Consume, with the live maps as a subscriber that starts at the store's first event (so
-    it covers the whole store, not just this run), and log what the live maps hold."""
+    """Consume, with the live maps following this consumer's partitions (each built from the
+    whole store when assigned, so not just this run), and log what the live maps hold."""
     live = live if live is not None else live_maps(settings)
     consumer = Consumer(source, sink, store, settings.specs(),
-                        [Subscription("live-map", live), *subscriptions],
+                        [live_subscription(live), *subscriptions],
                         settings.kafka.batch_size, drain_timeout_s=drain_timeout_s,
                         on_batch=metrics.observe_batch if metrics is not None else None)
     with stop_on_signals(stop):

@@ -14,6 +14,18 @@ the loop hands the new events to the ``Dispatcher`` (``ingest.subscribers``), wh
 each subscriber in store order (reading the store where it is behind). A subscriber that fails
 or is slow delays nobody but itself, and loses nothing.
 
+Rebalances. The loop handles each polled batch to the end (stored, offsets committed) before it
+polls again, and the group rebalances only inside ``poll()`` (see ``ingest.transport``), so on
+revoke the batch in hand is committed and the partition's next owner starts right after it:
+a clean handover re-delivers nothing (``ConsumerStats.duplicates`` stays 0; a member killed
+between its store commit and its offset commit leaves that one batch to be re-read, and the
+store keeps each event once). After each poll the loop takes the partition changes from the
+source and tells the dispatcher, whose partition-following subscribers (the live map) then
+drop the partitions lost and build the ones gained from the store (``ingest.subscribers``).
+Each instance's live map is thus the state of its own partitions; the union over the group
+is the DFG of the store. The web app and the alert rules read the store, not a live map, so
+what they show does not depend on the instance that serves it.
+
 An optional observer (``on_batch``, e.g. ``backlight.metrics.Metrics.observe_batch``) gets a
 ``BatchReport`` after each handled batch, and lag-only reports while idle; it runs in the poll
 loop, so it must be quick, and an exception it raises is logged and otherwise ignored.
@@ -31,7 +43,7 @@ from dataclasses import dataclass, field
 
 from ingest.store import Coordinates, EventStore
 from ingest.subscribers import Dispatcher, Subscriber, SubscriberStats, Subscription
-from ingest.transport import Message, Sink, Source
+from ingest.transport import Message, Partition, Rebalancing, Sink, Source
 from schemas.decode import SourceSpec, decode
 from schemas.errors import InvalidEvent
 from schemas.event import CaseEvent
@@ -74,6 +86,10 @@ class ConsumerStats:
     """Each subscriber's progress when ``run`` returned (live: ``Consumer.dispatcher.stats()``)."""
     drained: bool = True
     """Whether every subscriber had handled every stored event when ``run`` returned."""
+    rebalances: int = 0
+    """Changes of this consumer's partitions (assigned, revoked or lost) the loop applied."""
+    partitions: frozenset[Partition] = frozenset()
+    """The partitions it owns (as of the last change)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,7 @@ class Consumer:
         self.on_batch = on_batch
         self.lag_interval_s = lag_interval_s
         self._lag_looked_at = float("-inf")
+        self._head_looked_at = float("-inf")
 
     def classify(self, msg: Message) -> tuple[Policy, CaseEvent | InvalidEvent | None]:
         """Decide what happens to one message, and why."""
@@ -307,12 +324,33 @@ class Consumer:
             self.stats.seconds["subscribers"] = sum(s.busy_s for s in subscribers)
         return self.stats
 
+    def _follow_rebalances(self, source: Rebalancing) -> None:
+        """Apply the partition changes made during the last poll: count and log them, and
+        have the partition-following subscribers hand over."""
+        changes = source.rebalances()
+        if not changes:
+            return
+        owned = set(self.stats.partitions)
+        for change in changes:
+            if change.kind == "assigned":
+                owned |= change.partitions
+            else:
+                owned -= change.partitions
+            log.info("partitions " + change.kind, extra={"fields": {
+                "partitions": ",".join(f"{t}:{p}" for t, p in sorted(change.partitions)),
+                "owned": len(owned)}})
+        self.stats.rebalances += len(changes)
+        self.stats.partitions = frozenset(owned)
+        self.dispatcher.follow_partitions(self.stats.partitions)
+
     def _poll_loop(self, stop: threading.Event, exit_when_idle_s: float | None) -> bool:
         """Poll and handle batches until stopped (False) or caught up and idle (True)."""
         idle_since: float | None = None
         while not stop.is_set():
             t0 = time.perf_counter()
             batch = self.source.poll(self.poll_timeout_s, self.batch_size)
+            if isinstance(self.source, Rebalancing):
+                self._follow_rebalances(self.source)
             if batch:
                 self.stats.seconds["poll"] += time.perf_counter() - t0
                 if self.stats.busy_since is None:
@@ -325,6 +363,9 @@ class Consumer:
             now = time.monotonic()
             if idle_since is None:
                 idle_since = now
+            if now - self._head_looked_at >= self.lag_interval_s:
+                self._head_looked_at = now  # subscribers also get what other instances stored
+                self.dispatcher.notify()
             if exit_when_idle_s is None or now - idle_since < exit_when_idle_s:
                 if self.on_batch is not None:
                     self._lag_when_idle(exiting=False)

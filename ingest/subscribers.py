@@ -25,6 +25,15 @@ batch (table ``subscriber_marks``), so a restart resumes right after the last ha
 
 Seq order is commit order on SQLite (one writer at a time, seqs allocated inside the write
 transaction), so a reader never sees a gap that fills in later.
+
+Partitions. A subscription that ``follows_partitions`` (the live map) keeps state only for
+this consumer's Kafka partitions, none at first. When the group moves partitions the consumer
+calls ``follow_partitions``, and the subscriber's thread, between two batches, calls its
+``follow(partitions, history)``: it drops the partitions lost and builds those gained from
+``history``, the store read ``batch_limit`` events at a time up to the subscriber's mark (the
+batches after the mark carry the rest). So each partition's events reach it exactly once,
+whoever stored them, in bounded memory. Changes queued meanwhile apply as one (a partition
+revoked and assigned back costs nothing); a failed handover is retried like a failed batch.
 """
 
 from __future__ import annotations
@@ -35,9 +44,9 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast, runtime_checkable
 
 from ingest.store import Coordinates, StoredEvent
 from schemas.event import CaseEvent
@@ -53,6 +62,27 @@ _URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^\s/'\"<>@]*@)?([^\s/'\"<>?#
 def redact(text: str) -> str:
     """The text with every URL cut to its scheme and host (webhook paths and tokens gone)."""
     return _URL.sub(lambda m: f"{m[1]}{m[2]}/<redacted>", text)
+
+
+Partition = tuple[str, int]
+History = Iterable[tuple[Sequence[CaseEvent], Sequence[Coordinates | None]]]
+
+
+@runtime_checkable
+class PartitionFollower(Protocol):
+    """A subscriber whose state is per Kafka partition (``mining.live.LiveMaps``)."""
+
+    def __call__(self, events: Sequence[CaseEvent],
+                 origins: Sequence[Coordinates | None]) -> None: ...
+
+    def follow(self, lanes: Collection[Partition], history: History) -> int:
+        """Keep exactly these partitions: drop the others, build the new ones from
+        ``history`` (all or nothing); return how many history events it took."""
+        ...
+
+
+class _Interrupted(Exception):
+    """The dispatcher stopped during a handover."""
 
 
 class SubscriberStore(Protocol):
@@ -84,6 +114,8 @@ class Subscription:
     ``durable``: its mark is saved in the store, so a restart resumes after the last batch it
     handled. ``start``: where it starts without a saved mark, at the store's first event or
     after its last one. ``batch_limit`` bounds the events per call (and the memory).
+    ``follows_partitions``: its callback is a ``PartitionFollower``, kept to this consumer's
+    partitions (it builds them from the store when assigned, so ``start="end"`` reads less).
     """
 
     name: str
@@ -92,10 +124,14 @@ class Subscription:
     start: Literal["beginning", "end"] = "beginning"
     batch_limit: int = 5000
     retry: Backoff = field(default_factory=Backoff)
+    follows_partitions: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ValueError("a subscription needs a name")
+        if self.follows_partitions and not isinstance(self.callback, PartitionFollower):
+            raise ValueError(f"subscription {self.name!r}: follows_partitions needs a callback "
+                             "with a follow(partitions, history) method")
         if self.batch_limit < 1:
             raise ValueError(f"subscription {self.name!r}: batch_limit must be at least 1")
 
@@ -137,6 +173,11 @@ class SubscriberStats:
     """Events it got by reading the store (catch-up) rather than handed over from a commit."""
     delivery_max_s: float = 0.0
     """Longest time from a store commit to this subscriber having handled the commit's events."""
+    partitions: frozenset[Partition] | None = None
+    """The partitions it follows (None: not a partition follower)."""
+    handovers: int = 0
+    handover_read: int = 0
+    """Events read from the store to build the partitions it was assigned."""
 
 
 def subscription(item: Subscriber | Subscription, taken: set[str]) -> Subscription:
@@ -162,6 +203,7 @@ class _Worker:
         self.queued = 0  # events in the queue
         self.thread: threading.Thread | None = None
         self.begun = False
+        self.target: frozenset[Partition] | None = None  # partitions to follow (followers)
 
     def begin(self, head: int) -> None:
         """Set the mark from the store (durable) or the start rule, before the thread runs."""
@@ -170,6 +212,10 @@ class _Worker:
             self.stats.mark = saved
         elif self.sub.start == "end" and not self.begun:
             self.stats.mark = head
+        if self.sub.follows_partitions and self.stats.partitions is None:
+            self.follower.follow(frozenset(), ())  # nothing until the group assigns partitions
+            self.stats.partitions = frozenset()
+            self.target = frozenset() if self.target is None else self.target
         self.begun = True
         self.stats.lag = max(0, head - self.stats.mark)
 
@@ -178,7 +224,7 @@ class _Worker:
         d = self.dispatcher
         while True:
             with d.cond:
-                while not d.stopping and self.stats.mark >= d.head:
+                while not d.stopping and self.stats.mark >= d.head and self.settled():
                     d.cond.wait()
                 if d.stopping:
                     return
@@ -189,6 +235,14 @@ class _Worker:
                 delay = self.sub.retry.delay(self.stats.failing) if outcome == "failed" else 0.1
                 with d.cond:
                     d.cond.wait_for(lambda: d.stopping, timeout=delay)
+
+    @property
+    def follower(self) -> PartitionFollower:  # checked by Subscription
+        return cast(PartitionFollower, self.sub.callback)
+
+    def settled(self) -> bool:
+        """Whether it follows the partitions it was last told to (always, if not a follower)."""
+        return self.target == self.stats.partitions
 
     def offer(self, commit: _Commit) -> None:
         """Queue a commit's events (the dispatcher's lock held); drop the oldest beyond the
@@ -224,8 +278,52 @@ class _Worker:
         self.stats.read_back += len(rows)
         return [e for _, e, _ in rows], [o for _, _, o in rows], rows[-1][0]
 
+    def _history(self, mark: int) -> Iterator[tuple[list[CaseEvent], list[Coordinates | None]]]:
+        """The stored events up to ``mark``, in batches of at most ``batch_limit`` (given up
+        when the dispatcher stops: the handover is all or nothing)."""
+        at = 0
+        while at < mark:
+            if self.dispatcher.stopping:
+                raise _Interrupted
+            rows = [r for r in self.store.since(at, self.sub.batch_limit) if r[0] <= mark]
+            if not rows:
+                return
+            with self.dispatcher.cond:
+                self.stats.handover_read += len(rows)
+            yield [e for _, e, _ in rows], [o for _, _, o in rows]
+            at = rows[-1][0]
+
+    def _hand_over(self) -> Literal["handled", "failed"]:
+        """Follow the partitions last assigned: drop the lost, build the new up to the mark."""
+        with self.dispatcher.cond:
+            target, before = self.target or frozenset(), self.stats.partitions or frozenset()
+            read = self.stats.handover_read
+        mark, started = self.stats.mark, time.perf_counter()
+        try:
+            taken = self.follower.follow(target, self._history(mark))
+        except _Interrupted:
+            return "failed"
+        except Exception as exc:  # like a failed batch: retried after a backoff
+            self._failed(exc, mark)
+            return "failed"
+        took = time.perf_counter() - started
+        with self.dispatcher.cond:
+            s = self.stats
+            s.partitions, s.failing = target, 0
+            s.handovers += 1
+            s.busy_s += took
+            read = s.handover_read - read
+            self.dispatcher.cond.notify_all()
+        log.info("subscriber follows its partitions", extra={"fields": {
+            "subscriber": self.sub.name, "partitions": len(target),
+            "assigned": len(target - before), "revoked": len(before - target), "mark": mark,
+            "history_read": read, "history_taken": taken, "seconds": round(took, 3)}})
+        return "handled"
+
     def step(self) -> Literal["handled", "empty", "failed"]:
-        """Hand over one batch after the mark, and say how it went."""
+        """Apply a partition change, else hand over one batch after the mark; say how it went."""
+        if not self.settled():
+            return self._hand_over()
         mark, sub = self.stats.mark, self.sub
         started = time.perf_counter()
         try:
@@ -343,22 +441,38 @@ class Dispatcher:
                     worker.commits.append((head, at))
             self.cond.notify_all()
 
+    def follow_partitions(self, partitions: Collection[Partition]) -> None:
+        """This consumer owns ``partitions`` now: the followers hand over on their threads
+        (the head is read again: they also get what the previous owners stored)."""
+        followers = [w for w in self._workers if w.sub.follows_partitions]
+        if not followers:
+            return
+        head = self.store.last_seq()
+        with self.cond:
+            self.head = max(self.head, head)
+            for worker in followers:
+                worker.target = frozenset(partitions)
+                worker.stats.lag = max(0, self.head - worker.stats.mark)
+            self.cond.notify_all()
+
     def drain(self, stall_timeout_s: float = 30.0, stop: threading.Event | None = None,
               poll_s: float = 0.1) -> bool:
-        """Wait until every subscriber has handled everything stored so far; give up (False)
-        when the ones behind made no progress for ``stall_timeout_s``, or on ``stop``."""
+        """Wait until every subscriber has handled everything stored so far (and followers
+        follow their partitions); give up (False) when the ones behind made no progress for
+        ``stall_timeout_s``, or on ``stop``."""
         if not self._workers:
             return True
         self.notify()
         with self.cond:
             target = self.head
-            progress = [w.stats.mark for w in self._workers]
+            progress = [(w.stats.mark, w.stats.handovers) for w in self._workers]
             last_progress = time.monotonic()
             while True:
-                behind = [w for w in self._workers if w.stats.mark < target]
+                behind = [w for w in self._workers
+                          if w.stats.mark < target or not w.settled()]
                 if not behind:
                     return True
-                marks = [w.stats.mark for w in self._workers]
+                marks = [(w.stats.mark, w.stats.handovers) for w in self._workers]
                 if marks != progress:
                     progress, last_progress = marks, time.monotonic()
                 elif time.monotonic() - last_progress >= stall_timeout_s:
@@ -390,7 +504,7 @@ class Dispatcher:
             log.info("subscriber stopped", extra={"fields": {
                 "subscriber": s.name, "handled": s.handled, "read_back": s.read_back,
                 "mark": s.mark, "pending": s.lag, "failures": s.failures,
-                "delivery_max_ms": round(s.delivery_max_s * 1000, 1)}})
+                "handovers": s.handovers, "delivery_max_ms": round(s.delivery_max_s * 1000, 1)}})
         if stuck:
             log.warning("subscriber still busy at stop, left running", extra={"fields": {
                 "subscribers": ",".join(stuck), "timeout_s": timeout_s}})

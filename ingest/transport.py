@@ -2,16 +2,29 @@
 
 The rest of Backlight only sees ``Message``, ``Source`` and ``Sink``; kafka-python lives here
 and nowhere else, so a test or another client library touches one module.
+
+Rebalances. ``KafkaSource`` subscribes with a rebalance listener. kafka-python (3.x) calls it
+only inside ``poll()`` and ``close()``, but on its own IO thread while the polling thread
+waits in that call; so the listener must not block (no blocking consumer call: it awaits)
+and only records what changed, for the poll loop to act on (``Rebalancing.rebalances``).
+The consumer finishes each polled batch (store, then commit) before it polls again, so when
+partitions are revoked the batch in hand is already stored and its offsets committed; the
+listener still commits, while this member owns them, any revoked partitions' offsets whose
+commit failed earlier (so the next owner does not re-read stored events), and forgets
+them when the partitions are lost instead (evicted: committing is no longer possible).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
     KafkaError,
@@ -68,6 +81,31 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    """One change of a consumer's partitions, as the group coordinator made it."""
+
+    kind: Literal["assigned", "revoked", "lost"]
+    """``revoked``: given up cleanly; ``lost``: taken away (this member was evicted)."""
+    partitions: frozenset[Partition]
+
+
+@runtime_checkable
+class Rebalancing(Protocol):
+    """A source in a consumer group, whose partitions change when members come and go."""
+
+    def rebalances(self) -> list[Rebalance]:
+        """The changes since the last call, in order (called from the polling thread)."""
+        ...
+
+    def partitions(self) -> frozenset[Partition]:
+        """The partitions assigned to this consumer now."""
+        ...
+
+
 class Sink(Protocol):
     """Publishes messages; ``flush`` returns once the broker has acknowledged all of them."""
 
@@ -96,7 +134,10 @@ class KafkaSource:
         except KafkaTimeoutError as exc:
             raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
         self._topics = list(topics)
-        self._consumer.subscribe(self._topics)
+        self._lock = threading.Lock()
+        self._changes: list[Rebalance] = []
+        self._uncommitted: dict[Partition, int] = {}  # handled, commit refused: next offsets
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
         records = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -105,18 +146,64 @@ class KafkaSource:
         return [r for batch in records.values() for r in batch]
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit, with any earlier refused commit of partitions still ours."""
         if not next_offsets:
             return
+        with self._lock:
+            for tp, offset in next_offsets.items():
+                self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
+            offsets = dict(self._uncommitted)
         try:
-            self._consumer.commit({
-                TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                for (t, p), o in next_offsets.items()
-            })
+            self._consumer.commit(_offsets(offsets))
         except CommitFailedError:
-            # The group rebalanced since the poll: the partitions' new owner re-reads these
-            # messages, and the idempotent store keeps each event once.
-            log.warning("offset commit refused after a rebalance; the batch will be re-read",
-                        extra={"fields": {"partitions": len(next_offsets)}})
+            # The group is rebalancing: the revoke listener commits these while this member
+            # still owns the partitions; if it lost them, their new owner re-reads the
+            # messages and the idempotent store keeps each event once.
+            log.warning("offset commit refused during a rebalance; kept for the handover",
+                        extra={"fields": {"partitions": len(offsets)}})
+            return
+        self._committed(offsets)
+
+    def _committed(self, offsets: Mapping[Partition, int]) -> None:
+        with self._lock:
+            for tp, offset in offsets.items():
+                if self._uncommitted.get(tp) == offset:
+                    del self._uncommitted[tp]
+
+    def rebalances(self) -> list[Rebalance]:
+        with self._lock:
+            changes, self._changes = self._changes, []
+        return changes
+
+    def partitions(self) -> frozenset[Partition]:
+        return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    async def _revoked(self, revoked: Iterable[TopicPartition], lost: bool) -> None:
+        """The listener's part (kafka-python's IO thread): commit what was handled of the
+        revoked partitions and not committed yet (unless lost), and record the change."""
+        gone = frozenset((tp.topic, tp.partition) for tp in revoked)
+        with self._lock:
+            offsets = {tp: self._uncommitted.pop(tp) for tp in gone if tp in self._uncommitted}
+            self._changes.append(Rebalance("lost" if lost else "revoked", gone))
+        if not offsets:
+            return
+        if lost:
+            log.warning("partitions lost before their offsets were committed; the next owner "
+                        "re-reads them", extra={"fields": {"partitions": len(offsets)}})
+            return
+        try:
+            await self._consumer.commit_async(_offsets(offsets))
+        except KafkaError as exc:
+            log.warning("offset commit on revoke failed; the next owner re-reads the batch",
+                        extra={"fields": {"partitions": len(offsets), "error": repr(exc)}})
+        else:
+            log.info("offsets committed on revoke", extra={"fields": {
+                "partitions": len(offsets)}})
+
+    def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        with self._lock:
+            self._changes.append(Rebalance(
+                "assigned", frozenset((tp.topic, tp.partition) for tp in assigned)))
 
     def assigned(self) -> bool:
         return bool(self._consumer.assignment())
@@ -144,6 +231,27 @@ class KafkaSource:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands kafka-python's rebalance callbacks to the source (awaited on its IO thread)."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._source._revoked(revoked, lost=False)
+
+    async def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        await self._source._revoked(lost, lost=True)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._source._assigned(assigned)
+
+
+def _offsets(next_offsets: Mapping[Partition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+            for (t, p), o in next_offsets.items()}
 
 
 class KafkaSink:
