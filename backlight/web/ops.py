@@ -15,7 +15,6 @@ counts as the store unreachable; a probe still in flight is shared, never stacke
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from starlette.routing import Route
 
 from backlight.metrics import Metrics
 from backlight.web.health import readiness
-from backlight.web.server import ServeError, address
+from backlight.web.server import ServeError, address, listen
 from ingest.errors import StoreError
 from ingest.store import EventStore, mask_url, open_store
 from schemas.errors import BacklightError
@@ -115,27 +114,12 @@ def create_ops_app(metrics: Metrics, probe: StoreProbe,
                              Route("/metrics", scrape)])
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A bound TCP socket (``ServeError`` when the address is taken or not this machine's)."""
-    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets (as server.py).
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another "
-                         "program has it? pass --metrics-port, or 0 for any free port)") from exc
-    return sock
-
-
 @contextmanager
 def serving(store_url: str, metrics: Metrics, host: str = "127.0.0.1", port: int = 0,
             stopping: Callable[[], bool] = lambda: False) -> Iterator[str]:
     """The consumer's ops port served on a daemon thread; yields its base URL, and stops
     the server (and closes its probe's store) on exit."""
-    sock = listen(host, port)
+    sock = listen(host, port, "--metrics-port")
     probe = StoreProbe(store_url)
     config = uvicorn.Config(create_ops_app(metrics, probe, stopping), log_level="warning",
                             access_log=False, server_header=False, proxy_headers=False,

@@ -46,6 +46,12 @@ def _server(settings: Settings, host: str, port: int, service: WebService | None
     app = create_app(settings, service, metrics)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             server_header=False, proxy_headers=False)
+    sock = listen(host, port)
+    return _Server(config), sock
+
+
+def listen(host: str, port: int, option: str = "--port") -> socket.socket:
+    """A bound TCP socket (``ServeError`` naming ``option`` when the address is taken)."""
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets; without it
     # every keep-alive response waits ~40 ms (Nagle against the client's delayed ACK).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
@@ -55,9 +61,9 @@ def _server(settings: Settings, host: str, port: int, service: WebService | None
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-                         "(another program has it? pass --port, or 0 for any free port)") from exc
-    return _Server(config), sock
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another "
+                         f"program has it? pass {option}, or 0 for any free port)") from exc
+    return sock
 
 
 def address(sock: socket.socket) -> str:
