@@ -547,9 +547,10 @@ def test_bursts_are_paced_per_channel(clock: Clock, outbox: OutboxQueue,
     assert all(b - a >= 0.24 for a, b in itertools.pairwise(teams_times))
 
 
-def test_outbox_throughput_against_local_server(clock: Clock, outbox: OutboxQueue,
-                                                transport: HttpxTransport) -> None:
-    """300 webhook notifications go out in one delivery round, each exactly once, quickly."""
+def test_a_round_delivers_a_large_backlog_once_in_order(clock: Clock, outbox: OutboxQueue,
+                                                         transport: HttpxTransport) -> None:
+    """300 webhook notifications go out in one delivery round, each exactly once, in order
+    (their speed is measured by tests/test_bench_alerts.py, not asserted here)."""
     server = start(clock)
     try:
         channels = {"hook": all_channels(server.base)["hook"]}
@@ -557,11 +558,7 @@ def test_outbox_throughput_against_local_server(clock: Clock, outbox: OutboxQueu
         for i in range(300):
             changes = [AlertChange(Change.FIRING, alert(f"S{i}"), T0)]
             notes += enqueue(outbox, channels, changes, clock())
-        began = time.monotonic()
         report = deliver(outbox, channels, {"http": transport}, clock)
-        took = time.monotonic() - began
     finally:
         server.close()
     assert report.sent == 300 and server.accepted == [n.id for n in notes]
-    print(f"throughput: {300 / took:.0f} notifications/s ({took:.2f}s for 300)")
-    assert took < 20
