@@ -359,6 +359,11 @@ class Consumer:
                 idle_since = None
                 continue
             if not self.source.assigned():
+                # A member without partitions (more members than partitions, or waiting for
+                # its assignment) still reports the group's lag: it is healthy, and readiness
+                # judges a consumer by its reports.
+                if self.on_batch is not None:
+                    self._lag_when_idle(exiting=False)
                 continue
             now = time.monotonic()
             if idle_since is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.consumer import Consumer
+from ingest.consumer import BatchReport, Consumer
 from ingest.publish import encode
 from ingest.simulate import simulate
 from ingest.store import Coordinates, SQLiteStore
@@ -303,3 +303,32 @@ def test_failure_logs_and_stats_never_show_a_webhook_secret(
     [stats] = dispatcher.stats()
     assert stats.last_error is not None and "s3cr3tT0k3n" not in stats.last_error
     store.close()
+
+
+class UnassignedSource(ListSource):
+    """A group member that got no partitions: nothing to poll, the group's lag to report."""
+
+    def assigned(self) -> bool:
+        return False
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        return {(TOPIC, 0): 7, (TOPIC, 1): 0}
+
+
+def test_a_member_without_partitions_keeps_reporting_the_lag(tmp_path: Path) -> None:
+    """A consumer with no partitions assigned still reports the lag per partition to its
+    observer (at its lag interval), so readiness does not take an idle member for a stalled one."""
+    store = SQLiteStore(tmp_path / "s.db")
+    reports: list[BatchReport] = []
+    stop = threading.Event()
+    worker = Consumer(UnassignedSource([]), NoDeadLetters(), store,
+                      {TOPIC: SourceSpec(TOPIC, "onboarding")}, on_batch=reports.append,
+                      lag_interval_s=0.05)
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    time.sleep(0.6)
+    stop.set()
+    runner.join(10)
+    store.close()
+    assert len(reports) >= 3
+    assert all(r.lags == {(TOPIC, 0): 7, (TOPIC, 1): 0} and r.seconds is None for r in reports)
