@@ -15,6 +15,7 @@ from web_support import (
     WRITER_TOKEN,
     evaluate_alerts,
     fill_store,
+    review_day,
     web_settings,
 )
 
@@ -162,7 +163,7 @@ def test_review_records_what_the_cli_reads(client: httpx.Client, settings: Setti
     assert latest.at == datetime.fromisoformat(body["at"])
     row = next(r for r in client.get("/api/processes").json() if r["name"] == "payments")
     assert row["reviewed_by"] == "alice"
-    assert row["last_reviewed"] == latest.at.date().isoformat()
+    assert row["last_reviewed"] == review_day(settings, "payments", latest.at)
 
 
 def test_acknowledge_records_what_the_cli_reads(client: httpx.Client, settings: Settings) -> None:

@@ -114,3 +114,11 @@ def evaluate_alerts(settings: Settings, nows: dict[str, datetime]) -> int:
         report = alerting.evaluate(settings, now, processes=[process])
         fired += len(report.alerts)
     return fired
+
+
+def review_day(settings: Settings, process: str, at: datetime) -> str:
+    """The date a review made at ``at`` counts for: its day in the process calendar's time
+    zone (a review at 23:30 UTC is the next day in Amsterdam)."""
+    proc = next(p for p in settings.processes if p.name == process)
+    calendar = (proc.calendar or settings.alerts.calendar).calendar()
+    return calendar.business_day_of(at).isoformat()

@@ -51,7 +51,7 @@ def _server(settings: Settings, host: str, port: int, service: WebService | None
 
 
 def listen(host: str, port: int, option: str = "--port") -> socket.socket:
-    """A bound TCP socket (``ServeError`` naming ``option`` when the address is taken)."""
+    """A bound, listening TCP socket (``ServeError`` naming ``option`` when the address is taken)."""
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets; without it
     # every keep-alive response waits ~40 ms (Nagle against the client's delayed ACK).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
@@ -63,6 +63,9 @@ def listen(host: str, port: int, option: str = "--port") -> socket.socket:
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another "
                          f"program has it? pass {option}, or 0 for any free port)") from exc
+    # Listening now, not when the server's loop starts: the address is printed before that,
+    # and a client that connects at once must queue, not be refused.
+    sock.listen(2048)
     return sock
 
 
