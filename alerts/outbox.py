@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from alerts.channels.text import encode
 from alerts.errors import AlertStateError
+from ingest.migrations import Migration, Schema, migrate_sqlite
 from ingest.sqlite import connect, transaction
 from schemas.alerts import Notification
 
@@ -36,8 +37,8 @@ PENDING, SENT, DEAD = "pending", "sent", "dead"
 
 COMPONENT = "outbox"
 """The outbox's row in the store's ``schema_version`` table."""
-_STEPS: tuple[tuple[str, ...], ...] = (
-    ("""CREATE TABLE IF NOT EXISTS outbox (
+SCHEMA = Schema(COMPONENT, "the outbox", "outbox", (
+    Migration(1, "the outbox with per-channel order", ("""CREATE TABLE IF NOT EXISTS outbox (
         seq             INTEGER PRIMARY KEY AUTOINCREMENT,
         id              TEXT NOT NULL UNIQUE,
         channel         TEXT NOT NULL,
@@ -51,11 +52,12 @@ _STEPS: tuple[tuple[str, ...], ...] = (
         next_attempt_us INTEGER NOT NULL,
         sent_us         INTEGER,
         last_error      TEXT)""",
-     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, channel, seq)"),
-    ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
-     "ALTER TABLE outbox ADD COLUMN claimed_until_us INTEGER"),
-)
-"""Version 1, 2, ...: version 1 is also what files from before versioning have."""
+     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, channel, seq)")),
+    Migration(2, "claims by delivery workers", (
+        "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE outbox ADD COLUMN claimed_until_us INTEGER")),
+), AlertStateError)
+"""The outbox's tables in a SQLite file, versioned (ingest/migrations.py runs the steps)."""
 _COLUMNS = ("seq, id, channel, process, keys, payload, status, attempts, created_us,"
             " enqueued_us, next_attempt_us, sent_us, last_error")
 
@@ -173,28 +175,6 @@ def _path(where: str | Path) -> Path:
     return Path(text)
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Apply the steps the file lacks, in one write transaction (a file from before versioning
-    with an outbox table is version 1)."""
-    with transaction(db):
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                   " component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-        row = db.execute("SELECT version FROM schema_version WHERE component = ?",
-                         (COMPONENT,)).fetchone()
-        found = int(row[0]) if row else 0
-        if not row and db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                                  " AND name = 'outbox'").fetchone():
-            found = 1
-        if found > len(_STEPS):
-            raise AlertStateError(f"the outbox has schema version {found}, newer than this "
-                                  f"Backlight knows ({len(_STEPS)}): upgrade Backlight")
-        for statement in (st for step in _STEPS[found:] for st in step):
-            db.execute(statement)
-        db.execute("INSERT INTO schema_version (component, version) VALUES (?, ?)"
-                   " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                   (COMPONENT, len(_STEPS)))
-
-
 _HEADS = "SELECT MIN(seq) FROM outbox WHERE status = 'pending' GROUP BY channel"
 
 
@@ -206,7 +186,7 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             self._db = connect(self.path)
-            _migrate(self._db)
+            migrate_sqlite(self._db, str(self.path), SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise AlertStateError(f"cannot open the outbox in {self.path}: {exc}") from exc
 

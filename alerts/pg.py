@@ -2,11 +2,8 @@
 explicit transactions, ``synchronous_commit`` on, like the event store's, ingest/postgres.py),
 a lock so threads take turns on it, errors without the password, and versioned schemas.
 
-Each component keeps its version in the store's ``schema_version`` table under its own name
-(``alerts``, ``outbox``; the event store's is ``events``, ingest/migrations.py); opening
-applies the steps it lacks in one transaction under the same advisory lock as the store's
-migrations, so several processes opening a new database at once take turns, and a database
-whose component version is newer than the code's is refused.
+Each component (``alerts``, ``outbox``) is a ``Schema`` of ingest/migrations.py, versioned and
+upgraded in place by its one runner, as the event store's tables are.
 """
 
 from __future__ import annotations
@@ -19,13 +16,11 @@ from typing import Any, TypeVar
 import psycopg
 
 from alerts.errors import AlertStateError
-from ingest.migrations import Migration, expected
+from ingest.migrations import Schema, migrate_postgres
 from ingest.store import mask_url, scrub
 
 _T = TypeVar("_T")
 CONNECT_TIMEOUT_S = 10
-MIGRATION_LOCK = 0x6261636B6C696768
-"""The advisory lock key of ingest/migrations.py: every component's migrations take turns."""
 
 
 def describe(exc: psycopg.Error, url: str) -> str:
@@ -34,47 +29,11 @@ def describe(exc: psycopg.Error, url: str) -> str:
     return scrub(primary or str(exc), url)
 
 
-def component_version(conn: psycopg.Connection[Any], component: str) -> int:
-    """The component's recorded schema version (0: none recorded yet)."""
-    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
-    if not (row and row[0]):
-        return 0
-    found = conn.execute("SELECT version FROM schema_version WHERE component = %s",
-                         (component,)).fetchone()
-    return int(found[0]) if found else 0
-
-
-def migrate(conn: psycopg.Connection[Any], component: str, steps: Sequence[Migration],
-            where: str) -> int:
-    """Apply the component's missing steps in one transaction; its version afterwards."""
-    versions = [s.version for s in steps]
-    if versions != list(range(1, len(steps) + 1)):
-        raise ValueError(f"migrations must be numbered 1, 2, ... in order, not {versions}")
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        found = component_version(conn, component)
-        if found > expected(steps):
-            raise AlertStateError(
-                f"the {component} tables at {where} have schema version {found}, newer than "
-                f"this Backlight knows ({expected(steps)}): upgrade Backlight")
-        pending = [s for s in steps if s.version > found]
-        if pending:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                         " component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-            for step in pending:
-                for statement in step.statements:
-                    conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (component, version) VALUES (%s, %s)"
-                         " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                         (component, pending[-1].version))
-    return max(found, expected(steps))
-
-
 class PgTables:
     """One connection to the store's database with the component's tables migrated."""
 
-    component = ""
-    steps: Sequence[Migration] = ()
+    schema: Schema
+    """The component's tables and their migrations (ingest/migrations.py runs them)."""
 
     def __init__(self, url: str) -> None:
         self.url = mask_url(url)
@@ -83,10 +42,10 @@ class PgTables:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         try:
-            migrate(self._connection(), self.component, self.steps, self.url)
+            migrate_postgres(self._connection(), self.url, self.schema)
         except psycopg.Error as exc:
             self.close()
-            raise self._error(f"opening the {self.component} tables", exc) from exc
+            raise self._error(f"opening the {self.schema.component} tables", exc) from exc
         except AlertStateError:
             self.close()
             raise

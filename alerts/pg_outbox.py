@@ -23,7 +23,7 @@ from alerts.channels.text import encode
 from alerts.errors import AlertStateError
 from alerts.outbox import DEAD, PENDING, OutboxItem, _time, _us, wall_us
 from alerts.pg import PgTables
-from ingest.migrations import Migration
+from ingest.migrations import Migration, Schema
 from schemas.alerts import Notification
 
 _ENQUEUE_LOCK = 0x6F7574626F78  # "outbox"
@@ -74,8 +74,7 @@ _CLAIM = (
 class PostgresOutbox(PgTables):
     """The ``outbox`` table of the PostgreSQL store's database (component ``outbox``)."""
 
-    component = "outbox"
-    steps = STEPS
+    schema = Schema("outbox", "the outbox", "outbox", STEPS, AlertStateError)
 
     def enqueue(self, notifications: Iterable[Notification],
                 payload_for: Callable[[Notification], Mapping[str, Any]],

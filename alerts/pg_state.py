@@ -21,7 +21,7 @@ import psycopg
 from alerts.errors import AlertStateError
 from alerts.pg import PgTables
 from alerts.state import _time, _us, alert_from_json, silence_from_json, silence_to_json
-from ingest.migrations import Migration
+from ingest.migrations import Migration, Schema
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
 
 STEPS = (
@@ -71,8 +71,7 @@ Conn = psycopg.Connection[Any]
 class PostgresAlertState(PgTables):
     """The alert state in the PostgreSQL store's database (component ``alerts``)."""
 
-    component = "alerts"
-    steps = STEPS
+    schema = Schema("alerts", "the alert state", "alert_states", STEPS, AlertStateError)
 
     # -- alerts and their history ------------------------------------------------------------
     def alerts(self) -> dict[str, Alert]:

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from alerts.errors import AlertStateError
+from ingest.migrations import Migration, Schema, migrate_sqlite
 from ingest.sqlite import connect
 from schemas.alerts import (
     Acknowledgement,
@@ -39,49 +40,47 @@ _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS alert_states (
-    key        TEXT PRIMARY KEY,
-    process    TEXT NOT NULL,
-    status     TEXT NOT NULL,
-    body       TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alert_states_process ON alert_states (process, status);
-CREATE TABLE IF NOT EXISTS alert_silences (
-    id         TEXT PRIMARY KEY,
-    created_us INTEGER NOT NULL,
-    until_us   INTEGER NOT NULL,
-    body       TEXT NOT NULL,
-    expired_by TEXT,
-    expired_us INTEGER
-);
-CREATE TABLE IF NOT EXISTS alert_acks (
-    seq        INTEGER PRIMARY KEY,
-    key        TEXT NOT NULL,
-    who        TEXT NOT NULL,
-    at_us      INTEGER NOT NULL,
-    note       TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alert_acks_key ON alert_acks (key, at_us);
-CREATE TABLE IF NOT EXISTS process_reviews (
-    seq        INTEGER PRIMARY KEY,
-    process    TEXT NOT NULL,
-    who        TEXT NOT NULL,
-    at_us      INTEGER NOT NULL,
-    note       TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS process_reviews_process ON process_reviews (process, at_us);
-CREATE TABLE IF NOT EXISTS alert_history (
-    seq        INTEGER PRIMARY KEY,
-    key        TEXT NOT NULL,
-    change     TEXT NOT NULL,
-    status     TEXT NOT NULL,
-    at_us      INTEGER NOT NULL,
-    summary    TEXT NOT NULL,
-    body       TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)
-"""
+SCHEMA = Schema("alerts", "the alert state", "alert_states", (
+    Migration(1, "alerts, silences, acknowledgements, reviews and the change history", (
+        """CREATE TABLE IF NOT EXISTS alert_states (
+            key        TEXT PRIMARY KEY,
+            process    TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            body       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_states_process ON alert_states (process, status)",
+        """CREATE TABLE IF NOT EXISTS alert_silences (
+            id         TEXT PRIMARY KEY,
+            created_us INTEGER NOT NULL,
+            until_us   INTEGER NOT NULL,
+            body       TEXT NOT NULL,
+            expired_by TEXT,
+            expired_us INTEGER)""",
+        """CREATE TABLE IF NOT EXISTS alert_acks (
+            seq        INTEGER PRIMARY KEY,
+            key        TEXT NOT NULL,
+            who        TEXT NOT NULL,
+            at_us      INTEGER NOT NULL,
+            note       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_acks_key ON alert_acks (key, at_us)",
+        """CREATE TABLE IF NOT EXISTS process_reviews (
+            seq        INTEGER PRIMARY KEY,
+            process    TEXT NOT NULL,
+            who        TEXT NOT NULL,
+            at_us      INTEGER NOT NULL,
+            note       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS process_reviews_process ON process_reviews (process, at_us)",
+        """CREATE TABLE IF NOT EXISTS alert_history (
+            seq        INTEGER PRIMARY KEY,
+            key        TEXT NOT NULL,
+            change     TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            at_us      INTEGER NOT NULL,
+            summary    TEXT NOT NULL,
+            body       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
+    )),
+), AlertStateError)
+"""The alert state's tables in a SQLite file, versioned as the PostgreSQL ones are."""
 
 
 class AlertState(Protocol):
@@ -147,11 +146,10 @@ class SQLiteAlertState:
         self._lock = threading.Lock()
         try:
             self._db = connect(self.path)
+            # Several processes may open a new file at once: one write transaction migrates.
+            migrate_sqlite(self._db, str(self.path), SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise AlertStateError(f"cannot open the alert state at {self.path}: {exc}") from exc
-        # Several processes may open a new file at once: one write transaction creates it all.
-        self._write("creating the alert tables",
-                    lambda db: [db.execute(s) for s in filter(str.strip, _DDL.split(";"))])
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:

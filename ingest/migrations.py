@@ -1,17 +1,19 @@
-"""The event store's schema, versioned, and the upgrades that bring an existing store up to date.
+"""Versioned schemas and the one runner that upgrades a store's tables in place.
 
-Each backend has its list of migrations, version 1, 2, ... in order; each is a few SQL
-statements. Opening a store applies the ones it lacks, in order, inside one transaction that
-also records the new version, so a store is always at one known version (a failing step
-leaves it where it was). A store whose version is newer than the code's is refused with a
-``StoreError``: an old Backlight never writes to a schema it does not know.
+A store's database holds several components' tables: the events (here), the alert state
+(alerts/state.py, alerts/pg_state.py) and the outbox (alerts/outbox.py, alerts/pg_outbox.py).
+Each component is a ``Schema``: its list of migrations, version 1, 2, ... in order, each a few
+SQL statements, per backend. Opening a component applies the steps it lacks, in order, inside
+one transaction that also records the new version, so its tables are always at one known
+version (a failing step leaves them where they were). A version newer than the code's is
+refused with the component's error (``StoreError``, ``AlertStateError``): an old Backlight
+never writes to a schema it does not know.
 
-The version lives in a table, ``schema_version`` (one row per component; the event store is
-``events``), the same on both backends, rather than in SQLite's ``PRAGMA user_version``: the
-SQLite file is shared with the alert state and the outbox (alerts/state.py, alerts/outbox.py),
-and one integer per file could not say whose version it is.
+The versions live in one table, ``schema_version`` (one row per component), the same on both
+backends, rather than in SQLite's ``PRAGMA user_version``: one integer per file could not say
+whose version it is.
 
-Version 0 is a store from before versioning (the tables of version 1, no ``schema_version``):
+Version 0 is a component from before versioning (the tables of version 1, no recorded version):
 version 1's statements are all ``IF NOT EXISTS``, so it upgrades in place, rows untouched.
 
 Several processes may open a new store at once: SQLite serialises them on the write lock
@@ -27,12 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.errors import StoreError
 from ingest.sqlite import transaction
+from schemas.errors import BacklightError
 
 if TYPE_CHECKING:
     import psycopg
 
-COMPONENT = "events"
-"""The row of ``schema_version`` that holds the event store's version."""
 _MIGRATION_LOCK = 0x6261636B6C696768  # "backligh": the advisory lock key of PostgreSQL migrations
 
 
@@ -103,86 +104,102 @@ POSTGRES: tuple[Migration, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Schema:
+    """One component's tables on one backend: its row in ``schema_version``, how errors name
+    it, the table a copy from before versioning already has, its steps, and its error type."""
+
+    component: str
+    what: str
+    marker: str
+    steps: tuple[Migration, ...]
+    error: type[BacklightError] = StoreError
+
+    @property
+    def latest(self) -> int:
+        """The version once every step is applied."""
+        return expected(self.steps)
+
+
+EVENTS_SQLITE = Schema("events", "the store", "events", SQLITE)
+EVENTS_POSTGRES = Schema("events", "the store", "events", POSTGRES)
+
+
 def expected(steps: Sequence[Migration]) -> int:
     """The version a store has once every step is applied."""
     return steps[-1].version if steps else 0
 
 
-def check_known(found: int, steps: Sequence[Migration], where: str) -> None:
-    """Refuse a store whose schema is newer than these steps know."""
-    if found > expected(steps):
-        raise StoreError(
-            f"the store at {where} has schema version {found}, newer than this Backlight knows "
-            f"({expected(steps)}): upgrade Backlight to use it (it will not downgrade a store)")
-
-
-def _pending(found: int, steps: Sequence[Migration]) -> list[Migration]:
-    versions = [s.version for s in steps]
-    if versions != list(range(1, len(steps) + 1)):
+def _pending(found: int, schema: Schema, where: str) -> list[Migration]:
+    """The steps a component at version ``found`` lacks; refuses a newer one."""
+    versions = [s.version for s in schema.steps]
+    if versions != list(range(1, len(versions) + 1)):
         raise ValueError(f"migrations must be numbered 1, 2, ... in order, not {versions}")
-    return [s for s in steps if s.version > found]
+    if found > schema.latest:
+        raise schema.error(
+            f"{schema.what} (component {schema.component!r}) at {where} has schema version "
+            f"{found}, newer than this Backlight knows ({schema.latest}): upgrade Backlight to "
+            "use it (it will not downgrade a store)")
+    return [s for s in schema.steps if s.version > found]
 
 
-def sqlite_version(db: sqlite3.Connection) -> int | None:
-    """The store's schema version without changing anything: None for a file without the
-    store's tables, 0 for a store from before versioning."""
+def sqlite_version(db: sqlite3.Connection, schema: Schema = EVENTS_SQLITE) -> int | None:
+    """The component's schema version without changing anything: None where its tables do not
+    exist, 0 for tables from before versioning."""
     tables = {row[0] for row in db.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'"
-        " AND name IN ('schema_version', 'events')")}
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('schema_version', ?)",
+        (schema.marker,))}
     if "schema_version" in tables:
         row = db.execute("SELECT version FROM schema_version WHERE component = ?",
-                         (COMPONENT,)).fetchone()
+                         (schema.component,)).fetchone()
         if row is not None:
             return int(row[0])
-    return 0 if "events" in tables else None
+    return 0 if schema.marker in tables else None
 
 
-def migrate_sqlite(db: sqlite3.Connection, where: str,
-                   steps: Sequence[Migration] = SQLITE) -> int:
-    """Bring the SQLite store up to the latest version in one write transaction; its version.
-    Raises ``StoreError`` for a newer store, ``sqlite3.Error`` when a statement fails."""
+def migrate_sqlite(db: sqlite3.Connection, where: str, schema: Schema = EVENTS_SQLITE) -> int:
+    """Bring the component's tables up to date in one write transaction; their version.
+    Raises ``schema.error`` for a newer version, ``sqlite3.Error`` when a statement fails."""
     with transaction(db):
-        found = sqlite_version(db) or 0
-        check_known(found, steps, where)
-        pending = _pending(found, steps)
+        found = sqlite_version(db, schema) or 0
+        pending = _pending(found, schema, where)
         if pending:
             db.execute(_VERSION_TABLE)
             for step in pending:
                 for statement in step.statements:
                     db.execute(statement)
-            db.execute(_SAVE_VERSION.format(p="?"), (COMPONENT, pending[-1].version))
-    return max(found, expected(steps))
+            db.execute(_SAVE_VERSION.format(p="?"), (schema.component, pending[-1].version))
+    return max(found, schema.latest)
 
 
-def postgres_version(conn: psycopg.Connection[Any]) -> int | None:
-    """The PostgreSQL store's schema version without changing anything (None: no store tables;
-    0: a store from before versioning). Tables are looked up on the connection's search_path."""
+def postgres_version(conn: psycopg.Connection[Any],
+                     schema: Schema = EVENTS_POSTGRES) -> int | None:
+    """The component's schema version without changing anything (None: no tables of it;
+    0: tables from before versioning). Tables are looked up on the connection's search_path."""
     row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL,"
-                       " to_regclass('events') IS NOT NULL").fetchone()
-    has_versions, has_events = bool(row and row[0]), bool(row and row[1])
+                       " to_regclass(%s) IS NOT NULL", (schema.marker,)).fetchone()
+    has_versions, has_marker = bool(row and row[0]), bool(row and row[1])
     if has_versions:
         found = conn.execute("SELECT version FROM schema_version WHERE component = %s",
-                             (COMPONENT,)).fetchone()
+                             (schema.component,)).fetchone()
         if found is not None:
             return int(found[0])
-    return 0 if has_events else None
+    return 0 if has_marker else None
 
 
 def migrate_postgres(conn: psycopg.Connection[Any], where: str,
-                     steps: Sequence[Migration] = POSTGRES) -> int:
-    """Bring the PostgreSQL store up to the latest version in one transaction, holding an
-    advisory lock so concurrent openers take turns; its version. Raises ``StoreError`` for a
-    newer store, ``psycopg.Error`` when a statement fails."""
+                     schema: Schema = EVENTS_POSTGRES) -> int:
+    """Bring the component's tables up to date in one transaction, holding an advisory lock
+    (one key for every component) so concurrent openers take turns; their version. Raises
+    ``schema.error`` for a newer version, ``psycopg.Error`` when a statement fails."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        found = postgres_version(conn) or 0
-        check_known(found, steps, where)
-        pending = _pending(found, steps)
+        found = postgres_version(conn, schema) or 0
+        pending = _pending(found, schema, where)
         if pending:
             conn.execute(_VERSION_TABLE)
             for step in pending:
                 for statement in step.statements:
                     conn.execute(statement)
-            conn.execute(_SAVE_VERSION.format(p="%s"),
-                         (COMPONENT, pending[-1].version))
-    return max(found, expected(steps))
+            conn.execute(_SAVE_VERSION.format(p="%s"), (schema.component, pending[-1].version))
+    return max(found, schema.latest)

@@ -6,6 +6,7 @@ What every backend must do with events is in tests/test_store_contract.py (run o
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,8 +14,13 @@ import psycopg
 import pytest
 from pg import fresh_database
 
+from alerts.errors import AlertStateError
+from alerts.outbox import SCHEMA as OUTBOX_SCHEMA
+from alerts.outbox import open_outbox
+from alerts.state import SCHEMA as ALERT_SCHEMA
+from alerts.state import open_alert_state
 from ingest.errors import StoreError
-from ingest.migrations import SQLITE, Migration, migrate_sqlite
+from ingest.migrations import EVENTS_SQLITE, SQLITE, Migration, migrate_sqlite
 from ingest.store import inspect_store, mask_url, open_store
 from schemas.event import CaseEvent, to_time_us
 
@@ -82,6 +88,40 @@ def test_a_store_from_before_versioning_upgrades_in_place(tmp_path: Path) -> Non
     assert check.error is None
 
 
+def test_alert_tables_from_before_versioning_upgrade_with_the_same_runner(tmp_path: Path) -> None:
+    """A file whose alert state and outbox predate versioning keeps its review and queued
+    notification, gets a version per component, and a newer alert state is refused."""
+    path = tmp_path / "old.db"
+    unversioned_store(path)
+    with sqlite3.connect(path) as db:
+        for statement in (*ALERT_SCHEMA.steps[0].statements, *OUTBOX_SCHEMA.steps[0].statements):
+            db.execute(statement)
+        db.execute("INSERT INTO process_reviews (process, who, at_us, note)"
+                   " VALUES ('claims', 'bob', ?, 'ok')", (T0,))
+        db.execute("INSERT INTO outbox (id, channel, process, keys, payload, created_us,"
+                   " enqueued_us, next_attempt_us) VALUES ('n1', 'ops', 'claims', '[]', x'7b7d',"
+                   " 1, 1, 1)")
+    db.close()
+    url = f"sqlite:///{path}"
+    state, outbox = open_alert_state(url), open_outbox(url)
+    try:
+        assert [(r.by, r.note) for r in state.reviews("claims")] == [("bob", "ok")]
+        assert outbox.counts() == {("ops", "pending"): 1}
+    finally:
+        state.close()
+        outbox.close()
+    with sqlite3.connect(path) as db:
+        versions = dict(db.execute("SELECT component, version FROM schema_version").fetchall())
+        # the events were not opened: their version stays unrecorded (0) until the store is
+        assert versions == {"alerts": ALERT_SCHEMA.latest, "outbox": OUTBOX_SCHEMA.latest}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        assert {"claimed_by", "claimed_until_us"} <= columns
+        db.execute("UPDATE schema_version SET version = 7 WHERE component = 'alerts'")
+    db.close()
+    with pytest.raises(AlertStateError, match=r"'alerts'.*schema version 7, newer than"):
+        open_alert_state(url)
+
+
 def test_inspect_does_not_migrate_or_create(tmp_path: Path) -> None:
     """inspect_store reads a version-0 store without upgrading it, and reports a missing file
     as no store yet (writable where its directory is) without creating it."""
@@ -108,11 +148,11 @@ def test_migrations_apply_in_order_and_a_failing_one_changes_nothing(tmp_path: P
     add = Migration(2, "a table", ("CREATE TABLE extra (x INTEGER)",))
     broken = Migration(3, "a typo", ("CREATE TABLE extra2 (x INTEGER)", "CREAT INDEX oops"))
     with pytest.raises(sqlite3.OperationalError):
-        migrate_sqlite(db, "test", (*SQLITE, add, broken))
+        migrate_sqlite(db, "test", replace(EVENTS_SQLITE, steps=(*SQLITE, add, broken)))
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "extra" not in tables and inspect_store(url).schema_version == 1
     fixed = Migration(3, "an index", ("CREATE INDEX extra_x ON extra (x)",))
-    assert migrate_sqlite(db, "test", (*SQLITE, add, fixed)) == 3
+    assert migrate_sqlite(db, "test", replace(EVENTS_SQLITE, steps=(*SQLITE, add, fixed))) == 3
     assert inspect_store(url).schema_version == 3
     db.close()
     with pytest.raises(StoreError, match="schema version 3, newer than this Backlight knows"):
