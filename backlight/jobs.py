@@ -24,7 +24,7 @@ from ingest.publish import publish
 from ingest.store import EventStore, open_store
 from ingest.subscribers import Subscription
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
-from mining.live import LiveMaps
+from mining.live_maps import LiveMaps
 
 log = logging.getLogger("backlight")
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

@@ -14,7 +14,8 @@ from mining.frame import (
     prepare,
 )
 from mining.handoffs import Handoff, discover_handoffs
-from mining.live import LiveDfg, LiveMaps
+from mining.live import LiveDfg
+from mining.live_maps import LiveMaps
 from mining.model import (
     DEFAULT_COVERAGE,
     ActivityCases,

@@ -24,24 +24,16 @@ equal while every event arriving for a compacted case (1) comes while its tombst
 by arrival), and (3) is not a re-delivery of a compacted event other than that last one (the
 store's unique event_id rules this out). Breaking (2) shows in `skipped_events`; breaking (1)
 or (3) cannot be seen (the event starts a new case, or counts twice).
-Not thread-safe; `LiveMaps` serialises updates and snapshots with a lock.
+Not thread-safe; `LiveMaps` (mining/live_maps.py) serialises updates and snapshots with a lock.
 
-Partitions. `LiveMaps` keeps one `LiveDfg` per (process, lane), a lane being the Kafka topic
-and partition an event came through, and sums the lanes for reads (`LiveView`). Events are
-keyed by case id, so a case lives in one lane and a DFG, a sum over cases, is the sum of its
-lanes' DFGs. A consumer in a group follows only its partitions (`LiveMaps.follow`): on a
-rebalance it drops the lanes it lost and builds the lanes it got from the store, page by page.
-So an instance's live map is the state of its own partitions, the sum over the group's
-instances equals the DFG of the store, and nothing is counted twice. What users see (the web
-app, alert rules) is read from the store, so it is the same whichever instance serves it.
+Partitions: mining/live_maps.py (`LiveMaps`, one `LiveDfg` per Kafka partition).
 """
 
 from __future__ import annotations
 
 import heapq
-import threading
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from itertools import repeat
 from types import MappingProxyType
@@ -330,178 +322,29 @@ class LiveDfg:
 
     def snapshot(self) -> dict[str, Any]:
         """The live map as plain JSON-ready data (the shape of `mine --format json`, in part)."""
-        return LiveView(self.process, [self]).snapshot()
+        return snapshot(self)
 
 
 Batch = tuple[Sequence[CaseEvent], Sequence[Coordinates | None] | None]  # events, origins
 
 
-class LiveView:
-    """One process's live DFG summed over lanes (Kafka partitions): a copy taken at one moment.
-
-    Exact as a sum because a DFG is a sum over cases and a case lives in one lane (events are
-    keyed by case id). It reads like a `LiveDfg` (`edge_counts`, `mean_waits`, `snapshot()`...).
-    """
-
-    def __init__(self, process: str | None, parts: Iterable[LiveDfg],
-                 lanes: Collection[Hashable] = ()) -> None:
-        self.process = process
-        self.lanes = frozenset(lanes)
-        sums: tuple[dict[Any, int], ...] = ({}, {}, {}, {})
-        totals = dict.fromkeys(_TOTALS, 0)
-        marks: list[int] = []
-        for part in parts:
-            parts_counts: tuple[Mapping[Any, int], ...] = (
-                part.edge_counts, part.wait_sums_us, part.start_activities, part.end_activities)
-            for into, counts in zip(sums, parts_counts, strict=True):
-                _add(into, counts)
-            for name in _TOTALS:
-                totals[name] += getattr(part, name)
-            marks += [] if part.watermark_us is None else [part.watermark_us]
-        self.edge_counts: Mapping[Pair, int] = MappingProxyType(sums[0])
-        self.wait_sums_us: Mapping[Pair, int] = MappingProxyType(sums[1])
-        self.start_activities: Mapping[str, int] = MappingProxyType(sums[2])
-        self.end_activities: Mapping[str, int] = MappingProxyType(sums[3])
-        self.watermark_us = max(marks, default=None)
-        (self.events, self.cases, self.open_cases, self.tombstones, self.compacted_cases,
-         self.late_events, self.reopened_cases, self.skipped_events, self.duplicates) = (
-            totals.values())
-
-    @property
-    def mean_waits(self) -> dict[Pair, float]:
-        """Mean wait per edge in seconds (exact sum / count)."""
-        return {pair: self.wait_sums_us[pair] / n / 1e6 for pair, n in self.edge_counts.items()}
-
-    def snapshot(self) -> dict[str, Any]:
-        """Plain JSON-ready data (the shape of `mine --format json`, in part)."""
-        dfg = [
-            {"source": s, "target": t, "count": n,
-             "wait_seconds": {"mean": round(self.wait_sums_us[(s, t)] / n / 1e6, 3)}}
-            for (s, t), n in sorted(self.edge_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        ]
-        return {
-            "process": self.process, "events": self.events, "cases": self.cases,
-            "watermark": None if self.watermark_us is None else format_time(self.watermark_us),
-            "start_activities": _ranked(self.start_activities),
-            "end_activities": _ranked(self.end_activities), "dfg": dfg,
-            "state": {"open_cases": self.open_cases, "tombstones": self.tombstones,
-                      "compacted_cases": self.compacted_cases, "late_events": self.late_events,
-                      "reopened_cases": self.reopened_cases,
-                      "skipped_events": self.skipped_events, "duplicates": self.duplicates},
-        }
+TOTALS = ("events", "cases", "open_cases", "tombstones", "compacted_cases", "late_events",
+          "reopened_cases", "skipped_events", "duplicates")
+"""The state figures of a live map, summed over lanes by `LiveView`."""
 
 
-_TOTALS = ("events", "cases", "open_cases", "tombstones", "compacted_cases", "late_events",
-           "reopened_cases", "skipped_events", "duplicates")
-
-
-class LiveMaps(Mapping[str, LiveView]):
-    """Live DFGs per process, one `LiveDfg` per lane; a consumer subscriber as is.
-
-    An event's lane is the Kafka (topic, partition) it came from (``origins``; else None);
-    ``maps[process]`` sums the process's lanes (a `LiveView` copy). It follows every lane
-    until `follow` names the lanes to follow (a consumer's partitions): then it drops the
-    others, builds the new ones from the history handed over, and leaves other lanes'
-    events out, so each followed lane holds exactly its events up to the map's position.
-    """
-
-    def __init__(self, *, end_activities: Mapping[str, Collection[str]] | None = None,
-                 idle_horizon: timedelta = timedelta(days=30), retain: timedelta | None = None,
-                 lifecycle: str | None = None) -> None:
-        self._ends = {p: tuple(a) for p, a in (end_activities or {}).items()}
-        self._options: dict[str, Any] = {"idle_horizon": idle_horizon, "retain": retain,
-                                         "lifecycle": lifecycle}
-        LiveDfg(**self._options)  # check the options now, not on the first event
-        self._maps: dict[str, dict[Hashable, LiveDfg]] = {}
-        self._following: frozenset[Hashable] | None = None
-        self._lock = threading.Lock()
-
-    def _new(self, process: str) -> LiveDfg:
-        return LiveDfg(process, end_activities=self._ends.get(process, ()), **self._options)
-
-    def _fold(self, maps: dict[str, dict[Hashable, LiveDfg]], batch: Sequence[CaseEvent],
-              origins: Sequence[Coordinates | None] | None,
-              take: Callable[[Hashable], bool]) -> int:
-        """Fold the events of the lanes ``take`` accepts into ``maps``; return how many."""
-        groups: dict[tuple[str, Hashable], list[CaseEvent]] = {}
-        lanes: Iterable[Hashable] = repeat(None) if origins is None else (
-            None if o is None else (o.topic, o.partition) for o in origins)
-        for event, lane in zip(batch, lanes, strict=origins is not None):
-            if take(lane):
-                groups.setdefault((event.process, lane), []).append(event)
-        for (process, lane), events in groups.items():
-            parts = maps.setdefault(process, {})
-            live = parts.get(lane)
-            if live is None:
-                live = parts[lane] = self._new(process)
-            live.update(events)
-        return sum(map(len, groups.values()))
-
-    def __call__(self, batch: Sequence[CaseEvent],
-                 origins: Sequence[Coordinates | None] | None = None) -> None:
-        """Fold one stored batch in (the followed lanes' events), in batch order."""
-        with self._lock:
-            following = self._following
-            self._fold(self._maps, batch, origins,
-                       lambda lane: following is None or lane in following)
-
-    @property
-    def following(self) -> frozenset[Hashable] | None:
-        """The lanes followed (None: every lane)."""
-        return self._following
-
-    @property
-    def lanes(self) -> frozenset[Hashable]:
-        """The lanes this map holds state for."""
-        with self._lock:
-            return frozenset(lane for parts in self._maps.values() for lane in parts)
-
-    def follow(self, lanes: Collection[Hashable] | None, history: Iterable[Batch] = ()) -> int:
-        """Follow exactly ``lanes`` from now on (None: every lane); return the events taken
-        from ``history``.
-
-        Lanes no longer followed are dropped (their cases handed over to whoever follows them
-        now). Lanes newly followed are built from ``history``: every stored event up to this
-        map's position, in store order, in batches; it is read only when some lane is new,
-        one batch at a time, keeping only the new lanes' events. All or nothing: if reading
-        the history raises, the map is as before (call again)."""
-        target = None if lanes is None else frozenset(lanes)
-        current = self._following
-
-        def new(lane: Hashable) -> bool:
-            return (target is None or lane in target) and not (current is None or lane in current)
-
-        built: dict[str, dict[Hashable, LiveDfg]] = {}
-        taken = 0
-        if current is not None and (target is None or target - current):
-            for events, origins in history:
-                taken += self._fold(built, events, origins, new)
-        with self._lock:
-            for process in list(self._maps):
-                parts = self._maps[process]
-                for lane in [lane for lane in parts if target is not None and lane not in target]:
-                    del parts[lane]
-                if not parts:
-                    del self._maps[process]
-            for process, fresh in built.items():
-                self._maps.setdefault(process, {}).update(fresh)
-            self._following = target
-        return taken
-
-    def snapshot(self, process: str) -> dict[str, Any]:
-        """Plain JSON-ready data of one process's live map (empty before its first event)."""
-        with self._lock:
-            parts = self._maps.get(process, {})
-            return LiveView(process, parts.values(), parts).snapshot()
-
-    def __getitem__(self, process: str) -> LiveView:
-        with self._lock:
-            parts = self._maps[process]
-            return LiveView(process, parts.values(), parts)
-
-    def __iter__(self) -> Iterator[str]:
-        with self._lock:
-            return iter(list(self._maps))
-
-    def __len__(self) -> int:
-        return len(self._maps)
+def snapshot(live: LiveDfg | Any) -> dict[str, Any]:
+    """A live map (a `LiveDfg` or a `LiveView`) as plain JSON-ready data (the shape of
+    `mine --format json`, in part)."""
+    dfg = [
+        {"source": s, "target": t, "count": n,
+         "wait_seconds": {"mean": round(live.wait_sums_us[(s, t)] / n / 1e6, 3)}}
+        for (s, t), n in sorted(live.edge_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    return {
+        "process": live.process, "events": live.events, "cases": live.cases,
+        "watermark": None if live.watermark_us is None else format_time(live.watermark_us),
+        "start_activities": _ranked(live.start_activities),
+        "end_activities": _ranked(live.end_activities), "dfg": dfg,
+        "state": {name: getattr(live, name) for name in TOTALS[2:]},
+    }

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import mining
 from ingest.consumer import Subscriber
 from ingest.simulate import simulate
-from mining.live import LiveDfg, LiveMaps
+from mining.live import LiveDfg
+from mining.live_maps import LiveMaps
 from schemas.event import CaseEvent, to_time_us
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

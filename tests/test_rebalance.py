@@ -29,7 +29,7 @@ from ingest.store import Coordinates, EventStore, SQLiteStore, open_store
 from ingest.subscribers import Dispatcher
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
 from mining.dfg import discover_dfg
-from mining.live import LiveMaps
+from mining.live_maps import LiveMaps
 from schemas.event import CaseEvent
 
 PARTITIONS = 6
