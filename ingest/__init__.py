@@ -5,6 +5,7 @@ The public surface is re-exported here; the modules behind it are free to change
 
 from ingest.broker import LocalBroker
 from ingest.consumer import Consumer, ConsumerStats, Policy, Subscriber, dead_letter_topic
+from ingest.dispatcher import Dispatcher
 from ingest.errors import (
     BacklightError,
     BrokerError,
@@ -16,7 +17,7 @@ from ingest.errors import (
 from ingest.logfiles import read_log
 from ingest.publish import publish
 from ingest.store import FRAME_SCHEMA, EventStore, SQLiteStore, open_store
-from ingest.subscribers import Dispatcher, SubscriberStats, Subscription
+from ingest.subscribers import SubscriberStats, Subscription
 from ingest.transport import KafkaSink, KafkaSource, Message, Sink, Source, ensure_topics
 
 __all__ = [

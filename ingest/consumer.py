@@ -41,8 +41,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ingest.dispatcher import Dispatcher
 from ingest.store import Coordinates, EventStore
-from ingest.subscribers import Dispatcher, Subscriber, SubscriberStats, Subscription
+from ingest.subscribers import Subscriber, SubscriberStats, Subscription
 from ingest.transport import Message, Partition, Rebalancing, Sink, Source
 from schemas.decode import SourceSpec, decode
 from schemas.errors import InvalidEvent

@@ -8,204 +8,30 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from pg import fresh_database
+from chat_support import (  # noqa: F401 (the *_fixture: fixtures, used by name)
+    SECRETS,
+    T0,
+    Behaviour,
+    Clock,
+    alert,
+    all_channels,
+    clock_fixture,
+    enqueue,
+    evaluations,
+    outbox_fixture,
+    start,
+    transport_fixture,
+    url_fixture,
+)
 
-from alerts.channels import ChannelSettings, build_payload, by_name, payload_for
+from alerts.channels import build_payload
 from alerts.delivery import HttpxTransport, backoff_s, deliver, retry_after, run_worker
-from alerts.outbox import DEAD, SENT, OutboxQueue, open_outbox
-from alerts.routing import route
-from ingest.store import open_store
-from schemas.alerts import Alert, AlertChange, Change, Notification, Severity, Status
-
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-HANG_S = 0.6
-TIMEOUT_S = 0.25
-SECRETS = ("SLACKSECRET", "TEAMSSECRET", "SIGSECRET", "GTOKEN", "MMSECRET", "HOOKTOKEN")
-
-
-class Clock:
-    """A controllable clock: the test moves time on, so minutes of outage take no wall time."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class Request:
-    """One request as the receiver saw it."""
-
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    at: datetime
-    action: str
-    """What was served: ok, fail (500), hang (too late), throttle (429), bad (400)."""
-    wall: float
-    """time.monotonic() at arrival."""
-    outcome: str = ""
-    """For a processed request: accepted, or duplicate (an idempotency key seen before)."""
-
-    @property
-    def key(self) -> str:
-        return self.headers.get("idempotency-key", "")
-
-
-Behaviour = Callable[[int, datetime, str], str]
-"""(request number, fake time, path) -> ok | fail | hang | throttle | bad."""
-
-
-class Receiver:
-    """A chat endpoint on 127.0.0.1: records every request, deduplicates by Idempotency-Key."""
-
-    def __init__(self, clock: Clock, behaviour: Behaviour) -> None:
-        self.clock, self.behaviour = clock, behaviour
-        self.requests: list[Request] = []
-        self.accepted: list[str] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            """Hands every POST to the receiver; logs nothing."""
-
-            def do_POST(self) -> None:
-                receiver.handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        arrived = time.monotonic()
-        body = h.rfile.read(int(h.headers.get("Content-Length", "0")))
-        parts = urlsplit(h.path)
-        with self.lock:
-            action = self.behaviour(len(self.requests), self.clock(), parts.path)
-            req = Request(parts.path, parts.query, {k.lower(): v for k, v in h.headers.items()},
-                          body, self.clock(), action, arrived)
-            self.requests.append(req)
-            if action in ("ok", "hang"):  # a hang: processed, but the answer comes too late
-                req.outcome = "duplicate" if req.key in self.accepted else "accepted"
-                if req.outcome == "accepted":
-                    self.accepted.append(req.key)
-        try:
-            if action == "hang":
-                time.sleep(HANG_S)
-            status = {"ok": 200, "hang": 200, "fail": 500, "throttle": 429, "bad": 400}[action]
-            h.send_response(status)
-            if action == "throttle":
-                h.send_header("Retry-After", "20")
-            h.send_header("Content-Length", "2")
-            h.end_headers()
-            h.wfile.write(b"ok")
-        except OSError:
-            pass  # the client gave up (timeout)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture()
-def clock() -> Clock:
-    """A fake clock starting at T0 + 3 h."""
-    return Clock(T0 + timedelta(hours=3))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store URL of each backend (a new SQLite file; a new PostgreSQL database)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    return fresh_database(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture()
-def outbox(url: str) -> Iterator[OutboxQueue]:
-    """An outbox in a fresh store of each backend."""
-    box = open_outbox(url)
-    yield box
-    box.close()
-
-
-@pytest.fixture()
-def transport() -> Iterator[HttpxTransport]:
-    """The real httpx transport."""
-    t = HttpxTransport()
-    yield t
-    t.close()
-
-
-def start(clock: Clock, behaviour: Behaviour = lambda n, at, path: "ok") -> Receiver:
-    """A receiver with the given behaviour."""
-    return Receiver(clock, behaviour)
-
-
-def all_channels(base: str) -> dict[str, ChannelSettings]:
-    """One channel of each HTTP type, each URL carrying a secret, on the receiver."""
-    specs = [
-        {"name": "slack", "type": "slack", "url": f"{base}/slack/services/T0/B0/SLACKSECRET"},
-        {"name": "teams", "type": "teams",
-         "url": f"{base}/teams/workflows/TEAMSSECRET/run?api-version=1&sig=SIGSECRET"},
-        {"name": "gchat", "type": "googlechat",
-         "url": f"{base}/chat/v1/spaces/AAA/messages?key=k&token=GTOKEN"},
-        {"name": "mm", "type": "mattermost", "url": f"{base}/mm/hooks/MMSECRET"},
-        {"name": "hook", "type": "webhook", "url": f"{base}/hook",
-         "headers": {"Authorization": "Bearer HOOKTOKEN"}},
-    ]
-    return by_name([ChannelSettings.model_validate({**s, "timeout_s": TIMEOUT_S}) for s in specs])
-
-
-def alert(subject: str, process: str = "claims", owner: str = "ana", **state: Any) -> Alert:
-    """A firing bottleneck alert."""
-    return Alert(key=f"bottleneck/{process}/{subject}", rule="bottleneck", process=process,
-                 subject=subject, severity=Severity.WARNING, status=Status.FIRING,
-                 summary=f"wait before {subject}: 6 business days", evidence={"median_days": 6.0},
-                 segment={}, since=date(2026, 10, 19), cases=("c-1",), owner=owner,
-                 first_seen=T0, last_seen=T0, fired_at=T0, **state)
-
-
-def evaluations() -> list[list[AlertChange]]:
-    """Three evaluations' changes: A fires, resolves and fires again; B repeats and escalates."""
-    a, b, c = alert("A"), alert("B"), alert("C", process="payments", owner="bo")
-    return [
-        [AlertChange(Change.FIRING, a, T0), AlertChange(Change.FIRING, b, T0),
-         AlertChange(Change.FIRING, c, T0)],
-        [AlertChange(Change.RESOLVED, a, T0 + timedelta(hours=1)),
-         AlertChange(Change.REPEAT, b, T0 + timedelta(hours=1))],
-        [AlertChange(Change.FIRING, a, T0 + timedelta(hours=2)),
-         AlertChange(Change.ESCALATED, b, T0 + timedelta(hours=2)),
-         AlertChange(Change.RESOLVED, c, T0 + timedelta(hours=2))],
-    ]
-
-
-def enqueue(outbox: OutboxQueue, channels: dict[str, ChannelSettings], changes: list[AlertChange],
-            now: datetime) -> list[Notification]:
-    """Route one evaluation's changes and put them in the outbox."""
-    notes = route(changes, [], channels, now)
-    outbox.enqueue(notes, payload_for(channels), now)
-    return notes
+from alerts.outbox import DEAD, SENT, OutboxQueue
+from schemas.alerts import AlertChange, Change, Notification
 
 
 def test_each_platform_receives_its_payload(clock: Clock, outbox: OutboxQueue,
@@ -402,116 +228,6 @@ def test_worker_thread_delivers_and_stops(outbox: OutboxQueue, transport: HttpxT
         server.close()
     assert not worker.is_alive()
     assert server.accepted == [n.id for n in notes]
-
-
-def test_outbox_persists_dedupes_and_shares_the_store_file(url: str) -> None:
-    """Same id twice is one row; rows survive a reopen; the event store uses the same file
-    (database)."""
-    store = open_store(url)
-    box = open_outbox(url)
-    channels = all_channels("http://127.0.0.1:9")
-    notes = route(evaluations()[0], [], {"hook": channels["hook"]}, T0)
-    assert box.enqueue(notes, payload_for(channels)) == 2
-    assert box.enqueue(notes, payload_for(channels)) == 0
-    box.close()
-    again = open_outbox(url)
-    assert [i.id for i in again.items()] == [n.id for n in notes]
-    assert json.loads(again.items()[0].payload)["id"] == notes[0].id
-    assert again.items()[0].created_at == notes[0].created_at
-    assert again.depth() == {"hook": 2}
-    assert store.counts() == []  # the events table is intact beside the outbox
-    again.close()
-    store.close()
-
-
-def test_a_claimed_head_holds_its_channel_for_other_workers(outbox: OutboxQueue) -> None:
-    """A worker's claim hides the head, and the channel behind it, from other workers until it
-    is marked, released or its lease runs out; the claiming worker gets it again."""
-    channels = all_channels("http://127.0.0.1:9")
-    two = {"hook": channels["hook"], "mm": channels["mm"]}
-    notes = route(evaluations()[0], [], two, T0)
-    outbox.enqueue(notes, payload_for(two), T0)
-    lease = timedelta(minutes=5)
-    first = outbox.claim(T0, "w1", lease, limit=1)
-    assert [i.id for i in first] == [notes[0].id]
-    assert [i.id for i in outbox.claim(T0, "w2", lease)] == [notes[1].id]  # mm only
-    assert outbox.claim(T0, "w3", lease) == []
-    assert [i.id for i in outbox.claim(T0, "w1", lease)] == [notes[0].id]  # renewed
-    outbox.mark_sent(notes[0].id, T0)
-    assert [i.id for i in outbox.claim(T0, "w3", lease)] == [notes[2].id]  # hook's next
-    outbox.release("w2")
-    assert [i.id for i in outbox.claim(T0, "w1", lease)] == [notes[1].id]
-    assert [i.id for i in outbox.claim(T0, "w4", timedelta(0))] == []
-    outbox.release("w1")
-    outbox.release("w3")
-    expired = outbox.claim(T0, "w5", -timedelta(seconds=1))  # a lease already run out
-    assert [i.id for i in expired] == [notes[1].id, notes[2].id]
-    assert [i.id for i in outbox.claim(T0, "w6", lease)] == [notes[1].id, notes[2].id]
-
-
-def test_two_workers_never_send_one_notification_twice(url: str, clock: Clock) -> None:
-    """Two delivery workers, each with its own connection, drain one outbox at once: every
-    notification is posted exactly once, each channel in enqueue order, and both did work."""
-    server = start(clock)
-    base = server.base
-    channels = by_name([ChannelSettings.model_validate(
-        {"name": f"hook{i}", "type": "webhook", "url": f"{base}/hook{i}", "timeout_s": 2})
-        for i in range(4)])
-    boxes = [open_outbox(url), open_outbox(url)]
-    transports = [HttpxTransport(), HttpxTransport()]
-    notes: list[Notification] = []
-    for i in range(40):
-        notes += enqueue(boxes[0], channels, [AlertChange(Change.FIRING, alert(f"S{i}"), T0)],
-                         clock())
-    sent = [0, 0]
-    stop = threading.Event()
-
-    def counter(n: int) -> Callable[[Any], None]:
-        def count(report: Any) -> None:
-            sent[n] += report.sent
-        return count
-
-    workers = [threading.Thread(target=run_worker, args=(boxes[n], channels, {"http": transports[n]}),
-                                kwargs={"stop": stop, "now": clock, "idle_sleep": 0.005,
-                                        "on_report": counter(n)}) for n in range(2)]
-    try:
-        for w in workers:
-            w.start()
-        deadline = time.monotonic() + 60
-        while sum(sent) < len(notes) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(10)
-        server.close()
-        for box, transport in zip(boxes, transports, strict=True):
-            box.close()
-            transport.close()
-    posted = [r.key for r in server.requests]
-    assert sorted(posted) == sorted(n.id for n in notes)  # all of them, none twice
-    for name in channels:
-        in_order = [n.id for n in notes if n.channel == name]
-        assert [r.key for r in server.requests if r.path == f"/{name}"] == in_order
-    assert sum(sent) == len(notes) == 160
-    assert sent[0] > 0 and sent[1] > 0
-
-
-def test_due_offers_only_each_channels_oldest_pending(outbox: OutboxQueue) -> None:
-    """Later items wait behind a channel's head; a head not yet due holds its channel back."""
-    channels = all_channels("http://127.0.0.1:9")
-    two = {"hook": channels["hook"], "mm": channels["mm"]}
-    notes = route(evaluations()[0], [], two, T0)
-    outbox.enqueue(notes, payload_for(two), T0)
-    assert outbox.due(T0 - timedelta(seconds=1)) == []
-    heads = outbox.due(T0)
-    assert [i.id for i in heads] == [notes[0].id, notes[1].id]  # hook/claims, mm/claims
-    outbox.mark_failed(heads[0].id, "HTTP 500", T0 + timedelta(minutes=1), dead=False)
-    assert [i.channel for i in outbox.due(T0)] == ["mm"]
-    assert outbox.due(T0 + timedelta(minutes=1))[0].id == heads[0].id
-    outbox.mark_sent(heads[0].id, T0)
-    assert [i.id for i in outbox.due(T0)] == [notes[1].id, notes[2].id]
-    assert outbox.depth() == {"hook": 1, "mm": 2}
 
 
 def test_retry_after_and_backoff() -> None:

@@ -23,10 +23,10 @@ from kafka import KafkaConsumer, TopicPartition
 from backlight.config import Settings, load
 from backlight.jobs import live_maps, live_subscription
 from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
+from ingest.dispatcher import Dispatcher
 from ingest.publish import encode
 from ingest.simulate import simulate
 from ingest.store import Coordinates, EventStore, SQLiteStore, open_store
-from ingest.subscribers import Dispatcher
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
 from mining.dfg import discover_dfg
 from mining.live_maps import LiveMaps

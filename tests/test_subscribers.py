@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from ingest.consumer import BatchReport, Consumer
+from ingest.dispatcher import Dispatcher
 from ingest.publish import encode
 from ingest.simulate import simulate
 from ingest.store import Coordinates, SQLiteStore
-from ingest.subscribers import Backoff, Dispatcher, Subscription, subscription
+from ingest.subscribers import Backoff, Subscription, subscription
 from ingest.transport import Message
 from schemas.decode import SourceSpec
 from schemas.event import CaseEvent
