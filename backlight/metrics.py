@@ -4,8 +4,9 @@ Three sources feed it:
 
 - the consumer, through ``Metrics.observe_batch`` (its ``on_batch`` hook, called in the poll
   loop after each batch, and with the lag only while idle): events consumed, stored and
-  duplicate per topic, dead letters per topic and reason, the batch latency, the time of the
-  last offset commit, and the lag per partition; the time of its last report of any kind
+  duplicate per topic, dead letters per topic and reason, the batch latency and the store's
+  share of it (its write and commit), the time of the last offset commit, and the lag per
+  partition; the time of its last report of any kind
   tells ``/readyz`` whether it still gets answers from the broker (``backlight.web.health``);
 - the readiness probe's quick read of the store (``observe_store_read``): its latency;
 - the store, read at scrape time by ``StoreCollector`` through the store, alert state and
@@ -68,6 +69,9 @@ class Metrics:
         self.batch_seconds = Histogram("backlight_batch_seconds", "Time from a polled batch to "
                                        "its offsets committed (decode, dead letters, store)",
                                        buckets=BATCH_BUCKETS, registry=r)
+        self.store_write_seconds = Histogram("backlight_store_write_seconds", "The store's "
+                                             "write of a batch, its commit included",
+                                             buckets=BATCH_BUCKETS, registry=r)
         self.last_commit = Gauge("backlight_last_commit_timestamp_seconds", "When the "
                                  "consumer last committed a batch's offsets (Unix time)",
                                  registry=r)
@@ -97,6 +101,8 @@ class Metrics:
             self.dead_letters.labels(topic, reason).inc(n)
         if report.seconds is not None:
             self.batch_seconds.observe(report.seconds)
+        if report.store_seconds is not None:
+            self.store_write_seconds.observe(report.store_seconds)
             self.last_commit.set(time.time())
         if report.lags is not None:
             self._set_lags(report.lags)

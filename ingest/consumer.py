@@ -110,6 +110,8 @@ class BatchReport:
     """Messages dead-lettered, per (source topic, reason code)."""
     seconds: float | None = None
     """From the poll handing over the batch to its offsets committed (None: no batch)."""
+    store_seconds: float | None = None
+    """The store's write of the batch, its commit included (None: no batch)."""
     lags: Mapping[tuple[str, int], int] | None = None
     """Messages not yet consumed per (topic, partition) after the batch; None when not looked
     up this time (looked up at most every ``lag_interval_s`` while busy)."""
@@ -144,6 +146,8 @@ class Prepared:
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     bad: Counter[str] = field(default_factory=Counter)
     bad_by_topic: Counter[tuple[str, str]] = field(default_factory=Counter)
+    store_seconds: float | None = None
+    """How long the store took to write it (its transaction, commit included); None before."""
 
 
 class Consumer:
@@ -217,7 +221,8 @@ class Consumer:
         """Store a prepared batch in one transaction; say which events were new."""
         t0 = time.perf_counter()
         new = self.store.write(prepared.events, prepared.origins)
-        self.stats.seconds["store"] += time.perf_counter() - t0
+        prepared.store_seconds = time.perf_counter() - t0
+        self.stats.seconds["store"] += prepared.store_seconds
         return new
 
     def finish(self, prepared: Prepared, new: list[bool], stored_at: float) -> None:
@@ -260,7 +265,7 @@ class Consumer:
             stored={t: n for t, n in stored.items() if n},
             duplicates={t: valid[t] - stored[t] for t in valid if valid[t] > stored[t]},
             dead_letters=dict(prepared.bad_by_topic), seconds=seconds,
-            lags=self._lags())
+            store_seconds=prepared.store_seconds, lags=self._lags())
 
     def _lags(self, force: bool = False) -> dict[tuple[str, int], int] | None:
         """The lag per partition, for the observer: None without one, when the last look was

@@ -131,6 +131,9 @@ def test_metrics_equal_the_consumers_counts_after_a_known_ingest(
         (topic, reason): n for reason, n in stats.dead_letter_reasons.items()}
     assert dict(stats.dead_letter_reasons) == BAD
     assert by(samples, "backlight_batch_seconds_count") == {(): stats.batches}
+    assert by(samples, "backlight_store_write_seconds_count") == {(): stats.batches}
+    assert 0 < by(samples, "backlight_store_write_seconds_sum")[()] <= by(
+        samples, "backlight_batch_seconds_sum")[()]  # the store's share of each batch
 
     store = SQLiteStore(tmp_path / "s.db")
     counts = {c.process: c.events for c in store.counts()}
