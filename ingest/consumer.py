@@ -34,6 +34,7 @@ loop, so it must be quick, and an exception it raises is logged and otherwise ig
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import threading
 import time
@@ -42,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.dispatcher import Dispatcher
+from ingest.errors import StoreError
 from ingest.store import Coordinates, EventStore
 from ingest.subscribers import Subscriber, SubscriberStats, Subscription
 from ingest.transport import Message, Partition, Rebalancing, Sink, Source
@@ -54,6 +56,8 @@ __all__ = ["BatchReport", "Consumer", "ConsumerStats", "Policy", "Subscriber", "
            "dead_letter_topic"]
 
 DLQ_SUFFIX = ".dlq"
+STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0)
+"""Waits before each new attempt to store a batch the store refused (then the last, repeated)."""
 
 
 class Policy(enum.Enum):
@@ -178,6 +182,7 @@ class Consumer:
         self.lag_interval_s = lag_interval_s
         self._lag_looked_at = float("-inf")
         self._head_looked_at = float("-inf")
+        self._stop = threading.Event()
 
     def classify(self, msg: Message) -> tuple[Policy, CaseEvent | InvalidEvent | None]:
         """Decide what happens to one message, and why."""
@@ -217,13 +222,30 @@ class Consumer:
         self.stats.seconds["dead_letter"] += time.perf_counter() - t1
         return out
 
-    def write(self, prepared: Prepared) -> list[bool]:
-        """Store a prepared batch in one transaction; say which events were new."""
-        t0 = time.perf_counter()
-        new = self.store.write(prepared.events, prepared.origins)
-        prepared.store_seconds = time.perf_counter() - t0
-        self.stats.seconds["store"] += prepared.store_seconds
-        return new
+    def write(self, prepared: Prepared) -> list[bool] | None:
+        """Store a prepared batch in one transaction; say which events were new. While the
+        store cannot be written (a database restarting or failing over, a locked file), the
+        same batch is tried again after a growing wait (``STORE_RETRY_S``); None when the
+        consumer is stopped meanwhile: the batch is not committed, so it is read again by
+        the partition's next owner (or this consumer restarted), and the store keeps each
+        event once."""
+        for attempt in itertools.count():
+            t0 = time.perf_counter()
+            try:
+                new = self.store.write(prepared.events, prepared.origins)
+            except StoreError as exc:
+                self.stats.seconds["store"] += time.perf_counter() - t0
+                wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
+                log.warning("the store refused the batch; trying it again", extra={"fields": {
+                    "events": len(prepared.events), "attempt": attempt + 1,
+                    "retry_in_s": wait, "error": str(exc)}})
+                if self._stop.wait(wait):
+                    return None
+                continue
+            prepared.store_seconds = time.perf_counter() - t0
+            self.stats.seconds["store"] += prepared.store_seconds
+            return new
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def finish(self, prepared: Prepared, new: list[bool], stored_at: float) -> None:
         """After the store commit: hand the new events to the subscribers' threads, commit
@@ -247,6 +269,8 @@ class Consumer:
         t0 = time.perf_counter()
         prepared = self.prepare(batch)
         new = self.write(prepared)
+        if new is None:  # stopped while the store could not be written: nothing committed
+            return 0
         self.finish(prepared, new, time.perf_counter())
         if self.on_batch is not None:
             self._observe(self._report(batch, prepared, new, time.perf_counter() - t0))
@@ -316,7 +340,7 @@ class Consumer:
         """Consume until ``stop`` is set (then let the subscribers finish their calls in
         flight), or until caught up and idle for ``exit_when_idle_s`` (then wait until the
         subscribers have handled everything stored, unless they stall)."""
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         self.dispatcher.start()
         try:
             if self._poll_loop(stop, exit_when_idle_s) and not stop.is_set():

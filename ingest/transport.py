@@ -36,6 +36,10 @@ from kafka.structs import OffsetAndMetadata
 from ingest.errors import KafkaUnavailable
 
 log = logging.getLogger(__name__)
+LOOKUP_TIMEOUT_MS = 2000
+"""Longest wait for the broker in a lag lookup (end offsets, committed offsets): without a
+bound, kafka-python waits ``request_timeout_ms`` (30 s) while the broker is down, and the
+poll loop, which a SIGTERM asks to stop, with it."""
 HeaderList = Sequence[tuple[str, bytes | None]]
 
 
@@ -162,6 +166,12 @@ class KafkaSource:
             log.warning("offset commit refused during a rebalance; kept for the handover",
                         extra={"fields": {"partitions": len(offsets)}})
             return
+        except KafkaError as exc:
+            # The broker or the group coordinator cannot be reached (an outage): the batch
+            # is stored; its offsets go with the next commit (or the revoke listener's).
+            log.warning("offset commit failed; kept for the next commit", extra={"fields": {
+                "partitions": len(offsets), "error": repr(exc)}})
+            return
         self._committed(offsets)
 
     def _committed(self, offsets: Mapping[Partition, int]) -> None:
@@ -219,12 +229,14 @@ class KafkaSource:
                  for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
             return {}
-        ends = consumer.end_offsets(parts)
-        begins = consumer.beginning_offsets(parts)
+        wait = LOOKUP_TIMEOUT_MS
+        ends = consumer.end_offsets(parts, timeout_ms=wait)
+        begins = consumer.beginning_offsets(parts, timeout_ms=wait)
         mine = consumer.assignment()
         out: dict[tuple[str, int], int] = {}
         for tp in parts:
-            done = consumer.position(tp) if tp in mine else consumer.committed(tp)
+            done = (consumer.position(tp, timeout_ms=wait) if tp in mine
+                    else consumer.committed(tp, timeout_ms=wait))
             out[(tp.topic, tp.partition)] = max(0, ends[tp] - (begins[tp] if done is None
                                                                 else done))
         return out

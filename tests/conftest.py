@@ -102,11 +102,13 @@ def unique() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def write_config(path: Path, bootstrap: str, store: Path, sources: list[tuple[str, str]],
-                 group: str, extra: str = "") -> Path:
-    """Write a backlight.toml with the given (topic, process) sources."""
+def write_config(path: Path, bootstrap: str, store: Path | str, sources: list[tuple[str, str]],
+                 group: str, extra: str = "", kafka: str = "") -> Path:
+    """Write a backlight.toml with the given (topic, process) sources; ``store`` is a SQLite
+    file or a store URL (``postgresql://...``); ``kafka``: more lines of ``[kafka]``."""
+    url = store if isinstance(store, str) and "://" in store else f"sqlite:///{store}"
     text = (f'[kafka]\nbootstrap_servers = "{bootstrap}"\ngroup_id = "{group}"\n'
-            f'session_timeout_ms = 6000\n\n[store]\nurl = "sqlite:///{store}"\n\n')
+            f'session_timeout_ms = 6000\n{kafka}\n[store]\nurl = "{url}"\n\n')
     for topic, process in sources:
         text += f'[[sources]]\ntopic = "{topic}"\nprocess = "{process}"\n\n'
     path.write_text(text + extra)

@@ -62,6 +62,12 @@ def pm4py_frame(name: str) -> pd.DataFrame:
 def test_mine_json_equals_pm4py_on_the_file(store_config: Path, name: str) -> None:
     """DFG counts, start/end activities, variants, case durations and mean/median waits per
     edge (to the second) equal pm4py's on the same log file."""
+    assert_mine_equals_pm4py(store_config, name)
+
+
+def assert_mine_equals_pm4py(store_config: Path, name: str) -> None:
+    """`backlight mine --format json` on the store ``store_config`` names equals pm4py on the
+    log file ``name`` (of ../shared/data/logs)."""
     import pm4py
 
     out = backlight("mine", "--process", LOGS[name], "--format", "json",
