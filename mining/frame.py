@@ -103,29 +103,33 @@ def ordered(df: pl.DataFrame, lifecycle: str | None = None) -> pl.DataFrame:
         if lifecycle not in LIFECYCLES:
             raise FrameError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
         df = df.filter(pl.col("lifecycle") == lifecycle)
-    # seq is unique, so this is a total order: ties on timestamp keep arrival order.
-    return df.sort(list(ORDER))
+    # seq is unique, so this is a total order: ties on timestamp keep arrival order. The
+    # permutation first, then one gather: DataFrame.sort peaks about twice as high.
+    order = df.select(pl.arg_sort_by(list(ORDER))).to_series()
+    return df[order]
 
 
 def steps_of(df: pl.DataFrame) -> pl.DataFrame:
     """Consecutive event pairs within each case of an ordered frame, with the wait in seconds."""
+    # Lazily, so that the filter runs fused with the select (no unfiltered copy of the pairs);
+    # resources are left out: nothing reads them from the pairs.
     nxt = pl.col("case_id").shift(-1)
     return (
-        df.select(
+        df.lazy()
+        .select(
             pl.col("case_id"),
             pl.col("activity").alias("source"),
             pl.col("activity").shift(-1).alias("target"),
             ((pl.col("timestamp").shift(-1) - pl.col("timestamp")).dt.total_microseconds() / 1e6).alias(
                 "wait_s"
             ),
-            pl.col("resource"),
-            pl.col("resource").shift(-1).alias("next_resource"),
             pl.col("team"),
             pl.col("team").shift(-1).alias("next_team"),
             (nxt == pl.col("case_id")).fill_null(False).alias("_same_case"),
         )
         .filter(pl.col("_same_case"))
         .drop("_same_case")
+        .collect()
     )
 
 

@@ -149,7 +149,7 @@ def discover_loops(
         schema={"key": pl.String, "cycle": pl.Int64},
         orient="row",
     )
-    code = pl.col("activity").replace_strict(codes, default=None, return_dtype=pl.Int64)
+    code = pl.col("activity").replace_strict(codes, default=None, return_dtype=pl.Int32)
     frame = basis.df.lazy().select("case_id", code.alias("c0"))
     hits = []
     for k in sorted({len(c) for c in cycles}):

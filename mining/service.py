@@ -10,6 +10,8 @@ start to that start (none for a case's first step).
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
@@ -34,9 +36,12 @@ def _instances(df: pl.DataFrame) -> pl.DataFrame:
     """One row per completed activity instance: activity, service_s, wait_s (null if first).
 
     A plain loop: FIFO queues per activity are sequential by nature (a vectorised version with
-    window functions measured slower on BPIC 2012: 0.37 s against 0.31 s).
+    window functions measured slower on BPIC 2012: 0.37 s against 0.31 s). The instances are
+    collected in typed arrays (activities as codes), not as a Python tuple each: on BPIC 2012
+    that is about 6 MB instead of about 35 MB of Python objects at once.
     """
-    rows: list[tuple[str, float, float | None, bool]] = []
+    codes: dict[str, int] = {}
+    activities, service, waits, matches = array("l"), array("d"), array("d"), array("b")
     case: str | None = None
     open_starts: dict[str, deque[int]] = defaultdict(deque)
     last_end: int | None = None
@@ -54,12 +59,19 @@ def _instances(df: pl.DataFrame) -> pl.DataFrame:
                 start, matched = queue.popleft(), True
             else:
                 start, matched = ts, False
-            wait = None if last_end is None else max(0, start - last_end) / 1e6
-            rows.append((activity, (ts - start) / 1e6, wait, matched))
+            activities.append(codes.setdefault(activity, len(codes)))
+            service.append((ts - start) / 1e6)
+            # NaN stands for "no earlier completion" (a wait is never NaN): null below
+            waits.append(math.nan if last_end is None else max(0, start - last_end) / 1e6)
+            matches.append(matched)
             last_end = ts if last_end is None else max(last_end, ts)
-    return pl.DataFrame(rows, schema={"activity": pl.String, "service_s": pl.Float64,
-                                      "wait_s": pl.Float64, "with_start": pl.Boolean},
-                        orient="row")
+    names = pl.Series(list(codes), dtype=pl.String)
+    return pl.DataFrame({
+        "activity": names.gather(pl.Series(activities, dtype=pl.Int64)) if codes else names,
+        "service_s": pl.Series(service, dtype=pl.Float64),
+        "wait_s": pl.Series(waits, dtype=pl.Float64).fill_nan(None),
+        "with_start": pl.Series(matches, dtype=pl.Int8).cast(pl.Boolean),
+    })
 
 
 def service_times(data: EventsLike) -> list[ServiceTime]:

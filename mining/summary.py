@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from mining.dfg import discover_dfg
-from mining.frame import EventsLike, prepare
+from mining.frame import Events, EventsLike, check_frame, only, ordered
 from mining.handoffs import discover_handoffs
 from mining.rework import discover_loops, discover_rework
 from mining.service import service_times
@@ -29,9 +29,33 @@ def _activities(df: pl.DataFrame) -> list[dict[str, Any]]:
     return [{"name": name, "count": int(n)} for name, n in table.iter_rows()]
 
 
+# The columns the summary reads as categoricals (4 bytes a row instead of a string view):
+# every part groups, compares or sorts them by value, which categoricals keep (polars sorts
+# them lexically). Few distinct values each: polars' categories are process-wide, so case
+# ids (unbounded in a long-running server) stay strings.
+_CODED = ("activity", "lifecycle", "resource", "team")
+
+
+def _working(data: EventsLike, lifecycle: str | None) -> Events:
+    """The checked events in case order, without the columns no part of the summary reads
+    once they are in order (``event_id``, ``attributes``, ``seq``), with repeated strings as
+    categoricals and cases numbered: the sort and every derived frame (steps, traces) copy
+    the columns they keep."""
+    if isinstance(data, Events):
+        return only(data, lifecycle)
+    narrow = check_frame(data).drop("event_id", "attributes").with_columns(
+        pl.col(_CODED).cast(pl.Categorical))
+    frame = ordered(narrow, lifecycle).drop("seq")
+    # Cases as their number in case_id order (no part of the summary shows a case id, all
+    # group or compare them): 4 bytes a row, and integer keys for every group_by.
+    new_case = pl.col("case_id") != pl.col("case_id").shift(1)
+    number = new_case.fill_null(True).cum_sum().cast(pl.UInt32)
+    return Events(frame.with_columns(number.alias("case_id")), lifecycle)
+
+
 def summarize(df: EventsLike, process: str, lifecycle: str | None = None) -> dict[str, Any]:
     """The JSON-serialisable summary of one process's events, as in DESIGN.md."""
-    events = prepare(df, lifecycle)
+    events = _working(df, lifecycle)
     frame = events.df
     window = frame.select(pl.col("timestamp").min().alias("from"), pl.col("timestamp").max().alias("to"))
     dfg = discover_dfg(events)

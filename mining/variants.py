@@ -49,8 +49,10 @@ def discover_variants(data: EventsLike, lifecycle: str | None = None) -> list[Va
     # polars orders list columns lexicographically, as Python orders tuples
     counts = traces.group_by("trace").len().sort(["len", "trace"], descending=[True, False])
     total = events.cases
+    # one str object per activity name, shared by every variant (not one per occurrence)
+    names: dict[str, str] = {}
     return [
-        Variant(tuple(trace), int(n), n / total)
+        Variant(tuple(names.setdefault(a, a) for a in trace), int(n), n / total)
         for trace, n in zip(counts["trace"].to_list(), counts["len"].to_list(), strict=True)
     ]
 
