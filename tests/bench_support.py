@@ -1,0 +1,72 @@
+"""Helpers for the scale-out benchmark (tests/test_bench_group.py): sizes, peak memory of a
+running process, configs on a PostgreSQL store, and many simulated events of one process."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from conftest import write_config
+
+from ingest.simulate import simulate
+from schemas.event import CaseEvent
+
+EVENTS_PER_CASE = 7.5
+"""About how many events a simulated onboarding case has (to ask for cases, not events)."""
+
+
+def scale() -> float:
+    """BACKLIGHT_BENCH_SCALE (default 1): every size of the benchmark is multiplied by it,
+    e.g. 0.02 to check the benchmark itself in a minute."""
+    return float(os.environ.get("BACKLIGHT_BENCH_SCALE", "1"))
+
+
+def scaled(events: int) -> int:
+    return max(1_000, round(events * scale()))
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The high-water mark of the process's resident memory so far (VmHWM), in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    if found is None:
+        raise AssertionError(f"no VmHWM for pid {pid}")
+    return int(found.group(1))
+
+
+def store_config(path: Path, bootstrap: str, store_url: str, topic: str, process: str,
+                 group: str) -> Path:
+    """conftest's write_config for one (topic, process), with the store at ``store_url``."""
+    return write_config(path, bootstrap, store_url, [(topic, process)], group)
+
+
+def event_chunks(process: str, events: int, cases_per_chunk: int = 20_000,
+                 first_chunk: int = 0) -> Iterator[list[CaseEvent]]:
+    """At least ``events`` simulated events of one process, a simulation of
+    ``cases_per_chunk`` cases at a time (seed = chunk number), the ids of each chunk prefixed
+    with its number so that no two chunks share a case or an event id. The last chunk is cut
+    so that exactly ``events`` come out."""
+    left, chunk = events, first_chunk
+    while left > 0:
+        sim = simulate(process, cases_per_chunk, seed=chunk)
+        out = [replace(e, event_id=f"{chunk}.{e.event_id}", case_id=f"{chunk}.{e.case_id}")
+               for e in sim.events[:left]]
+        left -= len(out)
+        chunk += 1
+        yield out
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float,
+               every_s: float = 0.5) -> float:
+    """Poll ``check`` until true; return the monotonic time it first was (fail after
+    ``timeout_s``: a generous bound that only proves nothing hangs)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(every_s)
+    return time.monotonic()
