@@ -25,7 +25,7 @@ replaced and the call goes on; one dropped during a write fails that write with 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ import psycopg
 
 from ingest.errors import StoreError
 from ingest.migrations import POSTGRES, expected, migrate_postgres, postgres_version
+from ingest.open_cases import OpenCase, open_cases, open_cases_query
 from ingest.store import (
     EVENT_COLUMNS,
     READ_CHUNK,
@@ -205,6 +206,11 @@ class PostgresStore:
                 return frame_from_rows(iter(lambda: cursor.fetchmany(READ_CHUNK), []))
 
         return self._read(f"reading {process!r}", read)
+
+    def open_cases(self, process: str, end_activities: Collection[str]) -> list[OpenCase]:
+        sql, params = open_cases_query(process, end_activities, "%s")
+        return open_cases(self._query(f"reading the open cases of {process!r}", sql,
+                                      tuple(params)))
 
     def _query(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._read(doing, lambda conn: conn.execute(sql, params).fetchall())

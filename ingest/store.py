@@ -15,7 +15,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ import polars as pl
 
 from ingest.errors import StoreError
 from ingest.migrations import SQLITE, expected, migrate_sqlite, sqlite_version
+from ingest.open_cases import OpenCase, open_cases, open_cases_query
 from ingest.sqlite import connect, transaction
 from schemas.event import CaseEvent, to_time_us
 
@@ -104,6 +105,11 @@ class EventStore(Protocol):
 
     def counts(self) -> list[ProcessCount]:
         """Events and cases per process, by process name."""
+        ...
+
+    def open_cases(self, process: str, end_activities: Collection[str]) -> list[OpenCase]:
+        """The process's cases whose latest event is not one of ``end_activities``, by case
+        id, each with its current step and age (read without loading the process's events)."""
         ...
 
     def last_seq(self) -> int:
@@ -300,6 +306,14 @@ class SQLiteStore:
             return frame_from_rows(iter(lambda: cursor.fetchmany(READ_CHUNK), []))
         except sqlite3.Error as exc:
             raise StoreError(f"reading {process!r} from {self.path} failed: {exc}") from exc
+
+    def open_cases(self, process: str, end_activities: Collection[str]) -> list[OpenCase]:
+        sql, params = open_cases_query(process, end_activities, "?")
+        try:
+            return open_cases(self._reader().execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the open cases of {process!r} from {self.path} failed: "
+                             f"{exc}") from exc
 
     def counts(self) -> list[ProcessCount]:
         try:

@@ -8,11 +8,13 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import polars as pl
 import psycopg
 import pytest
 from pg import fresh_database
 
 from ingest.errors import StoreError
+from ingest.simulate import Anomalies, StuckCases, simulate
 from ingest.store import FRAME_SCHEMA, Coordinates, EventStore, inspect_store, open_store
 from schemas.event import CaseEvent, to_time_us
 
@@ -119,6 +121,29 @@ def test_counts_are_events_and_distinct_cases_per_process(store: EventStore) -> 
                  ev(4, "claims", "a")])
     assert [(c.process, c.events, c.cases) for c in store.counts()] == [
         ("claims", 1, 1), ("payments", 3, 2)]
+
+
+def test_open_cases_are_the_cases_whose_latest_event_is_not_an_end(store: EventStore) -> None:
+    """open_cases lists, by case id, the cases whose latest event (by time, then arrival) is
+    not an end activity, with that step, its time, the first event's time and the count,
+    as computed from the process's whole frame; an end activity named like SQL is a value."""
+    ends = {"Close claim", "Reject claim", "x') OR ('1'='1"}
+    events = simulate("claims", 300, seed=5, anomalies=Anomalies(stuck=StuckCases(
+        after_activity="Assessment", share=0.2))).events
+    store.write(events)
+    store.write([ev(1, "claims", "tie", minute=0), ev(2, "claims", "tie", minute=0)])
+    frame = store.events("claims")  # time order, ties in arrival order
+    last = frame.group_by("case_id", maintain_order=True).agg(
+        pl.col("activity").last(), pl.col("timestamp").last().alias("last"),
+        pl.col("timestamp").first().alias("first"), pl.len().alias("n"))
+    want = [(r["case_id"], r["activity"], to_time_us(r["last"]), to_time_us(r["first"]), r["n"])
+            for r in last.sort("case_id").iter_rows(named=True) if r["activity"] not in ends]
+    got = store.open_cases("claims", ends)
+    assert [(c.case_id, c.activity, c.last_us, c.started_us, c.events) for c in got] == want
+    assert ("tie", "Step 2") in [(c.case_id, c.activity) for c in got]  # the later arrival
+    assert 0 < len(got) < last.height  # some open (the stuck ones), most finished
+    assert len(store.open_cases("claims", ())) == last.height  # no end activity: all open
+    assert store.open_cases("nothing here", ends) == []
 
 
 @pytest.mark.parametrize("name", ["x' OR '1'='1", "o'brien", "a\"b; DROP TABLE events; --",
