@@ -8,7 +8,8 @@ In one run:
    one PostgreSQL database. Printed per configuration: the time from starting the processes
    until the whole backlog is stored (the catch-up time of a 1M-event backlog), events/s over
    that time and from the first stored event on, each consumer's peak RSS (VmHWM, read just
-   before SIGTERM) and how many events each stored.
+   before SIGTERM), how many events each stored, the share of its time spent in the store's
+   write (from its /metrics), and how many sessions wait for PostgreSQL's write lock.
 2. Mine. 1,000,000 and then 5,000,000 simulated onboarding events written straight into a
    SQLite store and a PostgreSQL database through the store API; `backlight mine --format
    json` run as a subprocess on each: wall time, peak RSS of the process, and (in this
@@ -23,7 +24,8 @@ Targets (failing only on a wide miss, the machine is shared and timings are nois
 - `mine` from PostgreSQL within 1.5x of the same from SQLite (fail above 3x), and its peak RSS
   under 256 MiB + 2.5 KiB per stored event (fail above 512 MiB + 5 KiB per event).
 
-BACKLIGHT_BENCH_SCALE multiplies every size (0.02 checks the benchmark itself in minutes);
+BACKLIGHT_BENCH_SCALE multiplies every size (0.02 checks the benchmark itself in minutes; below
+1 the speed targets are not checked, start-up and rebalances would outweigh the work);
 BACKLIGHT_BENCH_NO_5M=1 leaves out the 5,000,000-event mine (it takes long and several GB).
 """
 
@@ -47,6 +49,7 @@ from bench_support import (
     EVENTS_PER_CASE,
     event_chunks,
     peak_rss_kib,
+    scale,
     scaled,
     store_config,
     wait_until,
@@ -62,7 +65,7 @@ from ingest.store import EventStore, open_store
 from ingest.transport import ensure_topics
 from schemas.event import CaseEvent
 
-pytestmark = [pytest.mark.bench, pytest.mark.kafka]
+pytestmark = pytest.mark.bench
 PARTITIONS, PROCESS = 6, "onboarding"
 BACKLOG, MINE_SIZES = 1_000_000, (1_000_000, 5_000_000)
 WRITE_BATCH = 50_000
@@ -170,6 +173,7 @@ def run_group(label: str, url: str, consumers: int, bootstrap: str, topic: str, 
         store.close()
 
 
+@pytest.mark.kafka
 def test_consumer_group_ingest_sqlite_and_postgresql(kafka_bootstrap: str, postgres_url: str,
                                                      tmp_path: Path, unique: str) -> None:
     """Prints catch-up time, events/s and each consumer's peak memory for a 1M-event backlog
@@ -207,9 +211,18 @@ def test_consumer_group_ingest_sqlite_and_postgresql(kafka_bootstrap: str, postg
                       "peak_rss_mib": {f"{r.label}x{r.consumers}": [round(k / 1024) for k in
                                                                      r.peaks_kib]
                                        for r in results}}))
-    assert pg3 >= 0.5 * pg1, "3 PostgreSQL consumers far slower than 1"
-    assert pg1 >= 0.25 * sqlite, "PostgreSQL far slower than SQLite"
+    if full_scale():
+        assert pg3 >= 0.5 * pg1, "3 PostgreSQL consumers far slower than 1"
+        assert pg1 >= 0.25 * sqlite, "PostgreSQL far slower than SQLite"
     assert max(k for r in results for k in r.peaks_kib) < 2 * GIB, "a consumer above 2 GiB"
+
+
+def full_scale() -> bool:
+    """Whether the speed targets are checked: at reduced scale, start-up and the group's
+    rebalances outweigh the work, and the figures only show that the benchmark runs."""
+    if scale() < 1:
+        print("reduced scale (BACKLIGHT_BENCH_SCALE < 1): speed targets not checked")
+    return scale() >= 1
 
 
 # -- mine on millions of stored events -----------------------------------------------------
@@ -303,9 +316,11 @@ def test_mine_millions_from_postgresql_vs_sqlite(postgres_url: str, tmp_path: Pa
     print(json.dumps({f"{r.label}@{r.events}": {"mine_s": round(r.mine_s, 1),
                                                 "peak_rss_mib": round(r.peak_kib / 1024),
                                                 "read_s": round(r.read_s, 1)} for r in results}))
+    check_speed = full_scale()
     for size in sizes:
         sqlite, pg = by["SQLite", size], by["PostgreSQL", size]
         assert pg.doc == sqlite.doc, f"{size}: the stores gave different documents"
-        assert pg.mine_s <= 3 * sqlite.mine_s, f"{size}: mine from PostgreSQL > 3x SQLite"
+        if check_speed:
+            assert pg.mine_s <= 3 * sqlite.mine_s, f"{size}: mine from PostgreSQL > 3x SQLite"
         assert max(pg.peak_kib, sqlite.peak_kib) <= 512 * 1024 + 5 * size, \
             f"{size}: mine above 512 MiB + 5 KiB per event"
