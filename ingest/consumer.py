@@ -5,6 +5,13 @@ dead letters are published and acknowledged, then the valid events are written i
 transaction (idempotent on ``event_id``), and only then are the offsets committed. A crash
 anywhere before the commit replays the batch; the store ignores what it already has.
 
+Pipelined. The store writes a batch on the consumer's writer thread while the poll loop polls
+and decodes the next one (the database does its work without Python's GIL, the poll and the
+decode need it); the loop then waits for that write, finishes the batch (subscribers, offsets)
+and hands the next batch to the writer. One batch is in flight at most, batches are stored and
+committed in poll order, and every wait for the store happens before the offsets it covers are
+committed, so the order above holds per batch.
+
 Each message gets an explicit policy: ``STORE`` (a valid event), ``DEAD_LETTER`` (cannot be
 decoded, mapped or validated: sent unchanged to ``<topic>.dlq`` with the reason in headers) or
 ``SKIP`` (a tombstone: a message with no value carries no event).
@@ -14,17 +21,19 @@ the loop hands the new events to the ``Dispatcher`` (``ingest.subscribers``), wh
 each subscriber in store order (reading the store where it is behind). A subscriber that fails
 or is slow delays nobody but itself, and loses nothing.
 
-Rebalances. The loop handles each polled batch to the end (stored, offsets committed) before it
-polls again, and the group rebalances only inside ``poll()`` (see ``ingest.transport``), so on
-revoke the batch in hand is committed and the partition's next owner starts right after it:
-a clean handover re-delivers nothing (``ConsumerStats.duplicates`` stays 0; a member killed
-between its store commit and its offset commit leaves that one batch to be re-read, and the
-store keeps each event once). After each poll the loop takes the partition changes from the
-source and tells the dispatcher, whose partition-following subscribers (the live map) then
-drop the partitions lost and build the ones gained from the store (``ingest.subscribers``).
-Each instance's live map is thus the state of its own partitions; the union over the group
-is the DFG of the store. The web app and the alert rules read the store, not a live map, so
-what they show does not depend on the instance that serves it.
+Rebalances. The group rebalances only inside ``poll()`` (see ``ingest.transport``). When it
+revokes partitions, the source's listener calls the consumer's handover first: it waits for the
+batch in flight to be stored and has its offsets committed with the revoke, so the partition's
+next owner starts right after it; the poll loop finishes that batch (its subscribers) before it
+applies the partition changes. A clean handover re-delivers nothing
+(``ConsumerStats.duplicates`` stays 0; a member killed between its store commit and its offset
+commit leaves that one batch to be re-read, and the store keeps each event once). After each
+poll the loop takes the partition changes from the source and tells the dispatcher, whose
+partition-following subscribers (the live map) then drop the partitions lost and build the ones
+gained from the store (``ingest.subscribers``). Each instance's live map is thus the state of
+its own partitions; the union over the group is the DFG of the store. The web app and the alert
+rules read the store, not a live map, so what they show does not depend on the instance that
+serves it.
 
 An optional observer (``on_batch``, e.g. ``backlight.metrics.Metrics.observe_batch``) gets a
 ``BatchReport`` after each handled batch, and lag-only reports while idle; it runs in the poll
@@ -40,6 +49,8 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from ingest.dispatcher import Dispatcher
@@ -58,6 +69,9 @@ __all__ = ["BatchReport", "Consumer", "ConsumerStats", "Policy", "Subscriber", "
 DLQ_SUFFIX = ".dlq"
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 """Waits before each new attempt to store a batch the store refused (then the last, repeated)."""
+HANDOVER_WAIT_S = 10.0
+"""On revoke, how long the handover waits for the batch being stored (the group waits too); a
+batch stored later is not committed with the revoke, and its partitions' next owner re-reads it."""
 
 
 class Policy(enum.Enum):
@@ -79,8 +93,10 @@ class ConsumerStats:
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     last_commit_at: float | None = None
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    """Time spent per phase: poll, decode, dead_letter, store, commit, dispatch (telling the
-    subscribers' threads); and subscribers (their calls, on their own threads)."""
+    """Time spent per phase in the poll loop: poll, decode, dead_letter, store_wait (waiting
+    for the writer thread), commit, dispatch (telling the subscribers' threads); and on other
+    threads: store (the writes, overlapping the loop's next poll and decode) and subscribers
+    (their calls)."""
     busy_since: float | None = None
     """Monotonic time the first batch arrived; with ``busy_until`` (the last batch handled)
     it gives the ingest rate, without the group join and the idle tail."""
@@ -144,6 +160,7 @@ def dead_letter_headers(msg: Message, error: InvalidEvent) -> list[tuple[str, by
 class Prepared:
     """A decoded batch: the events to store, the dead letters' reasons, the offsets to commit."""
 
+    batch: Sequence[Message]
     messages: int
     events: list[CaseEvent] = field(default_factory=list)
     origins: list[Coordinates | None] = field(default_factory=list)
@@ -152,6 +169,8 @@ class Prepared:
     bad_by_topic: Counter[tuple[str, str]] = field(default_factory=Counter)
     store_seconds: float | None = None
     """How long the store took to write it (its transaction, commit included); None before."""
+    started: float = 0.0
+    """``time.perf_counter()`` when the poll handed the batch over."""
 
 
 class Consumer:
@@ -183,6 +202,10 @@ class Consumer:
         self._lag_looked_at = float("-inf")
         self._head_looked_at = float("-inf")
         self._stop = threading.Event()
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[Prepared, Future[list[bool] | None]] | None = None
+        if isinstance(source, Rebalancing):
+            source.set_handover(self._handover)
 
     def classify(self, msg: Message) -> tuple[Policy, CaseEvent | InvalidEvent | None]:
         """Decide what happens to one message, and why."""
@@ -200,7 +223,7 @@ class Consumer:
     def prepare(self, batch: Sequence[Message]) -> Prepared:
         """Classify a batch; publish its dead letters and wait for the broker to have them."""
         t0 = time.perf_counter()
-        out = Prepared(len(batch))
+        out = Prepared(batch, len(batch), started=t0)
         for msg in batch:
             policy, outcome = self.classify(msg)
             if policy is Policy.STORE and isinstance(outcome, CaseEvent):
@@ -263,18 +286,53 @@ class Consumer:
         self._count(prepared.messages, len(prepared.events), fresh, prepared.bad)
         self.stats.busy_until = time.monotonic()
 
-    def handle(self, batch: Sequence[Message]) -> int:
-        """Handle one polled batch end to end, in this thread; return the newly stored count.
-        Subscribers get its events on their threads, started by ``run``."""
-        t0 = time.perf_counter()
+    def handle(self, batch: Sequence[Message]) -> None:
+        """Decode a polled batch (while the one before it is being stored), finish the one
+        before it, and hand this one to the writer thread (or write it here without one)."""
         prepared = self.prepare(batch)
-        new = self.write(prepared)
+        self.settle()
+        if self._writer is None:
+            self._finish(prepared, self.write(prepared))
+            return
+        self._in_flight = (prepared, self._writer.submit(self.write, prepared))
+
+    def settle(self) -> None:
+        """Wait for the batch being stored, if any, and finish it (subscribers, offsets)."""
+        if self._in_flight is None:
+            return
+        (prepared, writing), self._in_flight = self._in_flight, None
+        t0 = time.perf_counter()
+        new = writing.result()
+        self.stats.seconds["store_wait"] += time.perf_counter() - t0
+        self._finish(prepared, new)
+
+    def _finish(self, prepared: Prepared, new: list[bool] | None) -> None:
         if new is None:  # stopped while the store could not be written: nothing committed
-            return 0
+            return
         self.finish(prepared, new, time.perf_counter())
         if self.on_batch is not None:
-            self._observe(self._report(batch, prepared, new, time.perf_counter() - t0))
-        return sum(new)
+            self._observe(self._report(prepared.batch, prepared, new,
+                                       time.perf_counter() - prepared.started))
+
+    def _handover(self) -> None:
+        """The source's revoke listener calls this (on Kafka's IO thread, while the poll loop
+        waits in ``poll``): wait for the batch being stored, then record its offsets as
+        handled, so the revoke commits them. The poll loop finishes the batch after the poll."""
+        in_flight = self._in_flight
+        if in_flight is None or not isinstance(self.source, Rebalancing):
+            return
+        prepared, writing = in_flight
+        try:
+            new = writing.result(timeout=HANDOVER_WAIT_S)
+        except FutureTimeout:
+            log.warning("the batch being stored was not stored in time for the handover; the "
+                        "partitions' next owner re-reads it", extra={"fields": {
+                            "events": len(prepared.events), "waited_s": HANDOVER_WAIT_S}})
+            return
+        except Exception:  # a bug in the write: the poll loop's ``settle`` raises it
+            return
+        if new is not None:
+            self.source.handled(prepared.next_offsets)
 
     def _report(self, batch: Sequence[Message], prepared: Prepared, new: list[bool],
                 seconds: float) -> BatchReport:
@@ -342,10 +400,17 @@ class Consumer:
         subscribers have handled everything stored, unless they stall)."""
         stop = self._stop = stop or threading.Event()
         self.dispatcher.start()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="backlight-store")
         try:
-            if self._poll_loop(stop, exit_when_idle_s) and not stop.is_set():
+            try:
+                caught_up = self._poll_loop(stop, exit_when_idle_s)
+            finally:
+                self.settle()  # the batch in flight is stored and committed before leaving
+            if caught_up and not stop.is_set():
                 self.dispatcher.drain(self.drain_timeout_s, stop)
         finally:
+            self._writer.shutdown()
+            self._writer = None
             self.dispatcher.stop(self.stop_timeout_s)
             subscribers = self.dispatcher.stats()
             self.stats.drained = not any(s.lag for s in subscribers)
@@ -360,6 +425,7 @@ class Consumer:
         changes = source.rebalances()
         if not changes:
             return
+        self.settle()  # its subscribers get the batch stored before the partitions change
         owned = set(self.stats.partitions)
         for change in changes:
             if change.kind == "assigned":
@@ -388,6 +454,7 @@ class Consumer:
                 self.handle(batch)
                 idle_since = None
                 continue
+            self.settle()
             if not self.source.assigned():
                 # A member without partitions (more members than partitions, or waiting for
                 # its assignment) still reports the group's lag: it is healthy, and readiness

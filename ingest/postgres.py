@@ -61,7 +61,7 @@ _TYPES = ("text", "text", "text", "text", "bigint", "text", "text", "text", "tex
 _COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
 _INSERT = (
     f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest("  # noqa: S608 (constants)
-    + ", ".join(f"%s::{t}[]" for t in _TYPES)
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
     + f") WITH ORDINALITY AS batch({_COLUMNS}, n) ORDER BY n"
     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
+import msgspec
 import polars as pl
 
 from ingest.errors import StoreError
@@ -53,9 +54,9 @@ _ROW_SCHEMA = {**FRAME_SCHEMA, "timestamp": pl.Int64()}
 """The rows as read: times as integer microseconds, in FRAME_SCHEMA's column order."""
 
 
-@dataclass(frozen=True)
-class Coordinates:
-    """Where an event came from in Kafka (None for events written without Kafka)."""
+class Coordinates(msgspec.Struct, frozen=True, gc=False):
+    """Where an event came from in Kafka (None for events written without Kafka). A Struct,
+    like ``CaseEvent``: the consumer builds one per message."""
 
     topic: str
     partition: int
@@ -247,8 +248,8 @@ def _sqlite_insert(rows: int) -> str:
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode, safe for one writer and many readers.
 
-    ``write`` and ``counts`` use one connection; ``last_seq``, ``since`` and the subscriber
-    marks use one connection per thread, so a subscriber's thread reading the store never
+    ``write`` uses one connection (the consumer calls it from its writer thread); every read
+    uses one connection per thread, so a subscriber's thread reading the store never
     sees a write transaction that is still open on the writer's connection. Every connection
     commits with ``synchronous=FULL`` (durable once ``write`` returns) unless the caller asks
     for NORMAL (the benchmark's comparison).
@@ -317,7 +318,8 @@ class SQLiteStore:
 
     def counts(self) -> list[ProcessCount]:
         try:
-            rows = self._db.execute(
+            # This thread's own connection: the writer's may be in a write transaction.
+            rows = self._reader().execute(
                 "SELECT process, COUNT(*), COUNT(DISTINCT case_id) FROM events GROUP BY process"
             ).fetchall()
         except sqlite3.Error as exc:

@@ -7,18 +7,22 @@ Rebalances. ``KafkaSource`` subscribes with a rebalance listener. kafka-python (
 only inside ``poll()`` and ``close()``, but on its own IO thread while the polling thread
 waits in that call; so the listener must not block (no blocking consumer call: it awaits)
 and only records what changed, for the poll loop to act on (``Rebalancing.rebalances``).
-The consumer finishes each polled batch (store, then commit) before it polls again, so when
-partitions are revoked the batch in hand is already stored and its offsets committed; the
-listener still commits, while this member owns them, any revoked partitions' offsets whose
-commit failed earlier (so the next owner does not re-read stored events), and forgets
-them when the partitions are lost instead (evicted: committing is no longer possible).
+The consumer stores a batch on its writer thread while it polls the next one, so partitions
+may be revoked while a batch of theirs is being stored. The listener then first calls the
+consumer's handover (``Rebalancing.set_handover``): it waits, bounded, for that write and
+records its offsets as handled (``handled``). The listener then commits, while this member
+owns them, the revoked partitions' handled offsets not committed yet (that batch's, or any
+whose commit failed earlier), so the next owner starts right after what is stored; and it
+forgets them when the partitions are lost instead (evicted: committing is no longer
+possible; the next owner re-reads them and the store keeps each event once). A later
+``commit`` leaves out the partitions no longer assigned.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -109,6 +113,15 @@ class Rebalancing(Protocol):
         """The partitions assigned to this consumer now."""
         ...
 
+    def set_handover(self, handover: Callable[[], None]) -> None:
+        """Have ``handover`` called when partitions are revoked or lost, before their offsets
+        are committed: it records (``handled``) the offsets of the work stored by then."""
+        ...
+
+    def handled(self, next_offsets: Mapping[Partition, int]) -> None:
+        """Record that the messages before these offsets are stored, without committing."""
+        ...
+
 
 class Sink(Protocol):
     """Publishes messages; ``flush`` returns once the broker has acknowledged all of them."""
@@ -140,7 +153,8 @@ class KafkaSource:
         self._topics = list(topics)
         self._lock = threading.Lock()
         self._changes: list[Rebalance] = []
-        self._uncommitted: dict[Partition, int] = {}  # handled, commit refused: next offsets
+        self._uncommitted: dict[Partition, int] = {}  # handled, not committed: next offsets
+        self._handover: Callable[[], None] | None = None
         self._consumer.subscribe(self._topics, listener=_Listener(self))
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
@@ -149,14 +163,27 @@ class KafkaSource:
             return list(*records.values())
         return [r for batch in records.values() for r in batch]
 
-    def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
-        """Commit, with any earlier refused commit of partitions still ours."""
-        if not next_offsets:
-            return
+    def set_handover(self, handover: Callable[[], None]) -> None:
+        self._handover = handover
+
+    def handled(self, next_offsets: Mapping[Partition, int]) -> None:
         with self._lock:
             for tp, offset in next_offsets.items():
                 self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
+
+    def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit, with any earlier refused commit of partitions still ours; partitions no
+        longer assigned are left out (the revoke listener committed what was handled)."""
+        if not next_offsets:
+            return
+        self.handled(next_offsets)
+        owned = self.partitions()
+        with self._lock:
+            for tp in [tp for tp in self._uncommitted if tp not in owned]:
+                del self._uncommitted[tp]
             offsets = dict(self._uncommitted)
+        if not offsets:
+            return
         try:
             self._consumer.commit(_offsets(offsets))
         except CommitFailedError:
@@ -192,6 +219,8 @@ class KafkaSource:
         """The listener's part (kafka-python's IO thread): commit what was handled of the
         revoked partitions and not committed yet (unless lost), and record the change."""
         gone = frozenset((tp.topic, tp.partition) for tp in revoked)
+        if self._handover is not None:
+            self._handover()  # waits (bounded) for a batch being stored; records its offsets
         with self._lock:
             offsets = {tp: self._uncommitted.pop(tp) for tp in gone if tp in self._uncommitted}
             self._changes.append(Rebalance("lost" if lost else "revoked", gone))

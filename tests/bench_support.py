@@ -7,10 +7,10 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from conftest import write_config
+from msgspec.structs import replace
 
 from ingest.simulate import simulate
 from schemas.event import CaseEvent
