@@ -444,7 +444,10 @@ class Consumer:
         idle_since: float | None = None
         while not stop.is_set():
             t0 = time.perf_counter()
-            batch = self.source.poll(self.poll_timeout_s, self.batch_size)
+            # With a batch being stored, take only what the client has fetched already: when
+            # nothing is there, that batch is finished (its offsets committed) without waiting.
+            writing = self._in_flight is not None
+            batch = self.source.poll(0.0 if writing else self.poll_timeout_s, self.batch_size)
             if isinstance(self.source, Rebalancing):
                 self._follow_rebalances(self.source)
             if batch:
@@ -454,7 +457,9 @@ class Consumer:
                 self.handle(batch)
                 idle_since = None
                 continue
-            self.settle()
+            if writing:
+                self.settle()
+                continue
             if not self.source.assigned():
                 # A member without partitions (more members than partitions, or waiting for
                 # its assignment) still reports the group's lag: it is healthy, and readiness

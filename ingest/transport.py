@@ -44,6 +44,11 @@ LOOKUP_TIMEOUT_MS = 2000
 """Longest wait for the broker in a lag lookup (end offsets, committed offsets): without a
 bound, kafka-python waits ``request_timeout_ms`` (30 s) while the broker is down, and the
 poll loop, which a SIGTERM asks to stop, with it."""
+COMMIT_TIMEOUT_MS = 10_000
+"""Longest wait for an offset commit; one that times out is kept for the next commit."""
+CLOSE_TIMEOUT_MS = 3000
+"""Longest wait for leaving the group on close (its last commit on revoke included): while the
+broker is down, kafka-python would wait ``request_timeout_ms`` (30 s) after a SIGTERM."""
 HeaderList = Sequence[tuple[str, bytes | None]]
 
 
@@ -185,7 +190,7 @@ class KafkaSource:
         if not offsets:
             return
         try:
-            self._consumer.commit(_offsets(offsets))
+            self._consumer.commit(_offsets(offsets), timeout_ms=COMMIT_TIMEOUT_MS)
         except CommitFailedError:
             # The group is rebalancing: the revoke listener commits these while this member
             # still owns the partitions; if it lost them, their new owner re-reads the
@@ -271,7 +276,7 @@ class KafkaSource:
         return out
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        self._consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
 
 
 class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
