@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
+from ingest.errors import StoreError
 from ingest.store import Coordinates
 from ingest.subscribers import (
     Partition,
@@ -265,13 +266,24 @@ class Dispatcher:
     def __bool__(self) -> bool:
         return bool(self._workers)
 
+    def _store_head(self) -> int | None:
+        """The store's last seq, or None when the store cannot be read right now (restarting,
+        failing over): the subscribers then learn of the new events at the next ``notify``
+        (the poll loop calls it at least every second when idle) and read them back."""
+        try:
+            return self.store.last_seq()
+        except StoreError as exc:
+            log.warning("could not read the store's last seq; the subscribers catch up at the "
+                        "next commit", extra={"fields": {"error": str(exc)}})
+            return None
+
     def start(self) -> None:
         """Load the marks and start the threads (no-op when running or without subscribers)."""
         if not self._workers or any(w.thread and w.thread.is_alive() for w in self._workers):
             return
-        head = self.store.last_seq()
+        head = self._store_head()
         with self.cond:
-            self.head = max(self.head, head)
+            self.head = max(self.head, head or 0)
             self.stopping = False
         for worker in self._workers:
             worker.begin(self.head)
@@ -286,10 +298,10 @@ class Dispatcher:
         Call it from the writer's thread, after each write that stored something."""
         if not self._workers:
             return
-        head = self.store.last_seq()
+        head = self._store_head()
         at = time.perf_counter() if committed_at is None else committed_at
         with self.cond:
-            if head <= self.head:
+            if head is None or head <= self.head:
                 return
             commit = None
             if events and head - self.head == len(events):  # nobody else wrote in between
@@ -312,9 +324,9 @@ class Dispatcher:
         followers = [w for w in self._workers if w.sub.follows_partitions]
         if not followers:
             return
-        head = self.store.last_seq()
+        head = self._store_head()
         with self.cond:
-            self.head = max(self.head, head)
+            self.head = max(self.head, head or 0)
             for worker in followers:
                 worker.target = frozenset(partitions)
                 worker.stats.lag = max(0, self.head - worker.stats.mark)
