@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -29,6 +30,28 @@ def shared_file(relative: str) -> Path:
         pytest.skip(f"../shared/data/{relative} is absent: the public event logs live beside "
                     "the repo (see ../shared/data/README.md)")
     return path
+
+
+def read_store(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on a SQLite store that another process or thread writes: none while
+    the writer has not yet created the file or the tables ``sql`` reads (a consumer starting
+    up creates the file before its tables: reading then would fail with `no such table`).
+    Never creates the file itself."""
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith("no such table"):
+                return []
+            raise
+
+
+def stored_count(db: Path) -> int:
+    """How many events the SQLite store ``db`` holds so far (0 before its writer created it)."""
+    rows = read_store(db, "SELECT COUNT(*) FROM events")
+    return int(rows[0][0]) if rows else 0
 
 
 def event_frame(events: Sequence[CaseEvent]) -> pl.DataFrame:

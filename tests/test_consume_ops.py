@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import popen_backlight, write_config
+from conftest import popen_backlight, read_store, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.broker import READY_LINE, BrokerState, LocalBroker, resolve_jars
@@ -137,8 +137,8 @@ def port_closed(url: str) -> bool:
 
 
 def stored_ids(db: Path) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [row[0] for row in conn.execute("SELECT event_id FROM events")]
+    """The stored event ids so far (none before the consumer created its store)."""
+    return [row[0] for row in read_store(db, "SELECT event_id FROM events")]
 
 
 def test_metrics_equal_a_known_ingest_ready_when_caught_up_and_sigterm_exits_0(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import popen_backlight, write_config
+from conftest import popen_backlight, stored_count, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer
@@ -119,15 +119,8 @@ def test_malformed_corpus_goes_to_dlq_and_valid_events_are_stored(
                        f"g-{unique}")
     with popen_backlight("consume", "--config", str(cfg)) as proc:
         deadline = time.monotonic() + 120
-        stored = 0
-        while time.monotonic() < deadline and stored < len(good):
+        while time.monotonic() < deadline and stored_count(db) < len(good):
             time.sleep(0.5)
-            if db.exists():
-                with sqlite3.connect(db) as conn:
-                    try:
-                        stored = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-                    except sqlite3.OperationalError:
-                        stored = 0
         dlq = KafkaConsumer(f"{topic}.dlq", bootstrap_servers=kafka_bootstrap,
                             auto_offset_reset="earliest", enable_auto_commit=False,
                             consumer_timeout_ms=10_000, group_id=None)

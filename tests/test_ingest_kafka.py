@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import backlight, popen_backlight, shared_file, write_config
+from conftest import backlight, popen_backlight, shared_file, stored_count, write_config
 
 from backlight.config import load
 from backlight.jobs import simulate
@@ -19,17 +19,6 @@ from ingest.simulate import simulate as simulate_cases
 
 pytestmark = pytest.mark.kafka
 BPIC_EVENTS, BPIC_CASES = 262_200, 13_087
-
-
-def stored_count(db: Path) -> int:
-    """How many events the store holds so far: 0 until a consumer has created the file and its
-    table (a consumer starting up may have created the file but not yet the table)."""
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db, timeout=30) as conn:
-        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                              " AND name = 'events'").fetchone()
-        return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]) if exists else 0
 
 
 def stored_rows(db: Path) -> list[tuple[object, ...]]:

@@ -63,6 +63,7 @@ def test_injected_rework_loop_is_found(config: Path) -> None:
     assert loops[tuple(sorted(LOOP))] >= len(truth["cases"])
 
 
+@pytest.mark.shared_data
 def test_conformance_from_the_configured_model(fines_config: Path) -> None:
     """A process with a reference_model gets token-replay fitness and findings in its JSON."""
     doc = json.loads(mine(fines_config, "--process", "fines", "--format", "json"))
