@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 import threading
 from datetime import datetime
@@ -10,20 +11,35 @@ from pathlib import Path
 
 import click
 
-from alerts.duration import parse_duration
-from backlight import jobs, logs
-from backlight.cli_alerts import alerts, review
-from backlight.cli_doctor import doctor
+from backlight import logs
 from backlight.cli_options import config_option, errors_exit, settings
-from backlight.cli_serve import serve
-from backlight.consumer_alerts import ConsumerAlerts
 
 _config_option = config_option
 _errors_exit = errors_exit
 _settings = settings
 
+# Each command imports what it runs when it runs (the jobs, Kafka, the web app, the alerts), so
+# that `backlight mine` loads only the config, the store and the mining core.
+_ELSEWHERE = {"alerts": "backlight.cli_alerts", "review": "backlight.cli_alerts",
+              "serve": "backlight.cli_serve", "doctor": "backlight.cli_doctor"}
+"""The top-level commands defined in other modules, and where."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Commands(click.Group):
+    """The top-level group; the commands defined in other modules load when run or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_ELSEWHERE])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        home = _ELSEWHERE.get(cmd_name)
+        if home is None:
+            return super().get_command(ctx, cmd_name)
+        command: click.Command = getattr(importlib.import_module(home), cmd_name)
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def main(log_level: str) -> None:
@@ -41,6 +57,8 @@ def broker() -> None:
 @_errors_exit
 def broker_start(config_path: str | None) -> None:
     """Start the local broker (resolving Kafka from Maven Central once) and print its address."""
+    from backlight import jobs
+
     state = jobs.local_broker(_settings(config_path)).start()
     click.echo(state.bootstrap)
     click.echo(f"# Kafka {state.version} is running (pid {state.pid}); to use it:\n"
@@ -52,6 +70,8 @@ def broker_start(config_path: str | None) -> None:
 @_errors_exit
 def broker_stop(config_path: str | None) -> None:
     """Stop the local broker."""
+    from backlight import jobs
+
     stopped = jobs.local_broker(_settings(config_path)).stop()
     click.echo("stopped" if stopped else "no local broker was running")
 
@@ -61,6 +81,8 @@ def broker_stop(config_path: str | None) -> None:
 @_errors_exit
 def broker_status(config_path: str | None) -> None:
     """Say whether the local broker runs, and where; exit 3 when it does not."""
+    from backlight import jobs
+
     state = jobs.local_broker(_settings(config_path)).state()
     if state is None:
         click.echo("not running")
@@ -85,6 +107,8 @@ def broker_status(config_path: str | None) -> None:
 def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: bool,
             metrics_port: int | None, metrics_host: str) -> None:
     """Run the consumers: Kafka -> validate -> store; bad messages to <topic>.dlq."""
+    from backlight import jobs
+
     settings = _settings(config_path)
     stop = threading.Event()
     metrics = None
@@ -101,6 +125,9 @@ def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: 
                        f"{url}/readyz)", err=True)
         subscriptions = []
         if with_alerts:
+            from alerts.duration import parse_duration
+            from backlight.consumer_alerts import ConsumerAlerts
+
             every = parse_duration(settings.alerts.every).wall_seconds
             rounds = ConsumerAlerts(settings, every).start()
             running.callback(rounds.stop)
@@ -122,6 +149,8 @@ def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: 
 def replay(config_path: str | None, file: Path, process: str, topic: str | None,
            speed: float | None) -> None:
     """Publish an existing log (XES, XES.gz, CSV, Parquet) as case events."""
+    from backlight import jobs
+
     settings = _settings(config_path)
     sent, topic = jobs.replay(settings, file, process, topic, speed)
     click.echo(f"published {sent} events of {file.name} to {topic}")
@@ -158,6 +187,8 @@ def simulate(config_path: str | None, processes: tuple[str, ...], cases: int, se
              rework_since: datetime | None, stuck_after: str | None,
              ground_truth: str | None) -> None:
     """Publish realistic synthetic cases, with known injected anomalies on request."""
+    from backlight import jobs
+
     settings = _settings(config_path)
     segment = None
     if bottleneck_segment is not None:
@@ -234,11 +265,6 @@ def demo(config_path: str | None, cases: int, workdir: Path, no_serve: bool,
     run_demo(loaded, workdir, cases, echo=click.echo,
              serve_port=None if no_serve else (loaded.web.port if port is None else port))
 
-
-main.add_command(alerts)
-main.add_command(review)
-main.add_command(serve)
-main.add_command(doctor)
 
 if __name__ == "__main__":
     main()

@@ -1,54 +1,88 @@
-"""Backlight's mining core: pure functions from an event frame (polars) to process facts."""
+"""Backlight's mining core: pure functions from an event frame (polars) to process facts.
 
-from mining.dfg import Dfg, Edge, discover_dfg, start_end_activities
-from mining.errors import FrameError, MiningError, Pm4pyError
-from mining.export import write_xes
-from mining.frame import (
-    SCHEMA,
-    Events,
-    EventsLike,
-    check_frame,
-    empty_frame,
-    frame_from_rows,
-    ordered,
-    prepare,
-)
-from mining.handoffs import Handoff, discover_handoffs
-from mining.live import LiveDfg
-from mining.live_maps import LiveMaps
-from mining.model import (
-    DEFAULT_COVERAGE,
-    ActivityCases,
-    Conformance,
-    DiscoveredModel,
-    ModelFileError,
-    check_conformance,
-    discover_model,
-    load_reference_model,
-)
-from mining.render import (
-    MapOptions,
-    ProcessMap,
-    View,
-    build_map,
-    humanize_seconds,
-    process_map_svg,
-    render_svg,
-    to_dot,
-)
-from mining.rework import Loop, Rework, discover_loops, discover_rework, rework_basis
-from mining.service import ServiceTime, service_times
-from mining.stats import WaitStats
-from mining.summary import summarize
-from mining.variants import (
-    DurationStats,
-    Variant,
-    WeekThroughput,
-    case_durations,
-    discover_variants,
-    duration_stats,
-    throughput_by_week,
-)
+The public surface is re-exported here. Each name loads its module on first use (PEP 562), so
+that importing one part (``mining.summary`` for ``backlight mine``) does not load the others
+(the live maps and through them the store, pm4py's wrapper, the SVG renderer).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mining.dfg import Dfg, Edge, discover_dfg, start_end_activities
+    from mining.errors import FrameError, MiningError, Pm4pyError
+    from mining.export import write_xes
+    from mining.frame import (
+        SCHEMA,
+        Events,
+        EventsLike,
+        check_frame,
+        empty_frame,
+        frame_from_rows,
+        ordered,
+        prepare,
+    )
+    from mining.handoffs import Handoff, discover_handoffs
+    from mining.live import LiveDfg
+    from mining.live_maps import LiveMaps
+    from mining.model import (
+        DEFAULT_COVERAGE,
+        ActivityCases,
+        Conformance,
+        DiscoveredModel,
+        ModelFileError,
+        check_conformance,
+        discover_model,
+        load_reference_model,
+    )
+    from mining.render import (
+        MapOptions,
+        ProcessMap,
+        View,
+        build_map,
+        humanize_seconds,
+        process_map_svg,
+        render_svg,
+        to_dot,
+    )
+    from mining.rework import Loop, Rework, discover_loops, discover_rework, rework_basis
+    from mining.service import ServiceTime, service_times
+    from mining.stats import WaitStats
+    from mining.summary import summarize
+    from mining.variants import (
+        DurationStats,
+        Variant,
+        WeekThroughput,
+        case_durations,
+        discover_variants,
+        duration_stats,
+        throughput_by_week,
+    )
+
+_HOMES: dict[str, tuple[str, ...]] = {
+    "mining.dfg": ("Dfg", "Edge", "discover_dfg", "start_end_activities"),
+    "mining.errors": ("FrameError", "MiningError", "Pm4pyError"),
+    "mining.export": ("write_xes",),
+    "mining.frame": ("SCHEMA", "Events", "EventsLike", "check_frame", "empty_frame",
+                     "frame_from_rows", "ordered", "prepare"),
+    "mining.handoffs": ("Handoff", "discover_handoffs"),
+    "mining.live": ("LiveDfg",),
+    "mining.live_maps": ("LiveMaps",),
+    "mining.model": ("DEFAULT_COVERAGE", "ActivityCases", "Conformance", "DiscoveredModel",
+                     "ModelFileError", "check_conformance", "discover_model",
+                     "load_reference_model"),
+    "mining.render": ("MapOptions", "ProcessMap", "View", "build_map", "humanize_seconds",
+                      "process_map_svg", "render_svg", "to_dot"),
+    "mining.rework": ("Loop", "Rework", "discover_loops", "discover_rework", "rework_basis"),
+    "mining.service": ("ServiceTime", "service_times"),
+    "mining.stats": ("WaitStats",),
+    "mining.summary": ("summarize",),
+    "mining.variants": ("DurationStats", "Variant", "WeekThroughput", "case_durations",
+                        "discover_variants", "duration_stats", "throughput_by_week"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "DEFAULT_COVERAGE",
@@ -104,3 +138,17 @@ __all__ = [
     "to_dot",
     "write_xes",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """An exported name, its module loaded on first use (PEP 562)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -6,7 +6,6 @@ import itertools
 from dataclasses import dataclass
 from typing import Final
 
-import networkx as nx
 import polars as pl
 
 from mining.frame import Events, EventsLike, only, prepare
@@ -119,10 +118,30 @@ def _canonical(cycle: list[str]) -> tuple[str, ...]:
 
 def dfg_cycles(steps: pl.DataFrame, max_length: int = MAX_CYCLE_LENGTH) -> list[tuple[str, ...]]:
     """Simple cycles (self-loops included) up to `max_length`, at most MAX_ENUMERATED of them."""
+    # networkx adds about 12 MiB to a fresh process: loaded here, when the events read from the
+    # store are gone, not at start-up beside them
+    import networkx as nx
+
     graph = nx.DiGraph()
     graph.add_edges_from(steps.select("source", "target").unique().iter_rows())
     found = nx.simple_cycles(graph, length_bound=max_length)
     return sorted({_canonical(list(c)) for c in itertools.islice(found, MAX_ENUMERATED)})
+
+
+def _pairs(df: pl.DataFrame) -> pl.DataFrame:
+    """The distinct (source, target) pairs of consecutive events within the cases of an ordered
+    frame: the DFG's edges, without the consecutive-event pairs themselves (``Events.steps``,
+    one row per pair with its wait and teams)."""
+    same_case = (pl.col("case_id").shift(-1) == pl.col("case_id")).fill_null(False)
+    return (
+        df.lazy()
+        .select(pl.col("activity").alias("source"), pl.col("activity").shift(-1).alias("target"),
+                same_case.alias("_same_case"))
+        .filter(pl.col("_same_case"))
+        .select("source", "target")
+        .unique()
+        .collect()
+    )
 
 
 def discover_loops(
@@ -136,7 +155,7 @@ def discover_loops(
     # cycle's activities consecutively followed by that rotation's first activity again
     # (a -> a for a self-loop). Ties on cases: shorter cycles first, then by name.
     basis = rework_basis(data, lifecycle)
-    cycles = dfg_cycles(basis.steps, max_length)
+    cycles = dfg_cycles(_pairs(basis.df), max_length)
     if not cycles:
         return []
     codes = {a: i for i, a in enumerate(sorted({a for c in cycles for a in c}))}

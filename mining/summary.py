@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,16 +37,28 @@ def _activities(df: pl.DataFrame) -> list[dict[str, Any]]:
 _CODED = ("activity", "lifecycle", "resource", "team")
 
 
-def _working(data: EventsLike, lifecycle: str | None) -> Events:
-    """The checked events in case order, without the columns no part of the summary reads
-    once they are in order (``event_id``, ``attributes``, ``seq``), with repeated strings as
-    categoricals and cases numbered: the sort and every derived frame (steps, traces) copy
-    the columns they keep."""
+@dataclass(frozen=True, eq=False)
+class Narrowed:
+    """Checked events with only the columns the summary reads, in the frame's order."""
+
+    df: pl.DataFrame
+
+
+def narrow(data: pl.DataFrame) -> Narrowed:
+    """The checked events without the columns no part of the summary reads (``event_id``,
+    ``attributes``), repeated strings as categoricals. A caller that read the frame only for
+    the summary lets the frame go once it has this: the sort then copies only these columns."""
+    return Narrowed(check_frame(data).drop("event_id", "attributes").with_columns(
+        pl.col(_CODED).cast(pl.Categorical)))
+
+
+def summary_events(data: EventsLike | Narrowed, lifecycle: str | None = None) -> Events:
+    """The events as the summary works on them: narrowed (see `narrow`), in case order,
+    without ``seq`` and with cases numbered: the sort and every derived frame (steps, traces)
+    copy the columns they keep."""
     if isinstance(data, Events):
         return only(data, lifecycle)
-    narrow = check_frame(data).drop("event_id", "attributes").with_columns(
-        pl.col(_CODED).cast(pl.Categorical))
-    frame = ordered(narrow, lifecycle).drop("seq")
+    frame = ordered((data if isinstance(data, Narrowed) else narrow(data)).df, lifecycle).drop("seq")
     # Cases as their number in case_id order (no part of the summary shows a case id, all
     # group or compare them): 4 bytes a row, and integer keys for every group_by.
     new_case = pl.col("case_id") != pl.col("case_id").shift(1)
@@ -53,9 +66,9 @@ def _working(data: EventsLike, lifecycle: str | None) -> Events:
     return Events(frame.with_columns(number.alias("case_id")), lifecycle)
 
 
-def summarize(df: EventsLike, process: str, lifecycle: str | None = None) -> dict[str, Any]:
+def summarize(df: EventsLike | Narrowed, process: str, lifecycle: str | None = None) -> dict[str, Any]:
     """The JSON-serialisable summary of one process's events, as in DESIGN.md."""
-    events = _working(df, lifecycle)
+    events = summary_events(df, lifecycle)
     frame = events.df
     window = frame.select(pl.col("timestamp").min().alias("from"), pl.col("timestamp").max().alias("to"))
     dfg = discover_dfg(events)
