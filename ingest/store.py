@@ -77,14 +77,14 @@ class ProcessCount:
 class EventStore(Protocol):
     """What the consumer writes to and mining reads from.
 
-    The write contract, the same on every backend: ``write`` stores a batch in one
-    transaction (all of it or, on error, none), and whether each event is new is decided by
-    the insert itself (``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id``),
-    not by a read before it, so it holds under concurrent writers: however many writers store
-    overlapping batches at once, each event is stored once and reported new by exactly one
-    ``write`` call, at its first occurrence in that batch. A write that raises may still have
-    committed (the connection dropped after the commit was sent): writing the batch again is
-    safe, and reports those events as not new.
+    The write contract, the same on every backend: ``write`` stores a batch in one transaction
+    (all of it or, on error, none), and whether each event is new is decided by the insert
+    itself (``INSERT ... ON CONFLICT (event_id) DO NOTHING``, its stored rows told by RETURNING
+    or, on SQLite, by the arrival seqs it took), not by a read before it, so it holds under
+    concurrent writers: however many writers store overlapping batches at once, each event is
+    stored once and reported new by exactly one ``write`` call, at its first occurrence in that
+    batch. A write that raises may still have committed (the connection dropped after the
+    commit was sent): writing the batch again is safe, and reports those events as not new.
 
     Arrival seqs increase with commit order (a reader following ``since`` never sees a gap
     that fills in later); they may have gaps (PostgreSQL uses up numbers on duplicates).
@@ -237,12 +237,15 @@ _ROWS_PER_INSERT = 1_000  # 12,000 parameters a statement: under every SQLite bu
 
 @functools.lru_cache(maxsize=8)
 def _sqlite_insert(rows: int) -> str:
-    """One multi-row INSERT of ``rows`` events that returns the event_ids it stored (Python's
-    executemany would drop the RETURNING rows)."""
+    """One multi-row INSERT of ``rows`` events that skips the event_ids already stored."""
     columns = ", ".join('"offset"' if c == "offset" else c for c in EVENT_COLUMNS)
     values = ",".join(["(" + ",".join("?" * len(EVENT_COLUMNS)) + ")"] * rows)
     return (f"INSERT INTO events ({columns}) VALUES {values}"  # noqa: S608 (constants)
-            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+            " ON CONFLICT (event_id) DO NOTHING")
+
+
+_MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events"
+_STORED_AFTER = "SELECT event_id FROM events WHERE seq > ?"
 
 
 class SQLiteStore:
@@ -284,15 +287,24 @@ class SQLiteStore:
         if origins is None:
             origins = [None] * len(events)
         rows = [event_row(e, o) for e, o in zip(events, origins, strict=True)]
-        inserted: set[str] = set()
+        db = self._db
         try:
-            with transaction(self._db):
+            with transaction(db):
+                # Which rows the insert stored, without RETURNING: RETURNING hands back one row
+                # per step, and each step gives up and takes back the GIL, so the writer thread
+                # queued behind the poll loop for every row. The transaction holds the write
+                # lock, so the rows stored are exactly those with a seq above the one before.
+                before, changes = db.execute(_MAX_SEQ).fetchone()[0], db.total_changes
                 for start in range(0, len(rows), self._chunk):
                     chunk = rows[start:start + self._chunk]
-                    params = [value for row in chunk for value in row]
-                    inserted.update(r[0] for r in self._db.execute(_sqlite_insert(len(chunk)), params))
+                    db.execute(_sqlite_insert(len(chunk)), [v for row in chunk for v in row])
+                stored = db.total_changes - changes
+                inserted = (None if stored == len(rows) else
+                            {r[0] for r in db.execute(_STORED_AFTER, (before,))} if stored else set())
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(rows)} events to {self.path} failed: {exc}") from exc
+        if inserted is None:  # all new (the usual case): no repeat within the batch either
+            return [True] * len(rows)
         return first_inserted([e.event_id for e in events], inserted)
 
     def events(self, process: str, since: datetime | None = None,
