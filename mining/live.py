@@ -260,6 +260,22 @@ class LiveDfg:
             self._skipped += 1
             return False
         act = self._names.setdefault(event.activity, event.activity)
+        if pos == n and n:  # the usual case, the case's next step: _edge and _bump inlined
+            prev, pair, ends = acts[-1], (acts[-1], act), self._ends
+            self._counts[pair] = self._counts.get(pair, 0) + 1
+            self._waits[pair] = self._waits.get(pair, 0) + time_us - (keys[-1] >> _B)
+            left = ends.get(prev, 0) - 1
+            if left:
+                ends[prev] = left
+            else:
+                del ends[prev]
+            ends[act] = ends.get(act, 0) + 1
+            keys.append(key)
+            acts.append(act)
+            case.ids[event_id] = key
+            self._seq += 1
+            self._events += 1
+            return True
         if 0 < pos < n:  # lands inside: the edge it splits goes
             self._edge(acts[pos - 1], acts[pos], (keys[pos] >> _B) - (keys[pos - 1] >> _B), -1)
         if pos > 0:
