@@ -47,16 +47,17 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
+from ingest.consumer_stats import BatchObserver, BatchReport, ConsumerStats
 from ingest.dispatcher import Dispatcher
 from ingest.errors import StoreError
 from ingest.store import Coordinates, EventStore
-from ingest.subscribers import Subscriber, SubscriberStats, Subscription
+from ingest.subscribers import Subscriber, Subscription
 from ingest.transport import Message, Partition, Rebalancing, Sink, Source
 from schemas.decode import SourceSpec, decode
 from schemas.errors import InvalidEvent
@@ -78,66 +79,6 @@ class Policy(enum.Enum):
     STORE = "store"
     DEAD_LETTER = "dead_letter"
     SKIP = "skip"
-
-
-@dataclass
-class ConsumerStats:
-    """Running totals since the consumer started (exported as metrics, logged per batch)."""
-
-    batches: int = 0
-    messages: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    skipped: int = 0
-    dead_letters: int = 0
-    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
-    last_commit_at: float | None = None
-    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    """Time spent per phase in the poll loop: poll, decode, dead_letter, store_wait (waiting
-    for the writer thread), commit, dispatch (telling the subscribers' threads); and on other
-    threads: store (the writes, overlapping the loop's next poll and decode) and subscribers
-    (their calls)."""
-    busy_since: float | None = None
-    """Monotonic time the first batch arrived; with ``busy_until`` (the last batch handled)
-    it gives the ingest rate, without the group join and the idle tail."""
-    busy_until: float | None = None
-    delivery_max_s: float = 0.0
-    """Longest time from a batch's store commit to its subscribers having it (e.g. live map)."""
-    subscribers: dict[str, SubscriberStats] = field(default_factory=dict)
-    """Each subscriber's progress when ``run`` returned (live: ``Consumer.dispatcher.stats()``)."""
-    drained: bool = True
-    """Whether every subscriber had handled every stored event when ``run`` returned."""
-    rebalances: int = 0
-    """Changes of this consumer's partitions (assigned, revoked or lost) the loop applied."""
-    partitions: frozenset[Partition] = frozenset()
-    """The partitions it owns (as of the last change)."""
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    """What one handled batch did, for an observer such as the Prometheus metrics.
-
-    A report with ``seconds`` None handled no batch: the consumer was idle and reports only
-    its lag (at most every ``Consumer.lag_interval_s``, and when it exits caught up)."""
-
-    consumed: Mapping[str, int] = field(default_factory=dict)
-    """Messages polled, per topic (valid, malformed and tombstones)."""
-    stored: Mapping[str, int] = field(default_factory=dict)
-    """Events newly stored, per source topic."""
-    duplicates: Mapping[str, int] = field(default_factory=dict)
-    """Valid events the store already had (a replay), per source topic."""
-    dead_letters: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    """Messages dead-lettered, per (source topic, reason code)."""
-    seconds: float | None = None
-    """From the poll handing over the batch to its offsets committed (None: no batch)."""
-    store_seconds: float | None = None
-    """The store's write of the batch, its commit included (None: no batch)."""
-    lags: Mapping[tuple[str, int], int] | None = None
-    """Messages not yet consumed per (topic, partition) after the batch; None when not looked
-    up this time (looked up at most every ``lag_interval_s`` while busy)."""
-
-
-BatchObserver = Callable[[BatchReport], None]
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -181,12 +122,15 @@ class Consumer:
                  subscribers: Sequence[Subscriber | Subscription] = (),
                  batch_size: int = 5000, poll_timeout_s: float = 0.5, *,
                  drain_timeout_s: float = 30.0, stop_timeout_s: float = 10.0,
-                 on_batch: BatchObserver | None = None, lag_interval_s: float = 1.0) -> None:
+                 on_batch: BatchObserver | None = None, lag_interval_s: float = 1.0,
+                 commit_interval_s: float = 1.0) -> None:
         """``drain_timeout_s``: on exit when idle, how long the subscribers still behind may
         make no progress before ``run`` returns anyway; ``stop_timeout_s``: on stop, how long
         ``run`` waits for calls in flight. ``on_batch`` observes each batch (``BatchReport``);
         only with it does the consumer look up its lag per partition (``Source.lags``), at most
-        every ``lag_interval_s``."""
+        every ``lag_interval_s``. Offsets of stored batches are committed at most every
+        ``commit_interval_s`` while busy, and at once when caught up, on revoke and on exit (a
+        crash re-reads what was stored since: the store keeps each event once)."""
         self.source = source
         self.dead_letters = dead_letters
         self.store = store
@@ -199,6 +143,9 @@ class Consumer:
         self.stats = ConsumerStats()
         self.on_batch = on_batch
         self.lag_interval_s = lag_interval_s
+        self.commit_interval_s = commit_interval_s
+        self._pending: dict[Partition, int] = {}  # stored, not committed yet: next offsets
+        self._committed_at = float("-inf")
         self._lag_looked_at = float("-inf")
         self._head_looked_at = float("-inf")
         self._stop = threading.Event()
@@ -280,9 +227,10 @@ class Consumer:
                 stored_at, [e for e, n in zip(prepared.events, new, strict=True) if n],
                 [o for o, n in zip(prepared.origins, new, strict=True) if n])
             self.stats.seconds["dispatch"] += time.perf_counter() - t
-        t0 = time.perf_counter()
-        self.source.commit(prepared.next_offsets)
-        self.stats.seconds["commit"] += time.perf_counter() - t0
+        for tp, offset in prepared.next_offsets.items():
+            self._pending[tp] = max(offset, self._pending.get(tp, 0))
+        if time.monotonic() - self._committed_at >= self.commit_interval_s:
+            self.commit()
         self._count(prepared.messages, len(prepared.events), fresh, prepared.bad)
         self.stats.busy_until = time.monotonic()
 
@@ -314,12 +262,27 @@ class Consumer:
             self._observe(self._report(prepared.batch, prepared, new,
                                        time.perf_counter() - prepared.started))
 
+    def commit(self) -> None:
+        """Commit the offsets of the batches stored so far (and finished)."""
+        if not self._pending:
+            return
+        t0 = time.perf_counter()
+        pending, self._pending = self._pending, {}
+        self.source.commit(pending)
+        self._committed_at = time.monotonic()
+        self.stats.seconds["commit"] += time.perf_counter() - t0
+
     def _handover(self) -> None:
         """The source's revoke listener calls this (on Kafka's IO thread, while the poll loop
-        waits in ``poll``): wait for the batch being stored, then record its offsets as
-        handled, so the revoke commits them. The poll loop finishes the batch after the poll."""
+        waits in ``poll``): record as handled the offsets stored and not committed yet, after
+        waiting for the batch being stored, so the revoke commits them. The poll loop finishes
+        that batch (its subscribers) after the poll."""
+        if not isinstance(self.source, Rebalancing):
+            return
+        if self._pending:
+            self.source.handled(self._pending)
         in_flight = self._in_flight
-        if in_flight is None or not isinstance(self.source, Rebalancing):
+        if in_flight is None:
             return
         prepared, writing = in_flight
         try:
@@ -406,6 +369,7 @@ class Consumer:
                 caught_up = self._poll_loop(stop, exit_when_idle_s)
             finally:
                 self.settle()  # the batch in flight is stored and committed before leaving
+                self.commit()
             if caught_up and not stop.is_set():
                 self.dispatcher.drain(self.drain_timeout_s, stop)
         finally:
@@ -460,6 +424,7 @@ class Consumer:
             if writing:
                 self.settle()
                 continue
+            self.commit()  # caught up (or waiting for partitions): nothing left to batch
             if not self.source.assigned():
                 # A member without partitions (more members than partitions, or waiting for
                 # its assignment) still reports the group's lag: it is healthy, and readiness

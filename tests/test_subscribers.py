@@ -49,6 +49,7 @@ class ListSource:
         self.pending: deque[Message] = deque(messages)
         self.delay_s = delay_s
         self.commits: list[float] = []  # monotonic time of each commit
+        self.committed: dict[tuple[str, int], int] = {}  # the next offset per partition
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
         time.sleep(self.delay_s if self.pending else min(timeout_s, 0.01))
@@ -56,6 +57,7 @@ class ListSource:
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         self.commits.append(time.monotonic())
+        self.committed.update(next_offsets)
 
     def assigned(self) -> bool:
         return True
@@ -124,8 +126,24 @@ def stored_ids(store: SQLiteStore) -> list[str]:
 
 def consumer(source: ListSource, store: SQLiteStore, subs: Sequence[Subscription],
              batch_size: int = 25, **options: float) -> Consumer:
+    """A consumer that commits after every batch (``source.commits`` then shows its progress)."""
     return Consumer(source, NoDeadLetters(), store, {TOPIC: SourceSpec(TOPIC, "onboarding")},
-                    subs, batch_size=batch_size, poll_timeout_s=0.01, **options)
+                    subs, batch_size=batch_size, poll_timeout_s=0.01,
+                    **{"commit_interval_s": 0.0, **options})
+
+
+def test_offsets_are_committed_at_most_every_interval_and_all_once_caught_up(
+        tmp_path: Path) -> None:
+    """While busy, stored batches' offsets are committed at most every commit_interval_s (a
+    crash re-reads what was stored since); caught up, every partition's offset is committed."""
+    store = SQLiteStore(tmp_path / "s.db")
+    sent = messages()
+    source = ListSource(sent)
+    stats = consumer(source, store, [], commit_interval_s=3600.0).run(exit_when_idle_s=0.05)
+    assert stats.batches == -(-len(sent) // 25) and stats.stored == 292
+    assert len(source.commits) == 2  # the first batch's, then all of them once caught up
+    ends = {(m.topic, m.partition): m.offset + 1 for m in sent}
+    assert source.committed == ends
 
 
 def test_failing_subscriber_sees_every_event_once_in_order_while_ingest_goes_on(
