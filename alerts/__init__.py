@@ -3,22 +3,49 @@ chat from a persisted outbox.
 
 The public surface is re-exported here; the modules behind it are free to change. I/O lives
 at the edge: ``alerts.state`` and ``alerts.outbox`` (SQLite), ``alerts.delivery`` (HTTP, Kafka).
+Each name loads its module on first use (PEP 562), so that importing one part (``alerts.calendar``
+for the config's validation) does not load the others (httpx and kafka-python for delivery, the
+rules and through them the mining core).
 """
 
-from alerts.calendar import CalendarSettings, WorkCalendar
-from alerts.channels import ChannelSettings, build_payload
-from alerts.context import Rule, RuleContext
-from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, Transport, deliver
-from alerts.duration import Duration, parse_duration
-from alerts.errors import AlertConfigError, AlertError, AlertStateError, DeliveryError
-from alerts.evaluate import run_rules
-from alerts.lifecycle import Evaluation, LifecyclePolicy, advance
-from alerts.outbox import Outbox
-from alerts.registry import ProcessDefinition, build_definition, learn_end_activities
-from alerts.routing import RouteSettings, route
-from alerts.rules import RULES
-from alerts.state import AlertState, SQLiteAlertState, open_alert_state
-from alerts.thresholds import RuleSettings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alerts.calendar import CalendarSettings, WorkCalendar
+    from alerts.channels import ChannelSettings, build_payload
+    from alerts.context import Rule, RuleContext
+    from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, Transport, deliver
+    from alerts.duration import Duration, parse_duration
+    from alerts.errors import AlertConfigError, AlertError, AlertStateError, DeliveryError
+    from alerts.evaluate import run_rules
+    from alerts.lifecycle import Evaluation, LifecyclePolicy, advance
+    from alerts.outbox import Outbox
+    from alerts.registry import ProcessDefinition, build_definition, learn_end_activities
+    from alerts.routing import RouteSettings, route
+    from alerts.rules import RULES
+    from alerts.state import AlertState, SQLiteAlertState, open_alert_state
+    from alerts.thresholds import RuleSettings
+
+_HOMES: dict[str, tuple[str, ...]] = {
+    "alerts.calendar": ("CalendarSettings", "WorkCalendar"),
+    "alerts.channels": ("ChannelSettings", "build_payload"),
+    "alerts.context": ("Rule", "RuleContext"),
+    "alerts.delivery": ("DeliveryReport", "HttpxTransport", "KafkaTransport", "Transport", "deliver"),
+    "alerts.duration": ("Duration", "parse_duration"),
+    "alerts.errors": ("AlertConfigError", "AlertError", "AlertStateError", "DeliveryError"),
+    "alerts.evaluate": ("run_rules",),
+    "alerts.lifecycle": ("Evaluation", "LifecyclePolicy", "advance"),
+    "alerts.outbox": ("Outbox",),
+    "alerts.registry": ("ProcessDefinition", "build_definition", "learn_end_activities"),
+    "alerts.routing": ("RouteSettings", "route"),
+    "alerts.rules": ("RULES",),
+    "alerts.state": ("AlertState", "SQLiteAlertState", "open_alert_state"),
+    "alerts.thresholds": ("RuleSettings",),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "RULES", "AlertConfigError", "AlertError", "AlertState", "AlertStateError",
@@ -29,3 +56,17 @@ __all__ = [
     "build_payload", "deliver", "learn_end_activities", "open_alert_state", "parse_duration",
     "route", "run_rules",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """An exported name, its module loaded on first use (PEP 562)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

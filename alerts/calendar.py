@@ -21,17 +21,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
-import numpy as np
-import numpy.typing as npt
-import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from alerts.duration import Duration
 from alerts.errors import AlertConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# numpy and polars are imported in the functions that count, not here: the config validates
+# calendars (time zone, weekdays, country) through this module, and validating needs neither
+# (``backlight consume`` validates its config but never counts business time).
 
 _DAY_US: Final = 86_400_000_000
 _DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -48,6 +53,7 @@ def _holidays_of_year(country: str, subdivision: str | None, year: int) -> tuple
 def _busdaycalendar(weekmask: tuple[bool, ...], country: str | None, subdivision: str | None,
                     first_year: int, last_year: int) -> np.busdaycalendar:
     """numpy's working-day calendar with the holidays of the given years."""
+    import numpy as np
     days: list[date] = []
     if country is not None:
         for year in range(first_year, last_year + 1):
@@ -58,6 +64,7 @@ def _busdaycalendar(weekmask: tuple[bool, ...], country: str | None, subdivision
 def _years(days: npt.NDArray[np.datetime64]) -> tuple[int, int]:
     """The first and last calendar year of some days (rounded out to whole decades, so that
     similar calls share one cached calendar)."""
+    import numpy as np
     if days.size == 0:
         return 2000, 2000
     first = int(days.min().astype("datetime64[Y]").astype(np.int64)) + 1970
@@ -144,6 +151,8 @@ class WorkCalendar:
 
     def local_us(self, moments_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """UTC microseconds as microseconds of the local wall clock (DST-correct)."""
+        import numpy as np
+        import polars as pl
         series = pl.Series(np.asarray(moments_us, dtype=np.int64)).cast(pl.Datetime("us", "UTC"))
         local = series.dt.convert_time_zone(self.timezone).dt.replace_time_zone(None)
         return local.cast(pl.Int64).to_numpy().astype(np.int64, copy=False)
@@ -157,6 +166,7 @@ class WorkCalendar:
     def business_seconds(self, start_us: npt.NDArray[np.int64],
                          end_us: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """Working seconds between each pair of UTC-microsecond moments (0 where end <= start)."""
+        import numpy as np
         start = np.asarray(start_us, dtype=np.int64)
         end = np.asarray(end_us, dtype=np.int64)
         start, end = np.broadcast_arrays(start, end)
@@ -179,12 +189,14 @@ class WorkCalendar:
     def _within(self, time_of_day_us: npt.NDArray[np.int64],
                 working: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
         """Working seconds done on a day by a local time of day (0 on a non-working day)."""
+        import numpy as np
         opens, closes = _time_us(self.opens), _time_us(self.closes)
         done = (np.clip(time_of_day_us, opens, closes) - opens).astype(np.float64) / 1e6
         return np.where(working, done, 0.0)
 
     def between(self, start: datetime, end: datetime) -> float:
         """Working seconds between two aware moments (0 when end <= start)."""
+        import numpy as np
         seconds = self.business_seconds(np.array([to_us(start)]), np.array([to_us(end)]))
         return float(seconds[0])
 
@@ -202,6 +214,7 @@ class WorkCalendar:
 
     def is_business_day(self, day: date) -> bool:
         """True when ``day`` is a working weekday and not a public holiday."""
+        import numpy as np
         days = np.array([day], dtype="datetime64[D]")
         return bool(np.is_busday(days, busdaycal=self._calendar_for(days))[0])
 
@@ -209,6 +222,7 @@ class WorkCalendar:
         """The business day ``days`` after (or before, negative) ``day``: counting starts from
         ``day`` itself, so one business day after a Saturday is the Monday and one before it is
         the Friday; 0 gives ``day`` if it is a business day, else the next one."""
+        import numpy as np
         start = np.array([day], dtype="datetime64[D]")
         reach = start + np.array([days * 7 + (30 if days >= 0 else -30)], dtype="timedelta64[D]")
         cal = self._calendar_for(start, reach)
@@ -221,6 +235,7 @@ class WorkCalendar:
 
     def count_business_days(self, start: date, end: date) -> int:
         """Business days in ``[start, end)`` (negative when end is before start)."""
+        import numpy as np
         a = np.array([start], dtype="datetime64[D]")
         b = np.array([end], dtype="datetime64[D]")
         return int(np.busday_count(a, b, busdaycal=self._calendar_for(a, b))[0])
