@@ -7,8 +7,9 @@ that importing one part (``mining.summary`` for ``backlight mine``) does not loa
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from schemas.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mining.dfg import Dfg, Edge, discover_dfg, start_end_activities
@@ -140,15 +141,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """An exported name, its module loaded on first use (PEP 562)."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _HOME, __all__)
