@@ -102,7 +102,6 @@ class Prepared:
     """A decoded batch: the events to store, the dead letters' reasons, the offsets to commit."""
 
     batch: Sequence[Message]
-    messages: int
     events: list[CaseEvent] = field(default_factory=list)
     origins: list[Coordinates | None] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -170,7 +169,7 @@ class Consumer:
     def prepare(self, batch: Sequence[Message]) -> Prepared:
         """Classify a batch; publish its dead letters and wait for the broker to have them."""
         t0 = time.perf_counter()
-        out = Prepared(batch, len(batch), started=t0)
+        out = Prepared(batch, started=t0)
         for msg in batch:
             policy, outcome = self.classify(msg)
             if policy is Policy.STORE and isinstance(outcome, CaseEvent):
@@ -231,7 +230,7 @@ class Consumer:
             self._pending[tp] = max(offset, self._pending.get(tp, 0))
         if time.monotonic() - self._committed_at >= self.commit_interval_s:
             self.commit()
-        self._count(prepared.messages, len(prepared.events), fresh, prepared.bad)
+        self._count(len(prepared.batch), len(prepared.events), fresh, prepared.bad)
         self.stats.busy_until = time.monotonic()
 
     def handle(self, batch: Sequence[Message]) -> None:
