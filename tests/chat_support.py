@@ -26,7 +26,11 @@ from schemas.alerts import Alert, AlertChange, Change, Notification, Severity, S
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 HANG_S = 0.6
-TIMEOUT_S = 0.25
+HANG_TIMEOUT_S = 0.25
+"""The timeout of a test that wants hangs (answered after HANG_S) to time out."""
+TIMEOUT_S = 10.0
+"""Every other test's timeout: generous, so a loaded machine never turns an answer into a
+timeout (CI once saw a 0.25 s timeout expire on a plain 200 under load)."""
 SECRETS = ("SLACKSECRET", "TEAMSSECRET", "SIGSECRET", "GTOKEN", "MMSECRET", "HOOKTOKEN")
 
 
@@ -159,7 +163,7 @@ def start(clock: Clock, behaviour: Behaviour = lambda n, at, path: "ok") -> Rece
     return Receiver(clock, behaviour)
 
 
-def all_channels(base: str) -> dict[str, ChannelSettings]:
+def all_channels(base: str, timeout_s: float = TIMEOUT_S) -> dict[str, ChannelSettings]:
     """One channel of each HTTP type, each URL carrying a secret, on the receiver."""
     specs = [
         {"name": "slack", "type": "slack", "url": f"{base}/slack/services/T0/B0/SLACKSECRET"},
@@ -171,7 +175,7 @@ def all_channels(base: str) -> dict[str, ChannelSettings]:
         {"name": "hook", "type": "webhook", "url": f"{base}/hook",
          "headers": {"Authorization": "Bearer HOOKTOKEN"}},
     ]
-    return by_name([ChannelSettings.model_validate({**s, "timeout_s": TIMEOUT_S}) for s in specs])
+    return by_name([ChannelSettings.model_validate({**s, "timeout_s": timeout_s}) for s in specs])
 
 
 def alert(subject: str, process: str = "claims", owner: str = "ana", **state: Any) -> Alert:

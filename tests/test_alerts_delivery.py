@@ -16,6 +16,7 @@ from chat_support import (  # noqa: F401 (the *_fixture: fixtures, used by name)
     SECRETS,
     T0,
     Behaviour,
+    HANG_TIMEOUT_S,
     Clock,
     alert,
     all_channels,
@@ -80,7 +81,7 @@ def test_outage_then_recovery_delivers_each_once_in_order(
     notes: list[Notification] = []
     pending = evaluations()
     try:
-        channels = all_channels(server.base)
+        channels = all_channels(server.base, timeout_s=HANG_TIMEOUT_S)
         for _ in range(600):
             if pending and clock() >= begin + timedelta(minutes=3 * (3 - len(pending))):
                 notes += enqueue(outbox, channels, pending.pop(0), clock())
