@@ -13,10 +13,10 @@ from email.utils import format_datetime
 
 import pytest
 from chat_support import (  # noqa: F401 (the *_fixture: fixtures, used by name)
+    HANG_TIMEOUT_S,
     SECRETS,
     T0,
     Behaviour,
-    HANG_TIMEOUT_S,
     Clock,
     alert,
     all_channels,
