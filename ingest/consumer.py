@@ -170,26 +170,41 @@ class Consumer:
         """Classify a batch; publish its dead letters and wait for the broker to have them."""
         t0 = time.perf_counter()
         out = Prepared(batch, started=t0)
+        events, origins, next_offsets, specs = out.events, out.origins, out.next_offsets, self.specs
         for msg in batch:
-            policy, outcome = self.classify(msg)
-            if policy is Policy.STORE and isinstance(outcome, CaseEvent):
-                out.events.append(outcome)
-                out.origins.append(Coordinates(msg.topic, msg.partition, msg.offset))
-            elif policy is Policy.DEAD_LETTER and isinstance(outcome, InvalidEvent):
-                self.dead_letters.send(dead_letter_topic(msg.topic), msg.value or b"", msg.key,
-                                       dead_letter_headers(msg, outcome))
-                out.bad[outcome.code] += 1
-                out.bad_by_topic[(msg.topic, outcome.code)] += 1
+            topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
+            spec = specs.get(topic)
+            if value is not None and spec is not None:
+                # The usual message, inlined (this loop runs once per event): what ``classify``
+                # decides for a value on a configured topic, STORE unless the decode refuses it.
+                try:
+                    event = decode(value, msg.headers, spec)
+                except InvalidEvent as err:
+                    self._dead_letter(out, msg, err)
+                else:
+                    events.append(event)
+                    origins.append(Coordinates(topic, partition, offset))
             else:
-                self.stats.skipped += 1
-            tp = (msg.topic, msg.partition)
-            out.next_offsets[tp] = max(out.next_offsets.get(tp, 0), msg.offset + 1)
+                policy, outcome = self.classify(msg)
+                if policy is Policy.DEAD_LETTER and isinstance(outcome, InvalidEvent):
+                    self._dead_letter(out, msg, outcome)
+                else:
+                    self.stats.skipped += 1
+            tp = (topic, partition)
+            if offset >= next_offsets.get(tp, 0):
+                next_offsets[tp] = offset + 1
         t1 = time.perf_counter()
         if out.bad:
             self.dead_letters.flush()
         self.stats.seconds["decode"] += t1 - t0
         self.stats.seconds["dead_letter"] += time.perf_counter() - t1
         return out
+
+    def _dead_letter(self, out: Prepared, msg: Message, error: InvalidEvent) -> None:
+        self.dead_letters.send(dead_letter_topic(msg.topic), msg.value or b"", msg.key,
+                               dead_letter_headers(msg, error))
+        out.bad[error.code] += 1
+        out.bad_by_topic[(msg.topic, error.code)] += 1
 
     def write(self, prepared: Prepared) -> list[bool] | None:
         """Store a prepared batch in one transaction; say which events were new. While the
@@ -222,9 +237,11 @@ class Consumer:
         fresh = sum(new)
         if fresh and self.dispatcher:
             t = time.perf_counter()
-            self.dispatcher.notify(
-                stored_at, [e for e, n in zip(prepared.events, new, strict=True) if n],
-                [o for o, n in zip(prepared.origins, new, strict=True) if n])
+            events, origins = prepared.events, prepared.origins
+            if fresh < len(events):  # some were stored already: hand over only the new ones
+                events = [e for e, n in zip(events, new, strict=True) if n]
+                origins = [o for o, n in zip(origins, new, strict=True) if n]
+            self.dispatcher.notify(stored_at, events, origins)
             self.stats.seconds["dispatch"] += time.perf_counter() - t
         for tp, offset in prepared.next_offsets.items():
             self._pending[tp] = max(offset, self._pending.get(tp, 0))

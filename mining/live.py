@@ -209,13 +209,13 @@ class LiveDfg:
         """
         touched: set[str] = set()
         pairs = zip(events, repeat(None)) if lanes is None else zip(events, lanes, strict=True)
+        process, lifecycle, place, touch = self.process, self.lifecycle, self._place, touched.add
         for event, lane in pairs:
-            if self.process is not None and event.process != self.process:
+            if process is not None and event.process != process:
                 raise ValueError(f"event {event.event_id!r} is of process {event.process!r}, "
-                                 f"not {self.process!r}")
-            if (self.lifecycle is None or event.lifecycle == self.lifecycle) and self._place(
-                    event, lane):
-                touched.add(event.case_id)
+                                 f"not {process!r}")
+            if (lifecycle is None or event.lifecycle == lifecycle) and place(event, lane):
+                touch(event.case_id)
         for case_id in touched:
             case = self._open.get(case_id)
             if case is not None and case.acts[-1] in self.closing:

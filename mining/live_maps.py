@@ -93,14 +93,19 @@ class LiveMaps(Mapping[str, LiveView]):
 
     def _fold(self, maps: dict[str, dict[Hashable, LiveDfg]], batch: Sequence[CaseEvent],
               origins: Sequence[Coordinates | None] | None,
-              take: Callable[[Hashable], bool]) -> int:
-        """Fold the events of the lanes ``take`` accepts into ``maps``; return how many."""
+              take: Callable[[Hashable], bool] | None) -> int:
+        """Fold the events of the lanes ``take`` accepts (None: every lane) into ``maps``;
+        return how many. Runs once per stored event: no per-event call it can avoid."""
         groups: dict[tuple[str, Hashable], list[CaseEvent]] = {}
-        lanes: Iterable[Hashable] = repeat(None) if origins is None else (
-            None if o is None else (o.topic, o.partition) for o in origins)
+        lanes: Iterable[Hashable] = repeat(None) if origins is None else [
+            None if o is None else (o.topic, o.partition) for o in origins]
         for event, lane in zip(batch, lanes, strict=origins is not None):
-            if take(lane):
-                groups.setdefault((event.process, lane), []).append(event)
+            if take is None or take(lane):
+                key = (event.process, lane)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = []
+                group.append(event)
         for (process, lane), events in groups.items():
             parts = maps.setdefault(process, {})
             live = parts.get(lane)
@@ -115,7 +120,7 @@ class LiveMaps(Mapping[str, LiveView]):
         with self._lock:
             following = self._following
             self._fold(self._maps, batch, origins,
-                       lambda lane: following is None or lane in following)
+                       None if following is None else following.__contains__)
 
     @property
     def following(self) -> frozenset[Hashable] | None:
