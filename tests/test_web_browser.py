@@ -202,8 +202,9 @@ def test_owner_signs_in_reviews_acknowledges_and_silences(page: sync_api.Page) -
 
 
 def test_hostile_event_data_never_runs(page: sync_api.Page) -> None:
-    """Payloads in activities, teams and case ids show as text on the hostile process page,
-    the overview and the alerts page: no dialog, no script or CSP error, no foreign request."""
+    """Payloads in activities, teams and case ids (variants, hand-offs, stuck cases, a stuck
+    alert's evidence) show as text on the hostile process page, the overview and the alerts
+    page: no dialog, no script or CSP error, no foreign request."""
     page.goto(f"/processes/{HOSTILE_PROCESS}")
     page.wait_for_function(IMAGE_LOADED, arg="view=frequency")
     steps = page.locator("#variants .step").all_inner_texts()
@@ -211,6 +212,9 @@ def test_hostile_event_data_never_runs(page: sync_api.Page) -> None:
     assert '"><img src=x onerror=alert(1)>' in steps
     assert page.locator("#variants img, #variants script, #variants svg[onload]").count() == 0
     assert "team<0>" in page.locator("#handoffs").inner_text()
+    assert "case-0-<img src=x onerror=alert('case')>" in page.locator(
+        "#stuck code").all_inner_texts()
+    assert page.locator("#stuck img, #alerts img, #alerts svg[onload]").count() == 0
     shot(page, "hostile")
     page.click("label.seg:has-text('performance')")
     page.wait_for_function(IMAGE_LOADED, arg="view=performance")
@@ -219,5 +223,9 @@ def test_hostile_event_data_never_runs(page: sync_api.Page) -> None:
     for path in ("/", "/alerts"):
         page.goto(path)
         page.wait_for_load_state("load")
+    card = page.locator("article.alert-card", has_text="stuck at <svg onload=alert(2)>")
+    card.locator("summary").click()  # the evidence: the stuck cases' ids and steps
+    assert "case-0-<img src=x onerror=alert('case')>" in card.locator("dl.evidence").inner_text()
+    assert card.locator("img, script, svg[onload]").count() == 0
     page.goto(f"/api/processes/{HOSTILE_PROCESS}/map.svg")  # the SVG opened on its own
     page.wait_for_load_state("load")

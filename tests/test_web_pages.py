@@ -23,7 +23,7 @@ from web_support import (
 from alerts.state import open_alert_state
 from backlight.config import Settings
 from backlight.web.charts import sparkline
-from backlight.web.forms import FormError, parse_until, safe_next
+from backlight.web.forms import FormError, duration, parse_until, percent, safe_next
 from backlight.web.server import running
 
 PROCESSES = ("onboarding", "payments", "claims", HOSTILE_PROCESS)
@@ -78,11 +78,17 @@ def test_pages_show_every_process(site: tuple[str, Settings]) -> None:
 
 
 def test_process_page_shows_stuck_cases_variants_and_handoffs(site: tuple[str, Settings]) -> None:
-    """The claims page lists its stuck cases at Assessment, its variants and team hand-offs."""
+    """The claims page lists its stuck cases at Assessment, its variants, team hand-offs, its
+    rework loops, and its alerts with their history."""
     base, _ = site
     html = httpx.get(f"{base}/processes/claims").text
     stuck = httpx.get(f"{base}/api/processes/claims/stuck").json()
     assert stuck and f"<code>{stuck[0]['case_id']}</code>" in html
+    loops = html.split('id="rework"')[1].split("</section>")[0]
+    assert '<ul class="loops">' in loops and "Request missing documents" in loops
+    alerts = html.split('id="alerts"')[1].split('id="reviews"')[0]
+    assert "stuck/claims/stuck at Assessment" in alerts
+    assert '<table class="mini history">' in alerts and "<td>firing</td>" in alerts
     assert '<span class="step">First notice of loss</span>' in html
     assert '<span class="team">back-office/claims-intake</span>' in html
     assert "/api/processes/claims/model.bpmn?window=all" in html
@@ -104,18 +110,97 @@ def test_process_page_shows_conformance_to_the_documented_model(
 
 
 def test_hostile_data_is_escaped_everywhere(site: tuple[str, Settings]) -> None:
-    """Activities, teams and case ids holding HTML show as text on every page."""
+    """Activities, teams and case ids holding HTML show as text on every page: in the
+    variants, the hand-offs, the stuck cases and the stuck alerts (key, summary, evidence)."""
     base, _ = site
     page = httpx.get(f"{base}/processes/{HOSTILE_PROCESS}").text
     assert "&lt;script&gt;alert(&#39;activity&#39;)&lt;/script&gt;" in page
     assert "team&lt;0&gt;" in page
+    case = "case-0-&lt;img src=x onerror=alert(&#39;case&#39;)&gt;"
+    stuck = page.split('id="stuck"')[1].split("</section>")[0]
+    assert f"<code>{case}</code>" in stuck and "<td>&lt;svg onload=alert(2)&gt;</td>" in stuck
     assert_escaped(page)
-    for path in ("/", "/alerts", f"/processes/{HOSTILE_PROCESS}?window=4w&view=performance"):
-        assert_escaped(httpx.get(base + path).text)
+    alerts = httpx.get(base + "/alerts").text
+    assert "stuck at &lt;svg onload=alert(2)&gt;" in alerts and f"<td>{case}</td>" in alerts
+    for html in (alerts, httpx.get(base + "/").text,
+                 httpx.get(f"{base}/processes/{HOSTILE_PROCESS}?window=4w&view=performance").text):
+        assert_escaped(html)
     # a page's own query text never comes back raw either
     odd = httpx.get(base + "/processes/claims?window=<script>alert(1)</script>&view=<svg onload=x>")
     assert odd.status_code == 200
     assert_escaped(odd.text)
+
+
+def overview_rows(html: str) -> dict[str, tuple[str, str]]:
+    """The overview's rows by process name: (the row's classes, the row's HTML)."""
+    rows = re.findall(r'<tr class="process-row([^"]*)">(.*?)</tr>', html, re.S)
+    named = {}
+    for classes, row in rows:
+        found = re.search(r'<a href="/processes/[^"?]+\?window=\w+">([^<]+)</a>', row)
+        assert found, row
+        named[found.group(1)] = (classes, row)
+    return named
+
+
+def test_overview_row_shows_each_figure_and_flags_ownerless_and_stale(
+        site: tuple[str, Settings]) -> None:
+    """Each overview row shows the API's open cases, median throughput, a weekly trend chart
+    with one point per week, SLA met, rework share, open alerts by severity and owner; the
+    ownerless and review-overdue rows are marked (claims has no owner, hostile was never
+    reviewed; onboarding has its owner)."""
+    base, _ = site
+    api = {p["name"]: p for p in httpx.get(f"{base}/api/processes").json()}
+    rows = overview_rows(httpx.get(base + "/").text)
+    assert set(rows) == set(api) == set(PROCESSES)
+    for name, p in api.items():
+        classes, row = rows[name]
+        assert f'<td class="num open-cases">{p["open_cases"]}</td>' in row, name
+        assert f'<td class="num median">{duration(p["median_case_seconds"])}</td>' in row, name
+        points = re.search(r'<polyline class="spark-line" points="([^"]+)"', row)
+        assert (len(points.group(1).split()) if points else min(len(p["weekly"]), 1)) == len(
+            p["weekly"]), name
+        sla = row.split('<td class="num sla">')[1].split("</td>")[0]
+        assert (percent(p["sla_met"]) in sla) if p["sla_met"] is not None else "—" in sla
+        assert f'<td class="num">{percent(p["rework_share"])}</td>' in row, name
+        badges = re.findall(r'class="badge sev-(\w+)" href="/alerts">(\d+) (\w+)</a>', row)
+        assert {sev: int(n) for sev, n, again in badges if sev == again} == p["open_alerts"]
+        assert len(badges) == len(p["open_alerts"]), name
+        owner = row.split('<td class="owner">')[1].split("</td>")[0]
+        assert (p["owner"] in owner) if p["owner"] else "ownerless" in owner, name
+        assert ("is-ownerless" in classes) == (p["owner"] is None), name
+        assert ("is-stale" in classes) == p["review_stale"], name
+    assert "is-ownerless" in rows["claims"][0] and "is-ownerless" not in rows["onboarding"][0]
+    assert "is-stale" in rows["hostile"][0] and "never" in rows["hostile"][1]
+    assert sum(sum(p["open_alerts"].values()) for p in api.values()) > 0
+    assert api["onboarding"]["sla_met"] is not None and len(api["claims"]["weekly"]) > 1
+
+
+def test_window_applies_to_the_whole_process_page(site: tuple[str, Settings]) -> None:
+    """With "last 4 weeks" chosen, the claims page's figures, variants, hand-offs and stuck
+    cases are the API's for that window, the map and both downloads are of that window, and
+    the window links keep the map's view and thresholds."""
+    base, _ = site
+    params = "view=performance&activities=0.5&paths=0.3"
+    html = httpx.get(f"{base}/processes/claims?window=4w&{params}").text
+    whole = httpx.get(f"{base}/api/processes/claims").json()
+    recent = httpx.get(f"{base}/api/processes/claims", params={"window": "4w"}).json()
+    listed = {p["name"]: p for p in httpx.get(f"{base}/api/processes?window=4w").json()}
+    stuck = httpx.get(f"{base}/api/processes/claims/stuck", params={"window": "4w"}).json()
+    assert recent["cases"] < whole["cases"]
+    assert f'<span class="figure-value fig-cases">{recent["cases"]}</span>' in html
+    assert f'<span class="figure-value fig-open">{listed["claims"]["open_cases"]}</span>' in html
+    variants = html.split('id="variants"')[1].split("</section>")[0]
+    assert f'<span class="count">{len(recent["variants"])}</span>' in variants
+    assert variants.count('<li class="variant">') == min(len(recent["variants"]), 15)
+    handoffs = html.split('id="handoffs"')[1].split("</section>")[0]
+    assert handoffs.count('<td class="handoff">') == len(recent["handoffs"])
+    section = html.split('id="stuck"')[1].split("</section>")[0]
+    assert f'<span class="count">{len(stuck)}</span>' in section
+    for kind in ("map.svg", "model.bpmn", "events.xes"):
+        assert re.search(rf'/api/processes/claims/{re.escape(kind)}\?window=4w["&]', html), kind
+    assert "map.svg?window=4w&amp;view=performance&amp;activities=0.5&amp;paths=0.3" in html
+    assert ('href="/processes/claims?view=performance&amp;activities=0.5&amp;paths=0.3'
+            '&amp;window=quarter"') in html
 
 
 def test_window_control_changes_the_figures(site: tuple[str, Settings]) -> None:
@@ -216,6 +301,29 @@ def test_acknowledge_and_silence_through_the_forms(site: tuple[str, Settings]) -
     try:
         assert state.acknowledgements()[ack_key].by == "alice"
         assert any(s.key == silence_key and s.by == "alice" for s in state.silences())
+    finally:
+        state.close()
+
+
+def test_alert_whose_key_holds_html_is_acknowledged_through_its_form(
+        site: tuple[str, Settings]) -> None:
+    """A stuck alert of the hostile process (its key holds a step that is HTML) has its form
+    action percent-encoded; posting it records the acknowledgement under the exact key."""
+    base, settings = site
+    key = "stuck/hostile/stuck at <svg onload=alert(2)>"
+    action = "/alerts/stuck%2Fhostile%2Fstuck%20at%20%3Csvg%20onload%3Dalert%282%29%3E/ack"
+    with signed_in(base) as client:
+        html = client.get(f"/processes/{HOSTILE_PROCESS}").text
+        assert f'action="{action}"' in html
+        r = client.post(action, data={"csrf_token": csrf_of(html), "note": "seen",
+                                      "back": f"/processes/{HOSTILE_PROCESS}#alerts"})
+        assert r.status_code == 303, r.text
+        after = client.get(r.headers["location"]).text
+    assert "Acknowledged by <strong>alice</strong>" in after
+    assert_escaped(after)
+    state = open_alert_state(settings.store.url)
+    try:
+        assert state.acknowledgements()[key].by == "alice"
     finally:
         state.close()
 

@@ -34,16 +34,20 @@ PAYLOADS = (
 
 def hostile_events(cases: int = 12) -> list[CaseEvent]:
     """Cases of a process whose activities, resources, teams, case ids and attribute values
-    are HTML and script payloads (and one that tries to break out of embedded JSON)."""
+    are HTML and script payloads (and one that tries to break out of embedded JSON). The last
+    four cases start a month after the others, so the earlier cases left at a payload step are
+    stuck: their case ids and steps reach the stuck table and the stuck alerts' keys,
+    summaries and evidence."""
     t0 = to_time_us(datetime.fromisoformat("2026-03-02T09:00:00+01:00"))
     out = []
     for c in range(cases):
         case = f"case-{c}-<img src=x onerror=alert('case')>"
+        later = 30 * 86400 if c >= cases - 4 else 0
         for i, activity in enumerate(PAYLOADS[: 3 + c % 4]):
             attrs = json.dumps({"note": PAYLOADS[(c + i) % len(PAYLOADS)],
                                 "json": "</script><script>alert('json')</script>"})
             out.append(CaseEvent(f"h-{c}-{i}", HOSTILE_PROCESS, case, activity,
-                                 t0 + (c * 3600 + i * 7200) * 1_000_000, "complete",
+                                 t0 + (later + c * 3600 + i * 7200) * 1_000_000, "complete",
                                  PAYLOADS[i % len(PAYLOADS)], f"team<{i % 2}>", attrs))
     return out
 
