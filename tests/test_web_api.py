@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -92,6 +93,25 @@ def test_four_week_window_is_the_tail_of_the_history(client: httpx.Client) -> No
     assert datetime.fromisoformat(recent["window"]["from"]) >= as_of - timedelta(days=28)
     quarter = client.get("/api/processes/claims", params={"window": "quarter"}).json()
     assert recent["events"] <= quarter["events"] <= whole["events"]
+
+
+def test_cases_in_flight_and_stuck_cases_are_the_same_in_every_window(
+        client: httpx.Client) -> None:
+    """A case stuck for weeks has no event in the last four: the 4-week and quarter views
+    still list every stuck case and count every case in flight, as the whole history does."""
+    def claims(window: str) -> dict[str, Any]:
+        rows = client.get("/api/processes", params={"window": window}).json()
+        return next(r for r in rows if r["name"] == "claims")
+
+    whole = claims("all")
+    stuck_all = client.get("/api/processes/claims/stuck", params={"window": "all"}).json()
+    assert stuck_all and whole["open_cases"] >= len(stuck_all)
+    assert claims("4w")["events"] < whole["events"]
+    for window in ("4w", "quarter"):
+        part = claims(window)
+        assert part["open_cases"] == whole["open_cases"], window
+        stuck = client.get("/api/processes/claims/stuck", params={"window": window}).json()
+        assert stuck == stuck_all, window
 
 
 def test_map_is_svg_in_both_views_and_follows_the_thresholds(client: httpx.Client) -> None:

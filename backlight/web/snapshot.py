@@ -93,17 +93,21 @@ def build_snapshot(definition: ProcessDefinition, frame: pl.DataFrame, window: s
         return Snapshot(definition.name, window, None, summary, 0, None, (), None, None, (),
                         definition.end_activities, False, events.df)
     ctx = RuleContext(definition, events, latest)
+    # Figures about now (cases in flight, stuck cases) count every open case, whatever the
+    # window: a case stuck for five weeks has no event in the last four. Figures about the
+    # work done (map, variants, throughput, SLA, rework) are the window's.
+    now = ctx if start is None else RuleContext(definition, events_all, latest)
     facts = ctx.facts
-    cases = facts.cases
-    closed = cases.filter(pl.col("closed"))
+    closed = facts.cases.filter(pl.col("closed"))
+    in_flight = now.facts.cases.filter(~pl.col("closed")).height
     return Snapshot(
         process=definition.name, window=window, as_of=latest, summary=summary,
-        open_cases=cases.height - closed.height,
+        open_cases=in_flight,
         median_case_s=_median(closed["duration_s"]) if closed.height else None,
         weekly=tuple(throughput_by_week(events)),
         sla_met=_sla_met(definition, closed),
         rework_share=_rework_share(events),
-        stuck=_stuck(ctx),
+        stuck=_stuck(now),
         end_activities=facts.end_activities, end_activities_learned=facts.end_activities_learned,
         frame=events.df)
 
