@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 # (``backlight consume`` validates its config but never counts business time).
 
 _DAY_US: Final = 86_400_000_000
+_HOUR_US: Final = 3_600_000_000
+_GRID_MIN: Final = 4096
+"""From this many moments on, ``local_us`` converts through the hours of their span."""
 _DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -150,7 +153,31 @@ class WorkCalendar:
                      for day in _holidays_of_year(self.country, self.subdivision, year))
 
     def local_us(self, moments_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """UTC microseconds as microseconds of the local wall clock (DST-correct)."""
+        """UTC microseconds as microseconds of the local wall clock (DST-correct).
+
+        Many moments over a short span (an event log) are converted through the hours they
+        fall in: the UTC offset at every whole hour of the span, and for each moment its hour's
+        offset when the offset at the next hour is the same (no clock change inside the hour;
+        two changes within one hour that cancel out exist in no time zone); moments in an hour
+        with a change are converted one by one. Both ways give what ``_convert`` gives."""
+        import numpy as np
+        moments = np.asarray(moments_us, dtype=np.int64)
+        if moments.size < _GRID_MIN:
+            return self._convert(moments)
+        first, last = int(moments.min()) // _HOUR_US, int(moments.max()) // _HOUR_US + 1
+        if last - first >= moments.size:  # sparse: fewer moments than hours
+            return self._convert(moments)
+        hours = np.arange(first, last + 1, dtype=np.int64) * _HOUR_US
+        offsets = self._convert(hours) - hours
+        at = moments // _HOUR_US - first
+        local = moments + offsets[at]
+        changes = offsets[at] != offsets[at + 1]
+        if changes.any():
+            local[changes] = self._convert(moments[changes])
+        return local
+
+    def _convert(self, moments_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """``local_us`` one moment at a time, by polars' time zone rules."""
         import numpy as np
         import polars as pl
         series = pl.Series(np.asarray(moments_us, dtype=np.int64)).cast(pl.Datetime("us", "UTC"))
@@ -163,9 +190,21 @@ class WorkCalendar:
         last = max((s[1] for s in spans), default=2000)
         return _busdaycalendar(self.weekmask, self.country, self.subdivision, first, last)
 
-    def business_seconds(self, start_us: npt.NDArray[np.int64],
-                         end_us: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        """Working seconds between each pair of UTC-microsecond moments (0 where end <= start)."""
+    def _local_once(self, moments_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """``local_us``, converting a constant array (a window's start, "now") only once."""
+        import numpy as np
+        if moments_us.size > 1 and moments_us.min() == moments_us.max():
+            return np.full(moments_us.size, self.local_us(moments_us[:1])[0], dtype=np.int64)
+        return self.local_us(moments_us)
+
+    def business_seconds(self, start_us: npt.NDArray[np.int64], end_us: npt.NDArray[np.int64],
+                         local: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+                         ) -> npt.NDArray[np.float64]:
+        """Working seconds between each pair of UTC-microsecond moments (0 where end <= start).
+
+        ``local``: the same moments already as ``local_us`` (start, end), when the caller has
+        them; converting to local time is most of the cost, and a table of consecutive events
+        needs each moment converted once, not once as an end and again as a start."""
         import numpy as np
         start = np.asarray(start_us, dtype=np.int64)
         end = np.asarray(end_us, dtype=np.int64)
@@ -174,7 +213,12 @@ class WorkCalendar:
         start, end = start.ravel(), end.ravel()
         if start.size == 0:
             return np.zeros(shape, dtype=np.float64)
-        local_a, local_b = self.local_us(start), self.local_us(end)
+        if local is None:
+            local_a, local_b = self._local_once(start), self._local_once(end)
+        else:
+            pair = np.broadcast_arrays(np.asarray(local[0], dtype=np.int64),
+                                       np.asarray(local[1], dtype=np.int64))
+            local_a, local_b = pair[0].ravel(), pair[1].ravel()
         day_a = np.floor_divide(local_a, _DAY_US)
         day_b = np.floor_divide(local_b, _DAY_US)
         dates_a, dates_b = day_a.astype("datetime64[D]"), day_b.astype("datetime64[D]")

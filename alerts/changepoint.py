@@ -246,10 +246,13 @@ def mann_whitney_greater(recent: Values, base: Values) -> float:
     ``mannwhitneyu(recent, base, alternative="greater", method="asymptotic")``, in numpy."""
     n1, n2 = recent.size, base.size
     n = n1 + n2
-    _, inverse, counts = np.unique(np.concatenate((recent, base)), return_inverse=True,
-                                   return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2.0
+    pooled = np.sort(np.concatenate((recent, base)))
+    # a value's mid-rank: (first position + last position + 2) / 2, 1-based
+    ranks = (np.searchsorted(pooled, recent, "left") + np.searchsorted(pooled, recent, "right")
+             + 1) / 2.0
+    u = float(ranks.sum()) - n1 * (n1 + 1) / 2.0
+    edges = np.flatnonzero(np.concatenate(([True], pooled[1:] != pooled[:-1], [True])))
+    counts = np.diff(edges)
     ties = float((counts.astype(np.float64) ** 3 - counts).sum())
     variance = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1)))
     if variance <= 0:
@@ -308,9 +311,13 @@ def detect(days: Days, values: Values, settings: DriftSettings,
     the data to each sample's completion (for ``warm_up``), None when the data start far back.
     """
     found = current_onset(days, values, settings, elapsed)
-    if found is None:
-        return None
-    onset, index = found
+    return None if found is None else confirm(days, values, settings, *found)
+
+
+def confirm(days: Days, values: Values, settings: DriftSettings, onset: date,
+            index: npt.NDArray[np.intp]) -> Drift | None:
+    """Step 4 of the method for a run ``current_onset`` found (``onset``, ``index``): the
+    drift, when the baseline and recent windows bear it out; ``detect`` is both steps."""
     base_at = index[baseline_of(days[index], onset, settings)]
     recent_at = index[days[index] >= np.datetime64(max(onset, settings.recent_from))]
     compared = compare(values[base_at], values[recent_at], settings)

@@ -31,6 +31,7 @@ from datetime import datetime
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from alerts.calendar import WorkCalendar, to_us
@@ -39,6 +40,14 @@ from mining.frame import Events
 from mining.rework import rework_basis
 
 _SEGMENT_PREFIX = "segment:"
+
+
+_DAY_US = 86_400_000_000
+
+
+def _local_day(local_us: npt.NDArray[np.int64]) -> pl.Series:
+    """Local wall-clock microseconds as their local dates."""
+    return pl.Series(np.floor_divide(local_us, _DAY_US).astype("datetime64[D]"), dtype=pl.Date)
 
 
 def segment_column(key: str) -> str:
@@ -78,11 +87,22 @@ class Facts:
         return cls(basis, calendar, now, tuple(end_activities), learned, keys)
 
     @cached_property
+    def _moments_us(self) -> npt.NDArray[np.int64]:
+        """The basis's timestamps, UTC microseconds."""
+        return self.basis["timestamp"].dt.epoch("us").to_numpy().astype(np.int64)
+
+    @cached_property
+    def _local_us(self) -> npt.NDArray[np.int64]:
+        """The basis's timestamps on the calendar's local wall clock, converted once: a wait
+        ends where the next one starts, and most of the cost of business time is this."""
+        return self.calendar.local_us(self._moments_us)
+
+    @cached_property
     def data_start_us(self) -> int | None:
         """The first event's time (UTC microseconds), None without events."""
         if self.basis.is_empty():
             return None
-        return int(self.basis["timestamp"].dt.epoch("us").min())  # type: ignore[arg-type]
+        return int(self._moments_us.min())
 
     def _business(self, start: pl.Series, end: pl.Series) -> pl.Series:
         seconds = self.calendar.business_seconds(
@@ -113,16 +133,27 @@ class Facts:
                 pl.col("timestamp").alias("started_at"),
                 pl.col("timestamp").shift(-1).alias("ended_at"),
                 *(pl.col(segment_column(k)).shift(-1) for k in self.segment_keys),
+                pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
                 same.fill_null(False).alias("_same"),
             )
             .filter(pl.col("_same"))
             .drop("_same")
         )
-        return table.with_columns(
-            self._day("started_at").alias("started_day"),
-            self._day("ended_at").alias("ended_day"),
-            self._business(table["started_at"], table["ended_at"]).alias("wait_s"),
-            self._elapsed(table["ended_at"]).alias("elapsed_s"),
+        rows = table["_row"].to_numpy()
+        moments, local = self._moments_us, self._local_us
+        start_us, end_us = moments[rows], moments[rows + 1]
+        local_a, local_b = local[rows], local[rows + 1]
+        first = int(np.argmin(moments)) if moments.size else 0
+        origin = np.full(rows.size, self.data_start_us or 0, dtype=np.int64)
+        origin_local = np.full(rows.size, local[first] if moments.size else 0, dtype=np.int64)
+        business = self.calendar.business_seconds
+        return table.drop("_row").with_columns(
+            _local_day(local_a).alias("started_day"),
+            _local_day(local_b).alias("ended_day"),
+            pl.Series("wait_s", business(start_us, end_us, local=(local_a, local_b)),
+                      dtype=pl.Float64),
+            pl.Series("elapsed_s", business(origin, end_us, local=(origin_local, local_b)),
+                      dtype=pl.Float64),
         )
 
     @cached_property
@@ -151,5 +182,6 @@ class Facts:
     def open_cases(self) -> pl.DataFrame:
         """The cases not closed, with ``idle_s`` business seconds since their last event."""
         table = self.cases.filter(~pl.col("closed"))
-        now = pl.Series([self.now] * table.height, dtype=pl.Datetime("us", "UTC"))
-        return table.with_columns(self._business(table["last_at"], now).alias("idle_s"))
+        last = table["last_at"].dt.epoch("us").to_numpy().astype(np.int64)
+        idle = self.calendar.business_seconds(last, np.full(last.size, to_us(self.now)))
+        return table.with_columns(pl.Series("idle_s", idle, dtype=pl.Float64))

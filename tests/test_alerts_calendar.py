@@ -223,3 +223,49 @@ def test_business_time_equals_a_day_by_day_count(start: int, span: int) -> None:
     a = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=start)
     b = a + timedelta(microseconds=span)
     assert NL.between(a, b) == pytest.approx(_oracle(NL, a, b), abs=1e-6)
+
+
+def _wall_clock_us(zone: ZoneInfo, moment_us: int) -> int:
+    """Reference: one UTC moment on the zone's local wall clock, by Python's zoneinfo."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    local = (epoch + timedelta(microseconds=moment_us)).astimezone(zone).replace(tzinfo=None)
+    return (local - epoch.replace(tzinfo=None)) // timedelta(microseconds=1)
+
+
+def _clock_changes(zone: ZoneInfo, first_us: int, last_us: int) -> list[int]:
+    """Every instant in the span where the zone's UTC offset changes (to the microsecond)."""
+    hour = 3_600_000_000
+    found = []
+    for h in range(first_us - first_us % hour, last_us, hour):
+        if _wall_clock_us(zone, h) - h != _wall_clock_us(zone, h + hour) - (h + hour):
+            lo, hi = h, h + hour  # the offset at lo is the old one, at hi the new one
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                old = _wall_clock_us(zone, mid) - mid == _wall_clock_us(zone, lo) - lo
+                lo, hi = (mid, hi) if old else (lo, mid)
+            found.append(hi)
+    return found
+
+
+@pytest.mark.parametrize(("zone", "first", "years"), [
+    ("Europe/Amsterdam", datetime(2024, 1, 1), 3),
+    ("Australia/Lord_Howe", datetime(2024, 1, 1), 3),  # summer time is 30 minutes ahead
+    ("America/St_Johns", datetime(2024, 1, 1), 3),  # UTC-3:30, changes at local 02:00
+    ("Asia/Kolkata", datetime(2024, 1, 1), 3),  # UTC+5:30, no changes
+    ("Europe/Dublin", datetime(1914, 1, 1), 6),  # Dublin Mean Time, -0:25:21, to 1916
+    ("Europe/Moscow", datetime(1917, 1, 1), 6),  # +2:31:19, double summer time, +3, +2
+])
+def test_many_moments_get_their_local_time_around_every_clock_change(
+        zone: str, first: datetime, years: int) -> None:
+    """60,000 moments over a few years (converted through the hours of their span), and the
+    microseconds either side of each clock change, get the wall-clock time zoneinfo gives each."""
+    tz = ZoneInfo(zone)
+    lo = to_us(first.replace(tzinfo=UTC))
+    hi = lo + years * 365 * 86_400_000_000
+    changes = _clock_changes(tz, lo, hi)
+    assert zone == "Asia/Kolkata" or len(changes) >= years
+    edges = [c + d for c in changes for d in (-1, 0, 1)]
+    moments = np.concatenate((np.random.default_rng(7).integers(lo, hi, 60_000),
+                              np.array(edges, dtype=np.int64)))
+    local = WorkCalendar(timezone=zone).local_us(moments)
+    assert local.tolist() == [_wall_clock_us(tz, int(m)) for m in moments]

@@ -148,8 +148,9 @@ def test_dry_run_changes_no_state(tmp_path: Path) -> None:
     assert listed["alerts"] == []
 
 
-def test_silence_and_ack_from_the_cli(tmp_path: Path) -> None:
-    """A silence marks matching alerts silenced until it expires; ack records who took it."""
+def test_silence_ack_and_unsilence_from_the_cli(tmp_path: Path) -> None:
+    """A silence marks matching alerts silenced until it expires; ack records who took it;
+    unsilence ends the silence at once, so the next evaluation no longer mutes the alert."""
     cfg = governance_config(tmp_path)
     now = datetime.now(UTC) - timedelta(minutes=5)  # acknowledgements are stamped "now"
     evaluate_json(cfg, now)
@@ -163,6 +164,14 @@ def test_silence_and_ack_from_the_cli(tmp_path: Path) -> None:
     unknown = backlight("alerts", "ack", "no/such/key", "--config", str(cfg), "--by", "cy",
                         check=False)
     assert unknown.returncode == 1 and "no/such/key" in unknown.stderr
+    silence_id = out.stdout.split()[1]
+    ended = backlight("alerts", "unsilence", silence_id, "--config", str(cfg), "--by", "ops")
+    assert ended.stdout.strip() == f"silence {silence_id} ended"
+    listed = json.loads(backlight("alerts", "list", "--config", str(cfg), "--format",
+                                  "json").stdout)
+    assert listed["silences"] == []
+    after = {a["process"]: a for a in evaluate_json(cfg, datetime.now(UTC) + timedelta(minutes=1))}
+    assert after["orphan"]["silenced"] is False and after["orphan"]["status"] == "firing"
 
 
 def test_run_delivers_to_a_real_webhook_without_logging_its_url(tmp_path: Path,
@@ -229,3 +238,22 @@ def test_evaluate_on_simulated_history(tmp_path: Path) -> None:
     injected = set(sim.ground_truth["anomalies"]["stuck"]["cases"])
     assert len(listed & injected) >= 0.9 * len(listed)  # what it lists was injected
     assert len(listed & injected) >= 0.5 * len(injected)  # the old enough ones are found
+
+
+def test_evaluate_says_which_end_activities_it_learned(tmp_path: Path) -> None:
+    """A process whose config names no end_activities gets them learned from its events, and
+    `alerts evaluate` says so, naming them (the simulator's own end activities)."""
+    db = tmp_path / "store.db"
+    sim = simulate("claims", 600, seed=5)
+    store = SQLiteStore(db)
+    store.write(sim.events)
+    store.close()
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f'[store]\nurl = "sqlite:///{db}"\n\n[[processes]]\nname = "claims"\n'
+                   f'owner = "claims-lead@example.com"\nlast_reviewed = {TODAY.isoformat()}\n')
+    now = sim.events[-1].timestamp + timedelta(hours=1)
+    out = backlight("alerts", "evaluate", "--config", str(cfg), "--dry-run", "--now",
+                    now.isoformat())
+    said = "# claims: no end_activities configured; learned from the data: "
+    [line] = [x for x in out.stderr.splitlines() if x.startswith(said)]
+    assert sorted(line[len(said):].split(", ")) == sorted(sim.ground_truth["end_activities"])

@@ -125,7 +125,6 @@ def test_outage_then_recovery_delivers_each_once_in_order(
         assert not any(s in text for s in SECRETS), text
     for item in outbox.items():
         assert not any(s in (item.last_error or "") for s in SECRETS)
-    assert wall < 30
     print(f"outage: {len(server.requests)} requests, {len(notes)} notifications, "
           f"{sum(r.outcome == 'duplicate' for r in server.requests)} duplicates dropped by the "
           f"receiver, {wall:.1f}s wall for {(clock() - begin).total_seconds() / 60:.0f} fake min")

@@ -85,6 +85,15 @@ def test_cases_and_open_cases_use_the_end_activities() -> None:
     assert not facts.end_activities_learned
 
 
+def test_a_now_in_the_spring_forward_gap_is_read_not_refused() -> None:
+    """02:30 on 29 March 2026 does not exist in Amsterdam (clocks jump from 02:00 to 03:00):
+    such a "now" is read as Python reads it (01:30 UTC, a Sunday), and the open case waiting
+    since Tuesday 10 March 09:00 has been idle 14 whole business days."""
+    facts = Facts.build(small_log(), CALENDAR, datetime(2026, 3, 29, 2, 30, tzinfo=AMS), ("C",))
+    assert dict(facts.open_cases.select("case_id", "idle_s").iter_rows()) == {
+        "c2": 14 * 8.5 * 3600}
+
+
 def test_end_activities_are_learned_when_none_are_configured() -> None:
     """Without configured end activities, those never followed by another count (and say so)."""
     facts = Facts.build(small_log(), CALENDAR, at(11, 9))

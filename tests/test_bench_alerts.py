@@ -39,6 +39,19 @@ ONSET = datetime(2026, 4, 27, 9, 0, tzinfo=AMS)
 CALENDAR = WorkCalendar()
 
 
+def interleaved(runs: int, first: Callable[[], object],
+                second: Callable[[], object]) -> tuple[float, float]:
+    """The fastest of ``runs`` timings of each of two functions run in turn, so that both see
+    the same load (the machine is shared; one-sided bursts otherwise decide the ratio)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for func, took in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            func()
+            took.append(time.perf_counter() - started)
+    return min(times[0]), min(times[1])
+
+
 def best_of(runs: int, func: Callable[[], object]) -> float:
     """The fastest of ``runs`` timings in seconds (least disturbed by other load)."""
     times = []
@@ -49,16 +62,19 @@ def best_of(runs: int, func: Callable[[], object]) -> float:
     return min(times)
 
 
-# README: "every alert rule on BPIC 2012 from the store, beside the mining summary: 0.89 s vs
-# 1.13 s (0.79x)". The ratio is measured side by side; the seconds are absolute (wider margin).
-RULES_RATIO, RULES_S, SUMMARY_S = 1.0, 0.89, 1.13
+# README: "every alert rule on BPIC 2012 from the store, beside the mining summary: 0.62-0.83 s
+# vs 0.86-0.93 s (0.72-0.92x)". The ratio is measured side by side, interleaved; the seconds are
+# absolute (wider margin).
+RULES_RATIO, RULES_S, SUMMARY_S = 1.0, 0.83, 0.93
 # README: "detection delay ... bottleneck 4-10 (8 for Risk review, also when confined to
-# region=east); ... repeated document requests 9-12; throughput 20" business days. The
-# simulation is seeded, so these are exact; the margin leaves room for tuning the rules.
-DELAY_TARGETS = {"bottleneck": 10, "bottleneck (segment)": 10, "throughput": 20, "rework": 12}
+# region=east); hand-off 7 (into Risk review); a new loop 3-4; repeated document requests 9-12;
+# throughput 20" business days. The simulation is seeded, so these are exact; the margin
+# leaves room for tuning the rules.
+DELAY_TARGETS = {"bottleneck": 10, "bottleneck (segment)": 10, "handoff": 7, "throughput": 20,
+                 "rework (loop)": 4, "rework (requests)": 12}
 DELAY_MARGIN = 1.5
-# README: "outbox -> a local webhook: 108 notifications/s on SQLite (on a loaded machine)".
-OUTBOX_PER_S = 108.0
+# README: "outbox -> a local webhook: 190-284 notifications/s on SQLite".
+OUTBOX_PER_S = 190.0
 
 
 @pytest.mark.shared_data
@@ -76,8 +92,8 @@ def test_rules_on_bpic_beside_the_summary(tmp_path: Path) -> None:
                                    end_activities=("A_DECLINED", "A_CANCELLED",
                                                    "A_REGISTERED", "W_Valideren aanvraag"))
     read = best_of(2, lambda: store.events("onboarding"))
-    summary = best_of(3, lambda: summarize(events, "onboarding"))
-    rules = best_of(3, lambda: run_rules(definition, events, now))
+    summary, rules = interleaved(5, lambda: summarize(events, "onboarding"),
+                                 lambda: run_rules(definition, events, now))
     found = run_rules(definition, events, now)
     store.close()
     targets = Targets()
@@ -116,8 +132,11 @@ def test_detection_delay_per_rule() -> None:
         ("bottleneck", "onboarding", Anomalies(bottleneck=Bottleneck("Risk review", ONSET, 5.0))),
         ("bottleneck (segment)", "onboarding", Anomalies(bottleneck=Bottleneck(
             "Risk review", ONSET, 5.0, segment=("region", "east")))),
+        ("handoff", "onboarding", Anomalies(bottleneck=Bottleneck("Risk review", ONSET, 5.0))),
         ("throughput", "onboarding", Anomalies(bottleneck=Bottleneck("Risk review", ONSET, 10.0))),
-        ("rework", "onboarding", Anomalies(rework=ReworkLoop(
+        ("rework (loop)", "onboarding", Anomalies(rework=ReworkLoop(
+            ("KYC/AML screening", "Risk review"), 0.1, since=ONSET))),
+        ("rework (requests)", "onboarding", Anomalies(rework=ReworkLoop(
             ("Request missing documents", "Documents received"), 0.15, since=ONSET))),
     ]
     lines = []

@@ -245,19 +245,32 @@ def _second_times(w: _Windows) -> pl.DataFrame:
 
 
 def _loop_times(w: _Windows, cycles: Iterable[tuple[str, ...]]) -> pl.DataFrame:
-    """When each case first closed each cycle: case_id, cycle (" -> " joined), hit."""
-    frames = []
-    for cycle in cycles:
-        k = len(cycle)
-        closed = [list(cycle[r:] + cycle[:r] + (cycle[r],)) for r in range(k)]
-        acts = [pl.col("activity").shift(-j) for j in range(k + 1)]
-        same = pl.col("case_id").shift(-k) == pl.col("case_id")
-        match = pl.any_horizontal([pl.all_horizontal([a == name for a, name in zip(acts, c, strict=True)])
-                                   for c in closed])
-        frames.append(w.basis.with_columns(pl.col("timestamp").shift(-k).alias("hit"))
-                      .filter(same & match).group_by("case_id").agg(pl.col("hit").min())
-                      .with_columns(pl.lit(" -> ".join(cycle)).alias("cycle")))
-    return pl.concat(frames) if frames else pl.DataFrame()
+    """When each case first closed each cycle: case_id, hit, cycle (" -> " joined).
+
+    A case closes a cycle c0 -> ... -> ck-1 where its completions hold a rotation of it followed
+    by that rotation's first activity again (k + 1 consecutive events of one case). One pass per
+    cycle length over activity codes, joined to every rotation of every cycle of that length,
+    as ``mining.rework.discover_loops`` counts them."""
+    cycles = list(cycles)
+    if not cycles:
+        return pl.DataFrame()
+    codes = {a: i for i, a in enumerate(sorted({a for c in cycles for a in c}))}
+    patterns = pl.DataFrame(
+        [(",".join(str(codes[a]) for a in c[r:] + c[:r] + (c[r],)), " -> ".join(c))
+         for c in cycles for r in range(len(c))],
+        schema={"key": pl.String, "cycle": pl.String}, orient="row").lazy()
+    code = pl.col("activity").replace_strict(codes, default=None, return_dtype=pl.Int32)
+    frame = w.basis.lazy().select("case_id", "timestamp", code.alias("c0"))
+    hits = []
+    for k in sorted({len(c) for c in cycles}):
+        shifted = [pl.col("c0").shift(-j).alias(f"c{j}") for j in range(1, k + 1)]
+        closes = (pl.col("case_id").shift(-k) == pl.col("case_id")) & (pl.col("c0") == pl.col(f"c{k}"))
+        key = pl.concat_str([pl.col(f"c{j}") for j in range(k + 1)], separator=",")
+        windows = (frame.with_columns(*shifted, pl.col("timestamp").shift(-k).alias("hit"))
+                   .filter(closes).select("case_id", key.alias("key"), "hit"))
+        hits.append(windows.join(patterns, on="key").select("case_id", "hit", "cycle"))
+    return (pl.concat(hits).group_by("case_id", "cycle").agg(pl.col("hit").min())
+            .select("case_id", "hit", "cycle").collect())
 
 
 def _loops(w: _Windows, process: str) -> list[Finding]:

@@ -51,11 +51,17 @@ def _business(calendar: WorkCalendar, start: pl.Series, end: pl.Series | int) ->
 
 
 def normal_waits(df: pl.DataFrame, calendar: WorkCalendar) -> pl.DataFrame:
-    """p90 of the business wait after each step: step, transitions, p90_s (ordered frame)."""
+    """p90 of the business wait after each step: step, transitions, p90_s (ordered frame; its
+    ``step`` column is used when it has one, else ``STEP`` is computed)."""
     same = pl.col("case_id").shift(-1) == pl.col("case_id")
-    pairs = df.with_columns(pl.col("timestamp").shift(-1).alias("next")).filter(same)
-    waits = pairs.select(STEP, pl.Series("wait", _business(calendar, pairs["timestamp"],
-                                                           pairs["next"])))
+    rows = df.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), same.alias("same")
+                     ).filter(pl.col("same"))["row"].to_numpy()
+    moments = df["timestamp"].dt.epoch("us").to_numpy().astype(np.int64)
+    local = calendar.local_us(moments)  # each moment once: a wait ends where the next starts
+    wait = calendar.business_seconds(moments[rows], moments[rows + 1],
+                                     local=(local[rows], local[rows + 1]))
+    steps = df["step"] if "step" in df.columns else df.select(STEP).to_series()
+    waits = pl.DataFrame([steps.gather(rows), pl.Series("wait", wait)])
     everything = waits["wait"].quantile(0.9, "linear") if waits.height else None
     return (waits.group_by("step")
             .agg(pl.len().alias("transitions"), pl.col("wait").quantile(0.9, "linear").alias("p90_s"))

@@ -46,18 +46,21 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from alerts.calendar import WorkCalendar
 from alerts.changepoint import (
     HORIZON_DAYS,
+    Days,
     Drift,
     DriftSettings,
     Sample,
+    Values,
     baseline_of,
     compare,
+    confirm,
     current_onset,
-    detect,
 )
 from alerts.context import RuleContext
 from alerts.duration import Duration, parse_duration
@@ -131,18 +134,38 @@ class Hit:
         return tuple(dict.fromkeys(ids))[:MAX_CASES]
 
 
+@dataclass(frozen=True)
+class Series:
+    """One series as ``alerts.changepoint`` takes it, and its current CUSUM run if any."""
+
+    days: Days
+    values: Values
+    """Business days."""
+    onset: tuple[date, npt.NDArray[np.intp]] | None
+    """``current_onset`` of the series, found once (the early look at a wait reuses it)."""
+
+    @classmethod
+    def of(cls, rows: pl.DataFrame, window: Window, value: str, day: str) -> Series:
+        """``value`` (business seconds) of ``rows``, dated by ``day``, with its current run."""
+        scale = window.day_seconds
+        days = rows[day].to_numpy().astype("datetime64[D]")
+        values = rows[value].to_numpy().astype(np.float64) / scale
+        if rows.height < 2 * window.settings.min_cases:
+            return cls(days, values, None)
+        elapsed = rows["elapsed_s"].to_numpy().astype(np.float64) / scale
+        return cls(days, values, current_onset(days, values, window.settings, elapsed))
+
+    def hit(self, rows: pl.DataFrame, window: Window) -> Hit | None:
+        """``detect`` over the series: the confirmed drift of its current run, if any."""
+        if self.onset is None:
+            return None
+        drift = confirm(self.days, self.values, window.settings, *self.onset)
+        return None if drift is None else Hit(drift, rows, window.day_seconds)
+
+
 def series_hit(rows: pl.DataFrame, window: Window, value: str, day: str) -> Hit | None:
     """``detect`` over one series: ``value`` in business seconds, dated by ``day``."""
-    if rows.height < 2 * window.settings.min_cases:
-        return None
-    scale = window.day_seconds
-    drift = detect(rows[day].to_numpy().astype("datetime64[D]"),
-                   rows[value].to_numpy().astype(np.float64) / scale,
-                   window.settings,
-                   rows["elapsed_s"].to_numpy().astype(np.float64) / scale)
-    if drift is None:
-        return None
-    return Hit(drift, rows, scale)
+    return Series.of(rows, window, value, day).hit(rows, window)
 
 
 def segment_hits(rows: pl.DataFrame, rule: WaitDrift, window: Window, keys: tuple[str, ...],
@@ -152,7 +175,7 @@ def segment_hits(rows: pl.DataFrame, rule: WaitDrift, window: Window, keys: tupl
     found: dict[str, list[tuple[str, str, Hit]]] = {}
     for key in keys:
         column = segment_column(key)
-        if column not in rows.columns:
+        if column not in rows.columns or rows[column].null_count() == rows.height:
             continue
         values = rows[column].drop_nulls().unique().sort().to_list()
         if len(values) > rule.max_segment_values:
@@ -220,12 +243,20 @@ def segment_text(segment: Mapping[str, str]) -> str:
     return "".join(f" for {k}={v}" for k, v in segment.items())
 
 
-def _waiting(ctx: RuleContext, lookback: pl.DataFrame, target: str,
-             segment: Mapping[str, str]) -> pl.DataFrame:
-    """Open cases at a step that usually leads to ``target`` (see the module docstring)."""
-    outgoing = lookback.group_by("source").agg(
-        pl.len().alias("all"), (pl.col("target") == target).sum().alias("to"))
-    sources = outgoing.filter(pl.col("to") * 2 >= pl.col("all"))["source"].to_list()
+def _leading(lookback: pl.DataFrame) -> dict[str, list[str]]:
+    """For each target, the steps that usually lead to it: at least half of their completed
+    transitions in the lookback went to it (see the module docstring)."""
+    pairs = lookback.group_by("source", "target").agg(pl.len().alias("to"))
+    totals = lookback.group_by("source").agg(pl.len().alias("all"))
+    usual = pairs.join(totals, on="source").filter(pl.col("to") * 2 >= pl.col("all"))
+    leads: dict[str, list[str]] = {}
+    for source, target in usual.select("source", "target").iter_rows():
+        leads.setdefault(target, []).append(source)
+    return leads
+
+
+def _waiting(ctx: RuleContext, sources: list[str], segment: Mapping[str, str]) -> pl.DataFrame:
+    """Open cases at one of ``sources``, the steps that usually lead to an activity."""
     waiting = ctx.facts.open_cases.filter(pl.col("last_activity").is_in(sources))
     for key, name in segment.items():
         waiting = waiting.filter(pl.col(segment_column(key)) == name)
@@ -239,19 +270,17 @@ def _waiting_now(waiting: pl.DataFrame, day_seconds: float, base_p90_days: float
             "oldest_days": round(float(idle.max()), 2) if idle.size else 0.0}
 
 
-def _early_hit(ctx: RuleContext, rows: pl.DataFrame, window: Window,
-               lookback: pl.DataFrame, target: str) -> Hit | None:
+def _early_hit(ctx: RuleContext, rows: pl.DataFrame, window: Window, sources: list[str],
+               series: Series) -> Hit | None:
     """The drift seen early, through the work still waiting (see the module docstring)."""
     settings, scale = window.settings, window.day_seconds
-    days = rows["ended_day"].to_numpy().astype("datetime64[D]")
-    values = rows["wait_s"].to_numpy().astype(np.float64) / scale
-    found = current_onset(days, values, settings, rows["elapsed_s"].to_numpy().astype(np.float64) / scale)
-    if found is None:
+    days, values = series.days, series.values
+    if series.onset is None:
         return None
-    onset, index = found
+    onset, index = series.onset
     base = values[index[baseline_of(days[index], onset, settings)]]
     started = np.flatnonzero(rows["started_day"].to_numpy().astype("datetime64[D]") >= np.datetime64(onset))
-    waiting = _waiting(ctx, lookback, target, {}).filter(pl.col("last_day") >= onset)
+    waiting = _waiting(ctx, sources, {}).filter(pl.col("last_day") >= onset)
     recent = np.concatenate((values[started], waiting["idle_s"].to_numpy().astype(np.float64) / scale))
     compared = compare(base, recent, settings)
     if compared is None:
@@ -268,20 +297,22 @@ def bottleneck(ctx: RuleContext) -> list[Finding]:
     lookback = window.lookback(ctx.facts.waits, "ended_day")
     keys = tuple(k for k in rule.segments if k in ctx.facts.segment_keys)
     findings: list[Finding] = []
-    for target in sorted(lookback["target"].unique().to_list()):
-        rows = lookback.filter(pl.col("target") == target)
-        hit = series_hit(rows, window, "wait_s", "ended_day") or _early_hit(
-            ctx, rows, window, lookback, target)
+    leads = _leading(lookback)
+    by_target = lookback.partition_by("target", as_dict=True, maintain_order=True)
+    for (target,), rows in sorted(by_target.items()):
+        sources = leads.get(target, [])
+        series = Series.of(rows, window, "wait_s", "ended_day")
+        hit = series.hit(rows, window) or _early_hit(ctx, rows, window, sources, series)
         if hit is not None:
-            findings.append(_finding(ctx, rule, window, lookback, target, hit, {}, []))
+            findings.append(_finding(ctx, rule, window, sources, target, hit, {}, []))
             continue
         hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
-        findings.extend(_finding(ctx, rule, window, lookback, target, h, {k: v}, others)
+        findings.extend(_finding(ctx, rule, window, sources, target, h, {k: v}, others)
                         for k, v, h in hits)
     return findings
 
 
-def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, lookback: pl.DataFrame,
+def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[str],
              target: str, hit: Hit, segment: dict[str, str], others: list[str]) -> Finding:
     drift = hit.drift
     summary = (f"Wait before {target}: {days_text(drift.recent.median)} business days"
@@ -289,7 +320,7 @@ def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, lookback: pl.Dat
                f"(baseline {days_text(drift.baseline.median)})")
     facts = evidence(hit, window)
     facts["activity"] = target
-    waiting = _waiting(ctx, lookback, target, segment)
+    waiting = _waiting(ctx, sources, segment)
     facts["waiting_now"] = _waiting_now(waiting, window.day_seconds, drift.baseline.p90)
     if hit.waiting is not None:
         facts["recent"]["still_waiting"] = hit.waiting.height
