@@ -377,9 +377,9 @@ def load(path: str | os.PathLike[str] | None = None,
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
     applied = _apply_env(data, env, where)
-    data = _expand(data, env, where, "")
+    raw, data = data, _expand(data, env, where, "")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = _key(err["loc"]) or "(top level)"
@@ -387,6 +387,21 @@ def load(path: str | os.PathLike[str] | None = None,
         origin = applied.origin(err["loc"])
         by = f" (set by environment {origin})" if origin else ""
         raise ConfigError(f"{where}: {key}: {_reason(err)}{more}{by}") from None
+    _no_token_written_out(raw, applied, where)
+    return settings
+
+
+def _no_token_written_out(data: dict[str, Any], applied: Applied, where: str) -> None:
+    """Web tokens are kept hashed (``sha256``) or come from the environment: a token written
+    out in the file (readable by whoever reads the config) is refused, naming its key."""
+    tokens = data.get("web", {}).get("tokens", [])
+    for i, entry in enumerate(tokens if isinstance(tokens, list) else []):
+        value = entry.get("token") if isinstance(entry, dict) else None
+        if (isinstance(value, str) and "${" not in value
+                and applied.origin(("web", "tokens", i, "token")) is None):
+            raise ConfigError(
+                f"{where}: web.tokens[{i}].token: written out in the file; give its SHA-256 as "
+                'sha256 instead, or name an environment variable (token = "${VARIABLE}")')
 
 
 def _reason(err: Any) -> str:

@@ -142,6 +142,22 @@ def test_web_token_from_environment_is_never_echoed(tmp_path: Path) -> None:
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
 
 
+def test_web_token_written_out_in_the_file_is_refused(tmp_path: Path) -> None:
+    """A token written out in the file is refused, naming its key and never its value; the
+    same token from the environment (a BACKLIGHT_* variable or ${VAR}) or as sha256 is read."""
+    path = tmp_path / "b.toml"
+    path.write_text('[[web.tokens]]\nname = "alice"\ntoken = "plain-token-in-file-0001"\n')
+    with pytest.raises(ConfigError, match=r"web\.tokens\[0\]\.token: written out in the file") \
+            as refused:
+        load(path, environ={})
+    assert "plain-token" not in str(refused.value)
+    path.write_text('[[web.tokens]]\nname = "alice"\n')
+    by_env = load(path, environ={"BACKLIGHT_WEB__TOKENS__0__TOKEN": "from-environment-0001"})
+    assert by_env.web.tokens[0].token is not None
+    path.write_text('[[web.tokens]]\nname = "alice"\nsha256 = "' + "ab" * 32 + '"\n')
+    assert load(path, environ={}).web.tokens[0].sha256 == "ab" * 32
+
+
 def _defaults_file(tmp_path: Path) -> Path:
     path = tmp_path / "b.toml"
     path.write_text(default_toml())
