@@ -274,13 +274,28 @@ def current_onset(days: Days, values: Values, settings: DriftSettings,
     positions of the samples it looked at; None when there is no such run."""
     if values.size < 2 * settings.min_cases:
         return None
+    index = in_scope(days, values, settings, elapsed)
+    found = cusum(days[index], values[index], settings)
+    return None if found.onset is None else (found.onset, index)
+
+
+def in_scope(days: Days, values: Values, settings: DriftSettings,
+             elapsed: Values | None = None) -> npt.NDArray[np.intp]:
+    """Positions of the samples the method looks at: completed in the lookback
+    (``baseline_days + horizon_days`` before today, up to today) and past the ``warm_up``."""
     oldest = settings.today - timedelta(days=settings.baseline_days + settings.horizon_days)
     keep = (days >= np.datetime64(oldest)) & (days <= np.datetime64(settings.today))
     if elapsed is not None:
         keep &= warm_up(values, elapsed)
-    index = np.flatnonzero(keep)
-    found = cusum(days[index], values[index], settings)
-    return None if found.onset is None else (found.onset, index)
+    return np.flatnonzero(keep)
+
+
+def onset_up_to(days: Days, values: Values, settings: DriftSettings, until: date) -> date | None:
+    """The onset of the backed CUSUM run in progress on ``until``, over the samples dated up to
+    it (steps 1-3 of the method on a series cut there), or None. For re-dating a drift on a
+    series whose latest days are not complete yet (see ``alerts.rules.throughput``)."""
+    keep = days <= np.datetime64(until)
+    return cusum(days[keep], values[keep], settings).onset
 
 
 def compare(base: Values, recent: Values, settings: DriftSettings) -> tuple[Sample, Sample, float] | None:

@@ -7,21 +7,27 @@ from test_alerts_detection_waits import ONSET, business_days_off, context, event
 from alerts.rules.throughput import throughput
 from ingest.simulate import Anomalies, Bottleneck, simulate
 
-SEEDS = range(5)
+SEEDS = range(8)
 
 
 def test_throughput_degradation_is_found_over_seeds() -> None:
     """A ten-fold slowdown of Risk review from ONSET makes whole onboarding cases take more than
-    twice as long: the rule fires on every seed, once, dated within 5 business days of the
-    onset (case durations are dated by completion, so they lag the step that slowed down)."""
-    offsets = []
+    twice as long: over eight seeds the rule names case duration (precision and recall >= 0.9),
+    and every "since" is within 3 business days of the onset, the issue's bar (cases are dated
+    by the day they entered their slowest wait, not by completion, which lags)."""
+    offsets, hits, false_alarms = [], 0, 0
     for seed in SEEDS:
         sim = simulate("onboarding", 40 * 120, seed=seed,
                        anomalies=Anomalies(bottleneck=Bottleneck("Risk review", ONSET, 10.0)))
         findings = throughput(context("onboarding", events_of(sim), last_arrival(sim)))
-        assert [f.subject for f in findings] == ["case duration"], seed
-        assert "cases now take" in findings[0].summary
-        offsets.append(business_days_off(findings[0].since))
-    print(f"\nthroughput 'since' vs injected onset, business days per seed: {offsets}")
-    assert max(offsets) <= 5
-    assert sum(o <= 3 for o in offsets) >= 0.8 * len(offsets)
+        right = [f for f in findings if f.subject == "case duration" and not f.segment]
+        hits += len(right) == 1
+        false_alarms += len(findings) - len(right)
+        assert all("cases now take" in f.summary for f in right), seed
+        offsets += [business_days_off(f.since) for f in right]
+    precision = hits / max(hits + false_alarms, 1)
+    recall = hits / len(SEEDS)
+    print(f"\nthroughput: precision {precision:.2f}, recall {recall:.2f}; 'since' vs injected "
+          f"onset, business days per seed: {offsets}")
+    assert precision >= 0.9 and recall >= 0.9
+    assert offsets and max(offsets) <= 3

@@ -15,7 +15,7 @@ from alerts.context import RuleContext
 from alerts.facts import Facts, segment_column
 from alerts.registry import ProcessDefinition
 from alerts.rules.handoff import handoff
-from alerts.rules.throughput import throughput
+from alerts.rules.throughput import entered, throughput
 from alerts.rules.waits import bottleneck
 from alerts.thresholds import RuleSettings
 from ingest.simulate import Anomalies, Bottleneck, Simulation, simulate
@@ -146,7 +146,7 @@ def test_handoff_names_the_teams(slow_risk_review: tuple[Simulation, RuleContext
 
 def test_throughput_speaks_in_business_day_ranges() -> None:
     """Cases slowed at a step most of them pass read as "now take a-b business days (p10-p90),
-    they took c-d until <onset>"."""
+    they took c-d until <since>", since within 3 business days of the onset."""
     sim = simulate("onboarding", 4000, seed=4,
                    anomalies=Anomalies(bottleneck=Bottleneck("Risk review", ONSET, 10.0)))
     ctx = RuleContext(ProcessDefinition("onboarding"), events_of(sim), last_arrival(sim))
@@ -154,7 +154,28 @@ def test_throughput_speaks_in_business_day_ranges() -> None:
     assert re.fullmatch(r"onboarding cases now take [\d.]+-[\d.]+ business days \(p10-p90\), "
                         r"they took [\d.]+-[\d.]+ until 2026-\d\d-\d\d", finding.summary), finding.summary
     assert finding.subject == "case duration" and finding.since is not None
+    assert abs(CALENDAR.count_business_days(ONSET.date(), finding.since)) <= 3
+    assert finding.summary.endswith(f"until {finding.since.isoformat()}")
     assert finding.evidence["recent"]["p10_days"] > finding.evidence["baseline"]["p10_days"]
+
+
+def test_cases_are_dated_by_the_wait_where_they_lost_most_time() -> None:
+    """Re-dating for "since": each case by the day it entered its wait with the largest excess
+    over that transition's usual wait (median before the given day), not its longest wait; an
+    unseen transition counts in full; a case without a wait keeps its last day."""
+    def case(name: str, *steps: tuple[str, datetime]) -> list[dict[str, object]]:
+        return [{"case_id": name, "activity": a, "timestamp": t, "team": "t"} for a, t in steps]
+    rows = (case("u", ("A", at(2, 9)), ("B", at(2, 10)), ("C", at(3, 17)))  # usual: 1 h, 15.5 h
+            + case("v", ("A", at(9, 9)), ("B", at(10, 9)), ("C", at(11, 15)))  # +7.5 h, -1 h
+            + case("x", ("A", at(6, 9)), ("B", at(9, 10)), ("C", at(16, 9)))  # +8.5 h, +26 h
+            + case("y", ("A", at(5, 9)), ("B", at(10, 9)), ("C", at(10, 10)))  # +24.5 h, -14.5 h
+            + case("z", ("A", at(6, 16)), ("D", at(9, 9, 30)), ("C", at(11, 9)))  # unseen: 2, 16.5 h
+            + case("s", ("C", at(12, 9))))
+    facts = Facts.build(prepare(frame_from_rows([{**r, "seq": i} for i, r in enumerate(rows)])),
+                        CALENDAR, at(20, 9), ("C",))
+    cases = facts.cases.filter(facts.cases["closed"])
+    days = dict(zip(cases["case_id"], entered(facts, cases, at(4, 9).date()), strict=True))
+    assert {k: d.day for k, d in days.items()} == {"u": 2, "v": 9, "x": 9, "y": 5, "z": 9, "s": 12}
 
 
 def test_disabled_rules_and_no_events_say_nothing(
