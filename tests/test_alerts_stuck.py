@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 import pytest
 from conftest import sim_frame
@@ -150,10 +152,11 @@ def test_injected_stuck_cases_are_listed_by_case_id(seed: int) -> None:
     old_enough = {c for c in injected if c in idle and idle[c] > 1.1 * limit}
     recall = len(old_enough & listed) / len(old_enough)
     precision = len(listed & injected) / len(listed)
-    print(f"\nstuck {process} after {after!r} seed {seed}: threshold {limit} business days "
-          f"(normal p90 {at_step.evidence['normal_p90_days']}), detection delay = threshold; "
-          f"listed {len(listed)}, injected old enough {len(old_enough)}, recall {recall:.2f}, "
-          f"precision {precision:.2f}")
+    print(f"\nstuck {process} after {after!r} seed {seed}: listed from {limit} business days "
+          f"(normal p90 {at_step.evidence['normal_p90_days']}; {at_step.evidence['cases_needed']}"
+          f" cases beyond {at_step.evidence['far_longer_days']}, or one beyond "
+          f"{at_step.evidence['single_case_days']}); listed {len(listed)}, injected old enough "
+          f"{len(old_enough)}, recall {recall:.2f}, precision {precision:.2f}")
     assert len(old_enough) >= 5
     assert recall >= 0.9 and precision >= 0.9
     assert limit <= 40
@@ -171,3 +174,39 @@ def test_work_started_and_never_completed_is_its_own_step() -> None:
     assert finding.subject == "stuck at Assess (started)" and finding.cases == ("busy",)
     assert finding.summary == ("1 claims case stuck at Assess (started) for 4 business days "
                                "(normal: under 0.1)")
+
+
+def long_tailed_history(cases: int = 600) -> list[dict[str, Any]]:
+    """Finished cases, 20 a business day from 40 business days before NOW: Assess follows
+    Register after a log-normal business wait (median 2 hours, sigma 0.75), Close a minute on."""
+    rows: list[dict[str, Any]] = []
+    waits = np.random.default_rng(7).lognormal(math.log(2 * 3600), 0.75, cases)
+    for i, wait in enumerate(waits):
+        register = at(40 - i // 20, hour=9)
+        days, rest = divmod(float(wait), CAL.day_seconds)
+        assess = datetime.combine(CAL.add_business_days(register.date(), int(days)), time(9),
+                                  tzinfo=AMS) + timedelta(seconds=rest)
+        rows += [{"case_id": f"done-{i:03d}", "activity": activity, "timestamp": moment}
+                 for activity, moment in (("Register", register), ("Assess", assess),
+                                          ("Close", assess + timedelta(minutes=1)))]
+    return rows
+
+
+def test_one_case_past_far_longer_is_ordinary_at_a_busy_step_several_are_not() -> None:
+    """Where 3,750 waits a year have a log-normal tail, one case idle 4 business days after
+    Register (beyond 5 x p90 and min_idle) is what ordinary waits do now and then: not listed.
+    Three such cases at once are listed from that threshold; a case idle 30 days is listed on its
+    own, from the single-case threshold, which lies between the two."""
+    history = long_tailed_history()
+    assert evaluate(history + open_case("slow", at(4))) == []
+    [several] = evaluate(history + open_case("a", at(4)) + open_case("b", at(5)) +
+                         open_case("c", at(6)))
+    assert several.subject == "stuck at Register" and several.cases == ("c", "b", "a")
+    evidence = several.evidence
+    assert evidence["threshold_days"] == evidence["far_longer_days"] >= 3.0
+    assert 1 < evidence["cases_needed"] <= 3
+    assert 6 < evidence["single_case_days"] < 30
+    [alone] = evaluate(history + open_case("gone", at(30)))
+    assert alone.cases == ("gone",)
+    assert alone.evidence["threshold_days"] == alone.evidence["single_case_days"]
+    assert alone.summary.startswith("1 claims case stuck at Register for 30 business days")
