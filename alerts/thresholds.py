@@ -89,7 +89,9 @@ class Stuck(_Rule):
     """stuck: open cases idle longer than the SLA, or far longer than normal at their step."""
 
     idle_factor: float = Field(5.0, gt=1)
-    """Idle more than this times the p90 of the normal wait after the current step..."""
+    """T0, "far longer than normal": this times the p90 of the normal wait after the current
+    step... (cases beyond T0 are listed once more of them are idle than ordinary waits explain,
+    or one alone beyond the step's fitted extreme; see ``alerts.rules.stuck``)"""
     min_idle: str = "3 business days"
     """...and at least this long."""
     min_cases: int = Field(1, ge=1)
