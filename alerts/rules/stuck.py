@@ -36,18 +36,19 @@ year, from the data's span) the crossings a year, N x S(t). Two tests, each allo
    (both figures the fit's, or the completed waits' own where larger). Cases beyond T0 are listed
    from the least k that makes that <= 0.001 (k = 1 where T0 is already extreme).
 
-**False alarms.** At most 0.002 per step and year where the fit holds, some 0.02 per process and
-year. Measured with ``/tmp/stuckfix/calibrate.py`` (every fifth business day of 60 clean
-simulated process-years, seeds 100-119), false stuck cases: budget 0.1 -> 11, 0.01 -> 1, 0.001
--> 0 (the bound: about 120, 12, 1.2): conservative, mostly from the sigma bound and from mixed
-branches. Seeds 17-21 give none (``tests/test_alerts_clean_year.py``). Arrivals burstier than
-Poisson make test 2 less conservative than stated.
+**False alarms.** At most 0.002 per step and year where the fit holds, 0.014-0.022 per process
+and year (7-11 steps). Measured with ``BACKLIGHT_BENCH_SEEDS=20 python -m pytest -m bench -s
+tests/test_bench_stuck.py`` (every fifth business day of 60 clean simulated process-years, seeds
+100-119), false stuck cases: budget 0.1 -> 11, 0.01 -> 1, 0.001 -> 0 (the bound: about 104, 10,
+1.0): conservative, mostly from the sigma bound and from mixed branches. Seeds 17-21 give none
+(``tests/test_alerts_clean_year.py``). Arrivals burstier than Poisson make test 2 less
+conservative than stated.
 
 **Detection delay** on the simulator, 2 % of new cases stopping after a step, evaluated daily
 (business days from a case's stop to its listing, median; the first alarm after the first stop):
-onboarding after Verify identity 7 (7-12; T0 6-7, k 3-4), after KYC/AML screening 10 (10-17);
+onboarding after Verify identity 7 (7-12; T0 5-7, k 3-4), after KYC/AML screening 10 (10-17);
 payments after Triage 3.5 (4-7; T0 3, k 3-4); claims after Register claim 9 (13-19), after
-Assessment, where an expert inspection normally takes days, 18 (25-32; T0 16-19, k 4-8). One
+Assessment, where an expert inspection normally takes days, 18 (25-32; T0 16-18, k 4-8). One
 case stopping on its own is listed at T1, after a clean year: onboarding Verify identity 25-28,
 KYC/AML screening 35-43, payments Triage 9-10, claims Register claim 28-37, Assessment 105-186
 business days (ordinary Assessment waits there exceed 20 business days 12 times a year and 40
