@@ -61,6 +61,9 @@ class KafkaSettings(_Model):
     batch_size: int = Field(5000, ge=1, le=100_000)
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     """How soon the group hands a dead consumer's partitions to the others."""
+    client: Literal["confluent-kafka", "kafka-python"] = "confluent-kafka"
+    """The consumer's Kafka client: librdkafka through confluent-kafka (parses records outside
+    the GIL), or kafka-python (pure Python; the producers and admin calls always use it)."""
     create_topics: bool = True
     """Create missing source and dead-letter topics at start (fine locally; off where ops own topics)."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -248,7 +248,12 @@ _SAVE_MARK = (
     "INSERT INTO subscriber_marks (name, seq) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
 )
-_ROWS_PER_INSERT = 1_000  # 12,000 parameters a statement: under every SQLite build's limit
+_ROWS_PER_INSERT = 2_500
+"""Rows per INSERT statement (30,000 parameters; fewer where the SQLite build allows fewer, as
+old ones with 999 do): a default 5,000-event batch is two statements. Each statement gives up
+the GIL while SQLite runs it and then waits for it back behind the poll loop, so fewer, larger
+statements store faster under load (2,500 against 1,000 rows: about 1.1-1.2x the consumer's
+rate on BPIC 2012, alternated runs)."""
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,7 +1,8 @@
 """Kafka behind two small interfaces: a ``Source`` of message batches and a ``Sink`` to publish.
 
 The rest of Backlight only sees ``Message``, ``Source`` and ``Sink``; kafka-python lives here
-and nowhere else, so a test or another client library touches one module.
+and librdkafka (the consumer's default source, ``RdKafkaSource``) in ``ingest/rdkafka.py``,
+nowhere else, so a test or another client library touches one module.
 
 Rebalances. ``KafkaSource`` subscribes with a rebalance listener. kafka-python (3.x) calls it
 only inside ``poll()`` and ``close()``, but on its own IO thread while the polling thread

@@ -36,6 +36,7 @@ from kafka import KafkaConsumer
 from backlight import jobs
 from backlight.config import load
 from ingest.consumer import Consumer
+from ingest.rdkafka import RdKafkaSource
 from ingest.store import open_store
 from ingest.transport import KafkaSink, KafkaSource
 
@@ -144,11 +145,13 @@ def backlight_consumer(bootstrap: str, topic: str, group: str, db: Path, cfg: Pa
     """Events/s of Backlight's consumer (with the CLI's live map) into a fresh SQLite store."""
     settings = load(cfg)
     store = open_store(f"sqlite:///{db}")
-    source = KafkaSource(bootstrap, group, [topic])
+    source = (RdKafkaSource if settings.kafka.client == "confluent-kafka" else KafkaSource)(
+        bootstrap, group, [topic])
     sink = KafkaSink(bootstrap)
     live = jobs.live_subscription(jobs.live_maps(settings))
     consumer = Consumer(source, sink, store, settings.specs(), [live])
-    stats = consumer.run(exit_when_idle_s=1.0)
+    with jobs.switch_interval(jobs.GIL_SWITCH_S):  # as ``backlight consume`` runs it
+        stats = consumer.run(exit_when_idle_s=1.0)
     source.close()
     sink.close()
     store.close()

@@ -25,6 +25,7 @@ from backlight.jobs import live_maps, live_subscription
 from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
 from ingest.dispatcher import Dispatcher
 from ingest.publish import encode
+from ingest.rdkafka import RdKafkaSource
 from ingest.simulate import simulate
 from ingest.store import Coordinates, EventStore, SQLiteStore, open_store
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
@@ -33,6 +34,8 @@ from mining.live_maps import LiveMaps
 from schemas.event import CaseEvent
 
 PARTITIONS = 6
+CLIENTS = {"confluent-kafka": RdKafkaSource, "kafka-python": KafkaSource}
+"""The consumer's two sources (``[kafka] client``): each must keep the same contract."""
 LIVE = "[live]\nidle_horizon_days = 3650\n"
 Lane = tuple[str, int]
 
@@ -177,7 +180,7 @@ class Member:
         k = settings.kafka
         self.name = name
         self.store = open_store(settings.store.url)
-        self.source = KafkaSource(k.bootstrap_servers, k.group_id,
+        self.source = CLIENTS[k.client](k.bootstrap_servers, k.group_id,
                                   [s.topic for s in settings.sources], client_id=name,
                                   max_poll_records=batch_size, session_timeout_ms=6000,
                                   heartbeat_interval_ms=1000)
@@ -272,13 +275,16 @@ def committed_offsets(settings: Settings, topic: str) -> dict[int, int | None]:
         probe.close()
 
 
-@pytest.fixture()
-def group(kafka_bootstrap: str, tmp_path: Path, unique: str) -> tuple[Settings, Path, str]:
-    """A 6-partition topic (and its DLQ), a config for a fresh group and store."""
+@pytest.fixture(params=list(CLIENTS))
+def group(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path,
+          unique: str) -> tuple[Settings, Path, str]:
+    """A 6-partition topic (and its DLQ), a config for a fresh group and store, consumed with
+    each Kafka client."""
     topic = f"rebalance.{unique}"
     ensure_topics(kafka_bootstrap, [topic, dead_letter_topic(topic)], partitions=PARTITIONS)
     cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, tmp_path / "s.db",
-                       [(topic, "onboarding")], f"g-{unique}", extra=LIVE)
+                       [(topic, "onboarding")], f"g-{unique}", extra=LIVE,
+                       kafka=f'client = "{request.param}"')
     return load(cfg), cfg, topic
 
 
