@@ -54,7 +54,8 @@ HeaderList = Sequence[tuple[str, bytes | None]]
 
 
 class Message(Protocol):
-    """One Kafka record, as the consumer sees it (kafka-python's records are passed as they are)."""
+    """One Kafka record, as the consumer sees it (kafka-python's records are passed as they are;
+    librdkafka's become ``ingest.rdkafka.Record``)."""
 
     @property
     def topic(self) -> str: ...
