@@ -37,6 +37,7 @@ from ingest.errors import KafkaUnavailable
 from ingest.transport import (
     CLOSE_TIMEOUT_MS,
     LOOKUP_TIMEOUT_MS,
+    Handled,
     HeaderList,
     Message,
     Partition,
@@ -124,7 +125,7 @@ class RdKafkaSource:
         self._topics = list(topics)
         self._lock = threading.Lock()
         self._changes: list[Rebalance] = []
-        self._uncommitted: dict[Partition, int] = {}  # handled, not committed: next offsets
+        self._handled = Handled()
         self._handover: Callable[[], None] | None = None
         self._warned: dict[int, float] = {}
         self._parts: tuple[float, list[TopicPartition]] | None = None  # (looked up, partitions)
@@ -167,9 +168,7 @@ class RdKafkaSource:
         self._handover = handover
 
     def handled(self, next_offsets: Mapping[Partition, int]) -> None:
-        with self._lock:
-            for tp, offset in next_offsets.items():
-                self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
+        self._handled.add(next_offsets)
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit, with any earlier refused commit of partitions still ours; partitions no
@@ -177,11 +176,7 @@ class RdKafkaSource:
         if not next_offsets:
             return
         self.handled(next_offsets)
-        owned = self.partitions()
-        with self._lock:
-            for tp in [tp for tp in self._uncommitted if tp not in owned]:
-                del self._uncommitted[tp]
-            offsets = dict(self._uncommitted)
+        offsets = self._handled.to_commit(self.partitions())
         if not offsets:
             return
         try:
@@ -195,10 +190,7 @@ class RdKafkaSource:
                 log.warning("offset commit failed; kept for the next commit", extra={"fields": {
                     "partitions": len(offsets), "error": repr(exc)}})
             return
-        with self._lock:
-            for tp, offset in offsets.items():
-                if self._uncommitted.get(tp) == offset:
-                    del self._uncommitted[tp]
+        self._handled.committed(offsets)
 
     def _commit(self, offsets: Mapping[Partition, int]) -> None:
         """Commit synchronously; raises ``KafkaException`` (librdkafka bounds the wait)."""
@@ -231,8 +223,8 @@ class RdKafkaSource:
         try:
             if self._handover is not None:
                 self._handover()  # waits (bounded) for a batch being stored; records offsets
+            offsets = self._handled.take(gone)
             with self._lock:
-                offsets = {tp: self._uncommitted.pop(tp) for tp in gone if tp in self._uncommitted}
                 self._changes.append(Rebalance("lost" if lost else "revoked", gone))
             if not offsets:
                 return

@@ -141,6 +141,42 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class Handled:
+    """Offsets stored and not committed yet, per partition (the next offset to read): what a
+    source commits next, and what its revoke listener commits for the partitions it gives up.
+    Shared by both sources; thread-safe (the revoke listener runs on the client's thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offsets: dict[Partition, int] = {}
+
+    def add(self, next_offsets: Mapping[Partition, int]) -> None:
+        """Record that the messages before these offsets are stored."""
+        with self._lock:
+            for tp, offset in next_offsets.items():
+                self._offsets[tp] = max(offset, self._offsets.get(tp, 0))
+
+    def to_commit(self, owned: frozenset[Partition]) -> dict[Partition, int]:
+        """Everything to commit now: partitions no longer ``owned`` are forgotten (their
+        revoke committed what was handled, or they were lost)."""
+        with self._lock:
+            for tp in [tp for tp in self._offsets if tp not in owned]:
+                del self._offsets[tp]
+            return dict(self._offsets)
+
+    def take(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        """Remove and return the offsets of ``partitions`` (those being revoked or lost)."""
+        with self._lock:
+            return {tp: self._offsets.pop(tp) for tp in partitions if tp in self._offsets}
+
+    def committed(self, offsets: Mapping[Partition, int]) -> None:
+        """Forget what was committed, unless a later batch was handled meanwhile."""
+        with self._lock:
+            for tp, offset in offsets.items():
+                if self._offsets.get(tp) == offset:
+                    del self._offsets[tp]
+
+
 class KafkaSource:
     """A kafka-python consumer in a group, auto-commit off (Backlight commits after storing)."""
 
@@ -160,7 +196,7 @@ class KafkaSource:
         self._topics = list(topics)
         self._lock = threading.Lock()
         self._changes: list[Rebalance] = []
-        self._uncommitted: dict[Partition, int] = {}  # handled, not committed: next offsets
+        self._handled = Handled()
         self._handover: Callable[[], None] | None = None
         self._consumer.subscribe(self._topics, listener=_Listener(self))
 
@@ -174,9 +210,7 @@ class KafkaSource:
         self._handover = handover
 
     def handled(self, next_offsets: Mapping[Partition, int]) -> None:
-        with self._lock:
-            for tp, offset in next_offsets.items():
-                self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
+        self._handled.add(next_offsets)
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit, with any earlier refused commit of partitions still ours; partitions no
@@ -184,11 +218,7 @@ class KafkaSource:
         if not next_offsets:
             return
         self.handled(next_offsets)
-        owned = self.partitions()
-        with self._lock:
-            for tp in [tp for tp in self._uncommitted if tp not in owned]:
-                del self._uncommitted[tp]
-            offsets = dict(self._uncommitted)
+        offsets = self._handled.to_commit(self.partitions())
         if not offsets:
             return
         try:
@@ -206,13 +236,7 @@ class KafkaSource:
             log.warning("offset commit failed; kept for the next commit", extra={"fields": {
                 "partitions": len(offsets), "error": repr(exc)}})
             return
-        self._committed(offsets)
-
-    def _committed(self, offsets: Mapping[Partition, int]) -> None:
-        with self._lock:
-            for tp, offset in offsets.items():
-                if self._uncommitted.get(tp) == offset:
-                    del self._uncommitted[tp]
+        self._handled.committed(offsets)
 
     def rebalances(self) -> list[Rebalance]:
         with self._lock:
@@ -228,8 +252,8 @@ class KafkaSource:
         gone = frozenset((tp.topic, tp.partition) for tp in revoked)
         if self._handover is not None:
             self._handover()  # waits (bounded) for a batch being stored; records its offsets
+        offsets = self._handled.take(gone)
         with self._lock:
-            offsets = {tp: self._uncommitted.pop(tp) for tp in gone if tp in self._uncommitted}
             self._changes.append(Rebalance("lost" if lost else "revoked", gone))
         if not offsets:
             return
