@@ -37,6 +37,7 @@ from alerts.errors import AlertConfigError
 from alerts.routing import RouteSettings
 from alerts.thresholds import RuleSettings
 from backlight.config_env import Applied, apply_env, referenced
+from ingest.pg_session import PostgresSession
 from schemas.decode import DEFAULT_MAX_BYTES, FieldMapping, SourceSpec
 from schemas.errors import BacklightError
 
@@ -44,6 +45,7 @@ DEFAULT_PATH = "backlight.toml"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 log = logging.getLogger("backlight.config")
+_PG = PostgresSession()
 
 
 class ConfigError(BacklightError):
@@ -99,6 +101,22 @@ class KafkaSettings(_Model):
 
 class StoreSettings(_Model):
     url: str = "sqlite:///backlight.db"
+    # PostgreSQL only (README "Event store"): per-connection limits, so that a writer frozen
+    # or cut off while holding the write lock delays the others by seconds (0: no timeout).
+    lock_timeout_s: float = Field(_PG.lock_timeout_s, ge=0, le=3600)
+    statement_timeout_s: float = Field(_PG.statement_timeout_s, ge=0, le=86_400)
+    idle_in_transaction_timeout_s: float = Field(_PG.idle_in_transaction_s, ge=0, le=86_400)
+    keepalives_idle_s: int = Field(_PG.keepalives_idle_s, ge=1, le=7200)
+    keepalives_interval_s: int = Field(_PG.keepalives_interval_s, ge=1, le=600)
+    keepalives_count: int = Field(_PG.keepalives_count, ge=1, le=100)
+    tcp_user_timeout_s: float = Field(_PG.tcp_user_timeout_s, ge=0, le=3600)
+
+    def session(self) -> PostgresSession:
+        """The limits a PostgreSQL store's connections set."""
+        return PostgresSession(self.lock_timeout_s, self.statement_timeout_s,
+                               self.idle_in_transaction_timeout_s, self.keepalives_idle_s,
+                               self.keepalives_interval_s, self.keepalives_count,
+                               self.tcp_user_timeout_s)
 
     @field_validator("url")
     @classmethod

@@ -23,9 +23,10 @@ from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
 from ingest.logfiles import read_log
 from ingest.publish import publish
 from ingest.rdkafka import RdKafkaSource
+from ingest.rdkafka_sink import RdKafkaSink
 from ingest.store import EventStore, open_store
 from ingest.subscribers import Subscription
-from ingest.transport import KafkaSink, KafkaSource, Source, ensure_topics
+from ingest.transport import KafkaSink, KafkaSource, Sink, Source, ensure_topics
 from mining.live_maps import LiveMaps
 
 log = logging.getLogger("backlight")
@@ -141,7 +142,7 @@ def _consume(settings: Settings, exit_when_idle: float | None, live: LiveMaps | 
                       **k.client_options())
     stop = stop or threading.Event()
     with contextlib.ExitStack() as closing:
-        store = open_store(settings.store.url)
+        store = open_store(settings.store.url, settings.store.session())
         closing.callback(store.close)
         client = RdKafkaSource if k.client == "confluent-kafka" else KafkaSource
         source = client(k.bootstrap_servers, k.group_id, topics, client_id=k.client_id,
@@ -149,8 +150,8 @@ def _consume(settings: Settings, exit_when_idle: float | None, live: LiveMaps | 
                         heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3),
                         **k.client_options())
         closing.callback(source.close)
-        sink = KafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq",
-                         **k.client_options())
+        sink = RdKafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq",
+                           **k.client_options())
         closing.callback(sink.close)
         log.info("consuming", extra={"fields": {"topics": ",".join(topics),
                                                 "group": k.group_id,
@@ -159,7 +160,7 @@ def _consume(settings: Settings, exit_when_idle: float | None, live: LiveMaps | 
                     subscriptions, drain_timeout_s, metrics)
 
 
-def _run(settings: Settings, store: EventStore, source: Source, sink: KafkaSink,
+def _run(settings: Settings, store: EventStore, source: Source, sink: Sink,
          live: LiveMaps | None, stop: threading.Event, exit_when_idle: float | None,
          subscriptions: Sequence[Subscription] = (),
          drain_timeout_s: float = 30.0, metrics: Metrics | None = None) -> ConsumerStats:

@@ -2,8 +2,15 @@
 
 Order per batch, which is what makes "exactly once in the store" hold across crashes:
 dead letters are published and acknowledged, then the valid events are written in one store
-transaction (idempotent on ``event_id``), and only then are the offsets committed. A crash
+transaction (idempotent on ``event_id``), the rows the database refused for their content
+(if any) are dead-lettered and acknowledged, and only then are the offsets committed. A crash
 anywhere before the commit replays the batch; the store ignores what it already has.
+
+Outages are waited out, never raised: a store that cannot be written, or a dead-letter topic
+that does not acknowledge (the broker away, a letter too large for the topic: it is sent
+truncated), holds the batch on the writer thread, retried with a growing wait and logged at
+most once a minute (``ingest.retry``, ``ingest.dead_letters``, ``ingest.store_writes``),
+until it succeeds or the consumer is stopped (then nothing of that batch is committed).
 
 Pipelined. The store writes a batch on the consumer's writer thread while the poll loop polls
 and decodes the next one (the database does its work without Python's GIL, the poll and the
@@ -14,7 +21,9 @@ committed, so the order above holds per batch.
 
 Each message gets an explicit policy: ``STORE`` (a valid event), ``DEAD_LETTER`` (cannot be
 decoded, mapped or validated: sent unchanged to ``<topic>.dlq`` with the reason in headers) or
-``SKIP`` (a tombstone: a message with no value carries no event).
+``SKIP`` (a tombstone: a message with no value carries no event). A valid event whose row the
+database refuses (a NUL in text, a value out of range) is dead-lettered as ``store_rejected``
+after the write, the rest of its batch stored.
 
 Subscribers (the live map, the alert evaluator) never run in the poll loop: after each commit
 the loop hands the new events to the ``Dispatcher`` (``ingest.subscribers``), whose threads feed
@@ -43,7 +52,6 @@ loop, so it must be quick, and an exception it raises is logged and otherwise ig
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 import threading
 import time
@@ -54,9 +62,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from ingest.consumer_stats import BatchObserver, BatchReport, ConsumerStats
+from ingest.dead_letters import DeadLetters, Letter, dead_letter_topic, letter
 from ingest.dispatcher import Dispatcher
-from ingest.errors import StoreError
+from ingest.retry import RETRY_S
 from ingest.store import Coordinates, EventStore
+from ingest.store_writes import write_batch
 from ingest.subscribers import Subscriber, Subscription
 from ingest.transport import Message, Partition, Rebalancing, Sink, Source
 from schemas.decode import SourceSpec, decode
@@ -67,9 +77,8 @@ log = logging.getLogger("backlight.consume")
 __all__ = ["BatchReport", "Consumer", "ConsumerStats", "Policy", "Subscriber", "Subscription",
            "dead_letter_topic"]
 
-DLQ_SUFFIX = ".dlq"
-STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0)
-"""Waits before each new attempt to store a batch the store refused (then the last, repeated)."""
+STORE_REJECTED = "store_rejected"
+"""The dead-letter code of a valid event whose row the database refused for its content."""
 HANDOVER_WAIT_S = 10.0
 """On revoke, how long the handover waits for the batch being stored (the group waits too); a
 batch stored later is not committed with the revoke, and its partitions' next owner re-reads it."""
@@ -81,22 +90,6 @@ class Policy(enum.Enum):
     SKIP = "skip"
 
 
-def dead_letter_topic(topic: str) -> str:
-    return topic + DLQ_SUFFIX
-
-
-def dead_letter_headers(msg: Message, error: InvalidEvent) -> list[tuple[str, bytes | None]]:
-    """The original headers plus why the message was rejected and where it came from."""
-    ours = [
-        ("backlight.error", str(error)[:1000].encode()),
-        ("backlight.error.code", error.code.encode()),
-        ("backlight.source.topic", msg.topic.encode()),
-        ("backlight.source.partition", str(msg.partition).encode()),
-        ("backlight.source.offset", str(msg.offset).encode()),
-    ]
-    return [*msg.headers, *ours]
-
-
 @dataclass
 class Prepared:
     """A decoded batch: the events to store, the dead letters' reasons, the offsets to commit."""
@@ -104,6 +97,9 @@ class Prepared:
     batch: Sequence[Message]
     events: list[CaseEvent] = field(default_factory=list)
     origins: list[Coordinates | None] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    """The message of each event (dead-lettered as it is if the database refuses the row)."""
+    letters: list[Letter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     bad: Counter[str] = field(default_factory=Counter)
     bad_by_topic: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -131,7 +127,9 @@ class Consumer:
         ``commit_interval_s`` while busy, and at once when caught up, on revoke and on exit (a
         crash re-reads what was stored since: the store keeps each event once)."""
         self.source = source
-        self.dead_letters = dead_letters
+        self.dead_letters = DeadLetters(dead_letters)
+        self.retry_s = RETRY_S
+        """Waits between attempts to store a batch or deliver its dead letters."""
         self.store = store
         self.specs = dict(specs)
         self.dispatcher = Dispatcher(store, subscribers)
@@ -167,10 +165,12 @@ class Consumer:
             return Policy.DEAD_LETTER, err
 
     def prepare(self, batch: Sequence[Message]) -> Prepared:
-        """Classify a batch; publish its dead letters and wait for the broker to have them."""
+        """Classify a batch: its events, its dead letters (``write`` delivers them) and the
+        offsets it covers."""
         t0 = time.perf_counter()
         out = Prepared(batch, started=t0)
         events, origins, next_offsets, specs = out.events, out.origins, out.next_offsets, self.specs
+        messages = out.messages
         for msg in batch:
             topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
             spec = specs.get(topic)
@@ -184,6 +184,7 @@ class Consumer:
                 else:
                     events.append(event)
                     origins.append(Coordinates(topic, partition, offset))
+                    messages.append(msg)
             else:
                 policy, outcome = self.classify(msg)
                 if policy is Policy.DEAD_LETTER and isinstance(outcome, InvalidEvent):
@@ -193,43 +194,56 @@ class Consumer:
             tp = (topic, partition)
             if offset >= next_offsets.get(tp, 0):
                 next_offsets[tp] = offset + 1
-        t1 = time.perf_counter()
-        if out.bad:
-            self.dead_letters.flush()
-        self.stats.seconds["decode"] += t1 - t0
-        self.stats.seconds["dead_letter"] += time.perf_counter() - t1
+        self.stats.seconds["decode"] += time.perf_counter() - t0
         return out
 
     def _dead_letter(self, out: Prepared, msg: Message, error: InvalidEvent) -> None:
-        self.dead_letters.send(dead_letter_topic(msg.topic), msg.value or b"", msg.key,
-                               dead_letter_headers(msg, error))
+        out.letters.append(letter(msg, error.code, str(error)))
         out.bad[error.code] += 1
         out.bad_by_topic[(msg.topic, error.code)] += 1
 
+    def _deliver(self, letters: list[Letter]) -> bool:
+        """Deliver dead letters, waiting out the broker (False: stopped first)."""
+        t0 = time.perf_counter()
+        try:
+            return self.dead_letters.publish(letters, self._stop)
+        finally:
+            self.stats.seconds["dead_letter"] += time.perf_counter() - t0
+
     def write(self, prepared: Prepared) -> list[bool] | None:
-        """Store a prepared batch in one transaction; say which events were new. While the
-        store cannot be written (a database restarting or failing over, a locked file), the
-        same batch is tried again after a growing wait (``STORE_RETRY_S``); None when the
+        """Deliver a prepared batch's dead letters, store its events in one transaction, and
+        dead-letter the rows the database refused (``store_rejected``; they leave
+        ``prepared.events``); say which events were new. While the store cannot be written
+        (a database restarting or failing over, a locked file) or the dead-letter topic does
+        not acknowledge, the same work is tried again after a growing wait; None when the
         consumer is stopped meanwhile: the batch is not committed, so it is read again by
         the partition's next owner (or this consumer restarted), and the store keeps each
         event once."""
-        for attempt in itertools.count():
-            t0 = time.perf_counter()
-            try:
-                new = self.store.write(prepared.events, prepared.origins)
-            except StoreError as exc:
-                self.stats.seconds["store"] += time.perf_counter() - t0
-                wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
-                log.warning("the store refused the batch; trying it again", extra={"fields": {
-                    "events": len(prepared.events), "attempt": attempt + 1,
-                    "retry_in_s": wait, "error": str(exc)}})
-                if self._stop.wait(wait):
-                    return None
-                continue
-            prepared.store_seconds = time.perf_counter() - t0
-            self.stats.seconds["store"] += prepared.store_seconds
-            return new
-        raise AssertionError("unreachable")  # pragma: no cover
+        if prepared.letters and not self._deliver(prepared.letters):
+            return None
+        t0 = time.perf_counter()
+        written = write_batch(self.store, prepared.events, prepared.origins, self._stop, log,
+                              self.retry_s)
+        prepared.store_seconds = time.perf_counter() - t0
+        self.stats.seconds["store"] += prepared.store_seconds
+        if written is None:
+            return None
+        if not written.refused:
+            return written.new
+        refused = {r.index: r.reason for r in written.refused}
+        rejected = [letter(prepared.messages[i], STORE_REJECTED,
+                           f"{STORE_REJECTED}: the database refused the event: {reason}")
+                    for i, reason in refused.items()]
+        if not self._deliver(rejected):
+            return None
+        for i in refused:
+            prepared.bad[STORE_REJECTED] += 1
+            prepared.bad_by_topic[(prepared.messages[i].topic, STORE_REJECTED)] += 1
+        keep = [i for i in range(len(prepared.events)) if i not in refused]
+        prepared.events = [prepared.events[i] for i in keep]
+        prepared.origins = [prepared.origins[i] for i in keep]
+        prepared.messages = [prepared.messages[i] for i in keep]
+        return [written.new[i] for i in keep]
 
     def finish(self, prepared: Prepared, new: list[bool], stored_at: float) -> None:
         """After the store commit: hand the new events to the subscribers' threads, commit

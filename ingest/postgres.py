@@ -20,6 +20,13 @@ a small polars frame; ``since`` pages by seq. Each thread has its own read conne
 writer its own. A connection the server dropped while idle (a restart, a failover) is
 replaced and the call goes on; one dropped during a write fails that write with a
 ``StoreError`` (the consumer retries the batch) and the next call reconnects.
+
+Errors on a write are either transient (``StoreError``: retried by the consumer) or the
+database refusing a row's content (``RowRejected``; ``ingest.errors.rejects_rows`` decides).
+Every connection sets the limits of ``PostgresSession`` (ingest/pg_session.py: lock,
+statement and idle-in-transaction timeouts, TCP keepalives), so a writer frozen while holding
+the write lock delays the others by seconds; the schema migration at open runs before they
+apply (it may legitimately take long).
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from typing import Any, TypeVar
 
 import polars as pl
 import psycopg
+from psycopg.conninfo import make_conninfo
 
-from ingest.errors import StoreError
+from ingest.errors import RowRejected, StoreError, rejects_rows
 from ingest.migrations import POSTGRES, expected, migrate_postgres, postgres_version
 from ingest.open_cases import OpenCase, open_cases, open_cases_query
+from ingest.pg_session import PostgresSession
 from ingest.store import (
     EVENT_COLUMNS,
     READ_CHUNK,
@@ -82,18 +91,37 @@ def _describe(exc: psycopg.Error, url: str) -> str:
     return scrub(primary or str(exc), url)
 
 
-def _connect(url: str, durable: bool = True) -> psycopg.Connection[Any]:
+def _connect(url: str, durable: bool = True, session: PostgresSession | None = None,
+             limits: bool = True) -> psycopg.Connection[Any]:
     """A connection in autocommit mode (transactions are explicit) that commits durably
-    (``synchronous_commit`` on, whatever the server's or the database's default)."""
-    conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+    (``synchronous_commit`` on, whatever the server's or the database's default), with the
+    session's TCP keepalives and, with ``limits``, its timeouts (``apply_limits``)."""
+    session = session or PostgresSession()
+    conninfo = make_conninfo(url, **session.connect_options())  # they override the URL's
+    conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                            application_name="backlight")
     try:
         conn.execute("SET synchronous_commit TO on" if durable else
                      "SET synchronous_commit TO off")
+        if limits:
+            apply_limits(conn, session)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def apply_limits(conn: psycopg.Connection[Any], session: PostgresSession) -> None:
+    """Set the session's timeouts and server-side keepalives on ``conn``."""
+    for name, value in session.settings().items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+
+def _encoding_reason(exc: UnicodeEncodeError | OverflowError) -> str:
+    """Why the driver could not send a value, without the value."""
+    if isinstance(exc, UnicodeEncodeError):
+        return f"text the database cannot encode ({exc.reason})"
+    return "an integer out of the column's range"
 
 
 class PostgresStore:
@@ -101,21 +129,24 @@ class PostgresStore:
     ``durable=False`` (commits that do not wait for the WAL flush) is for the benchmark's
     comparison only."""
 
-    def __init__(self, url: str, *, durable: bool = True) -> None:
+    def __init__(self, url: str, *, durable: bool = True,
+                 session: PostgresSession | None = None) -> None:
         self.url = mask_url(url)
         """The store's URL as it may be shown (password masked)."""
         self._url = url
         self._durable = durable
+        self._session = session or PostgresSession()
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[psycopg.Connection[Any]] = []
         self._readers_lock = threading.Lock()
         try:
-            writer = _connect(url, durable)
+            writer = _connect(url, durable, self._session, limits=False)
         except psycopg.Error as exc:
             raise self._error("cannot connect to the PostgreSQL store", exc) from exc
         try:
             migrate_postgres(writer, self.url)
+            apply_limits(writer, self._session)
         except psycopg.Error as exc:
             writer.close()
             raise self._error("cannot upgrade the PostgreSQL store", exc) from exc
@@ -132,7 +163,7 @@ class PostgresStore:
             if self._writer is not None:
                 self._writer.close()
             self._writer = None
-            self._writer = _connect(self._url, self._durable)
+            self._writer = _connect(self._url, self._durable, self._session)
         return self._writer
 
     def _reader(self) -> psycopg.Connection[Any]:
@@ -141,7 +172,7 @@ class PostgresStore:
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
-            conn = _connect(self._url, self._durable)
+            conn = _connect(self._url, self._durable, self._session)
             with self._readers_lock:
                 self._readers.append(conn)
             self._local.conn = conn
@@ -170,7 +201,13 @@ class PostgresStore:
                             cursor = conn.execute(_INSERT, columns)
                             inserted.update(r[0] for r in cursor.fetchall())
                     break
-                except psycopg.Error as exc:
+                except (psycopg.Error, UnicodeEncodeError, OverflowError) as exc:
+                    if rejects_rows(exc):
+                        reason = (_describe(exc, self._url) if isinstance(exc, psycopg.Error)
+                                  else _encoding_reason(exc))
+                        raise RowRejected(f"writing {len(rows)} events at {self.url}: the "
+                                          f"database refused a row: {reason}", reason) from exc
+                    assert isinstance(exc, psycopg.Error)
                     if attempt == 1 and not sent and self._dropped(exc, self._writer):
                         continue  # dropped while idle (a restart, a failover): nothing was sent
                     raise self._error(f"writing {len(rows)} events", exc) from exc

@@ -26,9 +26,10 @@ import msgspec
 import polars as pl
 from msgspec.structs import astuple
 
-from ingest.errors import StoreError
+from ingest.errors import RowRejected, StoreError, rejects_rows
 from ingest.migrations import SQLITE, expected, migrate_sqlite, sqlite_version
 from ingest.open_cases import OpenCase, open_cases, open_cases_query
+from ingest.pg_session import PostgresSession
 from ingest.sqlite import connect, transaction
 from schemas.event import CaseEvent, to_time_us
 
@@ -93,6 +94,9 @@ class EventStore(Protocol):
     Arrival seqs increase with commit order (a reader following ``since`` never sees a gap
     that fills in later); they may have gaps (PostgreSQL uses up numbers on duplicates).
     A ``StoreError`` is the only error a store raises; its message never shows a password.
+    On ``write`` it is either transient (retrying the same batch may succeed) or a
+    ``RowRejected``: the database refused the content of a row of the batch (nothing of the
+    batch is stored; the consumer bisects it to find the row, ingest/store_writes.py).
     """
 
     def write(
@@ -324,7 +328,14 @@ class SQLiteStore:
                 stored = db.total_changes - changes
                 inserted = (None if stored == rows else
                             {r[0] for r in db.execute(_STORED_AFTER, (before,))} if stored else set())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError, OverflowError) as exc:
+            if rejects_rows(exc):
+                reason = (str(exc) if isinstance(exc, sqlite3.Error) else
+                          f"a value SQLite cannot take ({type(exc).__name__}: {exc.args[0]})"
+                          if isinstance(exc, OverflowError) else
+                          f"text SQLite cannot encode ({exc.reason})")
+                raise RowRejected(f"writing {rows} events to {self.path}: the database "
+                                  f"refused a row: {reason}", reason) from exc
             raise StoreError(f"writing {rows} events to {self.path} failed: {exc}") from exc
         if inserted is None:  # all new (the usual case): no repeat within the batch either
             return [True] * rows
@@ -509,13 +520,14 @@ def _parse(url: str) -> tuple[str, str]:
                      "(use sqlite:///file.db or postgresql://user:password@host/db)")
 
 
-def open_store(url: str) -> EventStore:
+def open_store(url: str, session: PostgresSession | None = None) -> EventStore:
     """Open the store a URL names: ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
-    ``postgresql://user:password@host:port/database`` (libpq's URL, query options included);
+    ``postgresql://user:password@host:port/database`` (libpq's URL, query options included;
+    its connections get ``session``'s timeouts and keepalives, by default the defaults);
     the schema is created or upgraded on the way."""
     kind, target = _parse(url)
     if kind == "postgresql":
         from ingest.postgres import PostgresStore
 
-        return PostgresStore(target)
+        return PostgresStore(target, session=session)
     return SQLiteStore(target)

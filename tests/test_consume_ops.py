@@ -15,16 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from broker_support import own_broker, relaunch  # noqa: F401 (a fixture; test_outages imports both from here)
 from conftest import popen_backlight, read_store, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.broker import READY_LINE, BrokerState, LocalBroker, resolve_jars
+from ingest.broker import BrokerState, LocalBroker
 from ingest.transport import KafkaSink, ensure_topics
 
 pytestmark = pytest.mark.kafka
@@ -210,40 +210,12 @@ def test_not_ready_while_the_store_cannot_be_read(tmp_path: Path, kafka_bootstra
     assert back.status_code == 200 and back.json()["lag"] == 0
 
 
-# --- a broker of the test's own, stopped and started again ----------------------------------
-
-def relaunch(broker: LocalBroker, stopped: BrokerState, timeout: float = 120) -> None:
-    """Start the stopped broker again on its own data and ports, as a restarted host would
-    (``LocalBroker.start`` would format a fresh one on new ports)."""
-    directory = Path(stopped.directory)
-    jvm = ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={directory / 'log4j2.properties'}",
-           "-cp", f"{resolve_jars(stopped.version)}/*"]
-    with broker.log_file.open("wb") as log:
-        proc = subprocess.Popen([*jvm, "kafka.Kafka", str(directory / "server.properties")],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=directory)
-    state = BrokerState(**{**asdict(stopped), "pid": proc.pid})
-    (directory / "broker.json").write_text(json.dumps(asdict(state)))
-    deadline = time.monotonic() + timeout
-    while READY_LINE not in broker.log_file.read_text(errors="replace"):
-        assert proc.poll() is None and time.monotonic() < deadline, broker.log_file.read_text()
-        time.sleep(0.25)
-
-
-@pytest.fixture()
-def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, BrokerState]]:
-    """A local broker for this test only (the session's shared broker is never stopped)."""
-    broker = LocalBroker(tmp_path / "kafka")
-    state = broker.start()
-    try:
-        yield broker, state
-    finally:
-        broker.stop()
+# --- a broker of the test's own (tests/broker_support.py), stopped and started again ----
 
 
 def test_not_ready_while_the_broker_is_down_and_resumes_after(
-        tmp_path: Path, own_broker: tuple[LocalBroker, BrokerState], unique: str) -> None:
+        tmp_path: Path, own_broker: tuple[LocalBroker, BrokerState],  # noqa: F811
+        unique: str) -> None:
     """Broker stopped: /readyz turns 503 within 15 s; started again: 200 again, and the
     events published before and after the outage are each stored exactly once."""
     broker, state = own_broker
