@@ -25,7 +25,7 @@ class KafkaUnavailable(BacklightError):
 class DeliveryFailed(KafkaUnavailable):
     """The broker did not acknowledge some published messages (refused, or not delivered within
     the producer's delivery timeout); ``failed`` holds them, each with why
-    (``ingest.rdkafka_sink.Undelivered``), and ``in_flight`` counts those not reported yet
+    (``ingest.transport.Undelivered``), and ``in_flight`` counts those not reported yet
     (the wait ended first; they are still being delivered). The rest were acknowledged."""
 
     def __init__(self, message: str, failed: list[Any], in_flight: int = 0) -> None:

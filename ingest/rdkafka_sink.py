@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ingest.errors import DeliveryFailed, KafkaUnavailable
 from ingest.rdkafka import OPTIONS
-from ingest.transport import HeaderList
+from ingest.transport import HeaderList, Undelivered
 
 log = logging.getLogger(__name__)
 DELIVERY_TIMEOUT_S = 30.0
@@ -35,18 +34,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """The client's own limit (``message.max.bytes``); the topic's is usually lower and is what
 refuses a message (``too_large``)."""
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
-
-
-@dataclass(frozen=True)
-class Undelivered:
-    """A message the broker did not acknowledge, and why."""
-
-    topic: str
-    value: bytes
-    key: bytes | None
-    headers: HeaderList
-    too_large: bool
-    reason: str
 
 
 class RdKafkaSink:

@@ -21,6 +21,7 @@ possible; the next owner re-reads them and the store keeps each event once). A l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,11 +35,12 @@ from kafka.errors import (
     CommitFailedError,
     KafkaError,
     KafkaTimeoutError,
+    MessageSizeTooLargeError,
     TopicAlreadyExistsError,
 )
 from kafka.structs import OffsetAndMetadata
 
-from ingest.errors import KafkaUnavailable
+from ingest.errors import DeliveryFailed, KafkaUnavailable
 
 log = logging.getLogger(__name__)
 LOOKUP_TIMEOUT_MS = 2000
@@ -51,6 +53,7 @@ CLOSE_TIMEOUT_MS = 3000
 """Longest wait for leaving the group on close (its last commit on revoke included): while the
 broker is down, kafka-python would wait ``request_timeout_ms`` (30 s) after a SIGTERM."""
 HeaderList = Sequence[tuple[str, bytes | None]]
+_KEEP_FUTURES = 10_000
 
 
 class Message(Protocol):
@@ -130,8 +133,24 @@ class Rebalancing(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Undelivered:
+    """A message the broker did not acknowledge, and why (``DeliveryFailed.failed``):
+    ``headers`` is the very object given to ``send`` (callers tell their messages by it)."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: HeaderList
+    too_large: bool
+    """Larger than the topic (or the client) takes: sending it again as it is cannot work."""
+    reason: str
+
+
 class Sink(Protocol):
-    """Publishes messages; ``flush`` returns once the broker has acknowledged all of them."""
+    """Publishes messages; ``flush`` returns once the broker has acknowledged all of them, or
+    raises ``KafkaUnavailable``: a ``DeliveryFailed`` names the messages that failed and
+    counts those still in flight when its wait ended (they keep going)."""
 
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              headers: HeaderList = ()) -> None: ...
@@ -327,7 +346,8 @@ def _offsets(next_offsets: Mapping[Partition, int]) -> dict[TopicPartition, Offs
 
 
 class KafkaSink:
-    """A kafka-python producer: idempotent, acks from all in-sync replicas, batched."""
+    """A kafka-python producer: acks from all in-sync replicas, batched. ``flush`` reports
+    failures like ``ingest.rdkafka_sink.RdKafkaSink`` (``DeliveryFailed``)."""
 
     def __init__(self, bootstrap: str, client_id: str = "backlight", **overrides: Any) -> None:
         settings: dict[str, Any] = {
@@ -340,22 +360,39 @@ class KafkaSink:
             self._producer = KafkaProducer(**settings)
         except KafkaTimeoutError as exc:
             raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
-        self._failures: list[BaseException] = []
+        self._failures: list[Undelivered] = []  # appended on the client's thread
+        self._futures: list[Any] = []  # sent and maybe not acknowledged yet
+        self._kept = _KEEP_FUTURES
 
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              headers: HeaderList = ()) -> None:
-        future = self._producer.send(topic, value=value, key=key, headers=list(headers) or None)
-        future.add_errback(self._failures.append)
+        def failed(exc: BaseException) -> None:
+            self._failures.append(Undelivered(topic, value, key, headers,
+                                              isinstance(exc, MessageSizeTooLargeError),
+                                              repr(exc)))
+
+        try:
+            future = self._producer.send(topic, value=value, key=key,
+                                         headers=list(headers) or None)
+        except MessageSizeTooLargeError as exc:  # over the client's own limit
+            failed(exc)
+            return
+        future.add_errback(failed)
+        self._futures.append(future)
+        if len(self._futures) >= 2 * self._kept:  # forget the acknowledged ones now and then
+            self._futures = [f for f in self._futures if not f.is_done]
+            self._kept = max(_KEEP_FUTURES, len(self._futures))
 
     def flush(self, timeout_s: float = 60.0) -> None:
-        try:
+        with contextlib.suppress(KafkaTimeoutError):
             self._producer.flush(timeout=timeout_s)
-        except KafkaTimeoutError as exc:
-            raise KafkaUnavailable(f"the broker did not acknowledge within {timeout_s}s") from exc
-        if self._failures:
-            first = self._failures[0]
-            self._failures.clear()
-            raise KafkaUnavailable(f"publishing failed: {first!r}")
+        self._futures = [f for f in self._futures if not f.is_done]
+        if self._failures or self._futures:
+            failed, self._failures = self._failures, []
+            first = failed[0].reason if failed else f"not acknowledged within {timeout_s}s"
+            raise DeliveryFailed(f"publishing failed: {len(failed)} messages not delivered, "
+                                 f"{len(self._futures)} in flight: {first}", list(failed),
+                                 len(self._futures))
 
     def close(self) -> None:
         self._producer.close()
