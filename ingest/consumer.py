@@ -221,13 +221,12 @@ class Consumer:
         event once."""
         if prepared.letters and not self._deliver(prepared.letters):
             return None
-        t0 = time.perf_counter()
         written = write_batch(self.store, prepared.events, prepared.origins, self._stop, log,
                               self.retry_s)
-        prepared.store_seconds = time.perf_counter() - t0
-        self.stats.seconds["store"] += prepared.store_seconds
         if written is None:
             return None
+        prepared.store_seconds = written.seconds
+        self.stats.seconds["store"] += written.seconds
         if not written.refused:
             return written.new
         refused = {r.index: r.reason for r in written.refused}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,8 @@ class Written:
 
     new: list[bool]
     refused: list[Refused] = field(default_factory=list)
+    seconds: float = 0.0
+    """Time in the store's writes that stored something (not in failed ones or waits)."""
 
 
 def write_batch(store: EventStore, events: Sequence[CaseEvent],
@@ -52,8 +55,10 @@ def write_batch(store: EventStore, events: Sequence[CaseEvent],
     refused: list[Refused] = []
     todo = [(0, len(events))] if events else []  # ranges still to write, the next one last
     retrying = Retrying("storing the batch", stop, log, waits)
+    seconds = 0.0
     while todo:
         lo, hi = todo[-1]
+        t0 = time.perf_counter()
         try:
             flags = store.write(events[lo:hi], origins[lo:hi])
         except RowRejected as exc:
@@ -68,6 +73,7 @@ def write_batch(store: EventStore, events: Sequence[CaseEvent],
             if not retrying.failed(exc, events=hi - lo, batch=len(events)):
                 return None
             continue
+        seconds += time.perf_counter() - t0
         todo.pop()
         new[lo:hi] = flags
     retrying.succeeded()
@@ -76,4 +82,4 @@ def write_batch(store: EventStore, events: Sequence[CaseEvent],
         log.warning("the store refused rows of the batch; they go to the dead-letter topic",
                     extra={"fields": {"events": len(events), "refused": len(refused),
                                       "reason": refused[0].reason}})
-    return Written(new, refused)
+    return Written(new, refused, seconds)
