@@ -208,3 +208,11 @@ def test_one_broken_process_leaves_the_others_on_the_overview(filled: Filled,
     assert "<b>paused</b>" not in page.text and "&lt;b&gt;paused&lt;/b&gt;" in page.text
     assert f'href="/processes/{REAL}?window=all"' in page.text
 
+
+
+def test_alert_rules_evaluate_a_store_of_hostile_events(filled: Filled) -> None:
+    """`backlight alerts evaluate` exits 0 on the hostile store (events in year 1, 1960,
+    9999 and 10000 among ordinary ones) and evaluates both processes."""
+    out = backlight("alerts", "evaluate", "--config", str(filled.config), "--dry-run",
+                    "--format", "json", "--process", REAL, "--process", HOSTILE)
+    assert {a["process"] for a in strict_json(out.stdout)} >= {REAL, HOSTILE}
