@@ -50,7 +50,7 @@ def within_range(frame: pl.DataFrame, now: datetime | None = None) -> InRange:
         return InRange(frame, 0)
     upper = to_us(latest_allowed(now))
     moment = pl.col("timestamp").dt.epoch("us")
-    keep = moment.is_between(_EPOCH_US, upper, closed="both")
+    keep = moment.is_between(_EPOCH_US, upper, closed="both").fill_null(False)
     bad = int(frame.select((~keep).sum()).item())
     return InRange(frame.filter(keep) if bad else frame, bad)
 

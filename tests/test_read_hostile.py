@@ -156,8 +156,8 @@ def test_mine_counts_back_from_the_real_latest_event(filled: Filled) -> None:
 
 def test_every_page_and_document_answers_with_strict_json(filled: Filled,
                                                           client: httpx.Client) -> None:
-    """`/`, each process's page, the API and map.svg answer 200 in every window, and every
-    JSON body parses without NaN or Infinity."""
+    """`/`, each process's page, the API, map.svg and the downloads answer 200 in every
+    window; every JSON body parses without NaN or Infinity, every XML body is well-formed."""
     for window in WINDOWS:
         for path in ("/", "/api/processes"):
             r = client.get(path, params={"window": window})
@@ -167,13 +167,16 @@ def test_every_page_and_document_answers_with_strict_json(filled: Filled,
             quoted = quote(name, safe="")
             for path in (f"/processes/{quoted}", f"/api/processes/{quoted}",
                          f"/api/processes/{quoted}/map.svg", f"/api/processes/{quoted}/stuck",
-                         f"/api/processes/{quoted}/events.xes"):
+                         f"/api/processes/{quoted}/events.xes",
+                         f"/api/processes/{quoted}/model.bpmn"):
                 r = client.get(path, params={"window": window})
                 assert r.status_code == 200, (path, window, r.text[:300])
                 if r.headers["content-type"].startswith("application/json"):
                     strict_json(r.text)
                 else:
                     assert "\x1b" not in r.text and "\x07" not in r.text, path
+                    if not path.startswith("/processes/"):
+                        ET.fromstring(r.content)  # SVG, XES, BPMN: well-formed XML
 
 
 def test_the_overview_shows_the_real_events_despite_one_at_9999(filled: Filled,
