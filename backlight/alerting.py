@@ -23,6 +23,7 @@ from alerts.state import AlertState, open_alert_state
 from backlight.config import ConfigError, ProcessSettings, Settings
 from ingest.store import EventStore, open_store
 from mining.frame import Events, prepare
+from mining.timerange import within_range
 from schemas.alerts import (
     Acknowledgement,
     Alert,
@@ -115,7 +116,9 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                 raise ConfigError(f"--process {unknown[0]!r}: not configured and no events of it")
             defs = [d for d in defs if d.name in processes]
         for definition in defs:
-            events = prepare(store.events(definition.name, until=now + timedelta(microseconds=1)))
+            # Events up to now; those stored with a time before 1970 are not evaluated either.
+            stored = store.events(definition.name, until=now + timedelta(microseconds=1))
+            events = prepare(within_range(stored, now).frame)
             if not definition.end_activities and events.df.height:
                 definition = _definition_learning(settings, definition, events)
                 if definition.end_activities_learned:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
 
+from backlight import strict_json
 from backlight.config import ConfigError, Settings
 from ingest.store import mask_url, open_store
+from mining.timerange import OUT_OF_RANGE, InRange, within_range
 
 # Each format imports its own part of the mining core when it runs: `mine --format json` never
 # loads the SVG renderer or pm4py's wrapper.
@@ -27,7 +28,8 @@ class Mined:
 
 
 def load_events(settings: Settings, process: str) -> pl.DataFrame:
-    """The process's events from the store; a clear error when it has none."""
+    """The process's events from the store (all of them, whatever their time); a clear error
+    when it has none."""
     store = open_store(settings.store.url)
     try:
         frame = store.events(process)
@@ -38,6 +40,23 @@ def load_events(settings: Settings, process: str) -> pl.DataFrame:
         return frame
     finally:
         store.close()
+
+
+def usable(process: str, frame: pl.DataFrame) -> InRange:
+    """The events with a time in range (``mining.timerange``); a clear error when none is."""
+    kept = within_range(frame)
+    if kept.frame.is_empty() and kept.out_of_range:
+        raise ConfigError(f"--process {process!r}: every one of its {kept.out_of_range} event(s) "
+                          f"has a time {OUT_OF_RANGE}")
+    return kept
+
+
+def out_of_range_note(process: str, count: int) -> tuple[str, ...]:
+    """What `mine` says on stderr about the events it left out for their time."""
+    if not count:
+        return ()
+    return (f"{count} event(s) of {process!r} left out: their time is {OUT_OF_RANGE} (stored "
+            "before decode refused such times)",)
 
 
 def _with_comment(xml: str, lines: tuple[str, ...]) -> str:
@@ -67,8 +86,12 @@ def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None
          view: Literal["frequency", "performance"] = "frequency", activities: float = 1.0,
          paths: float = 0.2, frame: pl.DataFrame | None = None) -> Mined:
     """Discover the process from the store (or from `frame`, its events already read) and
-    render it in the asked format."""
-    frame = load_events(settings, process) if frame is None else frame
+    render it in the asked format. Events with a time out of range are left out (a note says
+    how many; the JSON has them as ``out_of_range_events``)."""
+    kept = usable(process, load_events(settings, process) if frame is None else frame)
+    frame, out_of_range = kept.frame, kept.out_of_range
+    del kept  # the frame alone holds the events (the JSON path lets it go early)
+    notes = out_of_range_note(process, out_of_range)
     if fmt == "json":
         from mining.summary import narrow, summarize, summary_events
 
@@ -85,20 +108,21 @@ def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None
         del events
         if checked is not None:
             doc["conformance"] = checked
-        return Mined(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        doc["out_of_range_events"] = out_of_range
+        return Mined(strict_json.dumps(doc, indent=2, ensure_ascii=False) + "\n", notes)
     if fmt == "svg":
         from mining.render import MapOptions, process_map_svg
 
         options = MapOptions(view=view, activities=activities, paths=paths)
-        return Mined(process_map_svg(frame, options, title=process))
+        return Mined(process_map_svg(frame, options, title=process), notes)
     if fmt == "bpmn":
         from mining.model import discover_model
 
         model = discover_model(frame)
-        notes = tuple(model.left_out())
-        return Mined(_with_comment(model.bpmn_xml, notes), notes)
+        left_out = tuple(model.left_out())
+        return Mined(_with_comment(model.bpmn_xml, left_out), notes + left_out)
     from mining.export import write_xes
 
     buffer = io.StringIO()
     write_xes(frame, process, buffer)
-    return Mined(buffer.getvalue())
+    return Mined(buffer.getvalue(), notes)

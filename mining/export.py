@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TextIO
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import quoteattr as _quoteattr
 
 import polars as pl
 
-from mining.frame import EventsLike, prepare
+from mining.frame import NOT_XML, EventsLike, prepare
+
+_NOT_XML = re.compile(NOT_XML)
+_TIME = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
+"""XES times in UTC with microseconds, formatted by polars: no row becomes a Python datetime,
+so no stored time can overflow the export."""
+
+
+def quoteattr(text: str) -> str:
+    """An XML attribute value: escaped and quoted, characters XML cannot hold as U+FFFD."""
+    return _quoteattr(_NOT_XML.sub("\ufffd", text))
 
 _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <log xes.version="1849-2016" xes.features="" xmlns="http://www.xes-standard.org/">
@@ -23,15 +34,15 @@ _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 def _lines(df: pl.DataFrame) -> Iterator[str]:
     case: str | None = None
     for case_id, activity, ts, lifecycle, resource, team in df.select(
-        "case_id", "activity", "timestamp", "lifecycle", "resource", "team"
-    ).iter_rows():
+        "case_id", "activity", pl.col("timestamp").dt.to_string(_TIME), "lifecycle", "resource",
+        "team").iter_rows():
         if case_id != case:
             if case is not None:
                 yield "  </trace>\n"
             yield f'  <trace>\n    <string key="concept:name" value={quoteattr(case_id)}/>\n'
             case = case_id
         yield (f'    <event>\n      <string key="concept:name" value={quoteattr(activity)}/>\n'
-               f'      <date key="time:timestamp" value="{ts.isoformat(timespec="microseconds")}"/>\n'
+               f'      <date key="time:timestamp" value="{ts}"/>\n'
                f'      <string key="lifecycle:transition" value="{lifecycle}"/>\n')
         if resource is not None:
             yield f'      <string key="org:resource" value={quoteattr(resource)}/>\n'

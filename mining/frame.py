@@ -27,6 +27,10 @@ SCHEMA: Final[dict[str, pl.DataType]] = {
 NULLABLE: Final = frozenset({"resource", "team", "attributes"})
 LIFECYCLES: Final = ("start", "complete", "schedule")
 ORDER: Final = ("case_id", "timestamp", "seq")
+NOT_XML: Final = "[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"
+"""The characters XML 1.0 cannot hold, even as references, as a regular expression (Python's
+``re`` and polars' both read it). Event data stored before decode refused NUL may carry them;
+every XML document made from events (SVG, BPMN, XES) shows them as U+FFFD."""
 
 
 def _same_type(actual: pl.DataType, expected: pl.DataType) -> bool:

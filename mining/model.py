@@ -28,7 +28,7 @@ import polars as pl
 
 from mining import _pm4py
 from mining.errors import FrameError, MiningError, Pm4pyError
-from mining.frame import LIFECYCLES, Events, EventsLike, only, prepare
+from mining.frame import LIFECYCLES, NOT_XML, Events, EventsLike, only, prepare
 
 DEFAULT_COVERAGE: Final = 0.8
 DEFAULT_NOISE_THRESHOLD: Final = 0.0  # the variant filter already drops infrequent behaviour
@@ -145,7 +145,8 @@ def discover_model(
     if not 0 <= noise_threshold < 1:
         raise MiningError(f"noise_threshold must be in [0, 1), got {noise_threshold}")
     events, used = _select(data, lifecycle)
-    df = events.df
+    # Names as the BPMN can hold them: pm4py writes them into XML as they are.
+    df = events.df.with_columns(pl.col("activity").str.replace_all(NOT_XML, "\ufffd"))
     if df.is_empty():
         raise MiningError("no events to discover a model from")
     traces = df.group_by("case_id", maintain_order=True).agg(pl.col("activity").alias("trace"))

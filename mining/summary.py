@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -14,13 +13,16 @@ from mining.handoffs import discover_handoffs
 from mining.rework import discover_loops, discover_rework
 from mining.service import service_times
 from mining.stats import rounded
+from mining.timerange import from_us
 from mining.variants import discover_variants, duration_stats, throughput_by_week
 
 NDIGITS = 3
 
 
-def _iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC, or None."""
+def _iso(micros: int | None) -> str | None:
+    """ISO 8601 in UTC of microseconds since the epoch; None when there is none, or when Python
+    cannot hold it (beyond year 9999: never raises)."""
+    value = None if micros is None else from_us(micros)
     return None if value is None else value.isoformat()
 
 
@@ -70,7 +72,8 @@ def summarize(df: EventsLike | Narrowed, process: str, lifecycle: str | None = N
     """The JSON-serialisable summary of one process's events, as in DESIGN.md."""
     events = summary_events(df, lifecycle)
     frame = events.df
-    window = frame.select(pl.col("timestamp").min().alias("from"), pl.col("timestamp").max().alias("to"))
+    moment = pl.col("timestamp").dt.epoch("us")
+    window = frame.select(moment.min().alias("from"), moment.max().alias("to"))
     dfg = discover_dfg(events)
     stats = duration_stats(events)
     return {

@@ -50,12 +50,17 @@ class WeekOut(_Out):
 
 
 class ProcessOut(_Out):
-    """One process as the overview shows it."""
+    """One process as the overview shows it. When its figures could not be computed, ``error``
+    says why and every figure is null (the other processes are listed as usual)."""
 
     name: str
-    events: int
-    cases: int
-    open_cases: int
+    error: str | None = None
+    events: int | None
+    out_of_range_events: int | None = Field(
+        description="events left out of every figure: their time is before 1970-01-01 or later "
+                    "than now plus a day (stored before decode refused such times)")
+    cases: int | None
+    open_cases: int | None
     as_of: datetime | None
     median_case_seconds: float | None
     weekly: list[WeekOut]
@@ -69,14 +74,26 @@ class ProcessOut(_Out):
     last_reviewed: str | None
     reviewed_by: str | None
     review_due: str | None
-    review_stale: bool
-    configured: bool
+    review_stale: bool | None
+    configured: bool | None
+
+    @classmethod
+    def failed(cls, row: ProcessRow) -> ProcessOut:
+        return cls(name=row.name, error=row.error or "no figures", events=None,
+                   out_of_range_events=None, cases=None, open_cases=None, as_of=None,
+                   median_case_seconds=None, weekly=[], sla=None, sla_met=None,
+                   rework_share=None, open_alerts=row.open_alerts, owners=[], owner=None,
+                   team=None, last_reviewed=None, reviewed_by=None, review_due=None,
+                   review_stale=None, configured=None)
 
     @classmethod
     def of(cls, row: ProcessRow, today: datetime) -> ProcessOut:
         s, g = row.snapshot, row.governance
+        if s is None or g is None:
+            return cls.failed(row)
         return cls(
-            name=s.process, events=s.events, cases=s.cases, open_cases=s.open_cases,
+            name=s.process, events=s.events, out_of_range_events=s.out_of_range, cases=s.cases,
+            open_cases=s.open_cases,
             as_of=s.as_of, median_case_seconds=s.median_case_s,
             weekly=[WeekOut(week=w.week, cases=w.cases, median_seconds=w.median_seconds)
                     for w in s.weekly],

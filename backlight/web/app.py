@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from backlight import strict_json
 from backlight.config import Settings
 from backlight.metrics import Metrics
 from backlight.web import api, pages
@@ -45,6 +46,15 @@ OPEN_PATHS: Final = ("/healthz", "/readyz", "/metrics", "/static/", "/login")
 SAFE_METHODS: Final = ("GET", "HEAD", "OPTIONS")
 
 
+class StrictJSONResponse(JSONResponse):
+    """JSON every parser reads: a non-finite number anywhere in the content is sent as null
+    (Starlette's own would fail the request with a 500)."""
+
+    def render(self, content: object) -> bytes:
+        return strict_json.dumps(content, ensure_ascii=False, indent=None,
+                                 separators=(",", ":")).encode("utf-8")
+
+
 def create_app(settings: Settings, service: WebService | None = None,
                metrics: Metrics | None = None) -> FastAPI:
     """The app over the store ``settings`` names (or over ``service``, already opened);
@@ -61,7 +71,7 @@ def create_app(settings: Settings, service: WebService | None = None,
     # No /docs or /redoc: FastAPI serves them with scripts from a CDN, which a closed network
     # cannot reach and our Content-Security-Policy refuses; /openapi.json documents the API.
     app = FastAPI(title="Backlight", version="0.1.0", lifespan=lifespan, docs_url=None,
-                  redoc_url=None,
+                  redoc_url=None, default_response_class=StrictJSONResponse,
                   description="Process mining for back-office operations: maps, variants, "
                               "hand-offs, stuck cases and alerts of each process.")
     app.state.settings = settings
@@ -133,7 +143,7 @@ def _refusal(request: Request, auth: Authenticator) -> Response | None:
 
 
 def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return StrictJSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def _error(request: Request, status: int, detail: str) -> Response:

@@ -8,6 +8,7 @@ act as the signed-in user, through the same functions as the CLI.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+import markupsafe
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -32,10 +34,24 @@ VIEWS = ("frequency", "performance")
 TOP_VARIANTS = 15
 
 
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""Control characters (escape, bell, NUL...): event data stored before decode refused NUL may
+carry them; no page shows them raw."""
+
+
+def _visible(value: object) -> object:
+    """A value as a page shows it: control characters as U+FFFD (markup stays markup)."""
+    if isinstance(value, str) and CONTROL.search(value):
+        cleaned = CONTROL.sub("\ufffd", value)
+        # Markup stays markup: taking control characters out of it cannot make a tag.
+        return markupsafe.Markup(cleaned) if isinstance(value, markupsafe.Markup) else cleaned  # noqa: S704
+    return value
+
+
 def _environment() -> jinja2.Environment:
     folder = resources.files("backlight.web").joinpath("templates")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True, finalize=_visible)
     env.filters.update(q=q, duration=forms.duration, percent=forms.percent, when=forms.when,
                        bar=share_bar)
     return env
@@ -101,11 +117,15 @@ def _window_links(path: str, current: str, **keep: str) -> list[dict[str, Any]]:
 
 def _row(row: ProcessRow, today: datetime) -> dict[str, Any]:
     s, g = row.snapshot, row.governance
+    if s is None or g is None:
+        return {"name": row.name, "error": row.error or "no figures", "alerts": sorted(
+            row.open_alerts.items(), key=lambda kv: -_SEVERITY_RANK.get(kv[0], 0))}
     medians = [w.median_seconds for w in s.weekly]
     label = ("weekly median throughput: " + ", ".join(forms.duration(m) for m in medians)
              if medians else "no closed cases")
     return {
         "name": s.process, "cases": s.cases, "open_cases": s.open_cases, "events": s.events,
+        "out_of_range": s.out_of_range, "error": None,
         "median": forms.duration(s.median_case_s), "spark": sparkline(medians, label),
         "weeks": len(medians),
         "trend": _trend(medians), "sla": g.sla, "sla_met": s.sla_met,

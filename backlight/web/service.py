@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import io
+import logging
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -27,6 +28,14 @@ from mining.model import discover_model
 from mining.render import MapOptions, View, process_map_svg
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity, Silence, Status
 from schemas.errors import BacklightError
+
+log = logging.getLogger("backlight.web")
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as the overview shows it: its kind and first line, at most 300 characters."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 class NotFound(BacklightError):
@@ -55,12 +64,15 @@ class Governance:
 
 @dataclass(frozen=True)
 class ProcessRow:
-    """One line of the overview."""
+    """One line of the overview: the process's figures, or why they could not be computed."""
 
-    snapshot: Snapshot
-    governance: Governance
+    name: str
+    snapshot: Snapshot | None
+    governance: Governance | None
     open_alerts: dict[str, int]
     """Firing (and pending) alerts by severity."""
+    error: str | None = None
+    """What went wrong computing this process's line (its figures are then None)."""
 
 
 class WebService:
@@ -121,13 +133,18 @@ class WebService:
         alerts = self.alerts()
         rows = []
         for name in self.names():
-            definition = self.definition(name)
             counts: dict[str, int] = {}
             for a in alerts:
                 if a.process == name and a.status in (Status.FIRING, Status.PENDING):
                     counts[a.severity.value] = counts.get(a.severity.value, 0) + 1
-            rows.append(ProcessRow(self.snapshot(name, window), self.governance(definition),
-                                   counts))
+            try:
+                definition = self.definition(name)
+                rows.append(ProcessRow(name, self.snapshot(name, window),
+                                       self.governance(definition), counts))
+            except Exception as exc:  # one process's data never hides the others
+                log.exception("overview: the figures of one process failed",
+                              extra={"fields": {"process": name, "window": window}})
+                rows.append(ProcessRow(name, None, None, counts, error=_describe(exc)))
         return rows
 
     # --- documents ---------------------------------------------------------------------------

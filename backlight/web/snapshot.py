@@ -4,7 +4,9 @@ A ``Snapshot`` is built from the process's events and its definition (owner, SLA
 activities) by pure code; ``backlight.web.cache`` keeps it until the store receives new events
 of the process. Times are the data's own: "the last 4 weeks" ends at the process's latest event,
 so a replayed or simulated history reads the same as a live one, and so do stuck cases (idle
-until that moment).
+until that moment). Events whose time is out of range (before 1970, or later than now plus
+``mining.timerange.MAX_FUTURE_SKEW``: stored before decode refused them) are left out of every
+figure and counted (``Snapshot.out_of_range``), so one event at 9999-12-30 cannot move "now".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from alerts.registry import ProcessDefinition
 from alerts.rules.stuck import stuck
 from mining.frame import Events, prepare
 from mining.summary import summarize
+from mining.timerange import from_us, within_range
 from mining.variants import WeekThroughput, throughput_by_week
 
 WindowKey = Literal["4w", "quarter", "all"]
@@ -63,6 +66,8 @@ class Snapshot:
     end_activities_learned: bool
     frame: pl.DataFrame
     """The window's events (maps and downloads are drawn from them)."""
+    out_of_range: int = 0
+    """The process's events left out of every figure for their time (``mining.timerange``)."""
 
     @property
     def events(self) -> int:
@@ -81,25 +86,29 @@ def window_start(latest: datetime | None, window: str) -> datetime | None:
     return None if span is None or latest is None else latest - span
 
 
-def build_snapshot(definition: ProcessDefinition, frame: pl.DataFrame, window: str) -> Snapshot:
-    """The snapshot of ``frame`` (all of the process's events) restricted to ``window``."""
-    events_all = prepare(frame)
+def build_snapshot(definition: ProcessDefinition, frame: pl.DataFrame, window: str,
+                   now: datetime | None = None) -> Snapshot:
+    """The snapshot of ``frame`` (all of the process's events) restricted to ``window``; the
+    events whose time is out of range when the clock reads ``now`` are only counted."""
+    kept = within_range(frame, now)
+    events_all, out_of_range = prepare(kept.frame), kept.out_of_range
+    del frame, kept  # the ordered copy alone holds the events from here
     df = events_all.df
-    latest: datetime | None = df["timestamp"].max() if df.height else None  # type: ignore[assignment]
+    latest = from_us(int(df["timestamp"].dt.epoch("us").max())) if df.height else None  # type: ignore[arg-type]
     start = window_start(latest, window)
     events = events_all if start is None else prepare(df.filter(pl.col("timestamp") >= start))
-    summary = summarize(events, definition.name)
+    summary = {**summarize(events, definition.name), "out_of_range_events": out_of_range}
     if latest is None:
         return Snapshot(definition.name, window, None, summary, 0, None, (), None, None, (),
-                        definition.end_activities, False, events.df)
+                        definition.end_activities, False, events.df, out_of_range)
     ctx = RuleContext(definition, events, latest)
     # Figures about now (cases in flight, stuck cases) count every open case, whatever the
     # window: a case stuck for five weeks has no event in the last four. Figures about the
     # work done (map, variants, throughput, SLA, rework) are the window's.
-    now = ctx if start is None else RuleContext(definition, events_all, latest)
+    current = ctx if start is None else RuleContext(definition, events_all, latest)
     facts = ctx.facts
     closed = facts.cases.filter(pl.col("closed"))
-    in_flight = now.facts.cases.filter(~pl.col("closed")).height
+    in_flight = current.facts.cases.filter(~pl.col("closed")).height
     return Snapshot(
         process=definition.name, window=window, as_of=latest, summary=summary,
         open_cases=in_flight,
@@ -107,9 +116,9 @@ def build_snapshot(definition: ProcessDefinition, frame: pl.DataFrame, window: s
         weekly=tuple(throughput_by_week(events)),
         sla_met=_sla_met(definition, closed),
         rework_share=_rework_share(events),
-        stuck=_stuck(now),
+        stuck=_stuck(current),
         end_activities=facts.end_activities, end_activities_learned=facts.end_activities_learned,
-        frame=events.df)
+        frame=events.df, out_of_range=out_of_range)
 
 
 def _median(column: pl.Series) -> float | None:
