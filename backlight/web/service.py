@@ -20,6 +20,7 @@ from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.mine import conformance
 from backlight.web.cache import ProcessCache
+from backlight.web.limits import STEP, RenderGate, quantise
 from backlight.web.snapshot import WINDOWS, Snapshot, build_snapshot
 from ingest.store import open_store
 from mining.export import write_xes
@@ -73,6 +74,7 @@ class WebService:
         self.snapshots: ProcessCache[Snapshot] = ProcessCache(
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
+        self.map_gate = RenderGate(settings.web.map_renders, settings.web.map_wait_s)
         self._seen: set[str] = set()
         self._seen_seq = 0
         self._seen_lock = threading.Lock()
@@ -136,11 +138,14 @@ class WebService:
 
     def map_svg(self, name: str, window: str, view: View, activities: float,
                 paths: float) -> str:
+        """The map, its thresholds snapped to 5% steps; laid out through ``map_gate`` (at
+        most ``web.map_renders`` at once, ``RenderBusy`` after ``web.map_wait_s``)."""
+        activities, paths = quantise(activities, STEP), quantise(paths, 0.0)
         options = MapOptions(view=view, activities=activities, paths=paths)
         snap = self.snapshot(name, window)
         return self.documents.get(
             (name, window, snap.events, "svg", view, activities, paths),
-            lambda: process_map_svg(snap.frame, options, title=name))
+            lambda: self.map_gate.run(lambda: process_map_svg(snap.frame, options, title=name)))
 
     def bpmn(self, name: str, window: str) -> str:
         snap = self.snapshot(name, window)
