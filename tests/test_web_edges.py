@@ -211,6 +211,31 @@ def test_login_beyond_the_limit_gets_429_and_other_clients_do_not(
     assert guessed not in caplog.text and WRITER_TOKEN not in caplog.text
 
 
+def test_parallel_sign_ins_cannot_slip_past_the_limit(store: Path) -> None:
+    """30 wrong sign-ins from one client at once: exactly 10 are answered 401, the rest 429."""
+    with served(web_settings(store, secret=SECRET)) as http:
+        form = http.get("/login")
+        nonce, csrf = form.cookies[CSRF_COOKIE], csrf_of(form.text)
+        base = str(http.base_url)
+        start = threading.Barrier(30)
+        codes: list[int] = []
+
+        def guess(i: int) -> None:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                start.wait(60)
+                codes.append(client.post("/login", data={
+                    "csrf_token": csrf, "token": f"guess-{i:04d}-0123456789", "next": "/"},
+                    headers={"Cookie": f"{CSRF_COOKIE}={nonce}",
+                             "X-Forwarded-For": "203.0.113.77"}).status_code)
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert sorted(codes) == [401] * 10 + [429] * 20
+
+
 def test_forwarded_for_from_an_untrusted_address_does_not_escape_the_limit(store: Path) -> None:
     """Not behind a trusted proxy, X-Forwarded-For is ignored: a client cannot name itself
     another address to get ten more attempts."""

@@ -25,24 +25,51 @@ def test_limiter_refuses_beyond_the_limit_until_the_oldest_failure_leaves_the_mi
     clock = Clock()
     limiter = AttemptLimiter(10, clock=clock)
     for i in range(10):
-        assert limiter.retry_after("203.0.113.5") is None
-        assert limiter.failed("203.0.113.5") == i + 1
+        assert limiter.attempt("203.0.113.5") is None
+        assert limiter.failures("203.0.113.5") == i + 1
         clock.now += 2
-    assert limiter.retry_after("203.0.113.5") == 40  # first failure at 1000, now 1020
-    assert limiter.retry_after("203.0.113.6") is None  # another client is not limited
+    assert limiter.attempt("203.0.113.5") == 40  # first failure at 1000, now 1020
+    assert limiter.failures("203.0.113.5") == 10  # a refused attempt is not counted
+    assert limiter.attempt("203.0.113.6") is None  # another client is not limited
     clock.now = 1060.5
-    assert limiter.retry_after("203.0.113.5") is None  # the first one left the minute
-    assert limiter.failed("203.0.113.5") == 10
-    assert limiter.retry_after("203.0.113.5") == 2
+    assert limiter.attempt("203.0.113.5") is None  # the first one left the minute
+    assert limiter.attempt("203.0.113.5") == 2
+
+
+def test_successful_attempts_are_not_failures() -> None:
+    """An attempt that succeeded is taken back: twenty sign-ins in a minute, none refused."""
+    limiter = AttemptLimiter(3, clock=Clock())
+    for _ in range(20):
+        assert limiter.attempt("198.51.100.1") is None
+        limiter.succeeded("198.51.100.1")
+    assert limiter.failures("198.51.100.1") == 0
+
+
+def test_parallel_attempts_cannot_slip_past_the_limit() -> None:
+    """Attempts are counted when admitted: 50 threads at once, exactly `limit` get through."""
+    limiter = AttemptLimiter(10, clock=Clock())
+    start = threading.Barrier(50)
+    admitted: list[bool] = []
+
+    def attempt() -> None:
+        start.wait(30)
+        admitted.append(limiter.attempt("192.0.2.9") is None)
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert admitted.count(True) == 10 and len(admitted) == 50
 
 
 def test_limiter_remembers_a_bounded_number_of_clients() -> None:
     """Beyond max_clients addresses, the least recently seen are forgotten (memory bounded)."""
     limiter = AttemptLimiter(1, max_clients=100, clock=Clock())
     for i in range(1000):
-        limiter.failed(f"10.0.{i // 256}.{i % 256}")
-    assert limiter.retry_after("10.0.3.231") == 60  # the newest: still limited
-    assert limiter.retry_after("10.0.0.0") is None  # the oldest: forgotten
+        limiter.attempt(f"10.0.{i // 256}.{i % 256}")
+    assert limiter.attempt("10.0.3.231") == 60  # the newest: still limited
+    assert limiter.failures("10.0.0.0") == 0  # the oldest: forgotten
     assert len(limiter._failures) == 100
 
 

@@ -41,27 +41,38 @@ class AttemptLimiter:
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def retry_after(self, key: str) -> int | None:
-        """Seconds until ``key`` may try again (at least 1), or None if it may now."""
+    def attempt(self, key: str) -> int | None:
+        """Admit an attempt of ``key`` and count it as a failure until ``succeeded`` says
+        otherwise (counted up front, so a burst of parallel attempts cannot all slip past the
+        check); or, when ``key`` has ``limit`` failures in the window, the seconds until it may
+        try again (at least 1) and nothing is counted."""
         now = self._clock()
         with self._lock:
             failures = self._recent(key, now)
-            if failures is None or len(failures) < self.limit:
-                return None
-            return max(1, math.ceil(failures[0] + self.window_s - now))
-
-    def failed(self, key: str) -> int:
-        """Count a failed attempt of ``key``; returns its failures in the window."""
-        now = self._clock()
-        with self._lock:
-            failures = self._recent(key, now)
+            if failures is not None and len(failures) >= self.limit:
+                return max(1, math.ceil(failures[0] + self.window_s - now))
             if failures is None:
                 failures = self._failures[key] = deque()
             failures.append(now)
             self._failures.move_to_end(key)
             while len(self._failures) > self._max_clients:
                 self._failures.popitem(last=False)
-            return len(failures)
+            return None
+
+    def succeeded(self, key: str) -> None:
+        """The attempt admitted last for ``key`` succeeded: it is not a failure."""
+        with self._lock:
+            failures = self._failures.get(key)
+            if failures:
+                failures.pop()
+                if not failures:
+                    del self._failures[key]
+
+    def failures(self, key: str) -> int:
+        """Failed attempts of ``key`` in the window."""
+        with self._lock:
+            failures = self._recent(key, self._clock())
+            return 0 if failures is None else len(failures)
 
     def _recent(self, key: str, now: float) -> deque[float] | None:
         failures = self._failures.get(key)

@@ -321,7 +321,7 @@ async def login(request: Request) -> Response:
     auth = _auth(request)
     client = client_address(request, auth.web.trusted_proxies)
     limiter: AttemptLimiter = request.app.state.login_limiter
-    wait = limiter.retry_after(client)
+    wait = limiter.attempt(client)
     if wait is not None:
         log.warning("sign-in refused from %r: %d failed attempts within a minute", client,
                     limiter.limit)
@@ -334,18 +334,17 @@ async def login(request: Request) -> Response:
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
     target = forms.safe_next(form.get("next"))
     if not auth.csrf_ok(request, form.get(CSRF_FIELD)):
-        failures = limiter.failed(client)
         log.warning("sign-in failed from %r: CSRF token missing or wrong (%d within a minute)",
-                    client, failures)
+                    client, limiter.failures(client))
         return error_page(request, 403, "This sign-in form has expired (CSRF token missing or "
                                         "wrong). Reload the page and retry.")
     token = auth.from_token(form.get("token", "").strip()) if form.get("token") else None
     if token is None:
-        failures = limiter.failed(client)
         log.warning("sign-in failed from %r: unknown token (%d within a minute)", client,
-                    failures)
+                    limiter.failures(client))
         return render(request, "login.html", {
             "next": target, "error": "That token is not known here."}, 401)
+    limiter.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, auth.session_cookie(token.name), httponly=True,
                         samesite="strict", path="/", secure=_https(request))
