@@ -282,6 +282,9 @@ class WebSettings(_Model):
     """Process maps laid out (Graphviz processes) at once; more requests wait."""
     map_wait_s: float = Field(10.0, ge=0, le=600)
     """How long a map request waits for its turn before a 503 with Retry-After."""
+    map_timeout_s: float = Field(60.0, gt=0, le=3600)
+    """Longest a map's layout may take; a map that takes longer is answered 422, and not
+    tried again until its process gets new events."""
 
     @field_validator("tokens")
     @classmethod

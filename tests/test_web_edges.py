@@ -27,18 +27,20 @@ from schemas.event import CaseEvent, to_time_us
 
 SECRET = "session-signing-secret-0123456789abcdef"
 NEW_WRITER_TOKEN = "writer-token-rotated-987654"
-WIDE = "wide"
+WIDE, TANGLE = "wide", "tangle"
 """A process of 12 activities and random paths between them: dot takes a second or so to lay
 out its performance map (at 30 activities, 40 s)."""
 
 
-def wide_events(cases: int = 400, activities: int = 12, seed: int = 3) -> list[CaseEvent]:
+def wide_events(cases: int = 400, activities: int = 12, seed: int = 3,
+                process: str = WIDE) -> list[CaseEvent]:
+    """``cases`` random walks over ``activities`` steps (a tangle at 30: 40 s of layout)."""
     rng = random.Random(seed)
     t0 = to_time_us(datetime.fromisoformat("2026-03-02T09:00:00+00:00"))
     out = []
     for c in range(cases):
         for i in range(rng.randint(4, 12)):
-            out.append(CaseEvent(f"w-{c}-{i}", WIDE, f"case-{c}",
+            out.append(CaseEvent(f"{process}-{c}-{i}", process, f"case-{c}",
                                  f"step {rng.randrange(activities):02d}",
                                  t0 + (c * 3600 + i * 600) * 1_000_000))
     return out
@@ -51,6 +53,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wide = SQLiteStore(path)
     try:
         wide.write(wide_events())
+        wide.write(wide_events(activities=30, process=TANGLE))
     finally:
         wide.close()
     return path
@@ -357,3 +360,27 @@ def test_renders_beyond_the_limit_get_503_with_retry_after(store: Path) -> None:
                 assert "retry in a moment" in r.json()["detail"]
         assert peak <= 1
         assert map_counters(http) == (codes.count(200), codes.count(503))
+
+
+def test_a_map_beyond_its_time_is_a_422_not_tried_again_until_new_events(store: Path) -> None:
+    """A layout that exceeds web.map_timeout_s answers 422 naming the limit; asking again
+    answers the same without another render, until the process gets new events."""
+    url = f"/api/processes/{TANGLE}/map.svg"
+    params = {"view": "performance", "activities": "1", "paths": "0.3"}
+    with served(web_settings(store, map_timeout_s=0.5)) as http:
+        first = http.get(url, params=params)
+        assert first.status_code == 422
+        assert "longer than 0.5 s" in first.json()["detail"]
+        assert map_counters(http)[0] == 1
+        for _ in range(5):
+            assert http.get(url, params=params).status_code == 422
+        assert map_counters(http)[0] == 1
+        writer = SQLiteStore(store)
+        try:
+            writer.write([CaseEvent("tangle-new", TANGLE, "case-new", "step 00",
+                                    to_time_us(datetime.fromisoformat("2026-06-01T09:00:00+00:00")))])
+        finally:
+            writer.close()
+        threading.Event().wait(1.5)  # past the caches' once-a-second look at the store
+        assert http.get(url, params=params).status_code == 422
+        assert map_counters(http)[0] == 2

@@ -161,6 +161,7 @@ def test_gate_without_waiting_refuses_while_its_slot_is_taken() -> None:
     ("[web]\nmap_renders = \"many\"", "web.map_renders"),
     ("[web]\nmap_wait_s = -1", "web.map_wait_s"),
     ("[web]\nmap_wait_s = nan", "web.map_wait_s"),
+    ("[web]\nmap_timeout_s = 0", "web.map_timeout_s"),
 ])
 def test_bad_limits_in_the_config_name_their_key(tmp_path: Path, text: str, needle: str) -> None:
     """A limit out of range is a ConfigError naming the key (the CLI exits 2 with it)."""

@@ -71,7 +71,7 @@ def create_app(settings: Settings, service: WebService | None = None,
     app.state.metrics = metrics or Metrics()
     app.state.metrics.watch_store(settings.store.url, app.state.service.store)
     app.state.login_limiter = AttemptLimiter(settings.web.login_failures_per_minute)
-    gate: RenderGate = app.state.service.map_gate
+    gate: RenderGate = app.state.service.maps.gate
     gate.on_render = app.state.metrics.map_renders.inc
     gate.on_refused = app.state.metrics.map_busy.inc
 
