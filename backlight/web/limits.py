@@ -2,10 +2,13 @@
 
 - ``AttemptLimiter``: failed sign-ins per client (its address, through the trusted proxy rules
   of ``auth.client_address``) in a sliding minute; beyond the limit ``/login`` answers 429 with
-  ``Retry-After`` until the oldest failure leaves the minute. Memory is bounded: at most
-  ``max_clients`` addresses are remembered (the least recently seen are forgotten first).
+  ``Retry-After`` until the oldest failure leaves the minute. An attempt counts as a failure
+  from the moment it is admitted until it succeeds, so parallel attempts cannot all pass the
+  check before the first is counted. Memory is bounded: at most ``max_clients`` addresses are
+  remembered (the least recently seen are forgotten first).
 - ``quantise``: map thresholds snapped to the sliders' 5% steps, so distinct URLs map to at
-  most 20 x 21 maps per process, window, view and data version (and the cache holds them).
+  most 20 x 21 maps per process, window, view and data version (``backlight.web.maps`` caches
+  them).
 - ``RenderGate``: at most ``limit`` maps laid out at once (each is a Graphviz ``dot`` process);
   a request beyond that waits up to ``wait_s`` for its turn, and at most ``max_waiting`` wait:
   the others get ``RenderBusy`` at once (503 with ``Retry-After``). Nobody can start an
