@@ -293,6 +293,16 @@ class WebSettings(_Model):
     (sign-ins then last until a restart). Set it when several instances serve one address."""
     cache_entries: int = Field(64, ge=1, le=10_000)
     """Process summaries (per time window) kept in memory."""
+    login_failures_per_minute: int = Field(10, ge=1, le=10_000)
+    """Failed sign-ins a client (its address; behind trusted_proxies, X-Forwarded-For's) may
+    make in a minute; beyond that ``/login`` answers 429 with Retry-After."""
+    map_renders: int = Field(1, ge=1, le=64)
+    """Process maps laid out (Graphviz processes) at once; more requests wait."""
+    map_wait_s: float = Field(10.0, ge=0, le=600)
+    """How long a map request waits for its turn before a 503 with Retry-After."""
+    map_timeout_s: float = Field(60.0, gt=0, le=3600)
+    """Longest a map's layout may take; a map that takes longer is answered 422, and not
+    tried again until its process gets new events."""
 
     @field_validator("tokens")
     @classmethod

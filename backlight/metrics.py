@@ -79,6 +79,11 @@ class Metrics:
                                             "the readiness probe's quick read of the store "
                                             "(its highest arrival seq)", buckets=READ_BUCKETS,
                                             registry=r)
+        self.map_renders = Counter("backlight_map_renders", "Process maps laid out by "
+                                   "Graphviz for map.svg (requests the cache did not answer)",
+                                   registry=r)
+        self.map_busy = Counter("backlight_map_busy", "map.svg requests refused with 503: "
+                                "every render slot stayed taken", registry=r)
         self._lock = threading.Lock()
         self._lags: dict[tuple[str, int], int] | None = None
         self._reported_at: float | None = None

@@ -169,14 +169,16 @@ def get_process(name: str, svc: Service, window: Window = DEFAULT_WINDOW) -> dic
 
 
 @router.get("/processes/{name}/map.svg", response_class=Response,
-            responses={200: {"content": {"image/svg+xml": {}}}})
+            responses={200: {"content": {"image/svg+xml": {}}},
+                       503: {"description": "Too many maps being drawn; see Retry-After"}})
 def get_map(name: str, svc: Service, window: Window = DEFAULT_WINDOW,
             view: Literal["frequency", "performance"] = "frequency",
             activities: Annotated[float, Query(gt=0, le=1)] = 1.0,
             paths: Annotated[float, Query(ge=0, le=1)] = 0.2) -> Response:
-    """The process map as SVG: frequency or performance view, activity and path thresholds."""
-    # Rounded to the slider's steps (a cache entry per step, not per float); never to 0.
-    svg = svc.map_svg(name, window, view, max(round(activities, 2), 0.01), round(paths, 2))
+    """The process map as SVG: frequency or performance view, activity and path thresholds
+    (snapped to 5% steps). 503 with Retry-After while the server draws as many maps as it
+    may at once (`web.map_renders`) for longer than a request waits (`web.map_wait_s`)."""
+    svg = svc.map_svg(name, window, view, activities, paths)
     return Response(svg, media_type="image/svg+xml")
 
 

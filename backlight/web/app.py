@@ -27,6 +27,7 @@ from backlight.metrics import Metrics
 from backlight.web import api, pages
 from backlight.web.auth import CSRF_HEADER, Authenticator
 from backlight.web.health import router as health_router
+from backlight.web.limits import AttemptLimiter, RenderBusy, RenderGate
 from backlight.web.service import NotFound, WebService
 from mining.errors import MiningError
 from schemas.errors import BacklightError
@@ -79,6 +80,10 @@ def create_app(settings: Settings, service: WebService | None = None,
     app.state.service = service or WebService(settings)
     app.state.metrics = metrics or Metrics()
     app.state.metrics.watch_store(settings.store.url, app.state.service.store)
+    app.state.login_limiter = AttemptLimiter(settings.web.login_failures_per_minute)
+    gate: RenderGate = app.state.service.maps.gate
+    gate.on_render = app.state.metrics.map_renders.inc
+    gate.on_refused = app.state.metrics.map_busy.inc
 
     @app.middleware("http")
     async def guard(request: Request,
@@ -100,6 +105,10 @@ def create_app(settings: Settings, service: WebService | None = None,
     @app.exception_handler(MiningError)
     async def cannot_mine(request: Request, exc: MiningError) -> Response:
         return _error(request, 422, str(exc))
+
+    @app.exception_handler(RenderBusy)
+    async def busy(request: Request, exc: RenderBusy) -> Response:
+        return _json(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(BacklightError)
     async def refused(request: Request, exc: BacklightError) -> Response:

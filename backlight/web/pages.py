@@ -8,6 +8,8 @@ act as the signed-in user, through the same functions as the CLI.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,14 +24,24 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from backlight.web import forms
-from backlight.web.auth import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, Authenticator, Principal
+from backlight.web.auth import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    Authenticator,
+    Principal,
+    client_address,
+    is_https,
+)
 from backlight.web.charts import share_bar, sparkline
 from backlight.web.forms import FormError, q
+from backlight.web.limits import AttemptLimiter, quantise
 from backlight.web.service import ProcessRow, WebService
 from backlight.web.snapshot import DEFAULT_WINDOW, WINDOWS
 from schemas.alerts import Acknowledgement, Alert, Silence, Status
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("backlight.web.auth")
 VIEWS = ("frequency", "performance")
 TOP_VARIANTS = 15
 
@@ -93,7 +105,7 @@ def render(request: Request, template: str, context: dict[str, Any],
     }, status_code=status)
     if fresh:
         response.set_cookie(CSRF_COOKIE, fresh, httponly=True, samesite="strict", path="/",
-                            secure=request.url.scheme == "https")
+                            secure=_https(request))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -184,7 +196,7 @@ def _fraction(text: str | None, default: float, low: float) -> float:
         value = float(text) if text is not None else default
     except ValueError:
         return default
-    return round(min(1.0, max(low, value)), 2) if value == value else default
+    return quantise(value, low) if math.isfinite(value) else default  # the API's 5% steps
 
 
 def _alert_views(svc: WebService, alerts: list[Alert], history: bool) -> list[dict[str, Any]]:
@@ -324,29 +336,59 @@ def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    """Sign in with a token; a client (address) with ``web.login_failures_per_minute`` failed
+    attempts in the last minute gets 429 and Retry-After, whatever it sends."""
+    auth = _auth(request)
+    client = client_address(request, auth.web.trusted_proxies)
+    limiter: AttemptLimiter = request.app.state.login_limiter
+    wait = limiter.attempt(client)
+    if wait is not None:
+        log.warning("sign-in refused from %r: %d failed attempts within a minute", client,
+                    limiter.limit)
+        refused = render(request, "login.html", {
+            "next": "/", "error": f"Too many failed sign-ins from your address: try again "
+                                  f"in {wait} s."}, 429)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     raw = await request.form()
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
-    auth = _auth(request)
     target = forms.safe_next(form.get("next"))
     if not auth.csrf_ok(request, form.get(CSRF_FIELD)):
+        log.warning("sign-in failed from %r: CSRF token missing or wrong (%d within a minute)",
+                    client, limiter.failures(client))
         return error_page(request, 403, "This sign-in form has expired (CSRF token missing or "
                                         "wrong). Reload the page and retry.")
     token = auth.from_token(form.get("token", "").strip()) if form.get("token") else None
     if token is None:
+        log.warning("sign-in failed from %r: unknown token (%d within a minute)", client,
+                    limiter.failures(client))
         return render(request, "login.html", {
             "next": target, "error": "That token is not known here."}, 401)
+    limiter.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, auth.session_cookie(token.name), httponly=True,
-                        samesite="strict", path="/", secure=request.url.scheme == "https")
+                        samesite="strict", path="/", secure=_https(request))
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    """Sign out: the session is revoked on the server (its cookie, replayed, is refused)."""
     raw = await request.form()
     submitted = raw.get(CSRF_FIELD)
-    if not _auth(request).csrf_ok(request, submitted if isinstance(submitted, str) else None):
+    auth = _auth(request)
+    if not auth.csrf_ok(request, submitted if isinstance(submitted, str) else None):
         return error_page(request, 403, "This form has expired (CSRF token missing or wrong).")
+    session = auth.session(request)
+    if session is not None:
+        auth.revoke(session)
     response = RedirectResponse("/?done=signed-out", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=_https(request))
     return response
+
+
+def _https(request: Request) -> bool:
+    """Whether cookies must be Secure: the browser reached us over HTTPS (a trusted proxy's
+    X-Forwarded-Proto counts)."""
+    return is_https(request, _auth(request).web.trusted_proxies)

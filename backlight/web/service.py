@@ -21,11 +21,12 @@ from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.mine import conformance
 from backlight.web.cache import ProcessCache
+from backlight.web.maps import MapRenderer
 from backlight.web.snapshot import WINDOWS, Snapshot, build_snapshot
 from ingest.store import open_store
 from mining.export import write_xes
 from mining.model import discover_model
-from mining.render import MapOptions, View, process_map_svg
+from mining.render import View
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity, Silence, Status
 from schemas.errors import BacklightError
 
@@ -85,6 +86,7 @@ class WebService:
         self.snapshots: ProcessCache[Snapshot] = ProcessCache(
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
+        self.maps = MapRenderer(self.store, settings.web, 4 * settings.web.cache_entries)
         self._seen: set[str] = set()
         self._seen_seq = 0
         self._seen_lock = threading.Lock()
@@ -153,11 +155,9 @@ class WebService:
 
     def map_svg(self, name: str, window: str, view: View, activities: float,
                 paths: float) -> str:
-        options = MapOptions(view=view, activities=activities, paths=paths)
-        snap = self.snapshot(name, window)
-        return self.documents.get(
-            (name, window, snap.events, "svg", view, activities, paths),
-            lambda: process_map_svg(snap.frame, options, title=name))
+        """The map, its thresholds snapped to 5% steps, drawn through ``self.maps`` (bounded
+        in concurrency and time, cached with its data version)."""
+        return self.maps.svg(self.snapshot(name, window), view, activities, paths)
 
     def bpmn(self, name: str, window: str) -> str:
         snap = self.snapshot(name, window)
