@@ -11,6 +11,7 @@ import polars as pl
 
 from backlight.config import ConfigError, Settings
 from ingest.store import mask_url, open_store
+from schemas.printable import json_printable
 
 # Each format imports its own part of the mining core when it runs: `mine --format json` never
 # loads the SVG renderer or pm4py's wrapper.
@@ -85,7 +86,7 @@ def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None
         del events
         if checked is not None:
             doc["conformance"] = checked
-        return Mined(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return Mined(json_printable(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
     if fmt == "svg":
         from mining.render import MapOptions, process_map_svg
 

@@ -14,6 +14,20 @@ always did and names the reason when it rejects. Both paths then run the same va
 the same raw values (``_event``); the timestamp stays a string parsed by ``_parse_time`` (not
 msgspec's datetime, which rounds and accepts differently), so ids and times do not depend on
 the path (tests/test_decode_paths.py checks both paths agree on generated messages).
+
+Hostile input. ``decode`` raises nothing but ``InvalidEvent``, whose code is one of ``REASONS``
+(tests/test_decode_properties.py drives 10,000 generated messages through it): nesting of
+objects and arrays deeper than the source's ``max_depth`` (the message is level 1) is
+``too_deep``; a NUL in any stored text (a field, an attribute key or string) is
+``invalid_character`` (other control characters are data, escaped by every output:
+``schemas.printable``); ``NaN``/``Infinity`` anywhere, or an attribute number beyond the float
+range, is ``non_finite_number``; a time before 1970 or after now + ``max_future_skew`` is
+``timestamp_out_of_range``. Decided: a repeated key keeps its last value; a UTF-8 byte-order
+mark is skipped (UTF-16/32 JSON is read too); integers are kept exact at any size up to
+Python's 4,300-digit limit (beyond it ``invalid_json``), also beyond int64 or the float range;
+objects of any number of keys are kept within ``max_bytes`` (no separate cap: the size limit
+bounds the work); ``data_base64`` that is not base64 of a JSON object is ``bad_cloudevent``.
+Anything unforeseen is ``undecodable`` rather than an exception that stops the consumer.
 """
 
 from __future__ import annotations

@@ -26,16 +26,23 @@ from backlight.web.forms import FormError, q
 from backlight.web.service import ProcessRow, WebService
 from backlight.web.snapshot import DEFAULT_WINDOW, WINDOWS
 from schemas.alerts import Acknowledgement, Alert, Silence, Status
+from schemas.printable import printable
 
 router = APIRouter(include_in_schema=False)
 VIEWS = ("frequency", "performance")
 TOP_VARIANTS = 15
 
 
+def _shown(value: object) -> object:
+    """Every ``{{ value }}`` of a page: control characters as visible escapes (autoescape leaves
+    them raw), before the HTML escaping; markup (already-safe HTML) is left alone."""
+    return printable(value) if type(value) is str else value
+
+
 def _environment() -> jinja2.Environment:
     folder = resources.files("backlight.web").joinpath("templates")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True, finalize=_shown)
     env.filters.update(q=q, duration=forms.duration, percent=forms.percent, when=forms.when,
                        bar=share_bar)
     return env
