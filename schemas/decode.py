@@ -179,15 +179,16 @@ def _plain_event(value: bytes, spec: SourceSpec) -> CaseEvent | None:
     """The event of a valid plain-schema message, or None for anything else (which the general
     path then reads, accepting or naming the reason exactly as it always did).
 
-    Hostile input costs no second look on the common path: msgspec refuses non-finite numbers;
-    a NUL can only be written as the escape ``\\u0000`` and nesting deeper than the limit needs
-    more brackets than the limit, both found by one C scan of the bytes, and such a message is
-    left to the general path, which checks exactly."""
+    Hostile input costs no second look on the common path: msgspec refuses non-finite numbers
+    and lone surrogates; a NUL can only be written as the escape ``\\u0000`` (looked for only
+    when the bytes hold a backslash at all), and nesting deeper than the limit needs more
+    brackets than the limit in the attributes' text (the only container below the message).
+    Such a message is left to the general path, which checks exactly."""
     try:
         p = _read_plain(value)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # e.g. text not UTF-8
         return None
-    if b"\\u0000" in value or value.count(b"{") + value.count(b"[") > spec.max_depth:
+    if b"\\" in value and b"\\u0000" in value:
         return None
     case_id = p.case_id if isinstance(p.case_id, str) else str(p.case_id)
     process = spec.process if p.process is None else p.process
@@ -196,7 +197,14 @@ def _plain_event(value: bytes, spec: SourceSpec) -> CaseEvent | None:
             or lifecycle not in LIFECYCLES or p.event_id == ""
             or _blank(case_id) or _blank(p.activity) or _blank(p.timestamp) or _blank(process)):
         return None
-    attributes = _ATTRIBUTES_JSON(p.attributes) if p.attributes else None
+    attributes = None
+    if p.attributes:
+        try:
+            attributes = _ATTRIBUTES_JSON(p.attributes)
+        except RecursionError:
+            return None
+        if attributes.count("{") + attributes.count("[") >= spec.max_depth:  # the message is 1
+            return None
     try:
         time_us = _parse_time(p.timestamp, spec)
     except InvalidEvent:
@@ -435,6 +443,16 @@ def _check_texts(node: Any) -> None:
             _check_texts(child)
 
 
+_seen_now = [time.time_ns() // 1000]
+"""The clock as last read. Time only moves on, so a time within this + the skew is within now +
+the skew: the clock is read again only for a time beyond that (no clock read per message)."""
+
+
+def _now_us() -> int:
+    _seen_now[0] = now = time.time_ns() // 1000
+    return now
+
+
 def _parse_time(stamp: str, spec: SourceSpec) -> int:
     """Microseconds since the epoch of an RFC 3339 time, within 1970 .. now + the source's
     ``max_future_skew``: a time outside would hide the real data (windows count back from the
@@ -453,7 +471,8 @@ def _parse_time(stamp: str, spec: SourceSpec) -> int:
         time_us = to_time_us(moment)
     except (OverflowError, ValueError):  # a naive time at the calendar's edge in the zone
         time_us = -1
-    if time_us < 0 or time_us > time.time_ns() // 1000 + spec.max_future_skew_us:
+    if time_us < 0 or (time_us > _seen_now[0] + spec.max_future_skew_us
+                       and time_us > _now_us() + spec.max_future_skew_us):
         raise InvalidEvent("timestamp_out_of_range",
                            f"{stamp!r} is before 1970 or more than the source's max_future_skew "
                            "after now")
