@@ -13,6 +13,7 @@ import click
 
 from backlight import logs
 from backlight.cli_options import config_option, errors_exit, settings
+from schemas.printable import printable
 
 _config_option = config_option
 _errors_exit = errors_exit
@@ -234,7 +235,7 @@ def mine(config_path: str | None, process: str, fmt: str, out: Path | None,
                      lifecycle=lifecycle, view=view, activities=activities,  # type: ignore[arg-type]
                      paths=paths)
     for note in mined.notes:
-        click.echo(f"# {note}", err=True)
+        click.echo(f"# {printable(note)}", err=True)
     if out is None:
         click.echo(mined.text, nl=False)
     else:

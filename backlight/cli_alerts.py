@@ -19,6 +19,7 @@ from backlight.config import ConfigError
 from backlight.jobs import stop_on_signals as _stop_on_signals
 from backlight.render_alerts import render_text
 from schemas.alerts import Alert, Silence
+from schemas.printable import json_printable, printable
 
 
 def _moment(text: str | None, what: str) -> datetime | None:
@@ -63,9 +64,10 @@ def evaluate(config_path: str | None, dry_run: bool, fmt: str, now_text: str | N
     settings = _settings(config_path)
     report = alerting.evaluate(settings, _moment(now_text, "--now"), dry_run, processes)
     for note in report.notes:
-        click.echo(f"# {note}", err=True)
+        click.echo(f"# {printable(note)}", err=True)
     if fmt == "json":
-        click.echo(json.dumps([a.to_json() for a in report.alerts], indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps([a.to_json() for a in report.alerts], indent=2,
+                                             ensure_ascii=False)))
     else:
         click.echo(render_text(report), nl=False)
 
@@ -103,22 +105,23 @@ def list_(config_path: str | None, fmt: str, show_all: bool) -> None:
     found, silences = alerting.listing(_settings(config_path))
     shown = [a for a in found if show_all or a.status.value != "resolved"]
     if fmt == "json":
-        click.echo(json.dumps({"alerts": [a.to_json() for a in shown],
-                               "silences": [_silence_json(s) for s in silences]}, indent=2,
-                              ensure_ascii=False))
+        click.echo(json_printable(json.dumps({"alerts": [a.to_json() for a in shown],
+                                              "silences": [_silence_json(s) for s in silences]},
+                                             indent=2, ensure_ascii=False)))
         return
     if not shown:
         click.echo("no open alerts")
     for a in shown:
         click.echo(_alert_line(a))
     for s in silences:
-        click.echo(f"silence {s.id} until {s.until.isoformat(timespec='minutes')} by {s.by}: "
-                   f"{s.why} ({_matcher(s)})")
+        click.echo(f"silence {s.id} until {s.until.isoformat(timespec='minutes')} by "
+                   f"{printable(s.by)}: {printable(s.why)} ({printable(_matcher(s))})")
 
 
 def _alert_line(a: Alert) -> str:
     flags = "".join([" acknowledged" if a.acknowledged else "", " silenced" if a.silenced else ""])
-    return f"{a.status.value:<8} {a.severity.value:<8} {a.key}{flags}\n         {a.summary}"
+    return (f"{a.status.value:<8} {a.severity.value:<8} {printable(a.key)}{flags}\n"
+            f"         {printable(a.summary)}")
 
 
 def _matcher(s: Silence) -> str:

@@ -11,6 +11,7 @@ import click
 
 from backlight import config as cfg
 from schemas.errors import BacklightError
+from schemas.printable import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,10 +29,10 @@ def errors_exit(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except cfg.ConfigError as exc:
-            click.echo(f"backlight: config error: {exc}", err=True)
+            click.echo(f"backlight: config error: {printable(str(exc))}", err=True)
             sys.exit(2)
         except BacklightError as exc:
-            click.echo(f"backlight: {exc}", err=True)
+            click.echo(f"backlight: {printable(str(exc))}", err=True)
             sys.exit(1)
     return wrapper  # type: ignore[return-value]
 

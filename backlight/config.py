@@ -38,7 +38,7 @@ from alerts.routing import RouteSettings
 from alerts.thresholds import RuleSettings
 from backlight.config_env import Applied, apply_env, referenced
 from ingest.pg_session import PostgresSession
-from schemas.decode import DEFAULT_MAX_BYTES, FieldMapping, SourceSpec
+from schemas.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, FieldMapping, SourceSpec
 from schemas.errors import BacklightError
 
 DEFAULT_PATH = "backlight.toml"
@@ -151,6 +151,18 @@ class SourceSettings(_Model):
     process: str | None = None
     mapping: MappingSettings = MappingSettings()
     max_event_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024 * 1024)
+    max_depth: int = Field(DEFAULT_MAX_DEPTH, ge=2, le=256)
+    """Deepest nesting of objects and arrays in a message (the message itself is 1)."""
+    max_future_skew: str = "1 day"
+    """How far after now an event's time may be (wall-clock duration); later is a dead letter."""
+
+    @field_validator("max_future_skew")
+    @classmethod
+    def _skew(cls, skew: str) -> str:
+        if parse_duration(skew).business:
+            raise ValueError("a clock skew is wall-clock time (minutes, hours, days), "
+                             "not business time")
+        return skew
 
     @field_validator("topic")
     @classmethod
@@ -163,7 +175,9 @@ class SourceSettings(_Model):
 
     def spec(self) -> SourceSpec:
         mapping = FieldMapping(**self.mapping.model_dump())
-        return SourceSpec(self.topic, self.process, mapping, self.max_event_bytes)
+        skew_us = round(parse_duration(self.max_future_skew).wall_seconds * 1_000_000)
+        return SourceSpec(self.topic, self.process, mapping, self.max_event_bytes, self.max_depth,
+                          skew_us)
 
 
 class ProcessSettings(_Model):

@@ -17,6 +17,7 @@ from backlight.render_alerts import render_text
 from ingest.broker import LocalBroker
 from ingest.store import SQLiteStore, open_store
 from mining.dfg import discover_dfg
+from schemas.printable import printable
 
 
 def drift_onset(cases: int) -> datetime:
@@ -111,7 +112,7 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
         for process, now in sorted(_simulated_now(store_path).items()):
             report = alerting.evaluate(demo_settings, now, processes=[process])
             for note in report.notes:
-                echo(f"  # {note}")
+                echo(f"  # {printable(note)}")
             echo(render_text(report).rstrip())
             found.extend(a.to_json() for a in report.alerts)
         alerts_file = workdir / "alerts.json"

@@ -12,6 +12,7 @@ from backlight import strict_json
 from backlight.config import ConfigError, Settings
 from ingest.store import mask_url, open_store
 from mining.timerange import OUT_OF_RANGE, InRange, within_range
+from schemas.printable import json_printable
 
 # Each format imports its own part of the mining core when it runs: `mine --format json` never
 # loads the SVG renderer or pm4py's wrapper.
@@ -109,7 +110,8 @@ def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None
         if checked is not None:
             doc["conformance"] = checked
         doc["out_of_range_events"] = out_of_range
-        return Mined(strict_json.dumps(doc, indent=2, ensure_ascii=False) + "\n", notes)
+        return Mined(json_printable(strict_json.dumps(doc, indent=2, ensure_ascii=False))
+                     + "\n", notes)
     if fmt == "svg":
         from mining.render import MapOptions, process_map_svg
 

@@ -1,4 +1,7 @@
-"""Write a process's events as an XES log (IEEE 1849), readable by pm4py, ProM, Disco, Celonis."""
+"""Write a process's events as an XES log (IEEE 1849), readable by pm4py, ProM, Disco, Celonis.
+
+XES is XML 1.0, which cannot carry most control characters even as character references: text
+goes through ``printable`` (ESC becomes the four characters ``\x1b``) before it is quoted."""
 
 from __future__ import annotations
 
@@ -10,16 +13,12 @@ from xml.sax.saxutils import quoteattr as _quoteattr
 import polars as pl
 
 from mining.frame import NOT_XML, EventsLike, prepare
+from schemas.printable import printable
 
 _NOT_XML = re.compile(NOT_XML)
 _TIME = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
 """XES times in UTC with microseconds, formatted by polars: no row becomes a Python datetime,
 so no stored time can overflow the export."""
-
-
-def quoteattr(text: str) -> str:
-    """An XML attribute value: escaped and quoted, characters XML cannot hold as U+FFFD."""
-    return _quoteattr(_NOT_XML.sub("\ufffd", text))
 
 _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <log xes.version="1849-2016" xes.features="" xmlns="http://www.xes-standard.org/">
@@ -31,6 +30,12 @@ _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def _attr(text: str) -> str:
+    """An XML attribute value: control characters as visible escapes, then quoted; the
+    non-characters U+FFFE and U+FFFF (not XML either) as U+FFFD."""
+    return _quoteattr(_NOT_XML.sub("\ufffd", printable(text)))
+
+
 def _lines(df: pl.DataFrame) -> Iterator[str]:
     case: str | None = None
     for case_id, activity, ts, lifecycle, resource, team in df.select(
@@ -39,15 +44,15 @@ def _lines(df: pl.DataFrame) -> Iterator[str]:
         if case_id != case:
             if case is not None:
                 yield "  </trace>\n"
-            yield f'  <trace>\n    <string key="concept:name" value={quoteattr(case_id)}/>\n'
+            yield f'  <trace>\n    <string key="concept:name" value={_attr(case_id)}/>\n'
             case = case_id
-        yield (f'    <event>\n      <string key="concept:name" value={quoteattr(activity)}/>\n'
+        yield (f'    <event>\n      <string key="concept:name" value={_attr(activity)}/>\n'
                f'      <date key="time:timestamp" value="{ts}"/>\n'
                f'      <string key="lifecycle:transition" value="{lifecycle}"/>\n')
         if resource is not None:
-            yield f'      <string key="org:resource" value={quoteattr(resource)}/>\n'
+            yield f'      <string key="org:resource" value={_attr(resource)}/>\n'
         if team is not None:
-            yield f'      <string key="org:group" value={quoteattr(team)}/>\n'
+            yield f'      <string key="org:group" value={_attr(team)}/>\n'
         yield "    </event>\n"
     if case is not None:
         yield "  </trace>\n"
@@ -56,7 +61,7 @@ def _lines(df: pl.DataFrame) -> Iterator[str]:
 def write_xes(data: EventsLike, process: str, out: TextIO) -> int:
     """Write the events, one trace per case in time order; return the number of events."""
     df = prepare(data).df
-    out.write(_HEAD.format(process=quoteattr(process)))
+    out.write(_HEAD.format(process=_attr(process)))
     for line in _lines(df):
         out.write(line)
     out.write("</log>\n")

@@ -16,6 +16,7 @@ from mining.dfg import Edge, discover_dfg
 from mining.errors import MiningError
 from mining.frame import Events, EventsLike, prepare
 from mining.rework import discover_loops
+from schemas.printable import printable
 
 # Simplification, as Disco's sliders do it:
 # - `activities`: keep the ceil(share * n) activities with the most events (ties by name). The
@@ -191,10 +192,11 @@ def build_map(data: EventsLike, options: MapOptions = MapOptions()) -> ProcessMa
 def html_text(text: str) -> str:
     """Text for a Graphviz HTML-like label: XML-escaped, newlines as <BR/>, `\\` kept literal."""
     # Graphviz expands \N, \G, ... and folds \\ to \ even inside HTML labels, hence the doubling;
-    # control characters are not allowed in XML, so they become U+FFFD.
-    clean = CONTROL.sub("\ufffd", text)
-    lines = re.split(r"\r\n|\r|\n", clean)
-    return "<BR/>".join(html.escape(line, quote=True).replace("\\", "\\\\") for line in lines)
+    # control characters are not allowed in XML: they are shown as escapes (\x1b, see
+    # schemas.printable), and the non-characters U+FFFE/U+FFFF become U+FFFD.
+    lines = re.split(r"\r\n|\r|\n", text)
+    return "<BR/>".join(html.escape(CONTROL.sub("\ufffd", printable(line)), quote=True)
+                        .replace("\\", "\\\\") for line in lines)
 
 
 def _level(value: float, top: float, low: int, high: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -239,3 +240,37 @@ def test_every_channel_type_has_a_builder() -> None:
     assert set(BUILDERS) == {"slack", "teams", "mattermost", "googlechat", "webhook", "kafka"}
     with pytest.raises(ValueError, match="unknown channel type"):
         build_payload(make_notification([make_alert()]), "pager")
+
+
+CONTROLS = "\x1b[31mred\x07 \x7f\x9b"
+
+
+def _raw_controls(text: str) -> set[str]:
+    """The raw C0 (other than line breaks), DEL and C1 characters in a text."""
+    return {c for c in text if (ord(c) < 0x20 and c not in "\n\r") or 0x7F <= ord(c) < 0xA0}
+
+
+@pytest.mark.parametrize("kind", ["slack", "teams", "mattermost", "googlechat"])
+def test_chat_text_shows_control_characters_as_escapes(kind: str) -> None:
+    """An alert whose subject, summary, cases, owner and process hold ESC, BEL, DEL and CSI gives
+    valid JSON whose display text carries none of them raw, only their visible escapes."""
+    alert = make_alert(subject=CONTROLS, summary=f"wait before {CONTROLS}", owner=CONTROLS,
+                       evidence={"activity": CONTROLS}, segment={"region": CONTROLS})
+    alert = dataclasses.replace(alert, cases=(CONTROLS,))
+    notification = Notification(id="f" * 64, channel="chat", process=f"claims{CONTROLS}",
+                                owner=CONTROLS, changes=(AlertChange(Change.FIRING, alert, T0),),
+                                created_at=T0)
+    body = json.loads(encode(build_payload(notification, kind)))
+    shown = list(texts(body))
+    assert all(not _raw_controls(t) for t in shown), [t for t in shown if _raw_controls(t)]
+    assert any("x1b" in t and "31mred" in t and "x07" in t for t in shown)
+
+
+@pytest.mark.parametrize("kind", ["webhook", "kafka"])
+def test_data_payloads_keep_control_characters_as_valid_json(kind: str) -> None:
+    """The generic webhook and the CloudEvent carry the alert as data: valid JSON holding the
+    exact text, control characters escaped by JSON itself."""
+    notification = make_notification([make_alert(subject=CONTROLS, summary=CONTROLS)])
+    raw = encode(build_payload(notification, kind))
+    assert b"\x1b" not in raw and b"\x07" not in raw
+    assert CONTROLS in list(texts(json.loads(raw)))

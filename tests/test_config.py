@@ -51,6 +51,11 @@ def test_secret_comes_from_environment_and_is_masked(tmp_path: Path) -> None:
     ('[[sources]]\ntopic = "a"\n[sources.mapping]\ntimezone = "Mars/Base"', {},
      "sources[0].mapping.timezone: unknown time zone 'Mars/Base'"),
     ('[[sources]]\ntopic = "a"\n[[sources]]\ntopic = "a"', {}, "configured twice"),
+    ('[[sources]]\ntopic = "a"\nmax_depth = 1', {}, "sources[0].max_depth"),
+    ('[[sources]]\ntopic = "a"\nmax_future_skew = "soon"', {},
+     "sources[0].max_future_skew: 'soon' is not a duration"),
+    ('[[sources]]\ntopic = "a"\nmax_future_skew = "2 business days"', {},
+     "sources[0].max_future_skew: a clock skew is wall-clock time"),
     ('[[channels]]\ntype = "slack"\nurl = "${NOPE_NOT_SET}"', {}, "NOPE_NOT_SET is not set"),
     ('[[channels]]\ntype = "pager"\nurl = "https://x"', {}, "channels[0].type"),
     ('[[processes]]\nname = "x"\nlast_reviewed = "last year"', {},
@@ -85,6 +90,8 @@ def test_secret_never_echoed_in_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "needle"), [
     ('[kafka]\nbatch_size = -5', "kafka.batch_size"),
     ('[[sources]]\ntopic = "x.dlq"', "sources[0].topic"),
+    ('[[sources]]\ntopic = "x"\nmax_depth = 1000', "sources[0].max_depth"),
+    ('[[sources]]\ntopic = "x"\nmax_future_skew = "-1 day"', "sources[0].max_future_skew"),
     ('[kafka\n', "not valid TOML"),
 ])
 def test_cli_exits_2_on_bad_config(tmp_path: Path, text: str, needle: str) -> None:
@@ -96,6 +103,16 @@ def test_cli_exits_2_on_bad_config(tmp_path: Path, text: str, needle: str) -> No
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_source_limits_reach_the_decoder(tmp_path: Path) -> None:
+    """A source's max_depth and max_future_skew are the limits its messages are decoded with."""
+    path = tmp_path / "limits.toml"
+    path.write_text('[[sources]]\ntopic = "a"\nmax_depth = 8\nmax_future_skew = "90 minutes"\n'
+                    '[[sources]]\ntopic = "b"\n')
+    tuned, default = (source.spec() for source in load(path, environ={}).sources)
+    assert (tuned.max_depth, tuned.max_future_skew_us) == (8, 90 * 60 * 1_000_000)
+    assert (default.max_depth, default.max_future_skew_us) == (32, 86_400 * 1_000_000)
 
 
 def test_cli_exits_2_on_missing_config(tmp_path: Path) -> None:

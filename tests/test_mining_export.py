@@ -33,3 +33,19 @@ def test_xes_round_trips_through_pm4py_and_our_reader(tmp_path: Path) -> None:
                             r["resource"], r["team"]) for r in rows)
     theirs = pm4py.read_xes(str(path), return_legacy_log_object=False)
     assert len(theirs) == 12 and set(theirs["concept:name"]) == {NASTY, "B", "C"}
+
+
+def test_xes_with_control_characters_parses_as_xml_and_shows_them_escaped(tmp_path: Path) -> None:
+    """Case ids, activities, resources, teams and the process holding ESC, BEL, NUL and C1
+    controls give an XES file that parses as XML, with each control shown as its escape."""
+    import xml.etree.ElementTree as ET
+
+    text = "a\x1b[31m\x07\x00\x85"
+    rows = [{"event_id": "e1", "case_id": text, "activity": text, "lifecycle": "complete",
+             "resource": text, "team": text, "timestamp": T0, "seq": 1}]
+    path = tmp_path / "out.xes"
+    with path.open("w") as out:
+        write_xes(frame_from_rows(rows), f"claims{text}", out)
+    values = [e.get("value") for e in ET.parse(path).getroot().iter() if e.get("value")]
+    shown = "a\\x1b[31m\\x07\\x00\\x85"
+    assert values.count(shown) == 4 and f"claims{shown}" in values

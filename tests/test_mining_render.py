@@ -172,7 +172,7 @@ def test_any_single_line_name_survives_dot_unchanged(name: str) -> None:
 def test_html_text_escapes_every_special_character() -> None:
     """HTML-like label text escapes XML specials, doubles backslashes and breaks lines."""
     assert html_text('<a & "b"> \\N\n{x|y}') == "&lt;a &amp; &quot;b&quot;&gt; \\\\N<BR/>{x|y}"
-    assert html_text("bell\x07") == "bell\ufffd"
+    assert html_text("bell\x07") == "bell\\\\x07"  # Graphviz folds the doubled \\ back to one
 
 
 def test_humanize_seconds() -> None:
@@ -289,3 +289,16 @@ def test_bpic2012_default_map_is_readable() -> None:
         root = parse_svg(process_map_svg(events, MapOptions(view=view), title="BPIC 2012"))
         groups = [g.get("class") for g in root.iter(f"{SVG}g")]
         assert (groups.count("node"), groups.count("edge")) == (26, 45)
+
+
+def test_control_characters_in_names_render_as_visible_escapes_in_valid_xml() -> None:
+    """Activity names, a case's steps and the title holding ESC, BEL, DEL, C1 and U+FFFF give an
+    SVG (real Graphviz) that parses as XML and shows each control as its escape."""
+    names = ["\x1b[31mred\x07", "tab\there\x7f\x85", "nul\x00\uffff"]
+    svg = render_svg(to_dot(frame({"c1": names, "c2": names}), MapOptions(paths=1.0),
+                            title="claims\x1b]0;pwned\x07"))
+    shown = svg_texts(svg)  # parsing fails on invalid XML
+    for expected in ("\\x1b[31mred\\x07", "tab\\x09here\\x7f\\x85", "nul\\x00\ufffd",
+                     "claims\\x1b]0;pwned\\x07"):
+        assert any(expected in text for text in shown), expected
+    assert not any(c in svg for c in "\x1b\x07\x00\x7f\x85")

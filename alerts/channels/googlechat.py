@@ -17,6 +17,7 @@ from typing import Any
 
 from alerts.channels.text import AlertText, clip, defang, describe, encode, headline, map_url
 from schemas.alerts import Notification
+from schemas.printable import printable
 
 MAX_WIDGETS = 100
 MAX_BYTES = 32_000
@@ -38,7 +39,7 @@ def _plain(text: str) -> str:
 
 def thread_key(process: str) -> str:
     """One thread per process."""
-    return f"backlight-{process}"[:200]
+    return f"backlight-{printable(process)}"[:200]
 
 
 def section(words: AlertText) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from alerts.channels.text import AlertText, clip, describe, headline, map_url
 from schemas.alerts import Notification
+from schemas.printable import printable
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -80,7 +81,7 @@ def build(notification: Notification) -> dict[str, Any]:
         more = f"…and {len(changes) - len(shown)} more alert changes"
         blocks.append({"type": "section", "text": _mrkdwn(more)})
     context = (f"{_link(url, 'Open the process map')} · " if url else "") + (
-        f"Backlight · process {escape(notification.process)} · owner "
-        f"{escape(notification.owner or 'no owner')} · notification {notification.id[:16]}")
+        f"Backlight · process {escape(printable(notification.process))} · owner "
+        f"{escape(printable(notification.owner or 'no owner'))} · notification {notification.id[:16]}")
     blocks.append({"type": "context", "elements": [_mrkdwn(context)]})
     return {"text": escape(title), "blocks": blocks, "unfurl_links": False, "unfurl_media": False}

@@ -1,7 +1,8 @@
 """The wording every chat message shares: what, where, since when, how bad, who owns it, evidence.
 
-Everything here is raw text; most of it comes from event data (activity names, attribute values)
-and is untrusted, so each platform's builder escapes it for its own markup before use.
+Everything here is plain text; most of it comes from event data (activity names, attribute values)
+and is untrusted: control characters are already shown as escapes (``printable``: a chat message
+never carries a raw ESC or BEL), and each platform's builder escapes the rest for its own markup.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from schemas.alerts import Alert, AlertChange, Change, JsonValue, Notification, Severity
+from schemas.printable import printable
 
 MAX_EVIDENCE = 6
 """Evidence highlights shown per alert (the full evidence is in the generic webhook/CloudEvent)."""
@@ -134,11 +136,12 @@ def describe(change: AlertChange) -> AlertText:
     since = alert.since or alert.first_seen
     return AlertText(
         change=change.change, severity=alert.severity,
-        title=f"{_VERB[change.change]}: {alert.summary}",
-        status_line=status_line(change), where=where_text(alert), since=_moment(since),
-        severity_text=alert.severity.value, owner=owner_text(alert.owner),
-        evidence=evidence_highlights(alert.evidence), cases=cases_text(alert.cases),
-        url=alert.url, key=alert.key)
+        title=printable(f"{_VERB[change.change]}: {alert.summary}"),
+        status_line=printable(status_line(change)), where=printable(where_text(alert)),
+        since=_moment(since), severity_text=alert.severity.value,
+        owner=printable(owner_text(alert.owner)),
+        evidence=tuple((printable(k), printable(v)) for k, v in evidence_highlights(alert.evidence)),
+        cases=printable(cases_text(alert.cases)), url=alert.url, key=printable(alert.key))
 
 
 def headline(notification: Notification) -> str:
@@ -147,8 +150,8 @@ def headline(notification: Notification) -> str:
     for c in notification.changes:
         counts[c.change] = counts.get(c.change, 0) + 1
     parts = [f"{n} {_VERB[change].lower()}" for change, n in counts.items()]
-    return (f"Backlight: {notification.process}: {', '.join(parts)}"
-            f" (owner: {owner_text(notification.owner)})")
+    return printable(f"Backlight: {notification.process}: {', '.join(parts)}"
+                     f" (owner: {owner_text(notification.owner)})")
 
 
 def map_url(notification: Notification) -> str | None:

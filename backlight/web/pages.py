@@ -39,6 +39,7 @@ from backlight.web.limits import AttemptLimiter, quantise
 from backlight.web.service import ProcessRow, WebService
 from backlight.web.snapshot import DEFAULT_WINDOW, WINDOWS
 from schemas.alerts import Acknowledgement, Alert, Silence, Status
+from schemas.printable import printable
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("backlight.web.auth")
@@ -46,24 +47,27 @@ VIEWS = ("frequency", "performance")
 TOP_VARIANTS = 15
 
 
-CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-"""Control characters (escape, bell, NUL...): event data stored before decode refused NUL may
-carry them; no page shows them raw."""
+_CONTROL_IN_MARKUP = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""What ``printable`` escapes, less the tab and line breaks that markup is laid out with."""
 
 
-def _visible(value: object) -> object:
-    """A value as a page shows it: control characters as U+FFFD (markup stays markup)."""
-    if isinstance(value, str) and CONTROL.search(value):
-        cleaned = CONTROL.sub("\ufffd", value)
-        # Markup stays markup: taking control characters out of it cannot make a tag.
-        return markupsafe.Markup(cleaned) if isinstance(value, markupsafe.Markup) else cleaned  # noqa: S704
-    return value
+def _shown(value: object) -> object:
+    """Every ``{{ value }}`` of a page: control characters as visible escapes (autoescape leaves
+    them raw), before the HTML escaping. Markup (already-safe HTML, e.g. from a filter that
+    embeds event text) gets the same but keeps its layout: an escape such as ``\\x1b`` cannot
+    make a tag."""
+    if isinstance(value, markupsafe.Markup):
+        if not _CONTROL_IN_MARKUP.search(value):
+            return value
+        return markupsafe.Markup(  # noqa: S704
+            _CONTROL_IN_MARKUP.sub(lambda m: printable(m.group()), str(value)))
+    return printable(value) if isinstance(value, str) else value
 
 
 def _environment() -> jinja2.Environment:
     folder = resources.files("backlight.web").joinpath("templates")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True, finalize=_visible)
+                             trim_blocks=True, lstrip_blocks=True, finalize=_shown)
     env.filters.update(q=q, duration=forms.duration, percent=forms.percent, when=forms.when,
                        bar=share_bar)
     return env
