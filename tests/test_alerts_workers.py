@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +32,8 @@ from chat_support import (  # noqa: F401 (the *_fixture: fixtures, used by name)
 )
 from conftest import ROOT
 
-from alerts.errors import LeaseLost
+from alerts.delivery import HttpxTransport
+from alerts.errors import DeliveryError, LeaseLost
 from alerts.lifecycle import LifecyclePolicy, advance
 from alerts.outbox import PENDING, SENT, OutboxQueue
 from alerts.routing import route
@@ -164,10 +168,15 @@ def test_an_evaluation_stores_its_state_only_under_its_lease(url: str) -> None:
         assert other.alerts() == {} and other.history() == []
         other.commit([alert], [], ["alpha"], "w2")
         assert other.alerts() == {alert.key: alert}
-        state.commit([firing("review", "beta")], [], ["beta"], "w1")  # w1 still holds beta
-        assert set(other.alerts()) == {alert.key, "stale_review/beta/review"}
+        pending = replace(firing("review", "beta"), status=Status.PENDING, fired_at=None)
+        state.commit([pending], [], ["beta"], "w1")  # w1 still holds beta
+        assert set(other.alerts()) == {alert.key, pending.key}
         other.release_leases(lease, "w2")
         assert state.take_leases(lease[:1], "w1", timedelta(minutes=5)) == lease[:1]
+        state.commit([], [], ["alpha"], "w1")  # beta's pending alert is not alpha's to drop
+        assert set(other.alerts()) == {alert.key, pending.key}
+        state.commit([], [], ["beta"], "w1")  # cleared in its own process's evaluation
+        assert set(other.alerts()) == {alert.key}
     finally:
         state.close()
         other.close()
@@ -235,3 +244,38 @@ def test_overlapping_evaluations_name_a_transition_alike() -> None:
     assert alert.status is Status.RESOLVED
     _, again = notified(resolved, later + timedelta(days=1), finding())
     assert len(again) == 1 and again != ids_a
+
+
+def test_a_post_answered_by_a_trickle_ends_at_its_overall_deadline() -> None:
+    """A receiver that trickles its answer a byte at a time (each within httpx's per-read
+    timeout) cannot hold a post past the channel's timeout, so the claim outlives the send."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(600):  # a minute of trickle, unless the test is over
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    transport = HttpxTransport()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    began = time.monotonic()
+    try:
+        with pytest.raises(DeliveryError, match="no complete answer within 1s"):
+            transport.post(url, b"{}", {"Content-Type": "application/json"}, timeout_s=1.0)
+        assert time.monotonic() - began < 30  # not the trickle's minute (a hang guard only)
+    finally:
+        stop.set()
+        transport.close()
+        server.close()
+        thread.join(5)
