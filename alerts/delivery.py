@@ -119,7 +119,7 @@ class HttpxTransport:
         poster.start()
         poster.join(timeout_s)
         if not outcome:
-            raise DeliveryError(f"no complete answer within {timeout_s:g}s")
+            raise DeliveryError(f"timed out after {timeout_s:g}s")  # as httpx's own timeouts
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return outcome[0]

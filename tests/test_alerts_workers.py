@@ -41,7 +41,7 @@ from alerts.state import evaluation_lease, open_alert_state
 from backlight import alerting
 from backlight.config import Settings, load
 from ingest.store import open_store
-from schemas.alerts import Alert, Finding, Severity, Silence, Status
+from schemas.alerts import Acknowledgement, Alert, Finding, Severity, Silence, Status
 
 PROCESSES = ("alpha", "beta", "gamma")
 DEADLINE_S = 180.0
@@ -212,12 +212,14 @@ def finding(process: str = "alpha", severity: Severity = Severity.WARNING) -> Fi
 
 
 def notified(previous: dict[str, Alert], now: datetime, *found: Finding,
-             silences: tuple[Silence, ...] = ()) -> tuple[dict[str, Alert], list[str]]:
+             silences: tuple[Silence, ...] = (), acks: dict[str, Acknowledgement] | None = None,
+             escalate_after: timedelta | None = None) -> tuple[dict[str, Alert], list[str]]:
     """One evaluation at ``now``: the new state and the ids of its notifications."""
     channels = {"hook": all_channels("http://127.0.0.1:9")["hook"]}
     result = advance(previous, list(found), now=now, policy=LifecyclePolicy(
-        resolve_after=timedelta(hours=1), repeat_interval=timedelta(days=1)),
-        owners={"alpha": "ann"}, evaluated={"alpha"}, silences=silences)
+        resolve_after=timedelta(hours=1), repeat_interval=timedelta(days=1),
+        escalate_after=escalate_after), owners={"alpha": "ann"}, evaluated={"alpha"},
+        silences=silences, acks=acks or {})
     return ({a.key: a for a in result.alerts},
             [n.id for n in route(result.changes, [], channels, now)])
 
@@ -246,6 +248,21 @@ def test_overlapping_evaluations_name_a_transition_alike() -> None:
     assert len(again) == 1 and again != ids_a
 
 
+def test_escalation_and_acknowledgement_are_named_alike_by_overlapping_evaluations() -> None:
+    """ESCALATED and ACKNOWLEDGED from one stored state: one id whatever the evaluation time."""
+    fired, _ = notified({}, T0, finding())
+    later = T0 + timedelta(hours=3)
+    _, escalated_a = notified(fired, later, finding(), escalate_after=timedelta(hours=2))
+    _, escalated_b = notified(fired, later + timedelta(minutes=9), finding(),
+                              escalate_after=timedelta(hours=2))
+    assert len(escalated_a) == 1 and escalated_a == escalated_b
+    key = next(iter(fired))
+    acks = {key: Acknowledgement(key, "ann", T0 + timedelta(hours=1), "on it")}
+    _, acked_a = notified(fired, later, finding(), acks=acks)
+    _, acked_b = notified(fired, later + timedelta(minutes=9), finding(), acks=acks)
+    assert len(acked_a) == 1 and acked_a == acked_b and acked_a != escalated_a
+
+
 def test_a_post_answered_by_a_trickle_ends_at_its_overall_deadline() -> None:
     """A receiver that trickles its answer a byte at a time (each within httpx's per-read
     timeout) cannot hold a post past the channel's timeout, so the claim outlives the send."""
@@ -271,7 +288,7 @@ def test_a_post_answered_by_a_trickle_ends_at_its_overall_deadline() -> None:
     url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
     began = time.monotonic()
     try:
-        with pytest.raises(DeliveryError, match="no complete answer within 1s"):
+        with pytest.raises(DeliveryError, match="timed out after 1s"):
             transport.post(url, b"{}", {"Content-Type": "application/json"}, timeout_s=1.0)
         assert time.monotonic() - began < 30  # not the trickle's minute (a hang guard only)
     finally:
