@@ -10,8 +10,12 @@ Several delivery workers may share one outbox: a worker ``claim``s the heads it 
 lease on the wall clock, in the same write transaction that picks them), other workers skip
 a claimed head and so its whole channel, and ``mark_sent`` / ``mark_failed`` end the claim. A
 worker that dies mid-send leaves its claim to expire; only then may another send it again
-(the receiver sees the same ``Idempotency-Key``). The same queue on PostgreSQL is
-alerts/pg_outbox.py; ``open_outbox(url)`` opens the one beside the store a URL names.
+(the receiver sees the same ``Idempotency-Key``). Claims are fenced: each ``claim`` gives its
+rows a new token, and ``mark_sent`` / ``mark_failed`` given the token apply only while it
+stands (``UPDATE ... WHERE id = ? AND claim_token = ?``), so a worker that was slow past its
+lease cannot overwrite the outcome of the worker that took the row over (``LeaseLost``). The
+same queue on PostgreSQL is alerts/pg_outbox.py; ``open_outbox(url)`` opens the one beside the
+store a URL names.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Times are BIGINT microseconds since the epoch, payloads BYTEA, keys JSON text. `
 each channel's oldest pending row that is due and that no other worker holds, with ``SELECT
 ... FOR UPDATE SKIP LOCKED`` (a head another worker is claiming right now is skipped, and with
 it its channel: only heads are ever candidates), and leases it in the same statement; the row
-lock plus READ COMMITTED's re-check of the claim columns mean two workers never hold one row.
+lock plus READ COMMITTED's re-check of the claim columns mean two workers never hold one row;
+a claim's token fences ``mark_sent`` / ``mark_failed`` as in alerts/outbox.py.
 ``enqueue`` takes an advisory lock until its commit, so seqs are committed in the order they
 are allocated and a channel's head is never overtaken by a row committed later.
 """
