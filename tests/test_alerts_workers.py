@@ -182,6 +182,34 @@ def test_an_evaluation_stores_its_state_only_under_its_lease(url: str) -> None:
         other.close()
 
 
+def test_of_workers_racing_for_a_free_lease_exactly_one_wins(url: str) -> None:
+    """Eight workers, each on its own connection, ask for the same free leases at once, 20
+    times over: each time exactly one holds each lease."""
+    states = [open_alert_state(url) for _ in range(8)]
+    try:
+        for round_ in range(20):
+            names = [evaluation_lease(f"p{round_}-{i}") for i in range(3)]
+            barrier = threading.Barrier(len(states))
+            won: dict[str, list[str]] = {}
+
+            def race(i: int, names: list[str] = names,
+                     barrier: threading.Barrier = barrier,
+                     won: dict[str, list[str]] = won) -> None:
+                barrier.wait()
+                won[f"w{i}"] = states[i].take_leases(names, f"w{i}", timedelta(minutes=5))
+
+            threads = [threading.Thread(target=race, args=(i,)) for i in range(len(states))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(DEADLINE_S)
+            holders = Counter(name for held in won.values() for name in held)
+            assert len(won) == len(states) and holders == dict.fromkeys(names, 1)
+    finally:
+        for state in states:
+            state.close()
+
+
 def test_a_claim_taken_over_cannot_be_marked_by_its_old_holder(outbox: OutboxQueue) -> None:
     """Worker A's claim runs out and B takes the notification: A can mark it neither sent nor
     failed (LeaseLost, row unchanged); B, the holder, marks it sent."""
