@@ -31,7 +31,7 @@ from kafka.errors import KafkaError
 from alerts.channels import ChannelSettings
 from alerts.channels.cloudevent import CONTENT_TYPE
 from alerts.channels.googlechat import REPLY_OPTION
-from alerts.errors import AlertError, DeliveryError
+from alerts.errors import AlertError, DeliveryError, LeaseLost
 from alerts.outbox import OutboxItem, OutboxQueue
 from ingest.errors import KafkaUnavailable
 from ingest.transport import KafkaSink
@@ -103,7 +103,29 @@ class HttpxTransport:
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str],
              timeout_s: float) -> Response:
-        """POST the body; a timeout or connection error is a DeliveryError naming its kind only."""
+        """POST the body and have the answer within ``timeout_s`` overall (httpx's timeouts
+        bound each phase, not the whole: a receiver trickling its answer could hold a post for
+        ever, and its claim would run out); a timeout or connection error is a DeliveryError
+        naming its kind only. A post past the deadline is left to finish on its own thread."""
+        outcome: list[Response | BaseException] = []
+
+        def send() -> None:
+            try:
+                outcome.append(self._post(url, body, headers, timeout_s))
+            except BaseException as exc:  # handed over to the caller below
+                outcome.append(exc)
+
+        poster = threading.Thread(target=send, name="backlight-post", daemon=True)
+        poster.start()
+        poster.join(timeout_s)
+        if not outcome:
+            raise DeliveryError(f"timed out after {timeout_s:g}s")  # as httpx's own timeouts
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _post(self, url: str, body: bytes, headers: Mapping[str, str],
+              timeout_s: float) -> Response:
         try:
             reply = self._client.post(url, content=body, headers=dict(headers), timeout=timeout_s)
         except httpx.TimeoutException:
@@ -205,7 +227,10 @@ def _attempt(outbox: OutboxQueue, item: OutboxItem, channel: ChannelSettings | N
     def fail(error: str, wait_s: float, permanent: bool) -> None:
         expired = give_up_after is not None and now - item.enqueued_at >= give_up_after
         dead = permanent or expired
-        outbox.mark_failed(item.id, error, now + timedelta(seconds=wait_s), dead=dead)
+        if not _fenced(item, lambda: outbox.mark_failed(
+                item.id, error, now + timedelta(seconds=wait_s), dead=dead,
+                claim_token=item.claim_token)):
+            return
         report.count(item.channel, "dead" if dead else "failed")
         if dead:
             log.error("notification dead", extra=_fields(item, error=error, expired=expired))
@@ -232,7 +257,9 @@ def _attempt(outbox: OutboxQueue, item: OutboxItem, channel: ChannelSettings | N
         return
     status = reply.status
     if 200 <= status < 300:
-        outbox.mark_sent(item.id, now)
+        if not _fenced(item, lambda: outbox.mark_sent(item.id, now,
+                                                      claim_token=item.claim_token)):
+            return
         report.count(item.channel, "sent")
         log.info("notification sent", extra=_fields(item, status=status))
     elif status == 429:
@@ -243,6 +270,17 @@ def _attempt(outbox: OutboxQueue, item: OutboxItem, channel: ChannelSettings | N
     else:
         fail(f"HTTP {status}", backoff_s(item.attempts + 1),
              permanent=item.attempts + 1 >= MAX_CLIENT_ERRORS)
+
+
+def _fenced(item: OutboxItem, mark: Callable[[], None]) -> bool:
+    """Record an outcome under the item's claim; False (logged) when another worker took the
+    claim over meanwhile: then its outcome is that worker's to record."""
+    try:
+        mark()
+    except LeaseLost as exc:
+        log.warning("notification claim lost", extra=_fields(item, error=str(exc)))
+        return False
+    return True
 
 
 def deliver(outbox: OutboxQueue, channels: Mapping[str, ChannelSettings],
@@ -256,7 +294,9 @@ def deliver(outbox: OutboxQueue, channels: Mapping[str, ChannelSettings],
     Several workers may deliver from one outbox at once: each round claims the channel heads
     it sends (``OutboxQueue.claim``), so no two workers send one notification, and gives up
     what it did not send when it ends. A round posts at most once per channel, so a claim is
-    leased for longer than a round can take (every channel's timeout, plus a minute)."""
+    leased for longer than a round can take (every channel's timeout, each an overall
+    deadline on its post, plus a minute); an outcome is recorded only under the claim it was
+    sent under (a worker whose claim was taken over records nothing)."""
     report = DeliveryReport()
     worker = uuid.uuid4().hex
     lease = timedelta(seconds=60 + sum(c.timeout_s for c in channels.values()))

@@ -22,3 +22,8 @@ class DeliveryError(AlertError):
 class AlertStateError(AlertError):
     """The alert state (alerts, silences, acknowledgements, reviews, outbox) cannot be read
     or written, or a person's action names something that does not exist."""
+
+
+class LeaseLost(AlertStateError):
+    """A worker wrote what it no longer holds: its evaluation lease or its outbox claim ran
+    out and another worker took it over, so the write was refused (nothing changed)."""

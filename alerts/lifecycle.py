@@ -139,7 +139,8 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
         alert, sent = _step(prev, finding, rnd)
         if alert is not None:
             alerts.append(alert)
-            changes.extend(AlertChange(change, alert, now) for change in sent)
+            changes.extend(AlertChange(change, alert, now, transition(prev, alert, change))
+                           for change in sent)
     changes.sort(key=lambda c: c.alert.process)  # stable: keys stay sorted within a process
     return Evaluation(tuple(alerts), tuple(changes))
 
@@ -229,3 +230,29 @@ def _notices(before: Alert | None, after: Alert) -> Iterator[Change]:
         yield Change.ACKNOWLEDGED
     if after.silenced and not before.silenced:
         yield Change.SILENCED
+
+
+def transition(before: Alert | None, after: Alert, change: Change) -> str:
+    """What identifies one change of one alert, from its key and the state it changed from,
+    never the evaluation's time, so that two evaluations that overlap (two workers reading the
+    same stored state) name it alike and its notification is queued once.
+
+    The episode is its ``first_seen`` when it was open before this round, or "after" the
+    previous episode (or none) when it opened in this round (then ``first_seen`` is this
+    round's time). Within an episode: FIRING once per severity announced (they only rise),
+    ESCALATED and RESOLVED once, REPEAT once per announcement it follows, ACKNOWLEDGED once per
+    acknowledgement, SILENCED once per silence and the state it silenced."""
+    if before is None or before.status is Status.RESOLVED:
+        episode = f"after {before.first_seen.isoformat() if before else '-'}"
+    else:
+        episode = f"since {before.first_seen.isoformat()}"
+    detail = ""
+    if change is Change.FIRING:
+        detail = after.severity.value
+    elif change is Change.REPEAT and before is not None and before.notified_at is not None:
+        detail = before.notified_at.isoformat()
+    elif change is Change.ACKNOWLEDGED and after.acknowledged_at is not None:
+        detail = after.acknowledged_at.isoformat()
+    elif change is Change.SILENCED and before is not None:
+        detail = f"{after.silenced_by} {before.last_seen.isoformat()}"
+    return "\x1f".join((after.key, episode, change.value, detail))

@@ -10,8 +10,12 @@ Several delivery workers may share one outbox: a worker ``claim``s the heads it 
 lease on the wall clock, in the same write transaction that picks them), other workers skip
 a claimed head and so its whole channel, and ``mark_sent`` / ``mark_failed`` end the claim. A
 worker that dies mid-send leaves its claim to expire; only then may another send it again
-(the receiver sees the same ``Idempotency-Key``). The same queue on PostgreSQL is
-alerts/pg_outbox.py; ``open_outbox(url)`` opens the one beside the store a URL names.
+(the receiver sees the same ``Idempotency-Key``). Claims are fenced: each ``claim`` gives its
+rows a new token, and ``mark_sent`` / ``mark_failed`` given the token apply only while it
+stands (``UPDATE ... WHERE id = ? AND claim_token = ?``), so a worker that was slow past its
+lease cannot overwrite the outcome of the worker that took the row over (``LeaseLost``). The
+same queue on PostgreSQL is alerts/pg_outbox.py; ``open_outbox(url)`` opens the one beside the
+store a URL names.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from alerts.channels.text import encode
-from alerts.errors import AlertStateError
+from alerts.errors import AlertStateError, LeaseLost
 from ingest.migrations import Migration, Schema, migrate_sqlite
 from ingest.sqlite import connect, transaction
 from schemas.alerts import Notification
@@ -56,10 +61,12 @@ SCHEMA = Schema(COMPONENT, "the outbox", "outbox", (
     Migration(2, "claims by delivery workers", (
         "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
         "ALTER TABLE outbox ADD COLUMN claimed_until_us INTEGER")),
+    Migration(3, "fenced claims: a token per claim", (
+        "ALTER TABLE outbox ADD COLUMN claim_token TEXT",)),
 ), AlertStateError)
 """The outbox's tables in a SQLite file, versioned (ingest/migrations.py runs the steps)."""
 _COLUMNS = ("seq, id, channel, process, keys, payload, status, attempts, created_us,"
-            " enqueued_us, next_attempt_us, sent_us, last_error")
+            " enqueued_us, next_attempt_us, sent_us, last_error, claim_token")
 
 
 _US_DELTA = timedelta(microseconds=1)
@@ -102,15 +109,19 @@ class OutboxItem:
     next_attempt_at: datetime
     sent_at: datetime | None
     last_error: str | None
+    claim_token: str | None = None
+    """The token of the claim it was read under: ``mark_sent`` / ``mark_failed`` given it
+    apply only while that claim stands (not after another worker took the row over)."""
 
     @classmethod
     def _from_row(cls, row: Sequence[Any]) -> OutboxItem:
         (seq, id_, channel, process, keys, payload, status, attempts, created, enqueued, nxt,
-         sent, err) = row
+         sent, err, token) = row
         return cls(seq=seq, id=id_, channel=channel, process=process,
                    keys=tuple(json.loads(keys)), payload=bytes(payload), status=status,
                    attempts=attempts, created_at=_at(created), enqueued_at=_at(enqueued),
-                   next_attempt_at=_at(nxt), sent_at=_time(sent), last_error=err)
+                   next_attempt_at=_at(nxt), sent_at=_time(sent), last_error=err,
+                   claim_token=token)
 
 
 def wall_us() -> int:
@@ -135,9 +146,10 @@ class OutboxQueue(Protocol):
 
     def next_due_at(self) -> datetime | None: ...
 
-    def mark_sent(self, id: str, at: datetime) -> None: ...
+    def mark_sent(self, id: str, at: datetime, claim_token: str | None = None) -> None: ...
 
-    def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool) -> None: ...
+    def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool,
+                    claim_token: str | None = None) -> None: ...
 
     def depth(self) -> dict[str, int]: ...
 
@@ -229,14 +241,16 @@ class Outbox:
     def claim(self, now: datetime, worker: str, lease: timedelta,
               limit: int = 100) -> list[OutboxItem]:
         """``due``, less the heads another worker holds, now held by ``worker`` for ``lease``
-        of wall time (its own claims are renewed). One write transaction: two workers never
-        hold one notification, nor two of one channel."""
+        of wall time (its own claims are renewed) under a new claim token, which the items
+        carry. One write transaction: two workers never hold one notification, nor two of one
+        channel."""
         wall = wall_us()
-        sql = (f"UPDATE outbox SET claimed_by = ?, claimed_until_us = ? WHERE seq IN"  # noqa: S608
-               f" (SELECT seq FROM outbox WHERE seq IN ({_HEADS}) AND next_attempt_us <= ?"
+        sql = (f"UPDATE outbox SET claimed_by = ?, claimed_until_us = ?, claim_token = ?"  # noqa: S608
+               f" WHERE seq IN (SELECT seq FROM outbox WHERE seq IN ({_HEADS})"
+               " AND next_attempt_us <= ?"
                " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until_us <= ?)"
                f" ORDER BY seq LIMIT ?) RETURNING {_COLUMNS}")
-        args = (worker, wall + lease // _US_DELTA, _us(now), worker, wall, limit)
+        args = (worker, wall + lease // _US_DELTA, claim_token(), _us(now), worker, wall, limit)
         try:
             with self._lock, self._transaction():
                 rows = self._db.execute(sql, args).fetchall()
@@ -248,8 +262,8 @@ class Outbox:
         """Give up ``worker``'s claims on what it did not send (others may take them now)."""
         try:
             with self._lock, self._transaction():
-                self._db.execute("UPDATE outbox SET claimed_by = NULL, claimed_until_us = NULL"
-                                 " WHERE claimed_by = ?", (worker,))
+                self._db.execute("UPDATE outbox SET claimed_by = NULL, claimed_until_us = NULL,"
+                                 " claim_token = NULL WHERE claimed_by = ?", (worker,))
         except sqlite3.Error as exc:
             raise AlertStateError(f"releasing outbox claims failed: {exc}") from exc
 
@@ -259,18 +273,22 @@ class Outbox:
                            " AND (claimed_by IS NULL OR claimed_until_us <= ?)", (wall_us(),))
         return _time(rows[0][0]) if rows else None
 
-    def mark_sent(self, id: str, at: datetime) -> None:
-        """The receiver acknowledged it: never send it again."""
+    def mark_sent(self, id: str, at: datetime, claim_token: str | None = None) -> None:
+        """The receiver acknowledged it: never send it again. With ``claim_token``, only while
+        that claim stands (``LeaseLost`` once another worker took the row over)."""
         self._update("UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_us = ?,"
-                     " last_error = NULL, claimed_by = NULL, claimed_until_us = NULL"
-                     " WHERE id = ?", (_us(at), id))
+                     " last_error = NULL, claimed_by = NULL, claimed_until_us = NULL,"
+                     " claim_token = NULL WHERE id = ?", (_us(at), id), claim_token)
 
-    def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool) -> None:
-        """An attempt failed: try again at ``next_attempt_at``, or give up (``dead``)."""
+    def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool,
+                    claim_token: str | None = None) -> None:
+        """An attempt failed: try again at ``next_attempt_at``, or give up (``dead``). With
+        ``claim_token``, only while that claim stands, as ``mark_sent``."""
         self._update("UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
-                     " next_attempt_us = ?, claimed_by = NULL, claimed_until_us = NULL"
-                     " WHERE id = ?",
-                     (DEAD if dead else PENDING, error[:500], _us(next_attempt_at), id))
+                     " next_attempt_us = ?, claimed_by = NULL, claimed_until_us = NULL,"
+                     " claim_token = NULL WHERE id = ?",
+                     (DEAD if dead else PENDING, error[:500], _us(next_attempt_at), id),
+                     claim_token)
 
     def depth(self) -> dict[str, int]:
         """Pending notifications per channel."""
@@ -304,10 +322,26 @@ class Outbox:
         except sqlite3.Error as exc:
             raise AlertStateError(f"reading the outbox failed: {exc}") from exc
 
-    def _update(self, sql: str, args: tuple[Any, ...]) -> None:
+    def _update(self, sql: str, args: tuple[Any, ...], token: str | None) -> None:
+        if token is not None:
+            sql, args = sql + " AND claim_token = ? AND status = 'pending'", (*args, token)
         try:
             with self._lock, self._transaction():
                 if self._db.execute(sql, args).rowcount != 1:
-                    raise AlertStateError(f"no notification {args[-1]!r} in the outbox")
+                    raise _not_updated(args[-1] if token is None else args[-2], token)
         except sqlite3.Error as exc:
             raise AlertStateError(f"updating the outbox failed: {exc}") from exc
+
+
+def claim_token() -> str:
+    """A fresh claim token (one per ``claim`` call)."""
+    return uuid.uuid4().hex
+
+
+def _not_updated(id: str, token: str | None) -> AlertStateError:
+    """Why marking a notification changed nothing: it is not there, or (with a token) the claim
+    it was read under no longer stands."""
+    if token is None:
+        return AlertStateError(f"no notification {id!r} in the outbox")
+    return LeaseLost(f"notification {id!r}: its claim was taken over by another worker (or it"
+                     " is no longer pending), so this worker's outcome is not recorded")

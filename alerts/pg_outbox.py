@@ -5,7 +5,8 @@ Times are BIGINT microseconds since the epoch, payloads BYTEA, keys JSON text. `
 each channel's oldest pending row that is due and that no other worker holds, with ``SELECT
 ... FOR UPDATE SKIP LOCKED`` (a head another worker is claiming right now is skipped, and with
 it its channel: only heads are ever candidates), and leases it in the same statement; the row
-lock plus READ COMMITTED's re-check of the claim columns mean two workers never hold one row.
+lock plus READ COMMITTED's re-check of the claim columns mean two workers never hold one row;
+a claim's token fences ``mark_sent`` / ``mark_failed`` as in alerts/outbox.py.
 ``enqueue`` takes an advisory lock until its commit, so seqs are committed in the order they
 are allocated and a channel's head is never overtaken by a row committed later.
 """
@@ -21,7 +22,16 @@ import psycopg
 
 from alerts.channels.text import encode
 from alerts.errors import AlertStateError
-from alerts.outbox import DEAD, PENDING, OutboxItem, _time, _us, wall_us
+from alerts.outbox import (
+    DEAD,
+    PENDING,
+    OutboxItem,
+    _not_updated,
+    _time,
+    _us,
+    claim_token,
+    wall_us,
+)
 from alerts.pg import PgTables
 from ingest.migrations import Migration, Schema
 from schemas.alerts import Notification
@@ -49,9 +59,11 @@ STEPS = (
             claimed_until_us BIGINT)""",
         "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, channel, seq)",
     )),
+    Migration(2, "fenced claims: a token per claim", (
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claim_token TEXT",)),
 )
 _COLUMNS = ("seq, id, channel, process, keys, payload, status, attempts, created_us,"
-            " enqueued_us, next_attempt_us, sent_us, last_error")
+            " enqueued_us, next_attempt_us, sent_us, last_error, claim_token")
 _HEADS = "SELECT MIN(seq) FROM outbox WHERE status = 'pending' GROUP BY channel"
 _INSERT = (
     "INSERT INTO outbox (id, channel, process, keys, payload, created_us, enqueued_us,"
@@ -65,7 +77,8 @@ _CLAIM = (
     f"WITH heads AS (SELECT seq FROM outbox WHERE seq IN ({_HEADS})"  # noqa: S608 (constants)
     " AND next_attempt_us <= %(now)s AND (claimed_by IS NULL OR claimed_by = %(worker)s"
     " OR claimed_until_us <= %(wall)s) ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-    " UPDATE outbox SET claimed_by = %(worker)s, claimed_until_us = %(until)s FROM heads"
+    " UPDATE outbox SET claimed_by = %(worker)s, claimed_until_us = %(until)s,"
+    " claim_token = %(token)s FROM heads"
     " WHERE outbox.seq = heads.seq RETURNING "
     + ", ".join(f"outbox.{c.strip()}" for c in _COLUMNS.split(","))
 )
@@ -108,7 +121,7 @@ class PostgresOutbox(PgTables):
         """As ``Outbox.claim``: what is due and held by no other worker, now held by ``worker``."""
         wall = wall_us()
         args = {"now": _us(now), "worker": worker, "wall": wall, "limit": limit,
-                "until": wall + lease // _US}
+                "until": wall + lease // _US, "token": claim_token()}
 
         def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(_CLAIM, args).fetchall()
@@ -118,8 +131,8 @@ class PostgresOutbox(PgTables):
     def release(self, worker: str) -> None:
         """Give up ``worker``'s claims on what it did not send."""
         self._write("releasing outbox claims", lambda conn: conn.execute(
-            "UPDATE outbox SET claimed_by = NULL, claimed_until_us = NULL WHERE claimed_by = %s",
-            (worker,)))
+            "UPDATE outbox SET claimed_by = NULL, claimed_until_us = NULL, claim_token = NULL"
+            " WHERE claimed_by = %s", (worker,)))
 
     def next_due_at(self) -> datetime | None:
         """When the earliest channel head no worker holds becomes due (None when none)."""
@@ -128,18 +141,20 @@ class PostgresOutbox(PgTables):
                           " AND (claimed_by IS NULL OR claimed_until_us <= %s)", (wall_us(),))
         return _time(rows[0][0]) if rows else None
 
-    def mark_sent(self, id: str, at: datetime) -> None:
-        """The receiver acknowledged it: never send it again."""
+    def mark_sent(self, id: str, at: datetime, claim_token: str | None = None) -> None:
+        """As ``Outbox.mark_sent`` (fenced by ``claim_token`` when given)."""
         self._update("UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_us = %s,"
-                     " last_error = NULL, claimed_by = NULL, claimed_until_us = NULL"
-                     " WHERE id = %s", (_us(at), id))
+                     " last_error = NULL, claimed_by = NULL, claimed_until_us = NULL,"
+                     " claim_token = NULL WHERE id = %s", (_us(at), id), claim_token)
 
-    def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool) -> None:
-        """An attempt failed: try again at ``next_attempt_at``, or give up (``dead``)."""
+    def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool,
+                    claim_token: str | None = None) -> None:
+        """As ``Outbox.mark_failed`` (fenced by ``claim_token`` when given)."""
         self._update("UPDATE outbox SET status = %s, attempts = attempts + 1, last_error = %s,"
-                     " next_attempt_us = %s, claimed_by = NULL, claimed_until_us = NULL"
-                     " WHERE id = %s",
-                     (DEAD if dead else PENDING, error[:500], _us(next_attempt_at), id))
+                     " next_attempt_us = %s, claimed_by = NULL, claimed_until_us = NULL,"
+                     " claim_token = NULL WHERE id = %s",
+                     (DEAD if dead else PENDING, error[:500], _us(next_attempt_at), id),
+                     claim_token)
 
     def depth(self) -> dict[str, int]:
         """Pending notifications per channel."""
@@ -163,8 +178,11 @@ class PostgresOutbox(PgTables):
         rows = self._read("reading the outbox", sql + " ORDER BY seq", args)
         return [OutboxItem._from_row(r) for r in rows]
 
-    def _update(self, sql: str, args: tuple[Any, ...]) -> None:
+    def _update(self, sql: str, args: tuple[Any, ...], token: str | None) -> None:
+        if token is not None:
+            sql, args = sql + " AND claim_token = %s AND status = 'pending'", (*args, token)
+
         def work(conn: psycopg.Connection[Any]) -> None:
             if conn.execute(sql, args).rowcount != 1:
-                raise AlertStateError(f"no notification {args[-1]!r} in the outbox")
+                raise _not_updated(args[-1] if token is None else args[-2], token)
         self._write("updating the outbox", work)

@@ -11,16 +11,26 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from alerts.errors import AlertStateError
 from alerts.pg import PgTables
-from alerts.state import _time, _us, alert_from_json, silence_from_json, silence_to_json
+from alerts.state import (
+    _history_rows,
+    _lease_check,
+    _time,
+    _us,
+    alert_from_json,
+    evaluation_lease,
+    silence_from_json,
+    silence_to_json,
+    wall_us,
+)
 from ingest.migrations import Migration, Schema
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
 
@@ -63,9 +73,16 @@ STEPS = (
             body       TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
     )),
+    Migration(2, "evaluation leases: one worker at a time evaluates a process", (
+        """CREATE TABLE IF NOT EXISTS alert_leases (
+            name       TEXT PRIMARY KEY,
+            holder     TEXT NOT NULL,
+            until_us   BIGINT NOT NULL)""",
+    )),
 )
 
 Conn = psycopg.Connection[Any]
+_US = timedelta(microseconds=1)
 
 
 class PostgresAlertState(PgTables):
@@ -93,8 +110,7 @@ class PostgresAlertState(PgTables):
         self._write(f"saving {len(rows)} alerts", work)
 
     def record_changes(self, changes: Sequence[AlertChange]) -> None:
-        rows = [(c.alert.key, c.change.value, c.alert.status.value, _us(c.at), c.alert.summary,
-                 json.dumps(c.alert.to_json())) for c in changes]
+        rows = _history_rows(changes)
 
         def work(conn: Conn) -> None:
             with conn.cursor() as cur:
@@ -118,6 +134,53 @@ class PostgresAlertState(PgTables):
                           "SELECT body::jsonb ->> 'process', body::jsonb ->> 'rule', COUNT(*)"
                           " FROM alert_history WHERE change = 'firing' GROUP BY 1, 2")
         return {(str(process), str(rule)): int(n) for process, rule, n in rows}
+
+    # -- evaluation leases and the fenced commit -----------------------------------------------
+    def take_leases(self, names: Sequence[str], holder: str, lease: timedelta) -> list[str]:
+        """As ``SQLiteAlertState.take_leases``: an upsert per name, which locks the row and
+        re-checks holder and expiry on its latest version, so two workers never both win."""
+        wall = wall_us()
+        until = wall + lease // _US
+
+        def work(conn: Conn) -> list[str]:
+            return [name for name in names if conn.execute(
+                "INSERT INTO alert_leases (name, holder, until_us) VALUES (%s,%s,%s)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " until_us = excluded.until_us WHERE alert_leases.holder = excluded.holder"
+                " OR alert_leases.until_us <= %s", (name, holder, until, wall)).rowcount == 1]
+        return self._write(f"taking {len(names)} leases", work)
+
+    def release_leases(self, names: Sequence[str], holder: str) -> None:
+        self._write("releasing leases", lambda conn: conn.execute(
+            "DELETE FROM alert_leases WHERE holder = %s AND name = ANY(%s)",
+            (holder, list(names))))
+
+    def commit(self, evaluation_alerts: Iterable[Alert], changes: Sequence[AlertChange],
+               processes: Collection[str], holder: str) -> None:
+        """As ``SQLiteAlertState.commit``; the lease rows stay locked until the commit, so
+        no worker takes one over half way."""
+        scope = sorted(set(processes))
+        alerts = [a for a in evaluation_alerts if a.process in scope]
+        rows = [(a.key, a.process, a.status.value, json.dumps(a.to_json())) for a in alerts]
+        history = _history_rows(changes)
+
+        def work(conn: Conn) -> None:
+            held = conn.execute(
+                "SELECT name FROM alert_leases WHERE holder = %s AND until_us > %s"
+                " AND name = ANY(%s) FOR UPDATE",
+                (holder, wall_us(), [evaluation_lease(p) for p in scope])).fetchall()
+            _lease_check(len(held), len(scope), holder)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO alert_states (key, process, status, body) VALUES (%s,%s,%s,%s)"
+                    " ON CONFLICT (key) DO UPDATE SET process = excluded.process,"
+                    " status = excluded.status, body = excluded.body", rows)
+                cur.executemany("INSERT INTO alert_history (key, change, status, at_us, summary,"
+                                " body) VALUES (%s,%s,%s,%s,%s,%s)", history)
+            conn.execute("DELETE FROM alert_states WHERE status = %s AND process = ANY(%s)"
+                         " AND NOT (key = ANY(%s))",
+                         (Status.PENDING.value, scope, [a.key for a in alerts]))
+        self._write(f"storing the evaluation of {len(scope)} processes", work)
 
     # -- silences ----------------------------------------------------------------------------
     def add_silence(self, silence: Silence) -> Silence:

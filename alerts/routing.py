@@ -82,11 +82,16 @@ def targets(change: AlertChange, routes: Sequence[RouteSettings],
 
 
 def notification_id(channel: str, changes: Sequence[AlertChange]) -> str:
-    """Deterministic: sha256 of the channel and the sorted (key, change, at) of the changes."""
-    parts = sorted((c.alert.key, c.change.value, c.at.isoformat()) for c in changes)
+    """Deterministic: sha256 of the channel and the sorted (key, change, transition) of the
+    changes, so evaluations that overlap queue one transition's notification once (the
+    outbox's unique id makes the second insert a no-op). A change without a transition (made
+    by hand) counts its time instead."""
+    parts = sorted((c.alert.key, c.change.value, c.transition or f"at {c.at.isoformat()}")
+                   for c in changes)
     digest = hashlib.sha256(channel.encode())
-    for key, change, at in parts:
-        digest.update(b"\x00" + key.encode() + b"\x1f" + change.encode() + b"\x1f" + at.encode())
+    for key, change, which in parts:
+        digest.update(b"\x00" + key.encode() + b"\x1f" + change.encode() + b"\x1f"
+                      + which.encode())
     return digest.hexdigest()
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from alerts.errors import AlertStateError
+from alerts.errors import AlertStateError, LeaseLost
 from ingest.migrations import Migration, Schema, migrate_sqlite
 from ingest.sqlite import connect
 from schemas.alerts import (
@@ -78,6 +79,12 @@ SCHEMA = Schema("alerts", "the alert state", "alert_states", (
             summary    TEXT NOT NULL,
             body       TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
+    )),
+    Migration(2, "evaluation leases: one worker at a time evaluates a process", (
+        """CREATE TABLE IF NOT EXISTS alert_leases (
+            name       TEXT PRIMARY KEY,
+            holder     TEXT NOT NULL,
+            until_us   INTEGER NOT NULL)""",
     )),
 ), AlertStateError)
 """The alert state's tables in a SQLite file, versioned as the PostgreSQL ones are."""
@@ -135,7 +142,40 @@ class AlertState(Protocol):
         """Recorded reviews, newest first, of one process or all."""
         ...
 
+    def take_leases(self, names: Sequence[str], holder: str, lease: timedelta) -> list[str]:
+        """Hold each named lease for ``lease`` of wall time where it is free, expired or
+        ``holder``'s already (renewed), in one transaction; the names ``holder`` now holds."""
+        ...
+
+    def release_leases(self, names: Sequence[str], holder: str) -> None:
+        """Give up those of the named leases ``holder`` holds."""
+        ...
+
+    def commit(self, evaluation_alerts: Iterable[Alert], changes: Sequence[AlertChange],
+               processes: Collection[str], holder: str) -> None:
+        """Store one evaluation of ``processes`` in one transaction, if ``holder`` still holds
+        every one's lease (``evaluation_lease``), else raise ``LeaseLost`` and store nothing:
+        upsert those processes' alerts, drop their pending ones not among them (as ``save``),
+        append the changes to the history."""
+        ...
+
     def close(self) -> None: ...
+
+
+def evaluation_lease(process: str) -> str:
+    """The name of the lease an evaluation of ``process`` holds while it runs."""
+    return f"evaluate:{process}"
+
+
+def wall_us() -> int:
+    """The wall clock in microseconds: leases expire on it, whatever clock evaluation runs on."""
+    return time.time_ns() // 1000
+
+
+def _lease_check(held: int, wanted: int, holder: str) -> None:
+    if held != wanted:
+        raise LeaseLost(f"worker {holder} no longer holds the evaluation lease of"
+                        f" {wanted - held} of its {wanted} processes: another worker took over")
 
 
 class SQLiteAlertState:
@@ -195,8 +235,7 @@ class SQLiteAlertState:
         self._write(f"saving {len(rows)} alerts", work)
 
     def record_changes(self, changes: Sequence[AlertChange]) -> None:
-        rows = [(c.alert.key, c.change.value, c.alert.status.value, _us(c.at), c.alert.summary,
-                 json.dumps(c.alert.to_json())) for c in changes]
+        rows = _history_rows(changes)
         self._write(f"recording {len(rows)} alert changes", lambda db: db.executemany(
             "INSERT INTO alert_history (key, change, status, at_us, summary, body)"
             " VALUES (?,?,?,?,?,?)", rows))
@@ -217,6 +256,49 @@ class SQLiteAlertState:
                           "SELECT json_extract(body, '$.process'), json_extract(body, '$.rule'),"
                           " COUNT(*) FROM alert_history WHERE change = 'firing' GROUP BY 1, 2")
         return {(str(process), str(rule)): int(n) for process, rule, n in rows}
+
+    # -- evaluation leases and the fenced commit -----------------------------------------------
+    def take_leases(self, names: Sequence[str], holder: str, lease: timedelta) -> list[str]:
+        wall = wall_us()
+        until = wall + lease // _US
+
+        def work(db: sqlite3.Connection) -> list[str]:
+            return [name for name in names if db.execute(
+                "INSERT INTO alert_leases (name, holder, until_us) VALUES (?,?,?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " until_us = excluded.until_us WHERE alert_leases.holder = excluded.holder"
+                " OR alert_leases.until_us <= ?", (name, holder, until, wall)).rowcount == 1]
+        return self._write(f"taking {len(names)} leases", work)
+
+    def release_leases(self, names: Sequence[str], holder: str) -> None:
+        self._write("releasing leases", lambda db: db.execute(
+            "DELETE FROM alert_leases WHERE holder = ? AND name IN"
+            " (SELECT value FROM json_each(?))", (holder, json.dumps(list(names)))))
+
+    def commit(self, evaluation_alerts: Iterable[Alert], changes: Sequence[AlertChange],
+               processes: Collection[str], holder: str) -> None:
+        scope = sorted(set(processes))
+        alerts = [a for a in evaluation_alerts if a.process in scope]
+        rows = [(a.key, a.process, a.status.value, json.dumps(a.to_json())) for a in alerts]
+        history = _history_rows(changes)
+
+        def work(db: sqlite3.Connection) -> None:
+            (held,) = db.execute(
+                "SELECT COUNT(*) FROM alert_leases WHERE holder = ? AND until_us > ? AND name IN"
+                " (SELECT value FROM json_each(?))",
+                (holder, wall_us(), json.dumps([evaluation_lease(p) for p in scope]))).fetchone()
+            _lease_check(held, len(scope), holder)
+            db.executemany("INSERT INTO alert_states (key, process, status, body) VALUES (?,?,?,?)"
+                           " ON CONFLICT (key) DO UPDATE SET process = excluded.process,"
+                           " status = excluded.status, body = excluded.body", rows)
+            db.execute("DELETE FROM alert_states WHERE status = ?"
+                       " AND process IN (SELECT value FROM json_each(?))"
+                       " AND key NOT IN (SELECT value FROM json_each(?))",
+                       (Status.PENDING.value, json.dumps(scope),
+                        json.dumps([a.key for a in alerts])))
+            db.executemany("INSERT INTO alert_history (key, change, status, at_us, summary, body)"
+                           " VALUES (?,?,?,?,?,?)", history)
+        self._write(f"storing the evaluation of {len(scope)} processes", work)
 
     # -- silences ----------------------------------------------------------------------------
     def add_silence(self, silence: Silence) -> Silence:
@@ -353,6 +435,12 @@ def silence_from_json(data: Mapping[str, Any]) -> Silence:
                        severity=Severity(data["severity"]) if data["severity"] else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise AlertStateError(f"a stored silence cannot be read: {exc!r}") from exc
+
+
+def _history_rows(changes: Sequence[AlertChange]) -> list[tuple[Any, ...]]:
+    """The ``alert_history`` rows of some changes (key, change, status, at_us, summary, body)."""
+    return [(c.alert.key, c.change.value, c.alert.status.value, _us(c.at), c.alert.summary,
+             json.dumps(c.alert.to_json())) for c in changes]
 
 
 def _us(moment: datetime) -> int:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from alerts.lifecycle import LifecyclePolicy, advance
 from alerts.outbox import open_outbox
 from alerts.registry import ProcessDefinition, build_definition
 from alerts.routing import route
-from alerts.state import AlertState, open_alert_state
+from alerts.state import AlertState, evaluation_lease, open_alert_state
 from backlight.config import ConfigError, ProcessSettings, Settings
 from ingest.store import EventStore, open_store
 from mining.frame import Events, prepare
@@ -104,8 +107,12 @@ def _wall(text: str | None) -> timedelta:
 
 def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = False,
              processes: Sequence[str] = ()) -> EvaluationReport:
-    """Evaluate every rule once; unless ``dry_run``, keep the new state and fill the outbox."""
-    now = now or datetime.now(UTC)
+    """Evaluate every rule once; unless ``dry_run``, keep the new state and fill the outbox.
+
+    Unless ``dry_run``, each process is evaluated under its lease (``AlertState.take_leases``):
+    a process another worker is evaluating right now is skipped this round (a note says so),
+    so two workers (``alerts run`` twice, or beside ``consume --alerts``) never evaluate one
+    process at once, and the state is stored only while the lease is still held."""
     notes: list[str] = []
     findings: list[Finding] = []
     with _opened(settings) as (store, state):
@@ -115,36 +122,47 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
             if unknown:
                 raise ConfigError(f"--process {unknown[0]!r}: not configured and no events of it")
             defs = [d for d in defs if d.name in processes]
-        for definition in defs:
-            # Events up to now; those stored with a time before 1970 are not evaluated either.
-            stored = store.events(definition.name, until=now + timedelta(microseconds=1))
-            events = prepare(within_range(stored, now).frame)
-            if not definition.end_activities and events.df.height:
-                definition = _definition_learning(settings, definition, events)
-                if definition.end_activities_learned:
-                    notes.append(f"{definition.name}: no end_activities configured; learned "
-                                 f"from the data: {', '.join(definition.end_activities)}")
-            findings.extend(run_rules(definition, events, now))
-        previous = state.alerts()
-        result = advance(previous, findings, now=now, policy=policy(settings),
-                         owners={d.name: d.owner for d in defs},
-                         evaluated={d.name for d in defs},
-                         silences=state.silences(active_at=now),
-                         acks=state.acknowledgements(), base_url=settings.alerts.base_url)
-        notifications = route(result.changes, settings.alerts.routes,
-                              {c.name: c for c in settings.channels}, now)
-        if not dry_run:
-            # The outbox first, then the state: a crash in between sends a change again at the
-            # next evaluation rather than losing it.
-            if notifications:
-                outbox = open_outbox(settings.store.url)
-                try:
-                    outbox.enqueue(notifications,
-                                   payload_for({c.name: c for c in settings.channels}))
-                finally:
-                    outbox.close()
-            state.save(result.alerts)
-            state.record_changes(result.changes)
+        lease = _Leases(state, [d.name for d in defs]) if not dry_run else None
+        try:
+            if lease is not None:
+                notes += [f"{name}: another worker is evaluating it; skipped this round"
+                          for name in lease.busy]
+                defs = [d for d in defs if d.name in lease.held]
+            now = now or datetime.now(UTC)  # taken under the lease: never older than the state
+            for definition in defs:
+                # Events up to now; those stored with a time before 1970 are not evaluated.
+                stored = store.events(definition.name, until=now + timedelta(microseconds=1))
+                events = prepare(within_range(stored, now).frame)
+                if not definition.end_activities and events.df.height:
+                    definition = _definition_learning(settings, definition, events)
+                    if definition.end_activities_learned:
+                        notes.append(f"{definition.name}: no end_activities configured; learned "
+                                     f"from the data: {', '.join(definition.end_activities)}")
+                findings.extend(run_rules(definition, events, now))
+                if lease is not None:
+                    lease.renew()
+            previous = state.alerts()
+            result = advance(previous, findings, now=now, policy=policy(settings),
+                             owners={d.name: d.owner for d in defs},
+                             evaluated={d.name for d in defs},
+                             silences=state.silences(active_at=now),
+                             acks=state.acknowledgements(), base_url=settings.alerts.base_url)
+            notifications = route(result.changes, settings.alerts.routes,
+                                  {c.name: c for c in settings.channels}, now)
+            if lease is not None:
+                # The outbox first, then the state: a crash in between evaluates the same
+                # transitions again, whose notifications have the same ids (queued once).
+                if notifications:
+                    outbox = open_outbox(settings.store.url)
+                    try:
+                        outbox.enqueue(notifications,
+                                       payload_for({c.name: c for c in settings.channels}))
+                    finally:
+                        outbox.close()
+                state.commit(result.alerts, result.changes, lease.held, lease.holder)
+        finally:
+            if lease is not None:
+                lease.release()
     shown = tuple(a for a in result.alerts if a.process in {d.name for d in defs}
                   and (a.status.value != "resolved" or a.resolved_at == now))
     log.info("alerts evaluated", extra={"fields": {
@@ -152,6 +170,40 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
         "notifications": len(notifications), "dry_run": dry_run}})
     return EvaluationReport(now, tuple(findings), shown, tuple(result.changes),
                             tuple(notifications), tuple(notes), dry_run)
+
+
+EVALUATION_LEASE = timedelta(minutes=5)
+"""How long an evaluation holds a process before another worker may take it over (a worker
+that died leaves its processes to the others after this); renewed every RENEW_AFTER."""
+RENEW_AFTER = timedelta(minutes=1)
+
+
+class _Leases:
+    """The evaluation leases one evaluation holds: taken at once, renewed as it goes on."""
+
+    def __init__(self, state: AlertState, processes: Sequence[str]) -> None:
+        self.state = state
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._names = {evaluation_lease(p): p for p in processes}
+        taken = set(state.take_leases(list(self._names), self.holder, EVALUATION_LEASE))
+        self.held = [p for name, p in self._names.items() if name in taken]
+        self.busy = [p for name, p in self._names.items() if name not in taken]
+        self._taken_at = time.monotonic()
+
+    def renew(self) -> None:
+        """Extend the leases held when RENEW_AFTER has passed since they were last taken."""
+        if time.monotonic() - self._taken_at >= RENEW_AFTER.total_seconds():
+            self.state.take_leases([evaluation_lease(p) for p in self.held], self.holder,
+                                   EVALUATION_LEASE)
+            self._taken_at = time.monotonic()
+
+    def release(self) -> None:
+        """Let other workers evaluate these processes at once (a failure just lets them expire)."""
+        try:
+            self.state.release_leases([evaluation_lease(p) for p in self.held], self.holder)
+        except BacklightError as exc:
+            log.warning("could not release evaluation leases", extra={"fields": {
+                "error": str(exc)}})
 
 
 def _definition_learning(settings: Settings, definition: ProcessDefinition,

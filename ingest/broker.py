@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -76,7 +78,11 @@ def _require(tool: str, package: str) -> str:
 
 
 def resolve_jars(version: str = KAFKA_VERSION) -> Path:
-    """Return the folder holding Apache Kafka's jars, resolving them with Maven the first time."""
+    """Return the folder holding Apache Kafka's jars, resolving them with Maven the first time.
+
+    Several processes may ask at once on a fresh machine: one resolves while holding a file
+    lock (``fcntl``) beside the cache, into a temporary folder of its own that it renames into
+    place complete (``.complete`` inside), and the others wait for the lock and use its result."""
     lib = cache_dir() / f"kafka-{version}" / "lib"
     done = lib / ".complete"
     if done.exists():
@@ -85,12 +91,30 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
     mvn = _require("mvn", "maven")
     work = lib.parent
     work.mkdir(parents=True, exist_ok=True)
-    (work / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
-    tmp = work / "lib.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    with (work / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if done.exists():
+            return lib  # another process resolved them while this one waited
+        tmp = Path(tempfile.mkdtemp(prefix="lib.", suffix=".partial", dir=work))
+        tmp.chmod(0o755)  # mkdtemp's is 0700; the cache is shared like before
+        try:
+            _maven_copy(mvn, version, tmp)
+            (tmp / ".complete").write_text(version)
+            shutil.rmtree(lib, ignore_errors=True)  # an incomplete folder from before locking
+            tmp.rename(lib)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return lib
+
+
+def _maven_copy(mvn: str, version: str, into: Path) -> None:
+    """Resolve Kafka's runtime jars with Maven and copy them into ``into``."""
+    pom = into / "pom.xml"
+    pom.write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
+    jars = into / "jars"
     proc = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={jars}"],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
@@ -98,10 +122,12 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
         raise BrokerError(
             f"Maven could not resolve Apache Kafka {version} from Maven Central:\n" + "\n".join(tail)
         )
-    shutil.rmtree(lib, ignore_errors=True)
-    tmp.rename(lib)
-    done.write_text(version)
-    return lib
+    for jar in jars.iterdir():
+        jar.rename(into / jar.name)
+    jars.rmdir()
+    pom.unlink()
+    target = into / "target"  # Maven's build folder beside the pom, if it made one
+    shutil.rmtree(target, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -212,6 +212,11 @@ class AlertChange:
     change: Change
     alert: Alert
     at: datetime
+    transition: str = ""
+    """What makes this change one of its kind, from the alert's key and the state it changed
+    from (alerts/lifecycle.py), never the evaluation's time: two evaluations that overlap and
+    see the same state find the same transition, so its notification is queued once. Empty
+    for a change made by hand (the notification id then counts its time)."""
 
 
 @dataclass(frozen=True)
