@@ -11,9 +11,18 @@ Rebalances, the same contract as ``KafkaSource`` (read its module docstring). Th
 protocol is the eager one. librdkafka calls ``on_assign``, ``on_revoke`` and ``on_lost``
 inside ``consume()`` on the polling thread (the binding assigns and unassigns after them); the
 revoke callback calls the consumer's handover (it waits, bounded, for the batch being stored
-on the writer thread and records its offsets as handled), then commits, synchronously and
-while this member still owns them, the revoked partitions' handled offsets not committed yet;
+on the writer thread and records its offsets as handled), then commits, while this member
+still owns them, the revoked partitions' handled offsets not committed yet (librdkafka does not
+finish the unassignment, and so the rebalance, before its outstanding commits are answered);
 on loss it forgets them (the next owner re-reads them; the store keeps each event once).
+
+Commits are asynchronous, never a blocking call. A synchronous commit has no timeout in
+librdkafka: while the group coordinator cannot be reached it waits for it, and a commit made
+just as the broker went away blocked the poll loop for as long as the outage lasted, and at
+times for good after it (no batch, no lag report: the consumer looked stalled to ``/readyz``
+and a SIGTERM was never acted on). ``commit`` hands the offsets to librdkafka and returns; its
+answer comes back through the ``on_commit`` callback, served by the next ``consume()`` (or by
+``close()``), which forgets what was committed and keeps what was refused for the next commit.
 
 Errors. A broker that cannot be reached at start raises ``KafkaUnavailable`` (like
 ``KafkaSource``); later, librdkafka reconnects by itself: transient errors it reports through
@@ -113,6 +122,7 @@ class RdKafkaSource:
     def __init__(self, bootstrap: str, group_id: str, topics: Iterable[str],
                  client_id: str = "backlight", **overrides: Any) -> None:
         conf, wait_s = settings(bootstrap, group_id, client_id, overrides)
+        conf["on_commit"] = self._on_commit
         try:
             self._consumer = _Consumer(conf)
         except KafkaException as exc:
@@ -128,6 +138,7 @@ class RdKafkaSource:
         self._handled = Handled()
         self._handover: Callable[[], None] | None = None
         self._warned: dict[int, float] = {}
+        self._commit_warned: dict[int | None, float] = {}
         self._parts: tuple[float, list[TopicPartition]] | None = None  # (looked up, partitions)
         self._consumer.subscribe(self._topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -172,30 +183,52 @@ class RdKafkaSource:
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit, with any earlier refused commit of partitions still ours; partitions no
-        longer assigned are left out (the revoke callback committed what was handled)."""
+        longer assigned are left out (the revoke callback committed what was handled).
+        Asynchronous: ``_on_commit`` learns the answer (module docstring)."""
         if not next_offsets:
             return
         self.handled(next_offsets)
         offsets = self._handled.to_commit(self.partitions())
-        if not offsets:
-            return
-        try:
+        if offsets:
             self._commit(offsets)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if error is not None and error.code() in _REBALANCING:
-                log.warning("offset commit refused during a rebalance; kept for the handover",
-                            extra={"fields": {"partitions": len(offsets)}})
-            else:
-                log.warning("offset commit failed; kept for the next commit", extra={"fields": {
-                    "partitions": len(offsets), "error": repr(exc)}})
-            return
-        self._handled.committed(offsets)
 
-    def _commit(self, offsets: Mapping[Partition, int]) -> None:
-        """Commit synchronously; raises ``KafkaException`` (librdkafka bounds the wait)."""
-        self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                              asynchronous=False)
+    def _commit(self, offsets: Mapping[Partition, int]) -> bool:
+        """Hand ``offsets`` to librdkafka to commit, without waiting; False (logged, the
+        offsets kept) when it refuses them at once."""
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=True)
+        except KafkaException as exc:
+            self._commit_failed(exc.args[0] if exc.args else exc, len(offsets))
+            return False
+        return True
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit (on the thread serving callbacks): forget what
+        was committed; what was refused stays handled and goes with the next commit."""
+        if error is not None:  # the whole request failed: nothing of it was committed
+            if error.code() != KafkaError._NO_OFFSET:  # (that one: nothing new to commit)
+                self._commit_failed(error, len(partitions))
+            return
+        self._handled.committed({(tp.topic, tp.partition): tp.offset for tp in partitions
+                                 if tp.error is None and tp.offset >= 0})
+        failed = [tp for tp in partitions if tp.error is not None]
+        if failed:
+            self._commit_failed(failed[0].error, len(failed))
+
+    def _commit_failed(self, error: object, partitions: int) -> None:
+        code = error.code() if isinstance(error, KafkaError) else None
+        now = time.monotonic()
+        if now - self._commit_warned.get(code, float("-inf")) < _REPEAT_WARNING_S:
+            return
+        self._commit_warned[code] = now
+        if code in _REBALANCING:
+            log.warning("offset commit refused during a rebalance; kept for the handover",
+                        extra={"fields": {"partitions": partitions}})
+        else:
+            log.warning("offset commit failed; kept for the next commit", extra={"fields": {
+                "partitions": partitions, "error": str(error)}})
 
     def rebalances(self) -> list[Rebalance]:
         with self._lock:
@@ -232,12 +265,7 @@ class RdKafkaSource:
                 log.warning("partitions lost before their offsets were committed; the next "
                             "owner re-reads them", extra={"fields": {"partitions": len(offsets)}})
                 return
-            try:
-                self._commit(offsets)
-            except KafkaException as exc:
-                log.warning("offset commit on revoke failed; the next owner re-reads the batch",
-                            extra={"fields": {"partitions": len(offsets), "error": repr(exc)}})
-            else:
+            if self._commit(offsets):  # answered before librdkafka finishes the unassignment
                 log.info("offsets committed on revoke", extra={"fields": {
                     "partitions": len(offsets)}})
         except Exception:

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from broker_support import own_broker  # noqa: F401 (a fixture: a broker a test may stop)
 
 from ingest.simulate import Anomalies, simulate
 from mining.frame import SCHEMA, check_frame

@@ -8,7 +8,10 @@ import socket
 import time
 
 import pytest
+from broker_support import relaunch
+from confluent_kafka import Consumer, TopicPartition
 
+from ingest.broker import BrokerState, LocalBroker
 from ingest.errors import KafkaUnavailable
 from ingest.rdkafka import RdKafkaSource, settings
 from ingest.transport import KafkaSink, Message, ensure_topics
@@ -114,3 +117,49 @@ def test_lag_is_zero_for_partitions_taken_over_at_their_end(kafka_bootstrap: str
         assert second.lags() == {(topic, p): 0 for p in range(3)} and second.lag() == 0
     finally:
         second.close()
+
+
+@pytest.mark.kafka
+def test_commits_never_wait_for_an_absent_broker_and_land_once_it_is_back(
+        own_broker: tuple[LocalBroker, BrokerState], unique: str) -> None:
+    """With the broker stopped, no commit waits for the group coordinator (a synchronous
+    librdkafka commit waited at least the session timeout, and at times for the whole outage
+    and beyond: the poll loop stalled and SIGTERM went unheard), and the poll goes on; once the
+    broker is back, the next commits land the offsets handled meanwhile."""
+    broker, state = own_broker
+    topic, group = f"rdk.outage.{unique}", f"g-{unique}"
+    ensure_topics(state.bootstrap, [topic], partitions=2)
+    sink = KafkaSink(state.bootstrap)
+    for i in range(40):
+        sink.send(topic, f"m{i}".encode(), key=str(i).encode())
+    sink.flush()
+    sink.close()
+    source = RdKafkaSource(state.bootstrap, group, [topic], session_timeout_ms=6000)
+    try:
+        read = _read_all(source, 40)
+        assert len(read) == 40
+        handled = {(m.topic, m.partition): m.offset + 1 for m in read}
+        assert broker.stop()
+        slowest, until = 0.0, time.monotonic() + 12  # past the session timeout (6 s)
+        while time.monotonic() < until:
+            started = time.monotonic()
+            source.commit(handled)
+            source.poll(0.2, 100)
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < 5.0, f"a commit and poll took {slowest:.1f}s with the broker away"
+        relaunch(broker, state)
+        check = Consumer({"bootstrap.servers": state.bootstrap, "group.id": group})
+        try:
+            def committed() -> dict[tuple[str, int], int]:
+                parts = [TopicPartition(topic, p) for p in range(2)]
+                return {(tp.topic, tp.partition): tp.offset
+                        for tp in check.committed(parts, timeout=10)}
+            deadline = time.monotonic() + 120
+            while committed() != handled:
+                assert time.monotonic() < deadline, f"committed {committed()}, not {handled}"
+                source.commit(handled)
+                source.poll(0.5, 100)
+        finally:
+            check.close()
+    finally:
+        source.close()
