@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
+
 from alerts.channels import payload_for
 from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, deliver
 from alerts.duration import parse_duration
@@ -37,6 +39,7 @@ from schemas.alerts import (
     Silence,
 )
 from schemas.errors import BacklightError
+from schemas.printable import printable
 
 log = logging.getLogger("backlight.alerts")
 
@@ -53,6 +56,16 @@ class EvaluationReport:
     notifications: tuple[Notification, ...]
     notes: tuple[str, ...] = ()
     dry_run: bool = False
+    failed: tuple[ProcessFailure, ...] = ()
+    """Processes whose rules could not run on their stored events (the others were evaluated)."""
+
+
+@dataclass(frozen=True)
+class ProcessFailure:
+    """One process an evaluation could not evaluate, and why (the error as its text)."""
+
+    process: str
+    error: str
 
 
 @contextlib.contextmanager
@@ -129,22 +142,27 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                           for name in lease.busy]
                 defs = [d for d in defs if d.name in lease.held]
             now = now or datetime.now(UTC)  # taken under the lease: never older than the state
+            failed: list[ProcessFailure] = []
             for definition in defs:
                 # Events up to now; those stored with a time before 1970 are not evaluated.
                 stored = store.events(definition.name, until=now + timedelta(microseconds=1))
-                events = prepare(within_range(stored, now).frame)
-                if not definition.end_activities and events.df.height:
-                    definition = _definition_learning(settings, definition, events)
-                    if definition.end_activities_learned:
-                        notes.append(f"{definition.name}: no end_activities configured; learned "
-                                     f"from the data: {', '.join(definition.end_activities)}")
-                findings.extend(run_rules(definition, events, now))
-                if lease is not None:
-                    lease.renew()
+                try:
+                    found, learned = _evaluate_one(settings, definition, stored, now)
+                except Exception as exc:  # one process's data never stops the others
+                    failed.append(_failure(definition.name, exc))
+                else:
+                    findings.extend(found)
+                    notes.extend(learned)
+                finally:
+                    if lease is not None:
+                        lease.renew()
+            notes += [f"{f.process}: could not evaluate it: {f.error}" for f in failed]
+            broken = {f.process for f in failed}
+            evaluated = [d for d in defs if d.name not in broken]
             previous = state.alerts()
             result = advance(previous, findings, now=now, policy=policy(settings),
                              owners={d.name: d.owner for d in defs},
-                             evaluated={d.name for d in defs},
+                             evaluated={d.name for d in evaluated},
                              silences=state.silences(active_at=now),
                              acks=state.acknowledgements(), base_url=settings.alerts.base_url)
             notifications = route(result.changes, settings.alerts.routes,
@@ -159,17 +177,42 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                                        payload_for({c.name: c for c in settings.channels}))
                     finally:
                         outbox.close()
-                state.commit(result.alerts, result.changes, lease.held, lease.holder)
+                # A process that failed keeps its stored state as it was (not in the scope).
+                state.commit(result.alerts, result.changes,
+                             [p for p in lease.held if p not in broken], lease.holder)
         finally:
             if lease is not None:
                 lease.release()
-    shown = tuple(a for a in result.alerts if a.process in {d.name for d in defs}
+    shown = tuple(a for a in result.alerts if a.process in {d.name for d in evaluated}
                   and (a.status.value != "resolved" or a.resolved_at == now))
     log.info("alerts evaluated", extra={"fields": {
-        "processes": len(defs), "findings": len(findings), "changes": len(result.changes),
-        "notifications": len(notifications), "dry_run": dry_run}})
+        "processes": len(evaluated), "failed": len(failed), "findings": len(findings),
+        "changes": len(result.changes), "notifications": len(notifications),
+        "dry_run": dry_run}})
     return EvaluationReport(now, tuple(findings), shown, tuple(result.changes),
-                            tuple(notifications), tuple(notes), dry_run)
+                            tuple(notifications), tuple(notes), dry_run, tuple(failed))
+
+
+def _evaluate_one(settings: Settings, definition: ProcessDefinition, stored: pl.DataFrame,
+                  now: datetime) -> tuple[list[Finding], list[str]]:
+    """One process's rules on its stored events: its findings and notes (raises whatever its
+    data makes the preparation or a rule raise)."""
+    notes = []
+    events = prepare(within_range(stored, now).frame)
+    if not definition.end_activities and events.df.height:
+        definition = _definition_learning(settings, definition, events)
+        if definition.end_activities_learned:
+            notes.append(f"{definition.name}: no end_activities configured; learned "
+                         f"from the data: {', '.join(definition.end_activities)}")
+    return list(run_rules(definition, events, now)), notes
+
+
+def _failure(process: str, exc: Exception) -> ProcessFailure:
+    """The failure of one process's evaluation, logged with its traceback."""
+    error = printable(f"{type(exc).__name__}: {exc}")[:500]
+    log.error("could not evaluate a process; the others were evaluated", exc_info=exc,
+              extra={"fields": {"process": printable(process), "summary": error}})
+    return ProcessFailure(process, error)
 
 
 EVALUATION_LEASE = timedelta(minutes=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -60,7 +61,9 @@ def alerts() -> None:
 @_errors_exit
 def evaluate(config_path: str | None, dry_run: bool, fmt: str, now_text: str | None,
              processes: tuple[str, ...]) -> None:
-    """Evaluate every rule once; queue the notifications unless --dry-run."""
+    """Evaluate every rule once; queue the notifications unless --dry-run. A process whose
+    stored events make its rules fail is named on stderr; the others are evaluated as usual,
+    then the command exits 1."""
     settings = _settings(config_path)
     report = alerting.evaluate(settings, _moment(now_text, "--now"), dry_run, processes)
     for note in report.notes:
@@ -70,6 +73,11 @@ def evaluate(config_path: str | None, dry_run: bool, fmt: str, now_text: str | N
                                              ensure_ascii=False)))
     else:
         click.echo(render_text(report), nl=False)
+    if report.failed:
+        names = ", ".join(printable(f.process) for f in report.failed)
+        click.echo(f"backlight: {len(report.failed)} process(es) could not be evaluated: "
+                   f"{names} (the others were)", err=True)
+        sys.exit(1)
 
 
 @alerts.command("run")
