@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -131,6 +132,22 @@ def ready(consumer: Running) -> httpx.Response:
         raise
 
 
+def stall_report(consumer: Running) -> str:
+    """What a consumer that does not answer as expected is doing: its /readyz, where each of
+    its threads is (py-spy, where installed), and its last log lines (without the noise of
+    kafka-python's reconnects)."""
+    try:
+        body = consumer.ready().text
+    except httpx.TransportError as exc:
+        body = f"/readyz unreachable: {exc!r}"
+    stacks = ""
+    if shutil.which("py-spy"):
+        stacks = subprocess.run(["py-spy", "dump", "--pid", str(consumer.proc.pid)],
+                                capture_output=True, text=True, timeout=60).stdout
+    lines = [line for line in consumer.lines if "logger=kafka." not in line][-60:]
+    return f"/readyz: {body}\n{stacks}" + "".join(lines)
+
+
 def alive(*consumers: Running) -> None:
     for c in consumers:
         assert c.proc.poll() is None, (f"a consumer exited {c.proc.returncode}:\n"
@@ -176,7 +193,10 @@ def test_broker_stopped_30s_mid_stream_group_resumes_nothing_lost_or_twice(
         wait_for(all_unready, OUTAGE_S - 2, "every consumer's /readyz 503 with the broker down")
         timeline["unready_after_s"] = [unready[n] for n in range(len(group))]
         timeline["reason"] = ready(stay[0]).json().get("reason")
-        timeline["sigterm_s"] = round(leaving.sigterm(), 1)
+        try:
+            timeline["sigterm_s"] = round(leaving.sigterm(), 1)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("SIGTERM unheard:\n" + stall_report(leaving)) from None
         assert leaving.proc.returncode == 0, "".join(leaving.lines[-60:])
         left = final_counts(leaving)
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down)))
@@ -194,7 +214,11 @@ def test_broker_stopped_30s_mid_stream_group_resumes_nothing_lost_or_twice(
                     ready_again[n] = round(time.monotonic() - up, 1)
             return len(ready_again) == len(stay)
 
-        wait_for(all_ready, 300, "both remaining consumers ready again after the restart")
+        try:
+            wait_for(all_ready, 300, "both remaining consumers ready again after the restart")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n" + "\n".join(
+                f"consumer {n}: {stall_report(c)}" for n, c in enumerate(stay))) from None
         timeline["ready_again_s"] = [ready_again[n] for n in range(len(stay))]
         target = producer.sent + 200
         wait_for(lambda: count_stored(url) >= target, 300,
