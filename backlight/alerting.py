@@ -70,7 +70,7 @@ class ProcessFailure:
 
 @contextlib.contextmanager
 def _opened(settings: Settings) -> Iterator[tuple[EventStore, AlertState]]:
-    store = open_store(settings.store.url)
+    store = open_store(settings.store.url, settings.store.session())
     try:
         state = open_alert_state(settings.store.url)
         try:

@@ -80,7 +80,7 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
         took = time.monotonic() - t0
         echo(f"  {stats.stored} events stored, {stats.dead_letters} dead-lettered, "
              f"{stats.duplicates} duplicates ignored ({took:.1f}s)")
-        store = open_store(demo_settings.store.url)
+        store = open_store(demo_settings.store.url, demo_settings.store.session())
         try:
             echo("\nProcess       events    cases   live map (kept up to date by the consumer)")
             for row in store.counts():

@@ -28,8 +28,13 @@ class _Formatter(logging.Formatter):
 
 
 def _quote(value: Any) -> str:
+    """A value as it is written after ``key=``: quoted (JSON string rules, ASCII only) when it
+    holds a space, ``=``, a quote, or any character a terminal would act on (event data such as
+    an activity named ``"Check\x1b[31m"`` reaches log lines), else as it is."""
     text = str(value)
-    return json.dumps(text) if (" " in text or "=" in text or '"' in text or not text) else text
+    if " " in text or "=" in text or '"' in text or not text or not text.isprintable():
+        return json.dumps(text)
+    return text
 
 
 def setup(level: str = "INFO") -> None:

@@ -31,7 +31,7 @@ class Mined:
 def load_events(settings: Settings, process: str) -> pl.DataFrame:
     """The process's events from the store (all of them, whatever their time); a clear error
     when it has none."""
-    store = open_store(settings.store.url)
+    store = open_store(settings.store.url, settings.store.session())
     try:
         frame = store.events(process)
         if frame.is_empty():
