@@ -1,0 +1,197 @@
+"""`Figures`: a process's figures as a sum of case facts, kept exactly under add and take out.
+
+One `Figures` holds what a set of cases contributes (a time bucket's completed cases, or the
+open cases): counts as integers and waits and durations as `QuantileSketch`es, so a case can be
+taken out again (`add(facts, sign=-1)`) and figures of several buckets summed (`merge`).
+Counts, sums and means are exact; quantiles and maxima are within the sketches' alpha.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Self, TypeVar
+
+from mining.case_facts import CaseFacts, Pair
+from mining.sketch import DEFAULT_ALPHA, QuantileSketch
+
+K = TypeVar("K", bound=Hashable)
+REWORK_FLAGS = ("self_loop", "loop", "repeat", "redo")
+
+
+def _bump(counter: dict[K, int], key: K, delta: int) -> None:
+    """Add delta to a count, dropping the key at zero; a count never goes below zero."""
+    value = counter.get(key, 0) + delta
+    if value < 0:
+        raise ValueError(f"taking out {key!r}, which these figures do not hold")
+    if value:
+        counter[key] = value
+    else:
+        del counter[key]
+
+
+def _ranked(counter: Mapping[K, int]) -> dict[K, int]:
+    """Counts by count descending, then key."""
+    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(frozen=True, slots=True)
+class ReworkCounts:
+    """Cases in which an activity was done again, and in which way (cases per flag)."""
+
+    cases: int
+    self_loop_cases: int
+    loop_cases: int
+    repeat_cases: int
+    redo_cases: int
+
+
+class Figures:
+    """Sum of case facts; see the module. `add`/`merge` return self, results are properties."""
+
+    def __init__(self, alpha: float = DEFAULT_ALPHA) -> None:
+        self.alpha = alpha
+        self._events = 0
+        self._cases = 0
+        self._activities: dict[str, int] = {}
+        self._starts: dict[str, int] = {}
+        self._ends: dict[str, int] = {}
+        self._variants: dict[tuple[str, ...], int] = {}
+        self._edges: dict[Pair, QuantileSketch] = {}
+        self._handoffs: dict[Pair, QuantileSketch] = {}
+        self._handoff_cases: dict[Pair, int] = {}
+        self._rework: dict[tuple[str, int], int] = {}  # (activity, flag index or -1 for any) -> cases
+        self._durations = QuantileSketch(alpha)
+
+    # -- updates --
+    def add(self, facts: CaseFacts, sign: int = 1) -> Self:
+        """Count one case's facts (sign 1) or take them out again (sign -1)."""
+        self._events += sign * len(facts.trace)
+        self._cases += sign
+        for activity in facts.trace:
+            _bump(self._activities, activity, sign)
+        _bump(self._starts, facts.start, sign)
+        _bump(self._ends, facts.end, sign)
+        _bump(self._variants, facts.trace, sign)
+        self._durations.add(facts.duration_us, sign)
+        self._waits(self._edges, facts.steps, sign)
+        self._waits(self._handoffs, facts.handoffs, sign)
+        for pair in {(a, b) for a, b, _ in facts.handoffs}:
+            _bump(self._handoff_cases, pair, sign)
+        for item in facts.rework:
+            _bump(self._rework, (item.activity, -1), sign)
+            for index, flag in enumerate((item.self_loop, item.loop, item.repeat, item.redo)):
+                if flag:
+                    _bump(self._rework, (item.activity, index), sign)
+        return self
+
+    def merge(self, other: Figures, sign: int = 1) -> Self:
+        """Add (sign 1) or subtract (sign -1) the figures of other cases."""
+        self._events += sign * other._events
+        self._cases += sign * other._cases
+        for mine, theirs in ((self._activities, other._activities), (self._starts, other._starts),
+                             (self._ends, other._ends)):
+            for key, n in theirs.items():
+                _bump(mine, key, sign * n)
+        for pair, n in other._handoff_cases.items():
+            _bump(self._handoff_cases, pair, sign * n)
+        for key_v, n in other._variants.items():
+            _bump(self._variants, key_v, sign * n)
+        for key_r, n in other._rework.items():
+            _bump(self._rework, key_r, sign * n)
+        for sketches, extra in ((self._edges, other._edges), (self._handoffs, other._handoffs)):
+            for pair, sketch in extra.items():
+                held = sketches.setdefault(pair, QuantileSketch(self.alpha)).merge(sketch, sign)
+                if not held.count:
+                    del sketches[pair]
+        self._durations.merge(other._durations, sign)
+        return self
+
+    def copy(self) -> Figures:
+        """Independent figures with the same counts."""
+        return Figures(self.alpha).merge(self)
+
+    def _waits(self, into: dict[Pair, QuantileSketch], waits: Iterable[tuple[str, str, int]],
+               sign: int) -> None:
+        """Count (source, target, wait_us) triples into per-pair sketches."""
+        for source, target, wait in waits:
+            sketch = into.get((source, target))
+            if sketch is None:
+                sketch = into[(source, target)] = QuantileSketch(self.alpha)
+            sketch.add(wait, sign)
+            if not sketch.count:
+                del into[(source, target)]
+
+    # -- results (copies: keep them across updates) --
+    @property
+    def events(self) -> int:
+        """Events of these cases."""
+        return self._events
+
+    @property
+    def cases(self) -> int:
+        """How many cases."""
+        return self._cases
+
+    @property
+    def activities(self) -> dict[str, int]:
+        """Events per activity, by count desc, then name."""
+        return _ranked(self._activities)
+
+    @property
+    def start_activities(self) -> dict[str, int]:
+        """Cases per first activity, by count desc, then name."""
+        return _ranked(self._starts)
+
+    @property
+    def end_activities(self) -> dict[str, int]:
+        """Cases per last activity, by count desc, then name."""
+        return _ranked(self._ends)
+
+    @property
+    def variants(self) -> dict[tuple[str, ...], int]:
+        """Cases per trace, by count desc, then trace."""
+        return _ranked(self._variants)
+
+    @property
+    def edges(self) -> dict[Pair, QuantileSketch]:
+        """Waits per directly-follows pair (the sketch's count is the edge's count)."""
+        return {pair: sketch.copy() for pair, sketch in self._edges.items()}
+
+    @property
+    def edge_counts(self) -> dict[Pair, int]:
+        """How often target directly follows source."""
+        return {pair: sketch.count for pair, sketch in self._edges.items()}
+
+    @property
+    def handoffs(self) -> dict[Pair, QuantileSketch]:
+        """Waits per (from team, to team) hand-off; the count is the hand-offs'."""
+        return {pair: sketch.copy() for pair, sketch in self._handoffs.items()}
+
+    @property
+    def handoff_cases(self) -> dict[Pair, int]:
+        """Cases with at least one hand-off per (from team, to team)."""
+        return dict(self._handoff_cases)
+
+    @property
+    def rework(self) -> dict[str, ReworkCounts]:
+        """Per activity done again in some case: the cases, in all and per way."""
+        out: dict[str, ReworkCounts] = {}
+        for (activity, index), n in self._rework.items():
+            if index == -1:
+                out[activity] = ReworkCounts(n, *(self._rework.get((activity, i), 0) for i in range(4)))
+        return out
+
+    @property
+    def durations(self) -> QuantileSketch:
+        """Case durations (first to last event) in microseconds."""
+        return self._durations.copy()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Figures):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in (
+            "alpha", "_events", "_cases", "_activities", "_starts", "_ends", "_variants",
+            "_edges", "_handoffs", "_handoff_cases", "_rework", "_durations"))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
