@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 from schemas.event import CaseEvent
 
@@ -46,6 +47,20 @@ class CaseFacts:
     handoffs: tuple[tuple[str, str, int], ...]
     """(from team, to team, wait in microseconds) per pair that changes team."""
     rework: tuple[Rework, ...]
+
+    def to_doc(self) -> list[Any]:
+        """The facts as JSON-ready lists (how the store keeps an open case)."""
+        return [list(self.trace), self.first_us, self.last_us, [list(s) for s in self.steps],
+                [list(h) for h in self.handoffs],
+                [[r.activity, r.self_loop, r.loop, r.repeat, r.redo] for r in self.rework]]
+
+    @classmethod
+    def from_doc(cls, doc: Sequence[Any]) -> CaseFacts:
+        """The facts `to_doc` described."""
+        trace, first, last, steps, handoffs, rework = doc
+        return cls(tuple(trace), int(first), int(last), tuple((a, b, int(w)) for a, b, w in steps),
+                   tuple((a, b, int(w)) for a, b, w in handoffs),
+                   tuple(Rework(a, bool(s), bool(lp), bool(rp), bool(rd)) for a, s, lp, rp, rd in rework))
 
     @property
     def start(self) -> str:

@@ -8,9 +8,9 @@ Counts, sums and means are exact; quantiles and maxima are within the sketches' 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from mining.case_facts import CaseFacts, Pair
 from mining.sketch import DEFAULT_ALPHA, QuantileSketch
@@ -111,6 +111,39 @@ class Figures:
         """Independent figures with the same counts."""
         return Figures(self.alpha).merge(self)
 
+    # -- as stored (plain JSON types, the same figures back) --
+    def to_doc(self) -> dict[str, Any]:
+        """The figures as JSON-ready lists and numbers (how the store keeps a day)."""
+        return {
+            "alpha": self.alpha, "events": self._events, "cases": self._cases,
+            "activities": sorted([a, n] for a, n in self._activities.items()),
+            "starts": sorted([a, n] for a, n in self._starts.items()),
+            "ends": sorted([a, n] for a, n in self._ends.items()),
+            "variants": sorted([list(t), n] for t, n in self._variants.items()),
+            "edges": sorted([a, b, _sketch_doc(k)] for (a, b), k in self._edges.items()),
+            "handoffs": sorted([a, b, _sketch_doc(k)] for (a, b), k in self._handoffs.items()),
+            "handoff_cases": sorted([a, b, n] for (a, b), n in self._handoff_cases.items()),
+            "rework": sorted([a, i, n] for (a, i), n in self._rework.items()),
+            "durations": _sketch_doc(self._durations),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Figures:
+        """Figures from what `to_doc` returned."""
+        alpha = float(doc["alpha"])
+        out = cls(alpha)
+        out._events, out._cases = int(doc["events"]), int(doc["cases"])
+        out._activities = {str(a): int(n) for a, n in doc["activities"]}
+        out._starts = {str(a): int(n) for a, n in doc["starts"]}
+        out._ends = {str(a): int(n) for a, n in doc["ends"]}
+        out._variants = {tuple(t): int(n) for t, n in doc["variants"]}
+        out._edges = {(a, b): _sketch(alpha, k) for a, b, k in doc["edges"]}
+        out._handoffs = {(a, b): _sketch(alpha, k) for a, b, k in doc["handoffs"]}
+        out._handoff_cases = {(a, b): int(n) for a, b, n in doc["handoff_cases"]}
+        out._rework = {(a, int(i)): int(n) for a, i, n in doc["rework"]}
+        out._durations = _sketch(alpha, doc["durations"])
+        return out
+
     def _waits(self, into: dict[Pair, QuantileSketch], waits: Iterable[tuple[str, str, int]],
                sign: int) -> None:
         """Count (source, target, wait_us) triples into per-pair sketches."""
@@ -195,3 +228,14 @@ class Figures:
             "_edges", "_handoffs", "_handoff_cases", "_rework", "_durations"))
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+def _sketch_doc(sketch: QuantileSketch) -> list[Any]:
+    """A sketch as [zeros, total_us, [[bucket, count], ...]]."""
+    return [sketch.zeros, sketch.total_us, sorted([k, n] for k, n in sketch.bins.items())]
+
+
+def _sketch(alpha: float, doc: Sequence[Any]) -> QuantileSketch:
+    """The sketch `_sketch_doc` described."""
+    zeros, total, bins = doc
+    return QuantileSketch.restore(alpha, zeros, {int(k): int(n) for k, n in bins}, total)

@@ -6,14 +6,15 @@ event) the folded model equals one built from the same distinct events in one go
 exact figures equal the batch mining's (`mining.summary.summarize`) on those events with
 ``seq`` the order of first arrival (tests/test_read_model.py checks both).
 
-- **Open cases are kept one by one**: their events in case order (time, then arrival), and
-  their facts counted in `open_figures`. They are the work in flight, what stuck-case and
-  prediction rules read.
+- **Open cases are kept one by one**, as their facts (`mining.case_facts`), counted in
+  `open_figures`. They are the work in flight, what stuck-case and prediction rules read.
 - **A case completes** when its last event (in case order) is one of ``end_activities``. Its
-  facts are then added to the bucket of the UTC day of that last event, and its events let go.
-- **A completed case that gets one more event is reopened**: its folded events come back from
-  ``history`` (the store answers it by case, among the events already folded), its facts are
-  taken out of their day, and it is counted again as the new events place it.
+  facts are then added to the figures of the UTC day of that last event.
+- **A case that gets new events** is taken out (from the open cases, or from its day: a
+  completed case is reopened) and counted again from its folded events, which ``history``
+  gives back (the store answers it by case, among the events folded before: seq up to the
+  model's watermark), and the new ones. So the model holds no event, and a model restored
+  from its stored days and open cases (`drain` tells what to store) goes on exactly.
 - **A window** ("the last 4 weeks") is the sum of whole days: `completed(since_us)` counts the
   cases completed on or after the day of ``since_us``; `figures()` is every completed case plus
   the open ones, what `mine` counts.
@@ -26,8 +27,8 @@ case stays open. Not thread-safe.
 
 from __future__ import annotations
 
-from bisect import insort
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Self
 
 from mining.case_facts import CaseFacts, case_facts
@@ -38,7 +39,7 @@ from schemas.event import LIFECYCLES, CaseEvent
 DAY_US: Final = 86_400 * 1_000_000
 
 History = Callable[[Collection[str]], Mapping[str, Sequence[CaseEvent]]]
-"""The already folded events of completed cases, each in case order; cases unknown are left out."""
+"""The events folded before of the given cases, each case's in case order; new cases left out."""
 
 
 def day_of(time_us: int) -> int:
@@ -47,31 +48,54 @@ def day_of(time_us: int) -> int:
 
 
 def no_history(case_ids: Collection[str]) -> Mapping[str, Sequence[CaseEvent]]:
-    """History for a model that never reopens a completed case (every case is new)."""
+    """History for a model built in one update from whole cases (every case is new to it)."""
     return {}
 
 
-class _Open:
-    """An open case: its events in case order under (time_us, arrival) keys, ids held."""
-
-    __slots__ = ("events", "facts", "ids")
+class MemoryHistory:
+    """History kept in memory: `keep` each batch after folding it (tests, one-off tools)."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[int, int, CaseEvent]] = []
-        self.ids: set[str] = set()
-        self.facts: CaseFacts | None = None
+        self._cases: dict[str, list[tuple[int, int, CaseEvent]]] = {}
+        self._ids: set[str] = set()
 
-    def place(self, event: CaseEvent, arrival: int) -> bool:
-        """Insert an event in case order; False when the case already holds its id."""
-        if event.event_id in self.ids:
-            return False
-        self.ids.add(event.event_id)
-        insort(self.events, (event.time_us, arrival, event))  # arrivals are unique: never compares events
-        return True
+    def keep(self, events: Iterable[CaseEvent]) -> None:
+        """Hold events just folded, each event id once, in arrival order after the others."""
+        for event in events:
+            if event.event_id not in self._ids:
+                self._ids.add(event.event_id)
+                self._cases.setdefault(event.case_id, []).append((event.time_us, len(self._ids), event))
 
-    def ordered(self) -> list[CaseEvent]:
-        """The events in case order."""
-        return [row[2] for row in self.events]
+    def __call__(self, case_ids: Collection[str]) -> Mapping[str, Sequence[CaseEvent]]:
+        return {case: [row[2] for row in sorted(self._cases[case], key=lambda r: (r[0], r[1]))]
+                for case in case_ids if case in self._cases}
+
+
+def merged(history: Sequence[CaseEvent], arrived: Iterable[CaseEvent],
+           arrivals: int) -> tuple[list[CaseEvent], int, int]:
+    """A case's folded events and its new ones in case order (time, then arrival: the folded
+    ones arrived first), each event id once; with the arrival counter after them and how many
+    new events it already held."""
+    keyed = [(event.time_us, rank, event) for rank, event in enumerate(history, start=-len(history))]
+    ids = {event.event_id for event in history}
+    repeats = 0
+    for event in arrived:
+        if event.event_id in ids:
+            repeats += 1
+            continue
+        ids.add(event.event_id)
+        arrivals += 1
+        keyed.append((event.time_us, arrivals, event))
+    keyed.sort(key=lambda row: (row[0], row[1]))
+    return [row[2] for row in keyed], arrivals, repeats
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What an update changed: each day's figures and each case's open facts, None where gone."""
+
+    days: Mapping[int, Figures | None]
+    open_cases: Mapping[str, CaseFacts | None]
 
 
 class ReadModel:
@@ -79,18 +103,23 @@ class ReadModel:
 
     def __init__(self, process: str, *, end_activities: Collection[str] = (),
                  history: History = no_history, lifecycle: str | None = None,
-                 alpha: float = DEFAULT_ALPHA) -> None:
+                 alpha: float = DEFAULT_ALPHA, days: Mapping[int, Figures] | None = None,
+                 open_cases: Mapping[str, CaseFacts] | None = None) -> None:
         if lifecycle is not None and lifecycle not in LIFECYCLES:
             raise ValueError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
         self.process, self.lifecycle, self.alpha = process, lifecycle, alpha
         self.closing = frozenset(end_activities)
         self._history = history
-        self._open: dict[str, _Open] = {}
+        self._days: dict[int, Figures] = {day: f.copy() for day, f in (days or {}).items()}
+        self._open: dict[str, CaseFacts] = dict(open_cases or {})
         self._open_figures = Figures(alpha)
-        self._days: dict[int, Figures] = {}
+        for facts in self._open.values():
+            self._open_figures.add(facts)
         self._arrivals = 0
         self._duplicates = 0
         self._reopened = 0
+        self._changed_days: set[int] = set()
+        self._changed_cases: set[str] = set()
 
     # -- updates --
     def update(self, events: Iterable[CaseEvent]) -> Self:
@@ -101,40 +130,38 @@ class ReadModel:
             if event.process != self.process or (self.lifecycle and event.lifecycle != self.lifecycle):
                 continue
             touched.setdefault(event.case_id, []).append(event)
-        unseen = [case_id for case_id in touched if case_id not in self._open]
-        folded = self._history(unseen) if unseen else {}
+        folded = self._history(list(touched)) if touched else {}
         for case_id, arrived in touched.items():
-            case = self._open.get(case_id)
-            if case is None:
-                case = self._open[case_id] = self._reopen(folded.get(case_id, ()))
-            elif case.facts is not None:
-                self._open_figures.add(case.facts, -1)
-            for event in arrived:
-                self._arrivals += 1
-                if not case.place(event, self._arrivals):
-                    self._duplicates += 1
-            case.facts = case_facts(case.ordered())
-            if case.facts.end in self.closing:
-                self._day(case.facts.last_us).add(case.facts)
-                del self._open[case_id]
+            before = folded.get(case_id, ())
+            self._take_out(case_id, before)
+            ordered, self._arrivals, repeats = merged(before, arrived, self._arrivals)
+            self._duplicates += repeats
+            facts = case_facts(ordered)
+            if facts.end in self.closing:
+                self._day(facts.last_us).add(facts)
+                self._changed_days.add(day_of(facts.last_us))
             else:
-                self._open_figures.add(case.facts)
+                self._open[case_id] = facts
+                self._open_figures.add(facts)
+            self._changed_cases.add(case_id)
         return self
 
-    def _reopen(self, history: Sequence[CaseEvent]) -> _Open:
-        """An open case holding a completed case's folded events, its facts taken out of its day."""
-        case = _Open()
+    def _take_out(self, case_id: str, history: Sequence[CaseEvent]) -> None:
+        """Take a case's counted facts out: from the open cases, or from its day's figures."""
+        facts = self._open.pop(case_id, None)
+        if facts is not None:
+            self._open_figures.add(facts, -1)
+            return
         if not history:
-            return case
-        for arrival, event in enumerate(history, start=-len(history)):  # before every new arrival
-            case.place(event, arrival)
-        facts = case_facts(case.ordered())
-        day = self._days[day_of(facts.last_us)]
+            return
+        facts = case_facts(history)
+        key = day_of(facts.last_us)
+        day = self._days[key]
         day.add(facts, -1)
         if not day.cases:
-            del self._days[day_of(facts.last_us)]
+            del self._days[key]
+        self._changed_days.add(key)
         self._reopened += 1
-        return case
 
     def _day(self, time_us: int) -> Figures:
         """The figures of the cases completed on the day of a moment."""
@@ -144,11 +171,20 @@ class ReadModel:
             day = self._days[key] = Figures(self.alpha)
         return day
 
+    def drain(self) -> Changes:
+        """What changed since the last drain (what a store writes), and start counting afresh."""
+        changes = Changes(
+            {day: (self._days[day].copy() if day in self._days else None) for day in sorted(self._changed_days)},
+            {case: self._open.get(case) for case in sorted(self._changed_cases)})
+        self._changed_days.clear()
+        self._changed_cases.clear()
+        return changes
+
     # -- results --
     @property
     def open_cases(self) -> Mapping[str, CaseFacts]:
         """The facts of each open case, by case id (the work in flight)."""
-        return {case_id: case.facts for case_id, case in self._open.items() if case.facts is not None}
+        return dict(self._open)
 
     @property
     def open_figures(self) -> Figures:

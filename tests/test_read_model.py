@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 
 import pytest
 from conftest import event_frame, shared_file
@@ -13,7 +14,9 @@ from hypothesis import strategies as st
 
 from ingest.logfiles import read_log
 from ingest.simulate import simulate
-from mining.read_model import DAY_US, ReadModel, day_of
+from mining.case_facts import CaseFacts
+from mining.figures import Figures
+from mining.read_model import DAY_US, MemoryHistory, ReadModel, day_of
 from mining.summary import summarize
 from schemas.event import CaseEvent
 
@@ -40,28 +43,6 @@ def logs(draw: st.DrawFn) -> list[CaseEvent]:
     return events
 
 
-class Store:
-    """The store's side of history: events already folded, per case, in case order."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[int, int, CaseEvent]]] = {}
-        self.ids: set[str] = set()
-        self.asked = 0
-
-    def keep(self, batch: Sequence[CaseEvent]) -> None:
-        """Store a folded batch, each event once (the store's unique event_id)."""
-        for event in batch:
-            if event.event_id not in self.ids:
-                self.ids.add(event.event_id)
-                self.rows.setdefault(event.case_id, []).append((event.time_us, len(self.ids), event))
-
-    def history(self, case_ids: Collection[str]) -> Mapping[str, Sequence[CaseEvent]]:
-        """The folded events of these cases, in case order."""
-        self.asked += 1
-        return {c: [row[2] for row in sorted(self.rows[c], key=lambda r: r[:2])]
-                for c in case_ids if c in self.rows}
-
-
 def arrivals(events: list[CaseEvent], rnd: random.Random) -> list[list[CaseEvent]]:
     """The events shuffled, some delivered twice, cut into batches."""
     stream = events + rnd.sample(events, k=rnd.randint(0, len(events)))
@@ -72,8 +53,8 @@ def arrivals(events: list[CaseEvent], rnd: random.Random) -> list[list[CaseEvent
 
 def fold(batches: list[list[CaseEvent]], ends: Collection[str] = (END,)) -> tuple[ReadModel, list[CaseEvent]]:
     """A model folded batch by batch against a store, and the distinct events by first arrival."""
-    store = Store()
-    model = ReadModel("claims", end_activities=ends, history=store.history)
+    store = MemoryHistory()
+    model = ReadModel("claims", end_activities=ends, history=store)
     for batch in batches:
         model.update(batch)
         store.keep(batch)
@@ -113,8 +94,8 @@ def test_on_bpic_2012_and_the_simulator_its_figures_equal_mine(source: str) -> N
     else:
         events = list(simulate("claims", 3_000, seed=7).events)
         ends = ("Close claim", "Reject claim", "Withdraw claim")
-    store = Store()
-    model = ReadModel("claims", end_activities=ends, history=store.history)
+    store = MemoryHistory()
+    model = ReadModel("claims", end_activities=ends, history=store)
     for start in range(0, len(events), 1_000):
         batch = events[start:start + 1_000]
         model.update(batch)
@@ -166,8 +147,8 @@ def event(case: str, activity: str, day: float, eid: str) -> CaseEvent:
 
 def test_a_case_counts_in_the_day_it_completed_and_moves_when_it_gets_one_more_event() -> None:
     """A completed case sits in its closing day's figures; a late step reopens it and it counts again."""
-    store = Store()
-    model = ReadModel("claims", end_activities=(END,), history=store.history)
+    store = MemoryHistory()
+    model = ReadModel("claims", end_activities=(END,), history=store)
     first = [event("a", "Register", 0, "1"), event("a", END, 2.5, "2"), event("b", "Register", 1, "3")]
     model.update(first)
     store.keep(first)
@@ -185,9 +166,12 @@ def test_a_case_counts_in_the_day_it_completed_and_moves_when_it_gets_one_more_e
 
 def test_a_redelivered_event_counts_once() -> None:
     """The same event id twice, in one batch or two, is one event."""
-    model = ReadModel("claims", end_activities=(END,))
-    model.update([event("a", "Register", 0, "1"), event("a", "Register", 0, "1")])
-    model.update([event("a", "Register", 0, "1")])
+    store = MemoryHistory()
+    model = ReadModel("claims", end_activities=(END,), history=store)
+    for batch in ([event("a", "Register", 0, "1"), event("a", "Register", 0, "1")],
+                  [event("a", "Register", 0, "1")]):
+        model.update(batch)
+        store.keep(batch)
     assert (model.figures().events, model.duplicates) == (1, 2)
 
 
@@ -199,3 +183,34 @@ def test_events_of_other_processes_and_lifecycles_are_left_out() -> None:
     assert (model.figures().events, model.figures().cases) == (1, 1)
     with pytest.raises(ValueError, match="lifecycle"):
         ReadModel("claims", lifecycle="finished")
+
+
+@settings(max_examples=200, deadline=None)
+@given(logs(), st.randoms(use_true_random=False))
+def test_a_model_restored_from_what_it_stored_goes_on_exactly(
+        events: list[CaseEvent], rnd: random.Random) -> None:
+    """Days and open cases written as JSON after each batch, read back by a new model half-way:
+    it folds the rest to the same model as one that never stopped."""
+    batches = arrivals(events, rnd)
+    store = MemoryHistory()
+    model = ReadModel("claims", end_activities=(END,), history=store)
+    days: dict[int, object] = {}
+    open_cases: dict[str, object] = {}
+    for number, batch in enumerate(batches):
+        if number == len(batches) // 2:  # a restart: only what was stored survives
+            model = ReadModel(
+                "claims", end_activities=(END,), history=store,
+                days={d: Figures.from_doc(json.loads(doc)) for d, doc in days.items()},
+                open_cases={c: CaseFacts.from_doc(json.loads(doc)) for c, doc in open_cases.items()})
+        model.update(batch)
+        store.keep(batch)
+        changes = model.drain()
+        for day, figures in changes.days.items():
+            days.pop(day, None) if figures is None else days.__setitem__(day, json.dumps(figures.to_doc()))
+        for case, facts in changes.open_cases.items():
+            open_cases.pop(case, None) if facts is None else open_cases.__setitem__(
+                case, json.dumps(facts.to_doc()))
+    whole, _ = fold(batches)
+    assert model == whole
+    assert {d: json.loads(doc) for d, doc in days.items()} == {d: f.to_doc() for d, f in whole.days.items()}
+    assert set(open_cases) == set(whole.open_cases)
