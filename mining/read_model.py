@@ -174,7 +174,8 @@ class ReadModel:
     def drain(self) -> Changes:
         """What changed since the last drain (what a store writes), and start counting afresh."""
         changes = Changes(
-            {day: (self._days[day].copy() if day in self._days else None) for day in sorted(self._changed_days)},
+            {day: (self._days[day].copy() if day in self._days else None)
+             for day in sorted(self._changed_days)},
             {case: self._open.get(case) for case in sorted(self._changed_cases)})
         self._changed_days.clear()
         self._changed_cases.clear()
