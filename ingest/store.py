@@ -461,7 +461,7 @@ def inspect_store(url: str) -> StoreCheck:
     """Check the store a URL names without changing it: reachable, its schema version (no
     migration is applied), and writable (a write tried in a transaction rolled back). What
     it finds is reported in the result; only a URL that names no store raises ``StoreError``."""
-    kind, target = _parse(url)
+    kind, target = parse_url(url)
     if kind == "postgresql":
         from ingest.postgres import inspect_postgres
 
@@ -505,7 +505,7 @@ def _inspect_sqlite(path: Path) -> StoreCheck:
     return StoreCheck(True, found, want, writable, error)
 
 
-def _parse(url: str) -> tuple[str, str]:
+def parse_url(url: str) -> tuple[str, str]:
     """("sqlite", path) or ("postgresql", url), or a StoreError naming the problem."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
@@ -525,7 +525,7 @@ def open_store(url: str, session: PostgresSession | None = None) -> EventStore:
     ``postgresql://user:password@host:port/database`` (libpq's URL, query options included;
     its connections get ``session``'s timeouts and keepalives, by default the defaults);
     the schema is created or upgraded on the way."""
-    kind, target = _parse(url)
+    kind, target = parse_url(url)
     if kind == "postgresql":
         from ingest.postgres import PostgresStore
 

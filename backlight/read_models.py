@@ -1,0 +1,160 @@
+"""`ReadModels`: the store's events folded into the persisted read models, and read back.
+
+`catch_up` follows the store's arrival sequence after the read models' mark, a batch at a
+time: it folds each batch into one `mining.read_model.ReadModel` per process (a case's earlier
+events come back from the store, `ReadModelTables.case_events`, up to the mark) and saves what
+changed with the new mark in one transaction, compare-and-set (ingest/read_model_store.py). An
+instance whose save finds the mark moved by another drops what it folded and goes on from the
+other's mark: no event is folded twice or skipped, however many instances follow.
+
+`figures` reads a process's figures from the tables alone: the days from the window's first
+day on (and the open cases), never the event history.
+
+`rebuild` re-folds from the events (after a migration, or to repair), all processes or one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Final
+
+from ingest.read_model_store import ReadModelTables
+from ingest.store import EventStore
+from mining.case_facts import CaseFacts
+from mining.figures import Figures
+from mining.read_model import ReadModel, day_of
+from schemas.event import CaseEvent
+
+NAME: Final = "read-models"
+BATCH: Final = 5_000
+Progress = Callable[[int], None]
+"""Called with the number of events just folded."""
+
+
+class ReadModels:
+    """The persisted read models of every process in one store; see the module."""
+
+    def __init__(self, store: EventStore, tables: ReadModelTables,
+                 end_activities: Mapping[str, Collection[str]] | None = None, *,
+                 batch: int = BATCH, name: str = NAME) -> None:
+        self._store, self._tables = store, tables
+        self._ends = {p: tuple(a) for p, a in (end_activities or {}).items()}
+        self._batch, self.name = batch, name
+        self._models: dict[str, ReadModel] = {}
+        self._after = 0  # the mark the cached models were folded up to
+
+    def _model(self, process: str, after: int) -> ReadModel:
+        """The process's model as stored at mark ``after`` (cached while the mark is ours; the
+        caller checks the mark did not move while the tables were read)."""
+        model = self._models.get(process)
+        if model is None:
+            stored = self._tables.load(process)
+            model = self._models[process] = ReadModel(
+                process, end_activities=self._ends.get(process, ()),
+                history=lambda cases: self._tables.case_events(process, cases, self._after),
+                days={d: Figures.from_doc(json.loads(doc)) for d, doc in stored.days.items()},
+                open_cases={c: CaseFacts.from_doc(json.loads(doc)) for c, doc in stored.open_cases.items()})
+        return model
+
+    def catch_up(self, progress: Progress | None = None) -> int:
+        """Fold every stored event after the mark; how many this instance folded."""
+        folded = 0
+        while True:
+            after = self._tables.mark(self.name)
+            if after != self._after:
+                self._models.clear()  # another instance folded meanwhile: read its result
+                self._after = after
+            rows = self._store.since(after, self._batch)
+            if not rows:
+                return folded
+            events = [event for _, event, _ in rows]
+            if self._fold(after, rows[-1][0], events):
+                folded += len(events)
+                if progress is not None:
+                    progress(len(events))
+
+    def _fold(self, after: int, mark: int, events: Sequence[CaseEvent]) -> bool:
+        """Fold one batch and save it; False when another instance saved first."""
+        by_process: dict[str, list[CaseEvent]] = {}
+        for event in events:
+            by_process.setdefault(event.process, []).append(event)
+        days: dict[tuple[str, int], str | None] = {}
+        open_cases: dict[tuple[str, str], str | None] = {}
+        missing = [process for process in by_process if process not in self._models]
+        for process in missing:
+            self._model(process, after)
+        if missing and self._tables.mark(self.name) != after:
+            # another instance saved while these were read: they may hold its batch already
+            self._models.clear()
+            return False
+        try:
+            for process, batch in by_process.items():
+                changes = self._model(process, after).update(batch).drain()
+                for day, figures in changes.days.items():
+                    days[(process, day)] = None if figures is None else json.dumps(figures.to_doc())
+                for case_id, facts in changes.open_cases.items():
+                    open_cases[(process, case_id)] = None if facts is None else json.dumps(facts.to_doc())
+            saved = self._tables.save(self.name, after, mark, days, open_cases)
+        except BaseException:
+            self._models.clear()  # folded but not saved: the cache is ahead of the tables
+            raise
+        if saved:
+            self._after = mark
+        else:
+            self._models.clear()
+        return saved
+
+    def rebuild(self, process: str | None = None, progress: Progress | None = None) -> int:
+        """Forget the read models (one process's, or all) and fold them again from the events
+        up to the current mark (all: up to the last event); how many events were folded."""
+        if process is None:
+            self._tables.clear(self.name)
+            self._models.clear()
+            self._after = 0
+            return self.catch_up(progress)
+        return self._rebuild_one(process, progress)
+
+    def _rebuild_one(self, process: str, progress: Progress | None) -> int:
+        """Re-fold one process's events up to the mark, and save it under the same mark."""
+        reached = [0]  # the last seq folded: the model's history is the events up to it
+
+        def history(cases: Collection[str]) -> Mapping[str, Sequence[CaseEvent]]:
+            return self._tables.case_events(process, cases, reached[0])
+
+        while True:
+            mark = self._tables.mark(self.name)
+            reached[0] = 0
+            model = ReadModel(process, end_activities=self._ends.get(process, ()), history=history)
+            folded = 0
+            while reached[0] < mark:
+                rows = [row for row in self._store.since(reached[0], self._batch) if row[0] <= mark]
+                if not rows:
+                    break
+                mine = [event for _, event, _ in rows if event.process == process]
+                model.update(mine)
+                reached[0] = rows[-1][0]
+                folded += len(mine)
+                if progress is not None:
+                    progress(len(rows))
+            stored = self._tables.load(process)
+            days: dict[tuple[str, int], str | None] = {(process, d): None for d in stored.days}
+            days.update({(process, d): json.dumps(f.to_doc()) for d, f in model.days.items()})
+            cases: dict[tuple[str, str], str | None] = {(process, c): None for c in stored.open_cases}
+            cases.update({(process, c): json.dumps(f.to_doc()) for c, f in model.open_cases.items()})
+            if self._tables.save(self.name, mark, mark, days, cases):
+                self._models.pop(process, None)
+                return folded
+
+
+def figures(tables: ReadModelTables, process: str, since_us: int | None = None) -> Figures:
+    """A process's figures from the tables: the cases completed from the UTC day of ``since_us``
+    on, or, when None, every case (completed and open: what `mine` counts)."""
+    total = Figures()
+    start = None if since_us is None else day_of(since_us)
+    for doc in tables.days(process, start).values():
+        total.merge(Figures.from_doc(json.loads(doc)))
+    if since_us is None:
+        for doc in tables.open_docs(process).values():
+            total.add(CaseFacts.from_doc(json.loads(doc)))
+    return total

@@ -1,0 +1,146 @@
+"""Persisted read models on real SQLite and PostgreSQL: folded once, read without the history."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import event_frame
+from pg import fresh_database
+
+from backlight.read_models import ReadModels, figures
+from ingest.read_model_store import ReadModelTables
+from ingest.simulate import simulate
+from ingest.store import EventStore, open_store
+from mining.read_model import DAY_US, ReadModel
+from mining.summary import summarize
+from schemas.event import CaseEvent
+
+ENDS = {"claims": ("Close claim", "Reject claim", "Withdraw claim"), "payments": ()}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store on each database (PostgreSQL: a fresh database on the session's server)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        yield fresh_database(request.getfixturevalue("postgres_url"))
+
+
+def stream() -> list[CaseEvent]:
+    """Claims and payments events interleaved as they would arrive, some late by a day or two."""
+    claims = simulate("claims", 300, seed=3).events
+    payments = simulate("payments", 200, seed=4).events
+    rnd = random.Random(5)
+    mixed = sorted([*claims, *payments], key=lambda e: e.time_us + rnd.choice([0, 0, 0, DAY_US, 2 * DAY_US]))
+    return mixed
+
+
+def write(store: EventStore, events: list[CaseEvent], size: int = 700) -> None:
+    """Store events in batches, as the consumer does."""
+    for start in range(0, len(events), size):
+        store.write(events[start:start + size])
+
+
+def expected(events: list[CaseEvent], process: str) -> ReadModel:
+    """The model of a process built in one go from its events."""
+    return ReadModel(process, end_activities=ENDS[process]).update(events)
+
+
+def test_catching_up_folds_every_event_once_and_the_tables_alone_answer(store_url: str) -> None:
+    """Two catch-ups around more events (late ones included): the stored figures equal a model built
+    in one go and `mine`'s counts; a new instance folds nothing and reads the same."""
+    events = stream()
+    store = open_store(store_url)
+    tables = ReadModelTables(store_url)
+    try:
+        half = len(events) // 2
+        write(store, events[:half])
+        models = ReadModels(store, tables, ENDS, batch=1_000)
+        assert models.catch_up() == half
+        write(store, events[half:])
+        assert models.catch_up() == len(events) - half
+        for process in ENDS:
+            mine = [e for e in events if e.process == process]
+            stored = figures(tables, process)
+            assert stored == expected(mine, process).figures()
+            doc = summarize(event_frame(mine), process)
+            assert (stored.events, stored.cases) == (doc["events"], doc["cases"])
+            assert stored.variants == {tuple(v["activities"]): v["count"] for v in doc["variants"]}
+        last = max(e.time_us for e in events)
+        recent = figures(tables, "claims", since_us=last - 28 * DAY_US)
+        assert 0 < recent.cases < figures(tables, "claims").cases
+        assert ReadModels(store, ReadModelTables(store_url), ENDS).catch_up() == 0
+    finally:
+        tables.close()
+        store.close()
+
+
+def test_instances_following_at_once_never_fold_an_event_twice(store_url: str) -> None:
+    """Three instances catch up together while events are written: together they fold each
+    event once, and the figures equal a model built in one go."""
+    events = stream()
+    store = open_store(store_url)
+    write(store, events[:1_000])
+    folded: list[int] = []
+    errors: list[BaseException] = []
+    writing = threading.Event()
+
+    def follow() -> None:
+        own_store, own_tables = open_store(store_url), ReadModelTables(store_url)
+        try:
+            models = ReadModels(own_store, own_tables, ENDS, batch=300)
+            total = 0
+            while writing.is_set():
+                total += models.catch_up()
+            total += models.catch_up()
+            folded.append(total)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            own_tables.close()
+            own_store.close()
+
+    writing.set()
+    threads = [threading.Thread(target=follow) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    write(store, events[1_000:], size=250)
+    writing.clear()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    assert sum(folded) == len(events)
+    tables = ReadModelTables(store_url)
+    try:
+        for process in ENDS:
+            assert figures(tables, process) == expected([e for e in events if e.process == process],
+                                                        process).figures()
+    finally:
+        tables.close()
+        store.close()
+
+
+def test_rebuild_gives_back_what_was_folded(store_url: str) -> None:
+    """Rebuilding one process, then all, from the events leaves the same figures."""
+    events = stream()
+    store = open_store(store_url)
+    tables = ReadModelTables(store_url)
+    try:
+        write(store, events)
+        models = ReadModels(store, tables, ENDS, batch=800)
+        models.catch_up()
+        before = {p: figures(tables, p) for p in ENDS}
+        seen: list[int] = []
+        assert models.rebuild("claims", progress=seen.append) == sum(e.process == "claims" for e in events)
+        assert sum(seen) == len(events)
+        assert {p: figures(tables, p) for p in ENDS} == before
+        assert models.rebuild() == len(events)
+        assert {p: figures(tables, p) for p in ENDS} == before
+    finally:
+        tables.close()
+        store.close()
