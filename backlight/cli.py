@@ -22,7 +22,8 @@ _settings = settings
 # Each command imports what it runs when it runs (the jobs, Kafka, the web app, the alerts), so
 # that `backlight mine` loads only the config, the store and the mining core.
 _ELSEWHERE = {"alerts": "backlight.cli_alerts", "review": "backlight.cli_alerts",
-              "serve": "backlight.cli_serve", "doctor": "backlight.cli_doctor"}
+              "serve": "backlight.cli_serve", "doctor": "backlight.cli_doctor",
+              "rebuild": "backlight.cli_read_models"}
 """The top-level commands defined in other modules, and where."""
 
 
@@ -99,6 +100,9 @@ def broker_status(config_path: str | None) -> None:
 @click.option("--alerts", "with_alerts", is_flag=True,
               help="Also evaluate the alert rules once caught up (at most every [alerts] "
               "every) and deliver them, off the ingest path.")
+@click.option("--read-models", "with_read_models", is_flag=True,
+              help="Also fold each stored batch into the read models the pages and the API "
+              "read (off the ingest path; any number of consumers may do it at once).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
               help="Serve /metrics, /healthz and /readyz for this consumer on PORT (0 picks "
               "a free one; the address is printed on stderr).")
@@ -106,7 +110,7 @@ def broker_status(config_path: str | None) -> None:
               help="Address the metrics port listens on (0.0.0.0 in a container).")
 @_errors_exit
 def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: bool,
-            metrics_port: int | None, metrics_host: str) -> None:
+            with_read_models: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Run the consumers: Kafka -> validate -> store; bad messages to <topic>.dlq."""
     from backlight import jobs
 
@@ -133,6 +137,10 @@ def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: 
             rounds = ConsumerAlerts(settings, every).start()
             running.callback(rounds.stop)
             subscriptions.append(rounds.subscription())
+        if with_read_models:
+            from backlight.read_models import subscription
+
+            subscriptions.append(subscription(settings, running))
         stats = jobs.consume(settings, exit_when_idle, stop=stop, subscriptions=subscriptions,
                              metrics=metrics)
     click.echo(f"consumed {stats.messages} messages: {stats.stored} stored, "

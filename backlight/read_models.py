@@ -15,12 +15,16 @@ day on (and the open cases), never the event history.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import ExitStack
 from typing import Final
 
+from backlight.config import Settings
 from ingest.read_model_store import ReadModelTables
-from ingest.store import EventStore
+from ingest.store import Coordinates, EventStore, open_store
+from ingest.subscribers import Subscription
 from mining.case_facts import CaseFacts
 from mining.figures import Figures
 from mining.read_model import ReadModel, day_of
@@ -145,6 +149,22 @@ class ReadModels:
             if self._tables.save(self.name, mark, mark, days, cases):
                 self._models.pop(process, None)
                 return folded
+
+
+def subscription(settings: Settings, closing: ExitStack) -> Subscription:
+    """What `backlight consume --read-models` adds: a subscriber that, after each stored batch,
+    folds what its instance has not folded yet (from the read models' own mark, so it needs
+    no mark of the dispatcher's); its connections close with ``closing``."""
+    store = closing.enter_context(contextlib.closing(
+        open_store(settings.store.url, settings.store.session())))
+    tables = closing.enter_context(contextlib.closing(
+        ReadModelTables(settings.store.url, settings.store.session())))
+    models = ReadModels(store, tables, {p.name: p.end_activities for p in settings.processes})
+
+    def fold(events: Sequence[CaseEvent], origins: Sequence[Coordinates | None]) -> None:
+        models.catch_up()
+
+    return Subscription(NAME, fold, start="end")
 
 
 def figures(tables: ReadModelTables, process: str, since_us: int | None = None) -> Figures:

@@ -127,6 +127,18 @@ class ReadModelTables:
                              (process, -(2**62) if since_day_us is None else since_day_us))
         return {int(d): str(doc) for d, doc in rows}
 
+    def last_day(self, process: str) -> int | None:
+        """The last UTC day on which a case of the process completed (its start in µs)."""
+        with self._errors(f"reading the days of {process!r}"):
+            rows = self._run("SELECT MAX(day_us) FROM read_model_days WHERE process = {p}", (process,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def open_count(self, process: str) -> int:
+        """How many cases of the process are open."""
+        with self._errors(f"counting the open cases of {process!r}"):
+            rows = self._run("SELECT COUNT(*) FROM read_model_open WHERE process = {p}", (process,))
+        return int(rows[0][0])
+
     def open_docs(self, process: str) -> dict[str, str]:
         """The documents of a process's open cases, by case id."""
         with self._errors(f"reading the open cases of {process!r}"):

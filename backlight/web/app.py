@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from backlight import strict_json
 from backlight.config import Settings
 from backlight.metrics import Metrics
-from backlight.web import api, pages
+from backlight.web import api, figures_api, pages
 from backlight.web.auth import CSRF_HEADER, Authenticator
 from backlight.web.health import router as health_router
 from backlight.web.limits import AttemptLimiter, RenderBusy, RenderGate
@@ -118,6 +118,7 @@ def create_app(settings: Settings, service: WebService | None = None,
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.include_router(health_router)
     app.include_router(api.router)
+    app.include_router(figures_api.router)
     app.include_router(pages.router)
     return app
 

@@ -20,13 +20,19 @@ from alerts.state import open_alert_state
 from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.mine import conformance
+from backlight.read_models import ReadModels
+from backlight.read_models import figures as read_figures
 from backlight.web.cache import ProcessCache
 from backlight.web.maps import MapRenderer
 from backlight.web.snapshot import WINDOWS, Snapshot, build_snapshot
+from ingest.read_model_store import ReadModelTables
 from ingest.store import open_store
 from mining.export import write_xes
+from mining.figures import Figures
 from mining.model import discover_model
+from mining.read_model import DAY_US, day_of
 from mining.render import View
+from mining.timerange import from_us
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity, Silence, Status
 from schemas.errors import BacklightError
 
@@ -87,11 +93,16 @@ class WebService:
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
         self.maps = MapRenderer(self.store, settings.web, 4 * settings.web.cache_entries)
+        ends = {p.name: p.end_activities for p in settings.processes}
+        self.read_model_tables = ReadModelTables(settings.store.url, settings.store.session())
+        self.read_models = ReadModels(self.store, self.read_model_tables, ends)
+        self._models_lock = threading.Lock()
         self._seen: set[str] = set()
         self._seen_seq = 0
         self._seen_lock = threading.Lock()
 
     def close(self) -> None:
+        self.read_model_tables.close()
         self.state.close()
         self.store.close()
 
@@ -130,6 +141,23 @@ class WebService:
         return self.snapshots.get(
             (name, window),
             lambda: build_snapshot(definition, self.store.events(name), window))
+
+    def figures(self, name: str, days: int | None) -> tuple[Figures, datetime | None, int]:
+        """The process's read-model figures over the last ``days`` days of case completion
+        (None: every case, open ones too), counted back from the last such day (at the latest
+        tomorrow); the window's first day; the open cases. Folds what arrived first."""
+        with self._models_lock:
+            self.read_models.catch_up()
+            tables = self.read_model_tables
+            open_cases = tables.open_count(name)
+            if days is None:
+                return read_figures(tables, name), None, open_cases
+            last = tables.last_day(name)
+            if last is None:
+                return Figures(), None, open_cases
+            last = min(last, day_of(int(datetime.now(UTC).timestamp() * 1e6) + DAY_US))
+            first = last - (days - 1) * DAY_US
+            return read_figures(tables, name, first), from_us(first), open_cases
 
     def overview(self, window: str) -> list[ProcessRow]:
         alerts = self.alerts()
