@@ -7,8 +7,10 @@ changed with the new mark in one transaction, compare-and-set (ingest/read_model
 instance whose save finds the mark moved by another drops what it folded and goes on from the
 other's mark: no event is folded twice or skipped, however many instances follow.
 
-`figures` reads a process's figures from the tables alone: the days from the window's first
-day on (and the open cases), never the event history.
+`figures` reads a process's figures from the tables alone: for all time one row (the totals of
+its completed and of its open cases), for a window the days from its first day on; never the
+event history. A folder starts from the totals too, and reads a day or an open case only when
+a new event touches it.
 
 `rebuild` re-folds from the events (after a migration, or to repair), all processes or one.
 """
@@ -49,16 +51,18 @@ class ReadModels:
         self._after = 0  # the mark the cached models were folded up to
 
     def _model(self, process: str, after: int) -> ReadModel:
-        """The process's model as stored at mark ``after`` (cached while the mark is ours; the
-        caller checks the mark did not move while the tables were read)."""
+        """The process's model as stored at mark ``after``: its two totals, the days and open
+        cases asked for as batches touch them (cached while the mark is ours; the caller
+        checks the mark did not move while the totals were read)."""
         model = self._models.get(process)
         if model is None:
-            stored = self._tables.load(process)
+            docs = self._tables.totals(process)
+            totals = (Figures(), Figures()) if docs is None else (
+                Figures.from_doc(json.loads(docs[0])), Figures.from_doc(json.loads(docs[1])))
             model = self._models[process] = ReadModel(
                 process, end_activities=self._ends.get(process, ()),
                 history=lambda cases: self._tables.case_events(process, cases, self._after),
-                days={d: Figures.from_doc(json.loads(doc)) for d, doc in stored.days.items()},
-                open_cases={c: CaseFacts.from_doc(json.loads(doc)) for c, doc in stored.open_cases.items()})
+                stored=TablesStored(self._tables, process), totals=totals)
         return model
 
     def catch_up(self, progress: Progress | None = None) -> int:
@@ -85,6 +89,7 @@ class ReadModels:
             by_process.setdefault(event.process, []).append(event)
         days: dict[tuple[str, int], str | None] = {}
         open_cases: dict[tuple[str, str], str | None] = {}
+        totals: dict[str, tuple[str, str]] = {}
         missing = [process for process in by_process if process not in self._models]
         for process in missing:
             self._model(process, after)
@@ -99,7 +104,16 @@ class ReadModels:
                     days[(process, day)] = None if figures is None else json.dumps(figures.to_doc())
                 for case_id, facts in changes.open_cases.items():
                     open_cases[(process, case_id)] = None if facts is None else json.dumps(facts.to_doc())
-            saved = self._tables.save(self.name, after, mark, days, open_cases)
+                totals[process] = (json.dumps(changes.completed.to_doc()), json.dumps(changes.open.to_doc()))
+            saved = self._tables.save(self.name, after, mark, days, open_cases, totals)
+        except (ValueError, KeyError):
+            # Days and open cases are read as the batch touches them: when another instance
+            # saved meanwhile they may not add up (a sketch asked to remove what it lacks).
+            # Its save moved the mark, so this fold could not have been saved anyway.
+            self._models.clear()
+            if self._tables.mark(self.name) != after:
+                return False
+            raise
         except BaseException:
             self._models.clear()  # folded but not saved: the cache is ahead of the tables
             raise
@@ -146,7 +160,9 @@ class ReadModels:
             days.update({(process, d): json.dumps(f.to_doc()) for d, f in model.days.items()})
             cases: dict[tuple[str, str], str | None] = {(process, c): None for c in stored.open_cases}
             cases.update({(process, c): json.dumps(f.to_doc()) for c, f in model.open_cases.items()})
-            if self._tables.save(self.name, mark, mark, days, cases):
+            totals = {process: (json.dumps(model.completed().to_doc()),
+                                json.dumps(model.open_figures.to_doc()))}
+            if self._tables.save(self.name, mark, mark, days, cases, totals):
                 self._models.pop(process, None)
                 return folded
 
@@ -170,11 +186,31 @@ def subscription(settings: Settings, closing: ExitStack) -> Subscription:
 def figures(tables: ReadModelTables, process: str, since_us: int | None = None) -> Figures:
     """A process's figures from the tables: the cases completed from the UTC day of ``since_us``
     on, or, when None, every case (completed and open: what `mine` counts)."""
-    total = Figures()
-    start = None if since_us is None else day_of(since_us)
-    for doc in tables.days(process, start).values():
-        total.merge(Figures.from_doc(json.loads(doc)))
     if since_us is None:
-        for doc in tables.open_docs(process).values():
-            total.add(CaseFacts.from_doc(json.loads(doc)))
+        docs = tables.totals(process)
+        if docs is None:
+            return Figures()
+        return Figures.from_doc(json.loads(docs[0])).merge(Figures.from_doc(json.loads(docs[1])))
+    total = Figures()
+    for doc in tables.days(process, day_of(since_us)).values():
+        total.merge(Figures.from_doc(json.loads(doc)))
     return total
+
+
+class TablesStored:
+    """One process's days and open cases in the tables, as a `mining.read_model.Stored`."""
+
+    def __init__(self, tables: ReadModelTables, process: str) -> None:
+        self._tables, self._process = tables, process
+
+    def days(self, keys: Collection[int]) -> Mapping[int, Figures]:
+        return {d: Figures.from_doc(json.loads(doc))
+                for d, doc in self._tables.day_docs(self._process, keys).items()}
+
+    def days_from(self, start: int) -> Mapping[int, Figures]:
+        return {d: Figures.from_doc(json.loads(doc))
+                for d, doc in self._tables.days(self._process, start).items()}
+
+    def open_cases(self, case_ids: Collection[str]) -> Mapping[str, CaseFacts]:
+        return {c: CaseFacts.from_doc(json.loads(doc))
+                for c, doc in self._tables.open_docs_of(self._process, case_ids).items()}

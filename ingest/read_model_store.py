@@ -9,7 +9,9 @@ Tables (component ``read_models``, both databases; each query written once, the 
 agree on ``INSERT ... ON CONFLICT ... DO UPDATE``):
 - ``read_model_marks (name, seq)``: the last arrival seq folded;
 - ``read_model_days (process, day_us, doc)``: the figures of the cases completed that UTC day;
-- ``read_model_open (process, case_id, doc)``: the facts of each open case.
+- ``read_model_open (process, case_id, doc)``: the facts of each open case;
+- ``read_model_totals (process, completed, open)``: the figures of all completed and of all
+  open cases (what "all time" reads in one row, and what a folder starts from).
 
 Folding is idempotent by sequence: `save` writes a batch's changes and moves the mark from the
 seq it was folded after to the new one in one transaction, and only if the mark still is where
@@ -41,6 +43,8 @@ _TABLES = (
     " doc TEXT NOT NULL, PRIMARY KEY (process, day_us))",
     "CREATE TABLE IF NOT EXISTS read_model_open (process TEXT NOT NULL, case_id TEXT NOT NULL,"
     " doc TEXT NOT NULL, PRIMARY KEY (process, case_id))",
+    "CREATE TABLE IF NOT EXISTS read_model_totals (process TEXT PRIMARY KEY,"
+    " completed TEXT NOT NULL, open TEXT NOT NULL)",
 )
 SQLITE_SCHEMA = Schema("read_models", "the read models", "read_model_marks", (
     Migration(1, "read model marks, days and open cases", tuple(t.format(int="INTEGER") for t in _TABLES)),))
@@ -127,6 +131,38 @@ class ReadModelTables:
                              (process, -(2**62) if since_day_us is None else since_day_us))
         return {int(d): str(doc) for d, doc in rows}
 
+    def totals(self, process: str) -> tuple[str, str] | None:
+        """The documents of the process's completed and open totals; None before any fold."""
+        with self._errors(f"reading the totals of {process!r}"):
+            rows = self._run("SELECT completed, open FROM read_model_totals WHERE process = {p}", (process,))
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def day_docs(self, process: str, days: Collection[int]) -> dict[int, str]:
+        """The documents of those of these days that exist."""
+        out: dict[int, str] = {}
+        wanted = list(days)
+        with self._errors(f"reading the days of {process!r}"):
+            for start in range(0, len(wanted), _CASES_PER_QUERY):
+                chunk = wanted[start:start + _CASES_PER_QUERY]
+                marks = ", ".join(["{p}"] * len(chunk))
+                sql = ("SELECT day_us, doc FROM read_model_days WHERE process = {p}"  # noqa: S608
+                       f" AND day_us IN ({marks})")  # placeholders only
+                out.update((int(d), str(doc)) for d, doc in self._run(sql, (process, *chunk)))
+        return out
+
+    def open_docs_of(self, process: str, case_ids: Collection[str]) -> dict[str, str]:
+        """The documents of those of these cases that are open."""
+        out: dict[str, str] = {}
+        wanted = list(case_ids)
+        with self._errors(f"reading open cases of {process!r}"):
+            for start in range(0, len(wanted), _CASES_PER_QUERY):
+                chunk = wanted[start:start + _CASES_PER_QUERY]
+                marks = ", ".join(["{p}"] * len(chunk))
+                sql = ("SELECT case_id, doc FROM read_model_open WHERE process = {p}"  # noqa: S608
+                       f" AND case_id IN ({marks})")  # placeholders only
+                out.update((str(c), str(doc)) for c, doc in self._run(sql, (process, *chunk)))
+        return out
+
     def last_day(self, process: str) -> int | None:
         """The last UTC day on which a case of the process completed (its start in µs)."""
         with self._errors(f"reading the days of {process!r}"):
@@ -171,10 +207,11 @@ class ReadModelTables:
     # -- writing --
     def save(self, name: str, after: int, mark: int,
              days: Mapping[tuple[str, int], str | None],
-             open_cases: Mapping[tuple[str, str], str | None]) -> bool:
+             open_cases: Mapping[tuple[str, str], str | None],
+             totals: Mapping[str, tuple[str, str]]) -> bool:
         """Write the changes of the events folded after seq ``after`` up to ``mark`` (a None
-        document deletes), in one transaction, if the mark is still ``after``; False (nothing
-        written) when another folder moved it first."""
+        document deletes) and the processes' new totals, in one transaction, if the mark is
+        still ``after``; False (nothing written) when another folder moved it first."""
         with self._errors("saving the read models"), self._tx():
             self._run("INSERT INTO read_model_marks (name, seq) VALUES ({p}, 0)"
                       " ON CONFLICT (name) DO NOTHING", (name,))
@@ -200,6 +237,10 @@ class ReadModelTables:
                     self._run("INSERT INTO read_model_open (process, case_id, doc) VALUES ({p}, {p}, {p})"
                               " ON CONFLICT (process, case_id) DO UPDATE SET doc = excluded.doc",
                               (process, case_id, doc))
+            for process, (completed, still_open) in totals.items():
+                self._run("INSERT INTO read_model_totals (process, completed, open) VALUES ({p}, {p}, {p})"
+                          " ON CONFLICT (process) DO UPDATE SET completed = excluded.completed,"
+                          " open = excluded.open", (process, completed, still_open))
         return True
 
     def clear(self, name: str, process: str | None = None) -> None:
@@ -207,11 +248,11 @@ class ReadModelTables:
         with self._errors("clearing the read models"), self._tx():
             if process is None:
                 self._run("DELETE FROM read_model_marks WHERE name = {p}", (name,))
-                self._run("DELETE FROM read_model_days")
-                self._run("DELETE FROM read_model_open")
+                for table in ("read_model_days", "read_model_open", "read_model_totals"):
+                    self._run(f"DELETE FROM {table}")  # noqa: S608 (constant names)
             else:
-                self._run("DELETE FROM read_model_days WHERE process = {p}", (process,))
-                self._run("DELETE FROM read_model_open WHERE process = {p}", (process,))
+                for table in ("read_model_days", "read_model_open", "read_model_totals"):
+                    self._run(f"DELETE FROM {table} WHERE process = {{p}}", (process,))  # noqa: S608
 
     def close(self) -> None:
         """Let the connection go."""

@@ -14,7 +14,9 @@ exact figures equal the batch mining's (`mining.summary.summarize`) on those eve
   completed case is reopened) and counted again from its folded events, which ``history``
   gives back (the store answers it by case, among the events folded before: seq up to the
   model's watermark), and the new ones. So the model holds no event, and a model restored
-  from its stored days and open cases (`drain` tells what to store) goes on exactly.
+  from what it stored (`drain` tells what) goes on exactly. Over a store (``stored``) it
+  starts from the two totals alone and asks for a day or an open case only when an update
+  touches it: a model costs what changes, not what was ever folded.
 - **A window** ("the last 4 weeks") is the sum of whole days: `completed(since_us)` counts the
   cases completed on or after the day of ``since_us``; `figures()` is every completed case plus
   the open ones, what `mine` counts.
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, Protocol, Self
 
 from mining.case_facts import CaseFacts, case_facts
 from mining.figures import Figures
@@ -90,12 +92,32 @@ def merged(history: Sequence[CaseEvent], arrived: Iterable[CaseEvent],
     return [row[2] for row in keyed], arrivals, repeats
 
 
+class Stored(Protocol):
+    """Where a model's days and open cases are kept when they are not all in memory (the
+    store's tables): asked only for the ones an update touches, or a window reads."""
+
+    def days(self, keys: Collection[int]) -> Mapping[int, Figures]:
+        """The figures of these days that exist."""
+        ...
+
+    def days_from(self, start: int) -> Mapping[int, Figures]:
+        """The figures of every day from ``start`` (a day's first microsecond) on."""
+        ...
+
+    def open_cases(self, case_ids: Collection[str]) -> Mapping[str, CaseFacts]:
+        """The facts of those of these cases that are open."""
+        ...
+
+
 @dataclass(frozen=True)
 class Changes:
-    """What an update changed: each day's figures and each case's open facts, None where gone."""
+    """What an update changed: each day's figures and each case's open facts (None where
+    gone), and the totals of the completed and of the open cases after it."""
 
     days: Mapping[int, Figures | None]
     open_cases: Mapping[str, CaseFacts | None]
+    completed: Figures
+    open: Figures
 
 
 class ReadModel:
@@ -104,17 +126,29 @@ class ReadModel:
     def __init__(self, process: str, *, end_activities: Collection[str] = (),
                  history: History = no_history, lifecycle: str | None = None,
                  alpha: float = DEFAULT_ALPHA, days: Mapping[int, Figures] | None = None,
-                 open_cases: Mapping[str, CaseFacts] | None = None) -> None:
+                 open_cases: Mapping[str, CaseFacts] | None = None, stored: Stored | None = None,
+                 totals: tuple[Figures, Figures] | None = None) -> None:
+        """``days`` and ``open_cases``: what it starts with; with ``stored`` they are only
+        what it has at hand, and the rest is asked for, and ``totals`` (completed, open) must
+        then be the stored ones (else they are summed from ``days`` and ``open_cases``)."""
         if lifecycle is not None and lifecycle not in LIFECYCLES:
             raise ValueError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
+        if stored is not None and totals is None:
+            raise ValueError("a model over stored days and open cases needs their stored totals")
         self.process, self.lifecycle, self.alpha = process, lifecycle, alpha
         self.closing = frozenset(end_activities)
         self._history = history
+        self._stored = stored
         self._days: dict[int, Figures] = {day: f.copy() for day, f in (days or {}).items()}
         self._open: dict[str, CaseFacts] = dict(open_cases or {})
-        self._open_figures = Figures(alpha)
-        for facts in self._open.values():
-            self._open_figures.add(facts)
+        if totals is not None:
+            self._completed, self._open_total = totals[0].copy(), totals[1].copy()
+        else:
+            self._completed, self._open_total = Figures(alpha), Figures(alpha)
+            for figures in self._days.values():
+                self._completed.merge(figures)
+            for facts in self._open.values():
+                self._open_total.add(facts)
         self._arrivals = 0
         self._duplicates = 0
         self._reopened = 0
@@ -130,7 +164,12 @@ class ReadModel:
             if event.process != self.process or (self.lifecycle and event.lifecycle != self.lifecycle):
                 continue
             touched.setdefault(event.case_id, []).append(event)
-        folded = self._history(list(touched)) if touched else {}
+        if not touched:
+            return self
+        folded = self._history(list(touched))
+        self._fetch_open([case for case in touched if case not in self._open])
+        self._fetch_days({day_of(case_facts(folded[c]).last_us) for c in touched
+                          if c in folded and c not in self._open})
         for case_id, arrived in touched.items():
             before = folded.get(case_id, ())
             self._take_out(case_id, before)
@@ -138,28 +177,40 @@ class ReadModel:
             self._duplicates += repeats
             facts = case_facts(ordered)
             if facts.end in self.closing:
+                self._fetch_days({day_of(facts.last_us)})
                 self._day(facts.last_us).add(facts)
+                self._completed.add(facts)
                 self._changed_days.add(day_of(facts.last_us))
             else:
                 self._open[case_id] = facts
-                self._open_figures.add(facts)
+                self._open_total.add(facts)
             self._changed_cases.add(case_id)
         return self
+
+    def _fetch_open(self, case_ids: list[str]) -> None:
+        """Have at hand the stored facts of those of these cases that are open."""
+        if self._stored is not None and case_ids:
+            self._open.update(self._stored.open_cases(case_ids))
+
+    def _fetch_days(self, keys: set[int]) -> None:
+        """Have at hand the stored figures of these days."""
+        wanted = [key for key in keys if key not in self._days]
+        if self._stored is not None and wanted:
+            self._days.update((day, f.copy()) for day, f in self._stored.days(wanted).items())
 
     def _take_out(self, case_id: str, history: Sequence[CaseEvent]) -> None:
         """Take a case's counted facts out: from the open cases, or from its day's figures."""
         facts = self._open.pop(case_id, None)
         if facts is not None:
-            self._open_figures.add(facts, -1)
+            self._open_total.add(facts, -1)
             return
         if not history:
             return
         facts = case_facts(history)
         key = day_of(facts.last_us)
         day = self._days[key]
-        day.add(facts, -1)
-        if not day.cases:
-            del self._days[key]
+        day.add(facts, -1)  # an emptied day stays at hand (empty), so it is not asked for again
+        self._completed.add(facts, -1)
         self._changed_days.add(key)
         self._reopened += 1
 
@@ -174,9 +225,10 @@ class ReadModel:
     def drain(self) -> Changes:
         """What changed since the last drain (what a store writes), and start counting afresh."""
         changes = Changes(
-            {day: (self._days[day].copy() if day in self._days else None)
+            {day: (self._days[day].copy() if self._days[day].cases else None)
              for day in sorted(self._changed_days)},
-            {case: self._open.get(case) for case in sorted(self._changed_cases)})
+            {case: self._open.get(case) for case in sorted(self._changed_cases)},
+            self._completed.copy(), self._open_total.copy())
         self._changed_days.clear()
         self._changed_cases.clear()
         return changes
@@ -184,18 +236,19 @@ class ReadModel:
     # -- results --
     @property
     def open_cases(self) -> Mapping[str, CaseFacts]:
-        """The facts of each open case, by case id (the work in flight)."""
+        """The facts of each open case at hand, by case id (all of them without ``stored``)."""
         return dict(self._open)
 
     @property
     def open_figures(self) -> Figures:
         """The open cases' figures."""
-        return self._open_figures.copy()
+        return self._open_total.copy()
 
     @property
     def days(self) -> Mapping[int, Figures]:
-        """Completed cases' figures per UTC day of completion (day start in microseconds)."""
-        return {day: figures.copy() for day, figures in sorted(self._days.items())}
+        """Completed cases' figures per UTC day of completion (day start in microseconds), of
+        the days at hand (all of them without ``stored``)."""
+        return {day: figures.copy() for day, figures in sorted(self._days.items()) if figures.cases}
 
     @property
     def duplicates(self) -> int:
@@ -209,21 +262,24 @@ class ReadModel:
 
     def completed(self, since_us: int | None = None) -> Figures:
         """The cases completed on or after the UTC day of ``since_us`` (all when None)."""
-        start = None if since_us is None else day_of(since_us)
+        if since_us is None:
+            return self._completed.copy()
+        start = day_of(since_us)
+        days = self._days if self._stored is None else self._stored.days_from(start)
         total = Figures(self.alpha)
-        for day, figures in self._days.items():
-            if start is None or day >= start:
+        for day, figures in days.items():
+            if day >= start:
                 total.merge(figures)
         return total
 
     def figures(self) -> Figures:
         """Every case, completed or open: what the batch mining counts on the same events."""
-        return self.completed().merge(self._open_figures)
+        return self.completed().merge(self._open_total)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ReadModel):
             return NotImplemented
-        return (self._days == other._days and self._open_figures == other._open_figures
-                and self.open_cases == other.open_cases)
+        return (self.days == other.days and self._open == other._open
+                and self._completed == other._completed and self._open_total == other._open_total)
 
     __hash__ = None  # type: ignore[assignment]  # mutable

@@ -1,0 +1,101 @@
+"""Benchmark (on demand: python3 -m pytest -m bench -s tests/test_bench_read_model.py): what a
+view costs under a live stream, from the read model against from the history, side by side.
+
+The store: BPIC 2012 four times over as one process "loans" (1,048,800 events: each copy's
+cases renamed and shifted by 400 days), in SQLite through the store's API. The read models are
+folded once (the fold rate is printed). Then, ten times: 20 new events arrive (a new case and
+a late event of a completed one), and the process is viewed, by its read-model figures
+(`/api/processes/loans/figures`, windows "all" and "4w"; the request folds the 20 events
+first) and by its `mine` document (`/api/processes/loans`, which re-reads and re-mines the
+history, as every view under a stream did). Server times (Server-Timing) are printed, median
+and max, with the ratio; the issue's target is a p95 of at most 300 ms for every view.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+from conftest import shared_file
+from test_bench_web import server_ms
+from web_support import web_settings
+
+from backlight.config import ProcessSettings
+from backlight.read_models import ReadModels
+from backlight.web.server import running
+from ingest.logfiles import read_log
+from ingest.read_model_store import ReadModelTables
+from ingest.store import SQLiteStore
+from mining.read_model import DAY_US
+from schemas.event import CaseEvent
+
+pytestmark = pytest.mark.bench
+COPIES = 4
+ROUNDS = 10
+ENDS = ("A_DECLINED", "A_CANCELLED", "A_REGISTERED")
+
+
+def fill(path: Path) -> list[CaseEvent]:
+    """BPIC 2012 as "loans", COPIES times over; the events in the order stored."""
+    bpic = list(read_log(shared_file("logs/bpic2012.xes.gz"), "loans"))
+    store = SQLiteStore(path)
+    stored: list[CaseEvent] = []
+    try:
+        for copy in range(COPIES):
+            shift = copy * 400 * DAY_US
+            batch = [msgspec.structs.replace(e, event_id=f"{copy}-{e.event_id}",
+                                             case_id=f"{copy}-{e.case_id}", time_us=e.time_us + shift)
+                     for e in bpic]
+            for start in range(0, len(batch), 20_000):
+                store.write(batch[start:start + 20_000])
+            stored += batch
+    finally:
+        store.close()
+    return stored
+
+
+def test_views_under_a_stream_cost_what_changed(tmp_path: Path) -> None:
+    """Read-model views after 20 new events against the `mine` document, at about a million events."""
+    path = tmp_path / "store.db"
+    events = fill(path)
+    base = web_settings(path)
+    settings = base.model_copy(update={"processes": (
+        *base.processes, ProcessSettings(name="loans", end_activities=ENDS))})
+    store, tables = SQLiteStore(path), ReadModelTables(settings.store.url)
+    started = time.perf_counter()
+    folded = ReadModels(store, tables, {"loans": ENDS}).catch_up()
+    fold_s = time.perf_counter() - started
+    store.close()
+    tables.close()
+    print(f"\n{len(events):,} events stored; read models folded in {fold_s:.1f} s "
+          f"({folded / fold_s:,.0f} events/s)")
+
+    last = max(e.time_us for e in events)
+    times: dict[str, list[float]] = {"figures all": [], "figures 4w": [], "mine document": []}
+    with running(settings) as url, httpx.Client(base_url=url, timeout=600) as http:
+        for round_ in range(ROUNDS):
+            writer = SQLiteStore(path)
+            try:
+                new = [CaseEvent(f"new-{round_}-{i}", "loans", f"new-{round_}", "A_SUBMITTED",
+                                 last + (round_ * 20 + i) * 1_000_000) for i in range(19)]
+                late = events[round_ * 97]
+                new.append(msgspec.structs.replace(late, event_id=f"late-{round_}", activity="W_Nabellen"))
+                writer.write(new)
+            finally:
+                writer.close()
+            for name, route, params in (("figures all", "/api/processes/loans/figures", {"window": "all"}),
+                                        ("figures 4w", "/api/processes/loans/figures", {"window": "4w"}),
+                                        ("mine document", "/api/processes/loans", {"window": "all"})):
+                response = http.get(route, params=params)
+                assert response.status_code == 200, response.text
+                times[name].append(server_ms(response))
+    mine_median = statistics.median(times["mine document"])
+    print(f"server time after 20 new events, {ROUNDS} rounds: median (max) ms, ratio to mine")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"  {name:14} {median:9.1f} ({max(values):9.1f})   {median / mine_median:6.3f}x")
+    assert statistics.median(times["figures all"]) < mine_median
