@@ -18,10 +18,11 @@ a new event touches it.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from backlight.config import Settings
 from ingest.read_model_store import ReadModelTables
@@ -31,6 +32,19 @@ from mining.case_facts import CaseFacts
 from mining.figures import Figures
 from mining.read_model import ReadModel, day_of
 from schemas.event import CaseEvent
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def _dumps(doc: object) -> str:
+    """A document as JSON text (msgspec: several times faster than json on these lists)."""
+    return _ENCODER.encode(doc).decode()
+
+
+def _loads(text: str) -> Any:
+    """The document a JSON text holds."""
+    return msgspec.json.decode(text)
+
 
 NAME: Final = "read-models"
 BATCH: Final = 5_000
@@ -58,7 +72,7 @@ class ReadModels:
         if model is None:
             docs = self._tables.totals(process)
             totals = (Figures(), Figures()) if docs is None else (
-                Figures.from_doc(json.loads(docs[0])), Figures.from_doc(json.loads(docs[1])))
+                Figures.from_doc(_loads(docs[0])), Figures.from_doc(_loads(docs[1])))
             model = self._models[process] = ReadModel(
                 process, end_activities=self._ends.get(process, ()),
                 history=lambda cases: self._tables.case_events(process, cases, self._after),
@@ -101,10 +115,10 @@ class ReadModels:
             for process, batch in by_process.items():
                 changes = self._model(process, after).update(batch).drain()
                 for day, figures in changes.days.items():
-                    days[(process, day)] = None if figures is None else json.dumps(figures.to_doc())
+                    days[(process, day)] = None if figures is None else _dumps(figures.to_doc())
                 for case_id, facts in changes.open_cases.items():
-                    open_cases[(process, case_id)] = None if facts is None else json.dumps(facts.to_doc())
-                totals[process] = (json.dumps(changes.completed.to_doc()), json.dumps(changes.open.to_doc()))
+                    open_cases[(process, case_id)] = None if facts is None else _dumps(facts.to_doc())
+                totals[process] = (_dumps(changes.completed.to_doc()), _dumps(changes.open.to_doc()))
             saved = self._tables.save(self.name, after, mark, days, open_cases, totals)
         except (ValueError, KeyError):
             # Days and open cases are read as the batch touches them: when another instance
@@ -157,11 +171,11 @@ class ReadModels:
                     progress(len(rows))
             stored = self._tables.load(process)
             days: dict[tuple[str, int], str | None] = {(process, d): None for d in stored.days}
-            days.update({(process, d): json.dumps(f.to_doc()) for d, f in model.days.items()})
+            days.update({(process, d): _dumps(f.to_doc()) for d, f in model.days.items()})
             cases: dict[tuple[str, str], str | None] = {(process, c): None for c in stored.open_cases}
-            cases.update({(process, c): json.dumps(f.to_doc()) for c, f in model.open_cases.items()})
-            totals = {process: (json.dumps(model.completed().to_doc()),
-                                json.dumps(model.open_figures.to_doc()))}
+            cases.update({(process, c): _dumps(f.to_doc()) for c, f in model.open_cases.items()})
+            totals = {process: (_dumps(model.completed().to_doc()),
+                                _dumps(model.open_figures.to_doc()))}
             if self._tables.save(self.name, mark, mark, days, cases, totals):
                 self._models.pop(process, None)
                 return folded
@@ -190,10 +204,10 @@ def figures(tables: ReadModelTables, process: str, since_us: int | None = None) 
         docs = tables.totals(process)
         if docs is None:
             return Figures()
-        return Figures.from_doc(json.loads(docs[0])).merge(Figures.from_doc(json.loads(docs[1])))
+        return Figures.from_doc(_loads(docs[0])).merge(Figures.from_doc(_loads(docs[1])))
     total = Figures()
     for doc in tables.days(process, day_of(since_us)).values():
-        total.merge(Figures.from_doc(json.loads(doc)))
+        total.merge(Figures.from_doc(_loads(doc)))
     return total
 
 
@@ -204,13 +218,13 @@ class TablesStored:
         self._tables, self._process = tables, process
 
     def days(self, keys: Collection[int]) -> Mapping[int, Figures]:
-        return {d: Figures.from_doc(json.loads(doc))
+        return {d: Figures.from_doc(_loads(doc))
                 for d, doc in self._tables.day_docs(self._process, keys).items()}
 
     def days_from(self, start: int) -> Mapping[int, Figures]:
-        return {d: Figures.from_doc(json.loads(doc))
+        return {d: Figures.from_doc(_loads(doc))
                 for d, doc in self._tables.days(self._process, start).items()}
 
     def open_cases(self, case_ids: Collection[str]) -> Mapping[str, CaseFacts]:
-        return {c: CaseFacts.from_doc(json.loads(doc))
+        return {c: CaseFacts.from_doc(_loads(doc))
                 for c, doc in self._tables.open_docs_of(self._process, case_ids).items()}

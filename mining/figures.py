@@ -119,13 +119,20 @@ class Figures:
             "activities": sorted([a, n] for a, n in self._activities.items()),
             "starts": sorted([a, n] for a, n in self._starts.items()),
             "ends": sorted([a, n] for a, n in self._ends.items()),
-            "variants": sorted([list(t), n] for t, n in self._variants.items()),
+            # traces as indexes into "names" (every activity of a variant is counted in
+            # "activities"): an open process's variants are long and many, ints keep them small
+            "variants": self._variant_doc(),
             "edges": sorted([a, b, _sketch_doc(k)] for (a, b), k in self._edges.items()),
             "handoffs": sorted([a, b, _sketch_doc(k)] for (a, b), k in self._handoffs.items()),
             "handoff_cases": sorted([a, b, n] for (a, b), n in self._handoff_cases.items()),
             "rework": sorted([a, i, n] for (a, i), n in self._rework.items()),
             "durations": _sketch_doc(self._durations),
         }
+
+    def _variant_doc(self) -> list[list[Any]]:
+        """Each variant as [activity indexes into the sorted activity names, count]."""
+        index = {name: i for i, name in enumerate(sorted(self._activities))}
+        return sorted([[index[a] for a in trace], n] for trace, n in self._variants.items())
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Figures:
@@ -136,7 +143,8 @@ class Figures:
         out._activities = {str(a): int(n) for a, n in doc["activities"]}
         out._starts = {str(a): int(n) for a, n in doc["starts"]}
         out._ends = {str(a): int(n) for a, n in doc["ends"]}
-        out._variants = {tuple(t): int(n) for t, n in doc["variants"]}
+        names = [a for a, _ in doc["activities"]]
+        out._variants = {tuple(names[i] for i in t): int(n) for t, n in doc["variants"]}
         out._edges = {(a, b): _sketch(alpha, k) for a, b, k in doc["edges"]}
         out._handoffs = {(a, b): _sketch(alpha, k) for a, b, k in doc["handoffs"]}
         out._handoff_cases = {(a, b): int(n) for a, b, n in doc["handoff_cases"]}
