@@ -137,6 +137,14 @@ class ReadModels:
             self._models.clear()
         return saved
 
+    def figures(self, process: str, since_us: int | None = None) -> Figures:
+        """Like the module's `figures`, from the model in memory where this instance holds the
+        process's current one (all time: no document to parse), else from the tables."""
+        model = self._models.get(process)
+        if since_us is None and model is not None and self._tables.mark(self.name) == self._after:
+            return model.figures()
+        return figures(self._tables, process, since_us)
+
     def rebuild(self, process: str | None = None, progress: Progress | None = None) -> int:
         """Forget the read models (one process's, or all) and fold them again from the events
         up to the current mark (all: up to the last event); how many events were folded."""

@@ -5,10 +5,11 @@ The store: BPIC 2012 four times over as one process "loans" (1,048,800 events: e
 cases renamed and shifted by 400 days), in SQLite through the store's API. The read models are
 folded once (the fold rate is printed). Then, ten times: 20 new events arrive (a new case and
 a late event of a completed one), and the process is viewed, by its read-model figures
-(`/api/processes/loans/figures`, windows "all" and "4w"; the request folds the 20 events
-first) and by its `mine` document (`/api/processes/loans`, which re-reads and re-mines the
-history, as every view under a stream did). Server times (Server-Timing) are printed, median
-and max, with the ratio; the issue's target is a p95 of at most 300 ms for every view.
+(`/api/processes/loans/figures`, windows "all" and "4w", server time from Server-Timing; the
+request folds the 20 events first) and by its `mine` document (`backlight mine --format json`
+in the benchmark's process, which re-reads and re-mines the history, as every page and API
+view under a stream did). Median and max are printed with the ratio to `mine`; the issue's
+target is a p95 of at most 300 ms for every view.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from test_bench_web import server_ms
 from web_support import web_settings
 
 from backlight.config import ProcessSettings
+from backlight.mine import mine
 from backlight.read_models import ReadModels
 from backlight.web.server import running
 from ingest.logfiles import read_log
@@ -87,12 +89,13 @@ def test_views_under_a_stream_cost_what_changed(tmp_path: Path) -> None:
                 writer.write(new)
             finally:
                 writer.close()
-            for name, route, params in (("figures all", "/api/processes/loans/figures", {"window": "all"}),
-                                        ("figures 4w", "/api/processes/loans/figures", {"window": "4w"}),
-                                        ("mine document", "/api/processes/loans", {"window": "all"})):
-                response = http.get(route, params=params)
+            for name, params in (("figures all", {"window": "all"}), ("figures 4w", {"window": "4w"})):
+                response = http.get("/api/processes/loans/figures", params=params)
                 assert response.status_code == 200, response.text
                 times[name].append(server_ms(response))
+            started = time.perf_counter()  # what a view re-reading the history costs
+            mine(settings, "loans", "json")
+            times["mine document"].append(1000 * (time.perf_counter() - started))
     mine_median = statistics.median(times["mine document"])
     print(f"server time after 20 new events, {ROUNDS} rounds: median (max) ms, ratio to mine")
     for name, values in times.items():

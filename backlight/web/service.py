@@ -21,7 +21,6 @@ from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.mine import conformance
 from backlight.read_models import ReadModels
-from backlight.read_models import figures as read_figures
 from backlight.web.cache import ProcessCache
 from backlight.web.maps import MapRenderer
 from backlight.web.snapshot import WINDOWS, Snapshot, build_snapshot
@@ -151,13 +150,13 @@ class WebService:
             tables = self.read_model_tables
             open_cases = tables.open_count(name)
             if days is None:
-                return read_figures(tables, name), None, open_cases
+                return self.read_models.figures(name), None, open_cases
             last = tables.last_day(name)
             if last is None:
                 return Figures(), None, open_cases
             last = min(last, day_of(int(datetime.now(UTC).timestamp() * 1e6) + DAY_US))
             first = last - (days - 1) * DAY_US
-            return read_figures(tables, name, first), from_us(first), open_cases
+            return self.read_models.figures(name, first), from_us(first), open_cases
 
     def overview(self, window: str) -> list[ProcessRow]:
         alerts = self.alerts()
