@@ -4,6 +4,7 @@ one stored, and the consumer still running."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import signal
@@ -84,7 +85,8 @@ def generated_bad(count: int) -> list[tuple[bytes, Headers, str]]:
             if key == "case_id" and type(value) is int:
                 value += 0.5  # an integer case id is valid (it is read as text)
             doc[key] = value
-            code = "wrong_type"
+            # infinity is no JSON number: json.dumps writes a bare Infinity, which is its own code
+            code = "non_finite_number" if value in (math.inf, -math.inf) else "wrong_type"
         else:
             name = f"x_{extra}"
             doc[name] = value
