@@ -22,7 +22,7 @@ import httpx
 import msgspec
 import pytest
 from conftest import shared_file
-from web_support import web_settings
+from web_support import server_ms, web_settings
 
 from backlight.config import ProcessSettings
 from backlight.mine import mine
@@ -38,13 +38,6 @@ pytestmark = pytest.mark.bench
 COPIES = 4
 ROUNDS = 10
 ENDS = ("A_DECLINED", "A_CANCELLED", "A_REGISTERED")
-
-
-def server_ms(response: httpx.Response) -> float:
-    """The app's own time for the request, from its Server-Timing header."""
-    timing = response.headers["server-timing"]
-    assert timing.startswith("app;dur="), timing
-    return float(timing.split("dur=")[1])
 
 
 def fill(path: Path) -> list[CaseEvent]:

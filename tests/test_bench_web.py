@@ -19,7 +19,7 @@ import httpx
 import pytest
 from bench_targets import Targets
 from conftest import shared_file
-from web_support import fill_store, web_settings
+from web_support import fill_store, server_ms, web_settings
 
 from backlight.config import Settings
 from backlight.web.server import running
@@ -38,13 +38,6 @@ BPIC_MS: Readme = {f"/processes/{BPIC}": (12.4, 3300.0),  # the BPIC 2012 proces
                    f"/api/processes/{BPIC}": (23.0, None)}  # its `mine` JSON
 HEALTHZ_MS = 3.0  # README: /healthz on a reused connection (45 ms before TCP_NODELAY)
 HEALTHZ_FAIL_MS = 20.0  # well under the 40-45 ms a delayed ACK without TCP_NODELAY costs
-
-
-def server_ms(response: httpx.Response) -> float:
-    """The app's own time for the request, from its Server-Timing header."""
-    timing = response.headers["server-timing"]
-    assert timing.startswith("app;dur="), timing
-    return float(timing.split("dur=")[1])
 
 
 def measure(settings: Settings, paths: Sequence[str]) -> dict[str, tuple[float, ...]]:

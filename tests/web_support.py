@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 
 from backlight import alerting, jobs
@@ -128,3 +129,10 @@ def review_day(settings: Settings, process: str, at: datetime) -> str:
     proc = next(p for p in settings.processes if p.name == process)
     calendar = (proc.calendar or settings.alerts.calendar).calendar()
     return calendar.business_day_of(at).isoformat()
+
+
+def server_ms(response: httpx.Response) -> float:
+    """The app's own time for a request, from its Server-Timing header."""
+    timing = response.headers["server-timing"]
+    assert timing.startswith("app;dur="), timing
+    return float(timing.split("dur=")[1])
