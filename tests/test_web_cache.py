@@ -14,8 +14,10 @@ import httpx
 import pytest
 from web_support import fill_store, web_settings
 
+from backlight.web.api import get_process
 from backlight.web.cache import ProcessCache
 from backlight.web.server import running
+from backlight.web.service import WebService
 from ingest.store import SQLiteStore
 from schemas.event import CaseEvent, to_time_us
 
@@ -181,3 +183,17 @@ def test_server_figures_follow_new_events(served: tuple[str, Path]) -> None:
         assert http.get("/api/processes/claims").json() == claims
         rows = {r["name"]: r for r in http.get("/api/processes").json()}
         assert rows["payments"]["events"] == now["events"]
+
+
+def test_a_process_without_a_reference_model_is_read_once_per_view(tmp_path: Path) -> None:
+    """The API's process document asks for the window's snapshot once: conformance, with no
+    documented model to check against, does not fetch it again."""
+    fill_store(tmp_path / "store.db", cases=60)
+    svc = WebService(web_settings(tmp_path / "store.db"))
+    try:
+        get_process("claims", svc, "all")
+        assert (svc.snapshots.misses, svc.snapshots.hits) == (1, 0)
+        assert svc.conformance("claims", "all") is None
+        assert (svc.snapshots.misses, svc.snapshots.hits) == (1, 0)
+    finally:
+        svc.close()

@@ -161,8 +161,9 @@ def list_processes(svc: Service, window: Window = DEFAULT_WINDOW) -> list[Proces
 def get_process(name: str, svc: Service, window: Window = DEFAULT_WINDOW) -> dict[str, Any]:
     """The process's `mine --format json` document for the window, with conformance to its
     reference model when the config names one."""
-    doc = dict(svc.snapshot(name, window).summary)
-    checked = svc.conformance(name, window)
+    snap = svc.snapshot(name, window)
+    doc = dict(snap.summary)
+    checked = svc.conformance(name, window, snap)
     if checked is not None:
         doc["conformance"] = checked
     return doc

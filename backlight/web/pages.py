@@ -247,7 +247,7 @@ def process_page(name: str, request: Request) -> Response:
         "xes": f"{api}/events.xes?{urlencode({'window': window})}",
         "variants": variants[:TOP_VARIANTS], "variant_count": len(variants),
         "handoffs": summary.get("handoffs", []), "rework": summary.get("rework", []),
-        "loops": summary.get("loops", []), "conformance": svc.conformance(name, window),
+        "loops": summary.get("loops", []), "conformance": svc.conformance(name, window, snap),
         "stuck": snap.stuck, "alerts": _alert_views(svc, svc.alerts(name), history=True),
         "reviews": svc.reviews(name)[:10], "until": forms.default_until(),
         "spark": sparkline([w.median_seconds for w in snap.weekly], "weekly median throughput"),

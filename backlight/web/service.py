@@ -200,8 +200,14 @@ class WebService:
             return buffer.getvalue()
         return self.documents.get((name, window, snap.events, "xes"), build)
 
-    def conformance(self, name: str, window: str) -> dict[str, Any] | None:
-        snap = self.snapshot(name, window)
+    def conformance(self, name: str, window: str,
+                    snap: Snapshot | None = None) -> dict[str, Any] | None:
+        """Fitness of the window's events against the process's documented model; None without
+        one (then no snapshot is fetched). ``snap``: the window's snapshot, when in hand."""
+        configured = next((p for p in self.settings.processes if p.name == name), None)
+        if configured is None or configured.reference_model is None:
+            return None
+        snap = snap or self.snapshot(name, window)
         key = (name, window, snap.events, "conformance")
         if not snap.events:
             return None
