@@ -79,10 +79,11 @@ class ReadModels:
                 stored=TablesStored(self._tables, process), totals=totals)
         return model
 
-    def catch_up(self, progress: Progress | None = None) -> int:
-        """Fold every stored event after the mark; how many this instance folded."""
+    def catch_up(self, progress: Progress | None = None, limit: int | None = None) -> int:
+        """Fold the stored events after the mark (all of them, or batches until at least
+        ``limit`` were folded); how many this instance folded."""
         folded = 0
-        while True:
+        while limit is None or folded < limit:
             after = self._tables.mark(self.name)
             if after != self._after:
                 self._models.clear()  # another instance folded meanwhile: read its result
@@ -95,6 +96,11 @@ class ReadModels:
                 folded += len(events)
                 if progress is not None:
                     progress(len(events))
+        return folded
+
+    def behind(self) -> int:
+        """How many stored events are not folded yet (by arrival seq)."""
+        return max(0, self._store.last_seq() - self._tables.mark(self.name))
 
     def _fold(self, after: int, mark: int, events: Sequence[CaseEvent]) -> bool:
         """Fold one batch and save it; False when another instance saved first."""

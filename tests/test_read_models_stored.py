@@ -144,3 +144,22 @@ def test_rebuild_gives_back_what_was_folded(store_url: str) -> None:
     finally:
         tables.close()
         store.close()
+
+
+def test_a_bounded_catch_up_folds_whole_batches_and_says_what_is_left(store_url: str) -> None:
+    """catch_up(limit) stops after the batch that reaches the limit; behind() counts the rest,
+    and the next catch-up folds exactly those."""
+    events = stream()
+    store = open_store(store_url)
+    tables = ReadModelTables(store_url)
+    try:
+        write(store, events)
+        models = ReadModels(store, tables, ENDS, batch=400)
+        first = models.catch_up(limit=1_000)
+        assert first == 1_200  # three batches of 400: the third reaches the limit
+        assert models.behind() == len(events) - first
+        assert models.catch_up() == len(events) - first
+        assert models.behind() == 0
+    finally:
+        tables.close()
+        store.close()

@@ -110,10 +110,13 @@ class FiguresOut(_Out):
     rework: list[ReworkOut]
     handoffs: list[HandoffOut]
     approximation: Approximation
+    unfolded_events: int
+    """Stored events not in these figures yet (of any process): 0 unless the read models are
+    far behind (a store never folded: run `backlight rebuild`)."""
 
     @classmethod
     def of(cls, process: str, window: Literal["4w", "quarter", "all"], start: datetime | None,
-           figures: Figures, open_cases: int) -> FiguresOut:
+           figures: Figures, open_cases: int, unfolded: int) -> FiguresOut:
         edges = figures.edges
         handoffs, handoff_cases = figures.handoffs, figures.handoff_cases
         variants = figures.variants
@@ -136,7 +139,7 @@ class FiguresOut(_Out):
             handoffs=[HandoffOut(from_team=a, to_team=b, count=k.count, cases=handoff_cases[(a, b)],
                                  wait_seconds=Seconds.of(k))
                       for (a, b), k in sorted(handoffs.items(), key=lambda kv: (-kv[1].count, kv[0]))],
-            approximation=Approximation(relative_error=figures.alpha),
+            approximation=Approximation(relative_error=figures.alpha), unfolded_events=unfolded,
         )
 
 
@@ -148,5 +151,6 @@ def get_figures(name: str, svc: Annotated[WebService, Depends(_service)],
     event first): never a read of its event history."""
     if name not in svc.names():
         raise NotFound(f"no process named {name!r}")
-    figures, start, open_cases = svc.figures(name, WINDOW_DAYS[window])
-    return FiguresOut.of(name, window, start, figures, open_cases)
+    read = svc.figures(name, WINDOW_DAYS[window])
+    return FiguresOut.of(name, window, read.completed_from, read.figures, read.open_cases,
+                         read.unfolded_events)
