@@ -23,7 +23,7 @@ _settings = settings
 # that `backlight mine` loads only the config, the store and the mining core.
 _ELSEWHERE = {"alerts": "backlight.cli_alerts", "review": "backlight.cli_alerts",
               "serve": "backlight.cli_serve", "doctor": "backlight.cli_doctor",
-              "rebuild": "backlight.cli_read_models"}
+              "rebuild": "backlight.cli_read_models", "figures": "backlight.cli_read_models"}
 """The top-level commands defined in other modules, and where."""
 
 

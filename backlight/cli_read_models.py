@@ -36,3 +36,36 @@ def rebuild(config_path: str | None, process: str | None) -> None:
         store.close()
     what = f"the read model of {process!r}" if process else "every read model"
     click.echo(f"rebuilt {what}: {folded} events folded")
+
+
+@click.command()
+@config_option
+@click.option("--process", required=True, metavar="NAME", help="The process.")
+@click.option("--window", type=click.Choice(["4w", "quarter", "all"]), default="all",
+              show_default=True, help="Cases completed in the last 4 weeks, quarter, or all cases.")
+@errors_exit
+def figures(config_path: str | None, process: str, window: str) -> None:
+    """Print a process's figures from its read model as JSON (what GET
+    /api/processes/NAME/figures answers), folding what arrived first."""
+    from backlight.config import ConfigError
+    from backlight.figures_view import figures_view
+    from backlight.read_models import ReadModels
+    from ingest.read_model_store import ReadModelTables
+    from ingest.store import open_store
+
+    config = settings(config_path)
+    store = open_store(config.store.url, config.store.session())
+    try:
+        known = {p.name for p in config.processes} | {c.process for c in store.counts()}
+        if process not in known:
+            raise ConfigError(f"--process {process!r}: not configured and no events of it")
+        tables = ReadModelTables(config.store.url, config.store.session())
+        try:
+            ends = {p.name: p.end_activities for p in config.processes}
+            view = figures_view(ReadModels(store, tables, ends), tables, process,
+                                window)  # type: ignore[arg-type]  # one of the click choices
+        finally:
+            tables.close()
+    finally:
+        store.close()
+    click.echo(view.model_dump_json(indent=2))

@@ -3,6 +3,7 @@ broker; `backlight rebuild` folds them again to the same figures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from conftest import backlight, write_config
@@ -18,7 +19,8 @@ from mining.read_model import ReadModel
 def test_consume_folds_what_it_stores_and_rebuild_gives_it_back(tmp_path: Path, kafka_bootstrap: str,
                                                                 unique: str) -> None:
     """After `consume --read-models`, the stored figures are the fold of every stored event (mark
-    at the last one); `rebuild --process claims` and `rebuild` leave them equal."""
+    at the last one); `rebuild --process claims` and `rebuild` leave them equal; `figures`
+    prints them, and names an unknown process with exit 2."""
     db = tmp_path / "s.db"
     cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(f"claims.{unique}", "claims")],
                        f"g-{unique}")
@@ -41,6 +43,11 @@ def test_consume_folds_what_it_stores_and_rebuild_gives_it_back(tmp_path: Path, 
         assert figures(tables, "claims") == built
         backlight("rebuild", "--config", str(cfg))
         assert figures(tables, "claims") == built
+
+        shown = json.loads(backlight("figures", "--process", "claims", "--config", str(cfg)).stdout)
+        assert (shown["events"], shown["cases"], shown["unfolded_events"]) == (built.events, built.cases, 0)
+        unknown = backlight("figures", "--process", "nope", "--config", str(cfg), check=False)
+        assert unknown.returncode == 2 and "'nope'" in unknown.stderr
     finally:
         tables.close()
         store.close()

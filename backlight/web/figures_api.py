@@ -1,29 +1,15 @@
-"""``GET /api/processes/{name}/figures``: a process's figures from its read model, typed.
-
-What `mine` computes from the whole history, this answers from the persisted read model
-(backlight/read_models.py): the days of the window and the open cases, never the events. So it
-costs what changed since the last request (the fold of the new events) plus the window's days.
-
-Counts are exact. Waits and durations in seconds: means exact, medians, p90s and maxima within
-the relative error `approximation` states (a `mining.sketch.QuantileSketch`). A window is whole
-UTC days of case completion, counted back from the last day a case completed (never later than
-tomorrow): "4w" is the cases completed in the 28 days up to it, "all" every case, open ones too.
-"""
+"""``GET /api/processes/{name}/figures``: a process's figures from its read model
+(backlight/figures_view.py says what they are and how exact)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict
 
+from backlight.figures_view import FiguresOut, Window
 from backlight.web.service import NotFound, WebService
-from mining.figures import Figures
-from mining.sketch import QuantileSketch
 
-WINDOW_DAYS: Final = {"4w": 28, "quarter": 91, "all": None}
-TOP_VARIANTS: Final = 50
 router = APIRouter(prefix="/api", tags=["api"])
 
 
@@ -32,125 +18,11 @@ def _service(request: Request) -> WebService:
     return svc
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class Seconds(_Out):
-    """Seconds: the mean is exact; median, p90 and max within ``approximation.relative_error``."""
-
-    mean: float
-    median: float
-    p90: float
-    max: float
-
-    @classmethod
-    def of(cls, sketch: QuantileSketch) -> Seconds:
-        return cls(mean=round(sketch.mean_s, 3), median=round(sketch.quantile_s(0.5), 3),
-                   p90=round(sketch.quantile_s(0.9), 3), max=round(sketch.max_s, 3))
-
-
-class Count(_Out):
-    name: str
-    count: int
-
-
-class EdgeOut(_Out):
-    source: str
-    target: str
-    count: int
-    wait_seconds: Seconds
-
-
-class VariantOut(_Out):
-    activities: list[str]
-    count: int
-
-
-class HandoffOut(_Out):
-    from_team: str
-    to_team: str
-    count: int
-    cases: int
-    wait_seconds: Seconds
-
-
-class ReworkOut(_Out):
-    activity: str
-    cases: int
-    self_loop_cases: int
-    loop_cases: int
-    repeat_cases: int
-    redo_cases: int
-
-
-class Approximation(_Out):
-    relative_error: float
-    applies_to: str = "median, p90 and max of every *_seconds figure; counts and means are exact"
-
-
-class FiguresOut(_Out):
-    """One process's figures in one window, from its read model."""
-
-    process: str
-    window: Literal["4w", "quarter", "all"]
-    completed_from: datetime | None
-    """The first UTC day of case completion counted (None: all, open cases included)."""
-    events: int
-    cases: int
-    open_cases: int
-    activities: list[Count]
-    start_activities: list[Count]
-    end_activities: list[Count]
-    dfg: list[EdgeOut]
-    variants: list[VariantOut]
-    """The most frequent variants (at most 50), by count."""
-    variant_count: int
-    case_duration_seconds: Seconds
-    rework: list[ReworkOut]
-    handoffs: list[HandoffOut]
-    approximation: Approximation
-    unfolded_events: int
-    """Stored events not in these figures yet (of any process): 0 unless the read models are
-    far behind (a store never folded: run `backlight rebuild`)."""
-
-    @classmethod
-    def of(cls, process: str, window: Literal["4w", "quarter", "all"], start: datetime | None,
-           figures: Figures, open_cases: int, unfolded: int) -> FiguresOut:
-        edges = figures.edges
-        handoffs, handoff_cases = figures.handoffs, figures.handoff_cases
-        variants = figures.variants
-        return cls(
-            process=process, window=window, completed_from=start, events=figures.events,
-            cases=figures.cases, open_cases=open_cases,
-            activities=[Count(name=a, count=n) for a, n in figures.activities.items()],
-            start_activities=[Count(name=a, count=n) for a, n in figures.start_activities.items()],
-            end_activities=[Count(name=a, count=n) for a, n in figures.end_activities.items()],
-            dfg=[EdgeOut(source=a, target=b, count=k.count, wait_seconds=Seconds.of(k))
-                 for (a, b), k in sorted(edges.items(), key=lambda kv: (-kv[1].count, kv[0]))],
-            variants=[VariantOut(activities=list(t), count=n)
-                      for t, n in list(variants.items())[:TOP_VARIANTS]],
-            variant_count=len(variants),
-            case_duration_seconds=Seconds.of(figures.durations),
-            rework=[ReworkOut(activity=a, cases=r.cases, self_loop_cases=r.self_loop_cases,
-                              loop_cases=r.loop_cases, repeat_cases=r.repeat_cases,
-                              redo_cases=r.redo_cases)
-                    for a, r in sorted(figures.rework.items(), key=lambda kv: (-kv[1].cases, kv[0]))],
-            handoffs=[HandoffOut(from_team=a, to_team=b, count=k.count, cases=handoff_cases[(a, b)],
-                                 wait_seconds=Seconds.of(k))
-                      for (a, b), k in sorted(handoffs.items(), key=lambda kv: (-kv[1].count, kv[0]))],
-            approximation=Approximation(relative_error=figures.alpha), unfolded_events=unfolded,
-        )
-
-
 @router.get("/processes/{name}/figures", response_model=FiguresOut)
 def get_figures(name: str, svc: Annotated[WebService, Depends(_service)],
-                window: Annotated[Literal["4w", "quarter", "all"], Query(description="time window")] = "all",
-                ) -> FiguresOut:
+                window: Annotated[Window, Query(description="time window")] = "all") -> FiguresOut:
     """The process's figures for the window from its read model (folded up to the last stored
     event first): never a read of its event history."""
     if name not in svc.names():
         raise NotFound(f"no process named {name!r}")
-    read = svc.figures(name, WINDOW_DAYS[window])
-    return FiguresOut.of(name, window, read.completed_from, read.figures, read.open_cases,
-                         read.unfolded_events)
+    return svc.figures(name, window)

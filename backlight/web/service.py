@@ -19,6 +19,7 @@ from alerts.registry import ProcessDefinition, review_due
 from alerts.state import open_alert_state
 from backlight import alerting
 from backlight.config import ProcessSettings, Settings
+from backlight.figures_view import FiguresOut, Window, figures_view
 from backlight.mine import conformance
 from backlight.read_models import ReadModels
 from backlight.web.cache import ProcessCache
@@ -27,11 +28,8 @@ from backlight.web.snapshot import WINDOWS, Snapshot, build_snapshot
 from ingest.read_model_store import ReadModelTables
 from ingest.store import open_store
 from mining.export import write_xes
-from mining.figures import Figures
 from mining.model import discover_model
-from mining.read_model import DAY_US, day_of
 from mining.render import View
-from mining.timerange import from_us
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity, Silence, Status
 from schemas.errors import BacklightError
 
@@ -83,18 +81,6 @@ class ProcessRow:
 
 FOLD_PER_REQUEST = 50_000
 """Most events a figures request folds before it answers (about 2 s on 2 cores)."""
-
-
-@dataclass(frozen=True)
-class ReadFigures:
-    """A process's read-model figures in a window, and what they stand on."""
-
-    figures: Figures
-    completed_from: datetime | None
-    """The window's first day of case completion; None for all time (open cases included)."""
-    open_cases: int
-    unfolded_events: int
-    """Stored events (of any process) not folded yet: 0 unless a fold is far behind."""
 
 
 class WebService:
@@ -157,24 +143,13 @@ class WebService:
             (name, window),
             lambda: build_snapshot(definition, self.store.events(name), window))
 
-    def figures(self, name: str, days: int | None) -> ReadFigures:
-        """The process's read-model figures over the last ``days`` days of case completion
-        (None: every case, open ones too), counted back from the last such day (at the latest
-        tomorrow). Folds what arrived first, at most ``FOLD_PER_REQUEST`` events (a store
-        never folded is `backlight rebuild`'s or `consume --read-models`' work, not a page's)."""
+    def figures(self, name: str, window: Window) -> FiguresOut:
+        """The process's read-model figures in the window. Folds what arrived first, at most
+        about ``FOLD_PER_REQUEST`` events (a store never folded is `backlight rebuild`'s or
+        `consume --read-models`' work, not a page's: the answer says what is left)."""
         with self._models_lock:
-            self.read_models.catch_up(limit=FOLD_PER_REQUEST)
-            behind = self.read_models.behind()
-            tables = self.read_model_tables
-            open_cases = tables.open_count(name)
-            if days is None:
-                return ReadFigures(self.read_models.figures(name), None, open_cases, behind)
-            last = tables.last_day(name)
-            if last is None:
-                return ReadFigures(Figures(), None, open_cases, behind)
-            last = min(last, day_of(int(datetime.now(UTC).timestamp() * 1e6) + DAY_US))
-            first = last - (days - 1) * DAY_US
-            return ReadFigures(self.read_models.figures(name, first), from_us(first), open_cases, behind)
+            return figures_view(self.read_models, self.read_model_tables, name, window,
+                                FOLD_PER_REQUEST)
 
     def overview(self, window: str) -> list[ProcessRow]:
         alerts = self.alerts()
