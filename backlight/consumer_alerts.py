@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from backlight import alerting
 from backlight.config import Settings
-from ingest.store import Coordinates
 from ingest.subscribers import Subscription
 from schemas.event import CaseEvent
+from schemas.frame import Coordinates
 
 log = logging.getLogger("backlight.alerts.consumer")
 

@@ -26,12 +26,13 @@ import msgspec
 
 from backlight.config import Settings
 from ingest.read_model_store import ReadModelTables
-from ingest.store import Coordinates, EventStore, open_store
+from ingest.store import EventStore, open_store
 from ingest.subscribers import Subscription
 from mining.case_facts import CaseFacts
 from mining.figures import Figures
 from mining.read_model import ReadModel, day_of
 from schemas.event import CaseEvent
+from schemas.frame import Coordinates
 
 _ENCODER = msgspec.json.Encoder()
 

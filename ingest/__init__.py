@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     )
     from ingest.logfiles import read_log
     from ingest.publish import publish
-    from ingest.store import FRAME_SCHEMA, EventStore, SQLiteStore, open_store
+    from ingest.store import EventStore, SQLiteStore, open_store
     from ingest.subscribers import SubscriberStats, Subscription
     from ingest.transport import KafkaSink, KafkaSource, Message, Sink, Source, ensure_topics
+    from schemas.frame import FRAME_SCHEMA
 
 _HOMES: dict[str, tuple[str, ...]] = {
     "ingest.broker": ("LocalBroker",),
@@ -38,7 +39,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
                       "LogFileError", "StoreError"),
     "ingest.logfiles": ("read_log",),
     "ingest.publish": ("publish",),
-    "ingest.store": ("FRAME_SCHEMA", "EventStore", "SQLiteStore", "open_store"),
+    "ingest.store": ("EventStore", "SQLiteStore", "open_store"),
+    "schemas.frame": ("FRAME_SCHEMA",),
     "ingest.subscribers": ("SubscriberStats", "Subscription"),
     "ingest.transport": ("KafkaSink", "KafkaSource", "Message", "Sink", "Source", "ensure_topics"),
 }

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 from ingest.errors import StoreError
-from ingest.store import Coordinates
 from ingest.subscribers import (
     Partition,
     PartitionFollower,
@@ -28,6 +27,7 @@ from ingest.subscribers import (
     subscription,
 )
 from schemas.event import CaseEvent
+from schemas.frame import Coordinates
 
 log = logging.getLogger("backlight.consume.subscribers")
 

@@ -47,7 +47,6 @@ from ingest.pg_session import PostgresSession
 from ingest.store import (
     EVENT_COLUMNS,
     READ_CHUNK,
-    Coordinates,
     ProcessCount,
     StoreCheck,
     StoredEvent,
@@ -60,6 +59,7 @@ from ingest.store import (
     stored_event,
 )
 from schemas.event import CaseEvent
+from schemas.frame import Coordinates
 
 _T = TypeVar("_T")
 CONNECT_TIMEOUT_S = 10

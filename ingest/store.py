@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-import msgspec
 import polars as pl
 from msgspec.structs import astuple
 
@@ -32,19 +31,8 @@ from ingest.open_cases import OpenCase, open_cases, open_cases_query
 from ingest.pg_session import PostgresSession
 from ingest.sqlite import connect, transaction
 from schemas.event import CaseEvent, to_time_us
+from schemas.frame import FRAME_SCHEMA, Coordinates
 
-FRAME_SCHEMA: dict[str, pl.DataType] = {
-    "event_id": pl.String(),
-    "case_id": pl.String(),
-    "activity": pl.String(),
-    "timestamp": pl.Datetime("us", "UTC"),
-    "lifecycle": pl.String(),
-    "resource": pl.String(),
-    "team": pl.String(),
-    "attributes": pl.String(),
-    "seq": pl.Int64(),
-}
-"""Columns of ``EventStore.events``; ``seq`` is arrival order (ties in time keep it)."""
 FRAME_COLUMNS = "event_id, case_id, activity, time_us, lifecycle, resource, team, attributes, seq"
 """The ``events`` columns that make a FRAME_SCHEMA row, in its order (times as microseconds)."""
 EVENT_COLUMNS = ("event_id", "process", "case_id", "activity", "time_us", "lifecycle", "resource",
@@ -54,15 +42,6 @@ READ_CHUNK = 10_000
 """Rows fetched at a time by ``events``: a process is read in chunks, never as one list."""
 _ROW_SCHEMA = {**FRAME_SCHEMA, "timestamp": pl.Int64()}
 """The rows as read: times as integer microseconds, in FRAME_SCHEMA's column order."""
-
-
-class Coordinates(msgspec.Struct, frozen=True, gc=False):
-    """Where an event came from in Kafka (None for events written without Kafka). A Struct,
-    like ``CaseEvent``: the consumer builds one per message."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 # event_row and event_values read both Structs' fields in declaration order as the columns.

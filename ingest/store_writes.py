@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from ingest.errors import RowRejected, StoreError
 from ingest.retry import RETRY_S, Retrying
-from ingest.store import Coordinates, EventStore
+from ingest.store import EventStore
 from schemas.event import CaseEvent
+from schemas.frame import Coordinates
 
 
 @dataclass(frozen=True)

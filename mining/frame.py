@@ -11,19 +11,10 @@ from typing import Final
 import polars as pl
 
 from mining.errors import FrameError
+from schemas.frame import FRAME_SCHEMA
 
-UTC_US: Final = pl.Datetime("us", "UTC")
-SCHEMA: Final[dict[str, pl.DataType]] = {
-    "event_id": pl.String(),
-    "case_id": pl.String(),
-    "activity": pl.String(),
-    "timestamp": UTC_US,
-    "lifecycle": pl.String(),
-    "resource": pl.String(),
-    "team": pl.String(),
-    "attributes": pl.String(),
-    "seq": pl.Int64(),
-}
+UTC_US: Final = FRAME_SCHEMA["timestamp"]
+SCHEMA: Final = FRAME_SCHEMA  # one definition: schemas/frame.py
 NULLABLE: Final = frozenset({"resource", "team", "attributes"})
 LIFECYCLES: Final = ("start", "complete", "schedule")
 ORDER: Final = ("case_id", "timestamp", "seq")

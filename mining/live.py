@@ -39,8 +39,8 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Self
 
-from ingest.store import Coordinates
 from schemas.event import LIFECYCLES, CaseEvent, format_time
+from schemas.frame import Coordinates
 
 _B: Final = 64  # sort key = time_us * 2**64 + arrival seq: (time, arrival) order in one int
 Pair = tuple[str, str]

@@ -19,10 +19,10 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
-from ingest.store import Coordinates
 from mining.live import TOTALS as _TOTALS
 from mining.live import LiveDfg, Pair, _add, snapshot
 from schemas.event import CaseEvent
+from schemas.frame import Coordinates
 
 Batch = tuple[Sequence[CaseEvent], Sequence[Coordinates | None] | None]  # events, origins
 

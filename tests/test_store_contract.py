@@ -15,8 +15,9 @@ from pg import fresh_database
 
 from ingest.errors import StoreError
 from ingest.simulate import Anomalies, StuckCases, simulate
-from ingest.store import FRAME_SCHEMA, Coordinates, EventStore, inspect_store, open_store
+from ingest.store import EventStore, inspect_store, open_store
 from schemas.event import CaseEvent, to_time_us
+from schemas.frame import FRAME_SCHEMA, Coordinates
 
 T0 = to_time_us(datetime(2026, 3, 4, 8, 15, tzinfo=UTC))
 

@@ -29,11 +29,12 @@ from ingest.pg_session import PostgresSession
 from ingest.postgres import PostgresStore
 from ingest.rdkafka import RdKafkaSource, Record
 from ingest.rdkafka_sink import RdKafkaSink
-from ingest.store import Coordinates, open_store
+from ingest.store import open_store
 from ingest.store_writes import write_batch
 from ingest.transport import ensure_topics
 from schemas.decode import SourceSpec
 from schemas.event import CaseEvent
+from schemas.frame import Coordinates
 
 log = logging.getLogger("test.store_faults")
 T0 = 1_770_000_000_000_000
