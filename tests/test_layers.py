@@ -1,0 +1,38 @@
+"""The packages import downwards only: schemas <- ingest <- mining <- alerts <- backlight."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What each package may import from the project (besides itself).
+ALLOWED = {
+    "schemas": set(),
+    "ingest": {"schemas"},
+    "mining": {"schemas"},
+    "alerts": {"schemas", "ingest", "mining"},
+    "backlight": {"schemas", "ingest", "mining", "alerts"},
+}
+
+
+def project_imports(path: Path) -> set[str]:
+    """The top-level project packages a module imports, wherever in the module."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                 else [])
+        found |= {name.split(".")[0] for name in names} & set(ALLOWED)
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
+    """No module of the package imports a package above it (or beside it: mining and ingest
+    know nothing of each other)."""
+    wrong = {str(path.relative_to(ROOT)): sorted(project_imports(path) - ALLOWED[package] - {package})
+             for path in sorted((ROOT / package).rglob("*.py"))}
+    assert {path: names for path, names in wrong.items() if names} == {}
