@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from alerts.channels.text import encode
 from alerts.errors import AlertStateError, LeaseLost
 from ingest.migrations import Migration, Schema, migrate_sqlite
+from ingest.pg_session import PostgresSession
 from ingest.sqlite import connect, transaction
 from schemas.alerts import Notification
 
@@ -163,14 +164,14 @@ class OutboxQueue(Protocol):
     def close(self) -> None: ...
 
 
-def open_outbox(store_url: str) -> OutboxQueue:
+def open_outbox(store_url: str, session: PostgresSession | None = None) -> OutboxQueue:
     """The outbox beside the event store a URL names (``sqlite:///file.db`` or
-    ``postgresql://...``)."""
+    ``postgresql://...``, its connection with ``session``'s limits, by default the defaults)."""
     scheme = store_url.partition("://")[0]
     if scheme in ("postgresql", "postgres"):
         from alerts.pg_outbox import PostgresOutbox  # psycopg only where it is used
 
-        return PostgresOutbox(store_url)
+        return PostgresOutbox(store_url, session)
     if scheme == "sqlite":
         return Outbox(store_url)
     # The URL is not echoed: a database URL may carry a password.

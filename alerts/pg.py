@@ -17,10 +17,11 @@ import psycopg
 
 from alerts.errors import AlertStateError
 from ingest.migrations import Schema, migrate_postgres
+from ingest.pg_session import PostgresSession
+from ingest.postgres import apply_limits, connect_postgres
 from ingest.store import mask_url, scrub
 
 _T = TypeVar("_T")
-CONNECT_TIMEOUT_S = 10
 
 
 def describe(exc: psycopg.Error, url: str) -> str:
@@ -35,14 +36,20 @@ class PgTables:
     schema: Schema
     """The component's tables and their migrations (ingest/migrations.py runs them)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, session: PostgresSession | None = None) -> None:
         self.url = mask_url(url)
         """The database's URL as it may be shown (password masked)."""
         self._url = url
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._session = session or PostgresSession()
+        """The ``[store]`` limits every connection sets (the defaults when none is given),
+        applied once the tables are migrated (a migration may legitimately take long)."""
+        self._limited = False
         try:
             migrate_postgres(self._connection(), self.url, self.schema)
+            apply_limits(self._connection(), self._session)
+            self._limited = True
         except psycopg.Error as exc:
             self.close()
             raise self._error(f"opening the {self.schema.component} tables", exc) from exc
@@ -59,14 +66,7 @@ class PgTables:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
-            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                   application_name="backlight")
-            try:
-                conn.execute("SET synchronous_commit TO on")
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = connect_postgres(self._url, session=self._session, limits=self._limited)
         return self._conn
 
     @contextmanager

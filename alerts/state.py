@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from alerts.errors import AlertStateError, LeaseLost
 from ingest.migrations import Migration, Schema, migrate_sqlite
+from ingest.pg_session import PostgresSession
 from ingest.sqlite import connect
 from schemas.alerts import (
     Acknowledgement,
@@ -377,9 +378,10 @@ class SQLiteAlertState:
             self._db.close()
 
 
-def open_alert_state(store_url: str) -> AlertState:
+def open_alert_state(store_url: str, session: PostgresSession | None = None) -> AlertState:
     """Open the alert state beside the event store a URL names (``sqlite:///file.db``, or
-    ``postgresql://...``: the tables in the store's database, alerts/pg_state.py)."""
+    ``postgresql://...``: the tables in the store's database, alerts/pg_state.py, its
+    connection with ``session``'s limits, by default the defaults)."""
     scheme = urlparse(store_url).scheme
     if scheme == "sqlite":
         path = store_url[len("sqlite:///"):] if store_url.startswith("sqlite:///") else ""
@@ -389,7 +391,7 @@ def open_alert_state(store_url: str) -> AlertState:
     if scheme in ("postgresql", "postgres"):
         from alerts.pg_state import PostgresAlertState  # psycopg only where it is used
 
-        return PostgresAlertState(store_url)
+        return PostgresAlertState(store_url, session)
     # The URL is not echoed: a database URL may carry a password.
     raise AlertStateError(f"store url: unknown scheme {scheme!r} (use sqlite:///... or "
                           "postgresql://...)")

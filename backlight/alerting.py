@@ -72,7 +72,7 @@ class ProcessFailure:
 def _opened(settings: Settings) -> Iterator[tuple[EventStore, AlertState]]:
     store = open_store(settings.store.url, settings.store.session())
     try:
-        state = open_alert_state(settings.store.url)
+        state = open_alert_state(settings.store.url, settings.store.session())
         try:
             yield store, state
         finally:
@@ -171,7 +171,7 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                 # The outbox first, then the state: a crash in between evaluates the same
                 # transitions again, whose notifications have the same ids (queued once).
                 if notifications:
-                    outbox = open_outbox(settings.store.url)
+                    outbox = open_outbox(settings.store.url, settings.store.session())
                     try:
                         outbox.enqueue(notifications,
                                        payload_for({c.name: c for c in settings.channels}))
@@ -273,7 +273,7 @@ def transports(settings: Settings) -> dict[str, HttpxTransport | KafkaTransport]
 
 def deliver_outbox(settings: Settings, now: Callable[[], datetime] | None = None) -> DeliveryReport:
     """Send what is due in the outbox once."""
-    outbox = open_outbox(settings.store.url)
+    outbox = open_outbox(settings.store.url, settings.store.session())
     sends = transports(settings)
     try:
         return deliver(outbox, {c.name: c for c in settings.channels}, sends,

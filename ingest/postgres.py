@@ -91,8 +91,8 @@ def _describe(exc: psycopg.Error, url: str) -> str:
     return scrub(primary or str(exc), url)
 
 
-def _connect(url: str, durable: bool = True, session: PostgresSession | None = None,
-             limits: bool = True) -> psycopg.Connection[Any]:
+def connect_postgres(url: str, durable: bool = True, session: PostgresSession | None = None,
+                     limits: bool = True) -> psycopg.Connection[Any]:
     """A connection in autocommit mode (transactions are explicit) that commits durably
     (``synchronous_commit`` on, whatever the server's or the database's default), with the
     session's TCP keepalives and, with ``limits``, its timeouts (``apply_limits``)."""
@@ -141,7 +141,7 @@ class PostgresStore:
         self._readers: list[psycopg.Connection[Any]] = []
         self._readers_lock = threading.Lock()
         try:
-            writer = _connect(url, durable, self._session, limits=False)
+            writer = connect_postgres(url, durable, self._session, limits=False)
         except psycopg.Error as exc:
             raise self._error("cannot connect to the PostgreSQL store", exc) from exc
         try:
@@ -163,7 +163,7 @@ class PostgresStore:
             if self._writer is not None:
                 self._writer.close()
             self._writer = None
-            self._writer = _connect(self._url, self._durable, self._session)
+            self._writer = connect_postgres(self._url, self._durable, self._session)
         return self._writer
 
     def _reader(self) -> psycopg.Connection[Any]:
@@ -172,7 +172,7 @@ class PostgresStore:
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
-            conn = _connect(self._url, self._durable, self._session)
+            conn = connect_postgres(self._url, self._durable, self._session)
             with self._readers_lock:
                 self._readers.append(conn)
             self._local.conn = conn

@@ -74,13 +74,12 @@ class ReadModelTables:
         self._p = "%s" if self._kind == "postgresql" else "?"
         try:
             if self._kind == "postgresql":
-                import psycopg
+                from ingest.postgres import apply_limits, connect_postgres
 
-                from ingest.postgres import apply_limits
-
-                self._pg = psycopg.connect(target, autocommit=True)
+                session = session or PostgresSession()
+                self._pg = connect_postgres(target, session=session, limits=False)
                 migrate_postgres(self._pg, mask_url(url), POSTGRES_SCHEMA)
-                apply_limits(self._pg, session or PostgresSession())
+                apply_limits(self._pg, session)
             else:
                 self._db = connect(Path(target))
                 migrate_sqlite(self._db, target, SQLITE_SCHEMA)

@@ -23,12 +23,17 @@ from confluent_kafka import TopicPartition
 from conftest import ROOT
 from pg import fresh_database
 
+from alerts.errors import AlertStateError
+from alerts.outbox import open_outbox
+from alerts.state import open_alert_state
 from backlight.config import ConfigError, load
 from ingest.consumer import Consumer, Prepared
+from ingest.errors import StoreError
 from ingest.pg_session import PostgresSession
 from ingest.postgres import PostgresStore
 from ingest.rdkafka import RdKafkaSource, Record
 from ingest.rdkafka_sink import RdKafkaSink
+from ingest.read_model_store import ReadModelTables
 from ingest.store import open_store
 from ingest.store_writes import write_batch
 from ingest.transport import ensure_topics
@@ -124,10 +129,10 @@ def test_store_settings_reach_every_postgres_session(tmp_path: Path, store_url: 
 FROZEN_WRITER = textwrap.dedent("""
     import sys, time
     from ingest.pg_session import PostgresSession
-    from ingest.postgres import _WRITE_LOCK, _connect
+    from ingest.postgres import _WRITE_LOCK, connect_postgres
     session = PostgresSession(lock_timeout_s=float(sys.argv[2]),
                               idle_in_transaction_s=float(sys.argv[3]))
-    conn = _connect(sys.argv[1], session=session)  # the store's own connection
+    conn = connect_postgres(sys.argv[1], session=session)  # the store's own connection
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
         conn.execute("INSERT INTO events (event_id, process, case_id, activity, time_us,"
@@ -175,3 +180,31 @@ def test_a_writer_frozen_holding_the_write_lock_delays_another_by_seconds(
     print(f"write behind a frozen lock holder took {took:.1f}s (lock timeout "
           f"{session.lock_timeout_s}s, idle-in-transaction timeout {session.idle_in_transaction_s}s)")
     assert took < 60, "the write waited for the frozen writer (no hang allowed)"
+
+
+def test_alert_state_outbox_and_read_models_give_up_on_a_held_lock(store_url: str) -> None:
+    """With their tables locked by a transaction that never ends, the alert state, the outbox
+    and the read models each fail within the session's lock timeout (1 s here), naming what
+    they were doing, instead of waiting for as long as the lock is held."""
+    session = PostgresSession(lock_timeout_s=1.0)
+    state = open_alert_state(store_url, session)
+    outbox = open_outbox(store_url, session)
+    tables = ReadModelTables(store_url, session)
+    holder = psycopg.connect(store_url)
+    release = threading.Timer(30, holder.close)  # never hangs the test run for long
+    release.start()
+    try:
+        holder.execute("LOCK TABLE alert_states, outbox, read_model_marks IN ACCESS EXCLUSIVE MODE")
+        for doing, call, error in (("alert state", state.alerts, AlertStateError),
+                                   ("outbox", outbox.depth, AlertStateError),
+                                   ("read models", lambda: tables.mark("read-models"), StoreError)):
+            started = time.monotonic()
+            with pytest.raises(error, match="lock timeout"):
+                call()
+            assert time.monotonic() - started < 10, doing
+    finally:
+        release.cancel()
+        holder.close()
+        tables.close()
+        outbox.close()
+        state.close()

@@ -89,7 +89,7 @@ class WebService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = open_store(settings.store.url, settings.store.session())
-        self.state = open_alert_state(settings.store.url)
+        self.state = open_alert_state(settings.store.url, settings.store.session())
         self.snapshots: ProcessCache[Snapshot] = ProcessCache(
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
