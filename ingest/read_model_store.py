@@ -36,7 +36,7 @@ from ingest.sqlite import connect, transaction
 from ingest.store import mask_url, parse_url, scrub
 from schemas.event import CaseEvent
 
-_CASES_PER_QUERY: Final = 500
+_KEYS_PER_QUERY: Final = 500
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS read_model_marks (name TEXT PRIMARY KEY, seq {int} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS read_model_days (process TEXT NOT NULL, day_us {int} NOT NULL,"
@@ -53,8 +53,10 @@ POSTGRES_SCHEMA = Schema("read_models", "the read models", "read_model_marks", (
 
 _CASE_EVENTS = (
     "SELECT case_id, event_id, process, activity, time_us, lifecycle, resource, team, attributes"
-    " FROM events WHERE process = {p} AND seq <= {p} AND case_id IN ({cases})"
+    " FROM events WHERE process = {p} AND seq <= {p} AND case_id IN ({keys})"
     " ORDER BY case_id, time_us, seq")
+_DAY_DOCS = "SELECT day_us, doc FROM read_model_days WHERE process = {p} AND day_us IN ({keys})"
+_OPEN_DOCS = "SELECT case_id, doc FROM read_model_open WHERE process = {p} AND case_id IN ({keys})"
 
 
 @dataclass(frozen=True)
@@ -138,29 +140,24 @@ class ReadModelTables:
 
     def day_docs(self, process: str, days: Collection[int]) -> dict[int, str]:
         """The documents of those of these days that exist."""
-        out: dict[int, str] = {}
-        wanted = list(days)
         with self._errors(f"reading the days of {process!r}"):
-            for start in range(0, len(wanted), _CASES_PER_QUERY):
-                chunk = wanted[start:start + _CASES_PER_QUERY]
-                marks = ", ".join(["{p}"] * len(chunk))
-                sql = ("SELECT day_us, doc FROM read_model_days WHERE process = {p}"  # noqa: S608
-                       f" AND day_us IN ({marks})")  # placeholders only
-                out.update((int(d), str(doc)) for d, doc in self._run(sql, (process, *chunk)))
-        return out
+            rows = self._select_in(_DAY_DOCS, (process,), days)
+        return {int(d): str(doc) for d, doc in rows}
 
     def open_docs_of(self, process: str, case_ids: Collection[str]) -> dict[str, str]:
         """The documents of those of these cases that are open."""
-        out: dict[str, str] = {}
-        wanted = list(case_ids)
         with self._errors(f"reading open cases of {process!r}"):
-            for start in range(0, len(wanted), _CASES_PER_QUERY):
-                chunk = wanted[start:start + _CASES_PER_QUERY]
-                marks = ", ".join(["{p}"] * len(chunk))
-                sql = ("SELECT case_id, doc FROM read_model_open WHERE process = {p}"  # noqa: S608
-                       f" AND case_id IN ({marks})")  # placeholders only
-                out.update((str(c), str(doc)) for c, doc in self._run(sql, (process, *chunk)))
-        return out
+            rows = self._select_in(_OPEN_DOCS, (process,), case_ids)
+        return {str(c): str(doc) for c, doc in rows}
+
+    def _select_in(self, sql: str, leading: Sequence[Any], keys: Collection[Any]) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` with its ``{keys}`` an IN list of ``keys`` (after the ``leading``
+        parameters), asked for a bounded number of keys at a time."""
+        wanted, rows = list(keys), []
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start:start + _KEYS_PER_QUERY]
+            rows += self._run(sql.replace("{keys}", ", ".join(["{p}"] * len(chunk))), (*leading, *chunk))
+        return rows
 
     def last_day(self, process: str) -> int | None:
         """The last UTC day on which a case of the process completed (its start in µs)."""
@@ -174,33 +171,16 @@ class ReadModelTables:
             rows = self._run("SELECT COUNT(*) FROM read_model_open WHERE process = {p}", (process,))
         return int(rows[0][0])
 
-    def open_docs(self, process: str) -> dict[str, str]:
-        """The documents of a process's open cases, by case id."""
-        with self._errors(f"reading the open cases of {process!r}"):
-            rows = self._run("SELECT case_id, doc FROM read_model_open WHERE process = {p}", (process,))
-        return {str(c): str(doc) for c, doc in rows}
-
-    def processes(self) -> list[str]:
-        """The processes the tables hold figures of."""
-        with self._errors("listing the read models"):
-            rows = self._run("SELECT DISTINCT process FROM read_model_days UNION"
-                             " SELECT DISTINCT process FROM read_model_open")
-        return sorted(str(r[0]) for r in rows)
-
     def case_events(self, process: str, case_ids: Collection[str],
                     up_to_seq: int) -> dict[str, list[CaseEvent]]:
         """The stored events of these cases with seq at most ``up_to_seq``, each case's in case
         order (time, then seq): what the read model folded of them before."""
         out: dict[str, list[CaseEvent]] = {}
-        wanted = list(case_ids)
         with self._errors(f"reading cases of {process!r}"):
-            for start in range(0, len(wanted), _CASES_PER_QUERY):
-                chunk = wanted[start:start + _CASES_PER_QUERY]
-                sql = _CASE_EVENTS.format(p="{p}", cases=", ".join(["{p}"] * len(chunk)))
-                for row in self._run(sql, (process, up_to_seq, *chunk)):
-                    case_id, event_id, proc, activity, time_us, lifecycle, resource, team, attrs = row
-                    out.setdefault(case_id, []).append(CaseEvent(
-                        event_id, proc, case_id, activity, int(time_us), lifecycle, resource, team, attrs))
+            for row in self._select_in(_CASE_EVENTS, (process, up_to_seq), case_ids):
+                case_id, event_id, proc, activity, time_us, lifecycle, resource, team, attrs = row
+                out.setdefault(case_id, []).append(CaseEvent(
+                    event_id, proc, case_id, activity, int(time_us), lifecycle, resource, team, attrs))
         return out
 
     # -- writing --
