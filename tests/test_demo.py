@@ -37,6 +37,7 @@ def test_demo_runs_everything_and_says_where_the_results_are(tmp_path: Path) -> 
         overview = httpx.get(f"{url}/", timeout=120)
         listed = httpx.get(f"{url}/api/processes", timeout=120).json()
         served_alerts = httpx.get(f"{url}/api/alerts", timeout=60).json()
+        read = httpx.get(f"{url}/api/processes/claims/figures", timeout=60).json()
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0
@@ -45,6 +46,8 @@ def test_demo_runs_everything_and_says_where_the_results_are(tmp_path: Path) -> 
     assert {p["name"]: p["cases"] for p in listed} == {
         "onboarding": 2000, "payments": 2000, "claims": 2000}
     assert "0 dead-lettered" in out and "Local broker stopped." in out
+    assert (read["cases"], read["unfolded_events"]) == (2000, 0)  # folded by the demo already
+    assert out.count("counts equal to the store's") == 3
     for process in ("onboarding", "payments", "claims"):
         line = next(x for x in out.splitlines() if x.strip().startswith(process) and "paths" in x)
         assert "equal to the DFG mined from the store" in line
