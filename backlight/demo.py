@@ -152,7 +152,7 @@ def _fold_read_models(settings: Settings, store: EventStore, echo: Callable[[str
         for row in store.counts():
             figures = models.figures(row.process)
             same = (figures.events, figures.cases) == (row.events, row.cases)
-            echo(f"  {row.process:<11} {figures.events:>7} {figures.cases:>8}   "
+            echo(f"  {printable(row.process):<11} {figures.events:>7} {figures.cases:>8}   "
                  f"{tables.open_count(row.process)} open, {len(figures.variants)} variants; "
                  + ("counts equal to the store's" if same else "counts DIFFER from the store's"))
     finally:

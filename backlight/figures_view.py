@@ -160,5 +160,5 @@ def figures_view(models: ReadModels, tables: ReadModelTables, process: str, wind
         else:
             last = min(last, day_of(int(datetime.now(UTC).timestamp() * 1e6) + DAY_US))
             first = last - (days - 1) * DAY_US
-            figures, start = models.figures(process, first), from_us(first)
+            figures, start = models.figures(process, first, last), from_us(first)
     return FiguresOut.of(process, window, start, figures, open_cases, behind)

@@ -144,13 +144,14 @@ class ReadModels:
             self._models.clear()
         return saved
 
-    def figures(self, process: str, since_us: int | None = None) -> Figures:
+    def figures(self, process: str, since_us: int | None = None,
+                until_us: int | None = None) -> Figures:
         """Like the module's `figures`, from the model in memory where this instance holds the
         process's current one (all time: no document to parse), else from the tables."""
         model = self._models.get(process)
         if since_us is None and model is not None and self._tables.mark(self.name) == self._after:
             return model.figures()
-        return figures(self._tables, process, since_us)
+        return figures(self._tables, process, since_us, until_us)
 
     def rebuild(self, process: str | None = None, progress: Progress | None = None) -> int:
         """Forget the read models (one process's, or all) and fold them again from the events
@@ -212,16 +213,19 @@ def subscription(settings: Settings, closing: ExitStack) -> Subscription:
     return Subscription(NAME, fold, start="end")
 
 
-def figures(tables: ReadModelTables, process: str, since_us: int | None = None) -> Figures:
+def figures(tables: ReadModelTables, process: str, since_us: int | None = None,
+            until_us: int | None = None) -> Figures:
     """A process's figures from the tables: the cases completed from the UTC day of ``since_us``
-    on, or, when None, every case (completed and open: what `mine` counts)."""
+    to that of ``until_us`` (no end when None), or, when ``since_us`` is None, every case
+    (completed and open: what `mine` counts)."""
     if since_us is None:
         docs = tables.totals(process)
         if docs is None:
             return Figures()
         return Figures.from_doc(_loads(docs[0])).merge(Figures.from_doc(_loads(docs[1])))
     total = Figures()
-    for doc in tables.days(process, day_of(since_us)).values():
+    until = None if until_us is None else day_of(until_us)
+    for doc in tables.days(process, day_of(since_us), until).values():
         total.merge(Figures.from_doc(_loads(doc)))
     return total
 

@@ -124,12 +124,15 @@ class ReadModelTables:
             cases = self._run("SELECT case_id, doc FROM read_model_open WHERE process = {p}", (process,))
         return Stored({int(d): str(doc) for d, doc in days}, {str(c): str(doc) for c, doc in cases})
 
-    def days(self, process: str, since_day_us: int | None = None) -> dict[int, str]:
-        """The documents of a process's days from ``since_day_us`` on (all when None)."""
+    def days(self, process: str, since_day_us: int | None = None,
+             until_day_us: int | None = None) -> dict[int, str]:
+        """The documents of a process's days from ``since_day_us`` to ``until_day_us``, both
+        included (unbounded where None)."""
         with self._errors(f"reading the days of {process!r}"):
             rows = self._run("SELECT day_us, doc FROM read_model_days WHERE process = {p}"
-                             " AND day_us >= {p} ORDER BY day_us",
-                             (process, -(2**62) if since_day_us is None else since_day_us))
+                             " AND day_us >= {p} AND day_us <= {p} ORDER BY day_us",
+                             (process, -(2**62) if since_day_us is None else since_day_us,
+                              2**62 if until_day_us is None else until_day_us))
         return {int(d): str(doc) for d, doc in rows}
 
     def totals(self, process: str) -> tuple[str, str] | None:

@@ -8,31 +8,15 @@ Counts, sums and means are exact; quantiles and maxima are within the sketches' 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from mining.case_facts import CaseFacts, Pair
+from mining.counts import bump, ranked
 from mining.sketch import DEFAULT_ALPHA, QuantileSketch
 
-K = TypeVar("K", bound=Hashable)
 REWORK_FLAGS = ("self_loop", "loop", "repeat", "redo")
-
-
-def _bump(counter: dict[K, int], key: K, delta: int) -> None:
-    """Add delta to a count, dropping the key at zero; a count never goes below zero."""
-    value = counter.get(key, 0) + delta
-    if value < 0:
-        raise ValueError(f"taking out {key!r}, which these figures do not hold")
-    if value:
-        counter[key] = value
-    else:
-        del counter[key]
-
-
-def _ranked(counter: Mapping[K, int]) -> dict[K, int]:
-    """Counts by count descending, then key."""
-    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +53,20 @@ class Figures:
         self._events += sign * len(facts.trace)
         self._cases += sign
         for activity in facts.trace:
-            _bump(self._activities, activity, sign)
-        _bump(self._starts, facts.start, sign)
-        _bump(self._ends, facts.end, sign)
-        _bump(self._variants, facts.trace, sign)
+            bump(self._activities, activity, sign)
+        bump(self._starts, facts.start, sign)
+        bump(self._ends, facts.end, sign)
+        bump(self._variants, facts.trace, sign)
         self._durations.add(facts.duration_us, sign)
         self._waits(self._edges, facts.steps, sign)
         self._waits(self._handoffs, facts.handoffs, sign)
         for pair in {(a, b) for a, b, _ in facts.handoffs}:
-            _bump(self._handoff_cases, pair, sign)
+            bump(self._handoff_cases, pair, sign)
         for item in facts.rework:
-            _bump(self._rework, (item.activity, -1), sign)
+            bump(self._rework, (item.activity, -1), sign)
             for index, flag in enumerate((item.self_loop, item.loop, item.repeat, item.redo)):
                 if flag:
-                    _bump(self._rework, (item.activity, index), sign)
+                    bump(self._rework, (item.activity, index), sign)
         return self
 
     def merge(self, other: Figures, sign: int = 1) -> Self:
@@ -92,13 +76,13 @@ class Figures:
         for mine, theirs in ((self._activities, other._activities), (self._starts, other._starts),
                              (self._ends, other._ends)):
             for key, n in theirs.items():
-                _bump(mine, key, sign * n)
+                bump(mine, key, sign * n)
         for pair, n in other._handoff_cases.items():
-            _bump(self._handoff_cases, pair, sign * n)
+            bump(self._handoff_cases, pair, sign * n)
         for key_v, n in other._variants.items():
-            _bump(self._variants, key_v, sign * n)
+            bump(self._variants, key_v, sign * n)
         for key_r, n in other._rework.items():
-            _bump(self._rework, key_r, sign * n)
+            bump(self._rework, key_r, sign * n)
         for sketches, extra in ((self._edges, other._edges), (self._handoffs, other._handoffs)):
             for pair, sketch in extra.items():
                 held = sketches.setdefault(pair, QuantileSketch(self.alpha)).merge(sketch, sign)
@@ -177,22 +161,22 @@ class Figures:
     @property
     def activities(self) -> dict[str, int]:
         """Events per activity, by count desc, then name."""
-        return _ranked(self._activities)
+        return ranked(self._activities)
 
     @property
     def start_activities(self) -> dict[str, int]:
         """Cases per first activity, by count desc, then name."""
-        return _ranked(self._starts)
+        return ranked(self._starts)
 
     @property
     def end_activities(self) -> dict[str, int]:
         """Cases per last activity, by count desc, then name."""
-        return _ranked(self._ends)
+        return ranked(self._ends)
 
     @property
     def variants(self) -> dict[tuple[str, ...], int]:
         """Cases per trace, by count desc, then trace."""
-        return _ranked(self._variants)
+        return ranked(self._variants)
 
     @property
     def edges(self) -> dict[Pair, QuantileSketch]:

@@ -39,6 +39,7 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Self
 
+from mining.counts import bump, ranked
 from schemas.event import LIFECYCLES, CaseEvent, format_time
 from schemas.frame import Coordinates
 
@@ -53,24 +54,10 @@ def _micros(span: timedelta) -> int:
     return span // timedelta(microseconds=1)
 
 
-def _bump(counter: dict[Any, int], key: Any, delta: int) -> None:
-    """Add delta to a count, dropping the key when it reaches zero."""
-    value = counter.get(key, 0) + delta
-    if value:
-        counter[key] = value
-    else:
-        del counter[key]
-
-
 def _add(into: dict[Any, int], counts: Mapping[Any, int]) -> None:
     """Add counts into a counter."""
     for key, value in counts.items():
         into[key] = into.get(key, 0) + value
-
-
-def _ranked(counter: Mapping[str, int]) -> dict[str, int]:
-    """Counts sorted by count descending, then name."""
-    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 class _Tomb(NamedTuple):
@@ -260,7 +247,7 @@ class LiveDfg:
             self._skipped += 1
             return False
         act = self._names.setdefault(event.activity, event.activity)
-        if pos == n and n:  # the usual case, the case's next step: _edge and _bump inlined
+        if pos == n and n:  # the usual case, the case's next step: _edge and bump inlined
             prev, pair, ends = acts[-1], (acts[-1], act), self._ends
             self._counts[pair] = self._counts.get(pair, 0) + 1
             self._waits[pair] = self._waits.get(pair, 0) + time_us - (keys[-1] >> _B)
@@ -282,15 +269,15 @@ class LiveDfg:
             self._edge(acts[pos - 1], act, time_us - (keys[pos - 1] >> _B), 1)
         else:
             if n:
-                _bump(self._starts, acts[0], -1)
-            _bump(self._starts, act, 1)
+                bump(self._starts, acts[0], -1)
+            bump(self._starts, act, 1)
         if pos < n:
             self._edge(act, acts[pos], (keys[pos] >> _B) - time_us, 1)
             self._late += 1
         else:
             if n:
-                _bump(self._ends, acts[-1], -1)
-            _bump(self._ends, act, 1)
+                bump(self._ends, acts[-1], -1)
+            bump(self._ends, act, 1)
         keys.insert(pos, key)
         acts.insert(pos, act)
         case.ids[event_id] = key
@@ -300,7 +287,7 @@ class LiveDfg:
 
     def _edge(self, source: str, target: str, wait_us: int, sign: int) -> None:
         pair = (source, target)
-        _bump(self._counts, pair, sign)
+        bump(self._counts, pair, sign)
         if pair in self._counts:
             self._waits[pair] = self._waits.get(pair, 0) + sign * wait_us
         else:
@@ -360,7 +347,7 @@ def snapshot(live: LiveDfg | Any) -> dict[str, Any]:
     return {
         "process": live.process, "events": live.events, "cases": live.cases,
         "watermark": None if live.watermark_us is None else format_time(live.watermark_us),
-        "start_activities": _ranked(live.start_activities),
-        "end_activities": _ranked(live.end_activities), "dfg": dfg,
+        "start_activities": ranked(live.start_activities),
+        "end_activities": ranked(live.end_activities), "dfg": dfg,
         "state": {name: getattr(live, name) for name in TOTALS[2:]},
     }

@@ -168,8 +168,9 @@ class ReadModel:
             return self
         folded = self._history(list(touched))
         self._fetch_open([case for case in touched if case not in self._open])
-        self._fetch_days({day_of(case_facts(folded[c]).last_us) for c in touched
-                          if c in folded and c not in self._open})
+        # a completed case's day: that of its last folded event (history is in case order)
+        self._fetch_days({day_of(folded[c][-1].time_us) for c in touched
+                          if folded.get(c) and c not in self._open})
         for case_id, arrived in touched.items():
             before = folded.get(case_id, ())
             self._take_out(case_id, before)

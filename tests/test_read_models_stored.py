@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from conftest import event_frame
 from pg import fresh_database
 
+from backlight.figures_view import figures_view
 from backlight.read_models import ReadModels, figures
 from ingest.read_model_store import ReadModelTables
 from ingest.simulate import simulate
@@ -19,6 +22,7 @@ from mining.read_model import DAY_US, ReadModel
 from mining.summary import summarize
 from schemas.event import CaseEvent
 
+T_NOW = int(time.time()) * 1_000_000
 ENDS = {"claims": ("Close claim", "Reject claim", "Withdraw claim"), "payments": ()}
 
 
@@ -160,6 +164,27 @@ def test_a_bounded_catch_up_folds_whole_batches_and_says_what_is_left(store_url:
         assert models.behind() == len(events) - first
         assert models.catch_up() == len(events) - first
         assert models.behind() == 0
+    finally:
+        tables.close()
+        store.close()
+
+
+def test_a_case_stored_at_year_9999_counts_in_all_time_not_in_a_recent_window(store_url: str) -> None:
+    """An event stored before dates were checked, completing a case on 9999-12-31, is counted
+    for all time but never in "the last 4 weeks" (which end tomorrow at the latest), and the
+    answer is strict JSON."""
+    far = 253_402_300_799_000_000  # 9999-12-31T23:59:59Z
+    store, tables = open_store(store_url), ReadModelTables(store_url)
+    try:
+        store.write([CaseEvent("f1", "claims", "far", "Register claim", far),
+                     CaseEvent("f2", "claims", "far", "Close claim", far + 1),
+                     CaseEvent("n1", "claims", "near", "Register claim", T_NOW - DAY_US),
+                     CaseEvent("n2", "claims", "near", "Close claim", T_NOW)])
+        models = ReadModels(store, tables, ENDS)
+        whole = figures_view(models, tables, "claims", "all")
+        recent = figures_view(models, tables, "claims", "4w")
+        assert (whole.cases, recent.cases) == (2, 1)
+        json.loads(recent.model_dump_json(), parse_constant=lambda bad: pytest.fail(f"not JSON: {bad}"))
     finally:
         tables.close()
         store.close()
