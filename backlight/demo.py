@@ -153,7 +153,8 @@ def _fold_read_models(settings: Settings, store: EventStore, echo: Callable[[str
             figures = models.figures(row.process)
             same = (figures.events, figures.cases) == (row.events, row.cases)
             echo(f"  {printable(row.process):<11} {figures.events:>7} {figures.cases:>8}   "
-                 f"{tables.open_count(row.process)} open, {len(figures.variants)} variants; "
+                 f"{tables.open_count(row.process)} not at an end activity, "
+                 f"{len(figures.variants)} variants; "
                  + ("counts equal to the store's" if same else "counts DIFFER from the store's"))
     finally:
         tables.close()
