@@ -22,6 +22,7 @@ from alerts.duration import parse_duration
 from alerts.evaluate import run_rules
 from alerts.lifecycle import LifecyclePolicy, advance
 from alerts.outbox import open_outbox
+from alerts.reach import history_start
 from alerts.registry import ProcessDefinition, build_definition
 from alerts.routing import route
 from alerts.state import AlertState, evaluation_lease, open_alert_state
@@ -143,9 +144,9 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                 defs = [d for d in defs if d.name in lease.held]
             now = now or datetime.now(UTC)  # taken under the lease: never older than the state
             failed: list[ProcessFailure] = []
+            history = _wall(settings.alerts.history)
             for definition in defs:
-                # Events up to now; those stored with a time before 1970 are not evaluated.
-                stored = store.events(definition.name, until=now + timedelta(microseconds=1))
+                stored = history_of(store, definition, now, history)
                 try:
                     found, learned = _evaluate_one(settings, definition, stored, now)
                 except Exception as exc:  # one process's data never stops the others
@@ -191,6 +192,17 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
         "dry_run": dry_run}})
     return EvaluationReport(now, tuple(findings), shown, tuple(result.changes),
                             tuple(notifications), tuple(notes), dry_run, tuple(failed))
+
+
+def history_of(store: EventStore, definition: ProcessDefinition, now: datetime,
+               history: timedelta) -> pl.DataFrame:
+    """The events a round at ``now`` reads (``alerts.reach``): up to now, of the cases with an
+    event since the history's start (those stored with a time before 1970 are then left out
+    of the evaluation)."""
+    until = now + timedelta(microseconds=1)
+    latest = store.latest(definition.name, until)
+    start = history_start(definition, now, latest, history)
+    return store.events(definition.name, until=until, cases_since=start)
 
 
 def _evaluate_one(settings: Settings, definition: ProcessDefinition, stored: pl.DataFrame,

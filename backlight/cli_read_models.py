@@ -26,7 +26,7 @@ def rebuild(config_path: str | None, process: str | None) -> None:
     try:
         tables = ReadModelTables(config.store.url, config.store.session())
         try:
-            ends = {p.name: p.end_activities for p in config.processes}
+            ends = config.end_activities
             with tqdm(total=store.last_seq(), desc="rebuild", unit=" events", unit_scale=True,
                       disable=None) as bar:
                 folded = ReadModels(store, tables, ends).rebuild(process, progress=bar.update)
@@ -61,7 +61,7 @@ def figures(config_path: str | None, process: str, window: str) -> None:
             raise ConfigError(f"--process {process!r}: not configured and no events of it")
         tables = ReadModelTables(config.store.url, config.store.session())
         try:
-            ends = {p.name: p.end_activities for p in config.processes}
+            ends = config.end_activities
             view = figures_view(ReadModels(store, tables, ends), tables, process,
                                 window)  # type: ignore[arg-type]  # one of the click choices
         finally:

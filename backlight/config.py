@@ -247,12 +247,15 @@ class AlertSettings(_Model):
     """An unchanged, unacknowledged firing alert is sent again after this."""
     escalate_after: str | None = None
     """Not acknowledged this long: sent to the routes marked escalation = true."""
+    history: str = "365 days"
+    """How much of a process's history a round reads: the cases with an event in this span
+    before its latest event (and whatever the rules' own windows reach further back)."""
     calendar: CalendarSettings = CalendarSettings()
     rules: RuleSettings = RuleSettings()
     routes: tuple[RouteSettings, ...] = ()
 
     _durations = field_validator("every", "pending_for", "resolve_after", "repeat_interval",
-                                 "escalate_after")(_wall_duration)
+                                 "escalate_after", "history")(_wall_duration)
 
     @field_validator("base_url")
     @classmethod
@@ -348,6 +351,12 @@ class Settings(_Model):
     sources: tuple[SourceSettings, ...] = ()
     processes: tuple[ProcessSettings, ...] = ()
     channels: tuple[ChannelSettings, ...] = ()
+
+    @property
+    def end_activities(self) -> dict[str, tuple[str, ...]]:
+        """The configured end activities of each configured process (what finishes a case
+        for the live maps and the read models)."""
+        return {p.name: tuple(p.end_activities) for p in self.processes}
 
     @field_validator("sources")
     @classmethod

@@ -23,7 +23,7 @@ from ingest.read_model_store import ReadModelTables
 from mining.figures import Figures
 from mining.read_model import DAY_US, day_of
 from mining.sketch import QuantileSketch
-from mining.timerange import from_us
+from schemas.event import from_time_us
 
 Window = Literal["4w", "quarter", "all"]
 WINDOW_DAYS: Final[dict[str, int | None]] = {"4w": 28, "quarter": 91, "all": None}
@@ -160,5 +160,5 @@ def figures_view(models: ReadModels, tables: ReadModelTables, process: str, wind
         else:
             last = min(last, day_of(int(datetime.now(UTC).timestamp() * 1e6) + DAY_US))
             first = last - (days - 1) * DAY_US
-            figures, start = models.figures(process, first, last), from_us(first)
+            figures, start = models.figures(process, first, last), from_time_us(first)
     return FiguresOut.of(process, window, start, figures, open_cases, behind)

@@ -76,7 +76,7 @@ def switch_interval(seconds: float) -> Iterator[None]:
 
 def live_maps(settings: Settings) -> LiveMaps:
     """The live maps the consumer keeps up to date, compacting closed and idle cases."""
-    return LiveMaps(end_activities={p.name: p.end_activities for p in settings.processes},
+    return LiveMaps(end_activities=settings.end_activities,
                     idle_horizon=timedelta(days=settings.live.idle_horizon_days))
 
 

@@ -205,7 +205,7 @@ def subscription(settings: Settings, closing: ExitStack) -> Subscription:
         open_store(settings.store.url, settings.store.session())))
     tables = closing.enter_context(contextlib.closing(
         ReadModelTables(settings.store.url, settings.store.session())))
-    models = ReadModels(store, tables, {p.name: p.end_activities for p in settings.processes})
+    models = ReadModels(store, tables, settings.end_activities)
 
     def fold(events: Sequence[CaseEvent], origins: Sequence[Coordinates | None]) -> None:
         models.catch_up()

@@ -54,11 +54,12 @@ from ingest.store import (
     events_query,
     first_inserted,
     frame_from_rows,
+    latest_query,
     mask_url,
     scrub,
     stored_event,
 )
-from schemas.event import CaseEvent
+from schemas.event import CaseEvent, from_time_us
 from schemas.frame import Coordinates
 
 _T = TypeVar("_T")
@@ -233,8 +234,9 @@ class PostgresStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def events(self, process: str, since: datetime | None = None,
-               until: datetime | None = None) -> pl.DataFrame:
-        sql, params = events_query(process, since, until, "%s")
+               until: datetime | None = None, *,
+               cases_since: datetime | None = None) -> pl.DataFrame:
+        sql, params = events_query(process, since, until, "%s", cases_since)
 
         def read(conn: psycopg.Connection[Any]) -> pl.DataFrame:
             with conn.transaction(), conn.cursor(name="backlight_events") as cursor:
@@ -262,6 +264,11 @@ class PostgresStore:
         """How commits reach the disk, as the store's session reports it."""
         rows = self._query("reading synchronous_commit", "SHOW synchronous_commit")
         return f"synchronous_commit={rows[0][0]}"
+
+    def latest(self, process: str, until: datetime | None = None) -> datetime | None:
+        sql, params = latest_query(process, until, "%s")
+        rows = self._query(f"reading the latest {process!r} event", sql, tuple(params))
+        return None if rows[0][0] is None else from_time_us(int(rows[0][0]))
 
     def last_seq(self) -> int:
         rows = self._query("reading the last seq", "SELECT COALESCE(MAX(seq), 0) FROM events")

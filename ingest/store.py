@@ -30,7 +30,7 @@ from ingest.migrations import SQLITE, expected, migrate_sqlite, sqlite_version
 from ingest.open_cases import OpenCase, open_cases, open_cases_query
 from ingest.pg_session import PostgresSession
 from ingest.sqlite import connect, transaction
-from schemas.event import CaseEvent, to_time_us
+from schemas.event import CaseEvent, from_time_us, to_time_us
 from schemas.frame import FRAME_SCHEMA, Coordinates
 
 FRAME_COLUMNS = "event_id, case_id, activity, time_us, lifecycle, resource, team, attributes, seq"
@@ -86,9 +86,13 @@ class EventStore(Protocol):
         ...
 
     def events(self, process: str, since: datetime | None = None,
-               until: datetime | None = None) -> pl.DataFrame:
+               until: datetime | None = None, *,
+               cases_since: datetime | None = None) -> pl.DataFrame:
         """The events of one process, optionally in [since, until), as a ``FRAME_SCHEMA`` frame
-        in time order (ties in arrival order), read from the store in chunks."""
+        in time order (ties in arrival order), read from the store in chunks. With
+        ``cases_since``, only the cases with an event at or after it (all their events in
+        the range, earlier ones too): what a reader bounded in time needs, read through the
+        indexes at the cost of those cases, not of the process's history."""
         ...
 
     def counts(self) -> list[ProcessCount]:
@@ -102,6 +106,10 @@ class EventStore(Protocol):
 
     def last_seq(self) -> int:
         """The highest arrival seq stored (0 when the store is empty)."""
+        ...
+
+    def latest(self, process: str, until: datetime | None = None) -> datetime | None:
+        """The time of the process's latest event (before ``until``); None without one."""
         ...
 
     def changed_since(self, seq: int) -> dict[str, int]:
@@ -209,11 +217,37 @@ def stored_event(row: Sequence[Any]) -> StoredEvent:
             None if topic is None else Coordinates(topic, int(part), int(off)))
 
 
-def events_query(process: str, since: datetime | None, until: datetime | None,
-                 mark: str) -> tuple[str, list[object]]:
-    """The SELECT of ``EventStore.events`` with ``mark`` as the parameter placeholder."""
-    sql = f"SELECT {FRAME_COLUMNS} FROM events WHERE process = {mark}"  # noqa: S608 (constants)
+def latest_query(process: str, until: datetime | None, mark: str) -> tuple[str, list[object]]:
+    """The SELECT of ``EventStore.latest`` (one step down the (process, time_us) index)."""
+    sql = f"SELECT MAX(time_us) FROM events WHERE process = {mark}"  # noqa: S608 (constants)
     params: list[object] = [process]
+    if until is not None:
+        sql += f" AND time_us < {mark}"
+        params.append(int(to_time_us(until)))
+    return sql, params
+
+
+def events_query(process: str, since: datetime | None, until: datetime | None,
+                 mark: str, cases_since: datetime | None = None,
+                 index_hints: bool = False) -> tuple[str, list[object]]:
+    """The SELECT of ``EventStore.events`` with ``mark`` as the parameter placeholder.
+
+    ``cases_since`` is a semi-join: the (process, time_us) index finds the cases touched since
+    then, the (process, case_id, time_us) index their events. ``index_hints`` (SQLite) names
+    those indexes: without statistics SQLite's planner would scan the process's whole time
+    index instead (PostgreSQL's planner has statistics and finds the same plan itself)."""
+    by_case = " INDEXED BY events_process_case" if index_hints and cases_since else ""
+    by_time = " INDEXED BY events_process_time" if index_hints else ""
+    sql = f"SELECT {FRAME_COLUMNS} FROM events{by_case} WHERE process = {mark}"  # noqa: S608
+    params: list[object] = [process]
+    if cases_since is not None:
+        sql += (f" AND case_id IN (SELECT case_id FROM events{by_time}"  # noqa: S608 (constants)
+                f" WHERE process = {mark} AND time_us >= {mark}")
+        params += [process, int(to_time_us(cases_since))]
+        if until is not None:
+            sql += f" AND time_us < {mark}"
+            params.append(int(to_time_us(until)))
+        sql += ")"
     if since is not None:
         sql += f" AND time_us >= {mark}"
         params.append(int(to_time_us(since)))
@@ -321,12 +355,13 @@ class SQLiteStore:
         return first_inserted([e.event_id for e in events], inserted)
 
     def events(self, process: str, since: datetime | None = None,
-               until: datetime | None = None) -> pl.DataFrame:
+               until: datetime | None = None, *,
+               cases_since: datetime | None = None) -> pl.DataFrame:
         # Read through this process's own SQLite library (a per-thread connection). A second
         # SQLite copy in the same process (connectorx, ADBC) must never open the file: POSIX
         # locks are per process, so its close releases our locks and checkpoints the WAL under
         # our connections; that corrupted stores (tests/test_store_integrity.py guards it).
-        sql, params = events_query(process, since, until, "?")
+        sql, params = events_query(process, since, until, "?", cases_since, index_hints=True)
         try:
             cursor = self._reader().execute(sql, params)
             return frame_from_rows(iter(lambda: cursor.fetchmany(READ_CHUNK), []))
@@ -370,6 +405,15 @@ class SQLiteStore:
                 self._readers.append(db)
             self._local.db = db
         return db
+
+    def latest(self, process: str, until: datetime | None = None) -> datetime | None:
+        sql, params = latest_query(process, until, "?")
+        try:
+            row = self._reader().execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the latest {process!r} event from {self.path} failed: "
+                             f"{exc}") from exc
+        return None if row[0] is None else from_time_us(int(row[0]))
 
     def last_seq(self) -> int:
         try:

@@ -13,8 +13,8 @@ from mining.handoffs import discover_handoffs
 from mining.rework import discover_loops, discover_rework
 from mining.service import service_times
 from mining.stats import rounded
-from mining.timerange import from_us
 from mining.variants import discover_variants, duration_stats, throughput_by_week
+from schemas.event import from_time_us
 
 NDIGITS = 3
 
@@ -22,7 +22,7 @@ NDIGITS = 3
 def _iso(micros: int | None) -> str | None:
     """ISO 8601 in UTC of microseconds since the epoch; None when there is none, or when Python
     cannot hold it (beyond year 9999: never raises)."""
-    value = None if micros is None else from_us(micros)
+    value = None if micros is None else from_time_us(micros)
     return None if value is None else value.isoformat()
 
 

@@ -18,6 +18,8 @@ from typing import Final
 
 import polars as pl
 
+from schemas.event import to_time_us
+
 MAX_FUTURE_SKEW: Final = timedelta(days=1)
 """How far past the reader's clock an event's time may be and still count (the read side's one
 definition; decode refuses such events with its own per-source setting)."""
@@ -48,23 +50,10 @@ def within_range(frame: pl.DataFrame, now: datetime | None = None) -> InRange:
     now = now or datetime.now(UTC)
     if frame.is_empty():
         return InRange(frame, 0)
-    upper = to_us(latest_allowed(now))
+    upper = to_time_us(latest_allowed(now))
     moment = pl.col("timestamp").dt.epoch("us")
     keep = moment.is_between(_EPOCH_US, upper, closed="both").fill_null(False)
     bad = int(frame.select((~keep).sum()).item())
     return InRange(frame.filter(keep) if bad else frame, bad)
 
 
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime (exact)."""
-    delta = moment - EARLIEST
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(micros: int) -> datetime | None:
-    """The UTC datetime of ``micros`` since the epoch, or None when Python cannot hold it
-    (beyond year 9999 or before year 1): a conversion that never raises."""
-    try:
-        return EARLIEST + timedelta(microseconds=micros)
-    except OverflowError:
-        return None

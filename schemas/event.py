@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -58,6 +58,15 @@ def to_time_us(moment: datetime) -> int:
     """Microseconds since the epoch of an aware datetime (exact, no float rounding)."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_time_us(time_us: int) -> datetime | None:
+    """The UTC datetime of ``time_us`` microseconds since the epoch, or None when Python
+    cannot hold it (beyond year 9999 or before year 1): a conversion that never raises."""
+    try:
+        return _EPOCH + timedelta(microseconds=time_us)
+    except OverflowError:
+        return None
 
 
 def format_time(time_us: int) -> str:

@@ -116,6 +116,25 @@ def test_time_window_is_half_open(store: EventStore) -> None:
     assert store.events("claims", until=datetime(2026, 3, 4, 8, 16, tzinfo=UTC)).height == 1
 
 
+def test_cases_since_reads_whole_cases_touched_since_a_time(store: EventStore) -> None:
+    """cases_since keeps every event (earlier ones too) of the cases with an event at or after
+    it, and no event of the others or of another process; until bounds both (a case touched
+    only after until is not read)."""
+    store.write([ev(0, case="old", minute=0), ev(1, case="old", minute=5),
+                 ev(2, case="late", minute=1), ev(3, case="late", minute=30),
+                 ev(4, case="new", minute=40), ev(5, "payments", case="late", minute=50)])
+    frame = store.events("claims", cases_since=datetime(2026, 3, 4, 8, 40, tzinfo=UTC))
+    assert frame["event_id"].to_list() == ["e2", "e3", "e4"]
+    assert frame.group_by("case_id").len().sort("case_id").rows() == [("late", 2), ("new", 1)]
+    bounded = store.events("claims", until=datetime(2026, 3, 4, 8, 50, tzinfo=UTC),
+                           cases_since=datetime(2026, 3, 4, 8, 40, tzinfo=UTC))
+    assert bounded["event_id"].to_list() == ["e2", "e3"]
+    touched_after_until = store.events("claims", until=datetime(2026, 3, 4, 8, 44, tzinfo=UTC),
+                                       cases_since=datetime(2026, 3, 4, 8, 40, tzinfo=UTC))
+    assert touched_after_until.is_empty()
+    assert store.events("claims", cases_since=datetime(2026, 3, 5, tzinfo=UTC)).is_empty()
+
+
 def test_counts_are_events_and_distinct_cases_per_process(store: EventStore) -> None:
     """counts() gives each process's events and distinct cases, by process name."""
     store.write([ev(1, "payments", "a"), ev(2, "payments", "a"), ev(3, "payments", "b"),

@@ -72,7 +72,7 @@ MAX_CASES = 50
 """Case ids listed in a finding, the slowest first."""
 
 
-def _days_before(calendar: WorkCalendar, today: date, span: Duration) -> int:
+def days_before(calendar: WorkCalendar, today: date, span: Duration) -> int:
     """How many calendar days back from ``today`` a window of ``span`` reaches."""
     if span.business:
         per_day = 1.0 if span.unit == "business_days" else 3600.0 / calendar.day_seconds
@@ -94,8 +94,8 @@ class Window:
         """The recent and baseline windows of ``rule`` ending at ``ctx.now``."""
         calendar = ctx.process.calendar
         today = calendar.business_day_of(ctx.now)
-        recent_from = today - timedelta(days=_days_before(calendar, today, parse_duration(rule.recent)))
-        baseline = _days_before(calendar, today, parse_duration(rule.baseline))
+        recent_from = today - timedelta(days=days_before(calendar, today, parse_duration(rule.recent)))
+        baseline = days_before(calendar, today, parse_duration(rule.baseline))
         increase = calendar.seconds(rule.min_increase_duration) / calendar.day_seconds
         return cls(DriftSettings(today=today, recent_from=recent_from, baseline_days=baseline,
                                  min_cases=rule.min_cases, min_ratio=rule.min_ratio,

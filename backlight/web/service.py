@@ -94,7 +94,7 @@ class WebService:
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
         self.maps = MapRenderer(self.store, settings.web, 4 * settings.web.cache_entries)
-        ends = {p.name: p.end_activities for p in settings.processes}
+        ends = settings.end_activities
         self.read_model_tables = ReadModelTables(settings.store.url, settings.store.session())
         self.read_models = ReadModels(self.store, self.read_model_tables, ends)
         self._models_lock = threading.Lock()

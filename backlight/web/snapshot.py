@@ -22,8 +22,9 @@ from alerts.registry import ProcessDefinition
 from alerts.rules.stuck import stuck
 from mining.frame import Events, prepare
 from mining.summary import summarize
-from mining.timerange import from_us, within_range
+from mining.timerange import within_range
 from mining.variants import WeekThroughput, throughput_by_week
+from schemas.event import from_time_us
 
 WindowKey = Literal["4w", "quarter", "all"]
 WINDOWS: Final[dict[str, tuple[str, timedelta | None]]] = {
@@ -94,7 +95,7 @@ def build_snapshot(definition: ProcessDefinition, frame: pl.DataFrame, window: s
     events_all, out_of_range = prepare(kept.frame), kept.out_of_range
     del frame, kept  # the ordered copy alone holds the events from here
     df = events_all.df
-    latest = from_us(int(df["timestamp"].dt.epoch("us").max())) if df.height else None  # type: ignore[arg-type]
+    latest = from_time_us(int(df["timestamp"].dt.epoch("us").max())) if df.height else None  # type: ignore[arg-type]
     start = window_start(latest, window)
     events = events_all if start is None else prepare(df.filter(pl.col("timestamp") >= start))
     summary = {**summarize(events, definition.name), "out_of_range_events": out_of_range}
