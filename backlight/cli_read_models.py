@@ -26,10 +26,9 @@ def rebuild(config_path: str | None, process: str | None) -> None:
     try:
         tables = ReadModelTables(config.store.url, config.store.session())
         try:
-            ends = config.end_activities
             with tqdm(total=store.last_seq(), desc="rebuild", unit=" events", unit_scale=True,
                       disable=None) as bar:
-                folded = ReadModels(store, tables, ends).rebuild(process, progress=bar.update)
+                folded = ReadModels.for_settings(store, tables, config).rebuild(process, progress=bar.update)
         finally:
             tables.close()
     finally:
@@ -61,8 +60,7 @@ def figures(config_path: str | None, process: str, window: str) -> None:
             raise ConfigError(f"--process {process!r}: not configured and no events of it")
         tables = ReadModelTables(config.store.url, config.store.session())
         try:
-            ends = config.end_activities
-            view = figures_view(ReadModels(store, tables, ends), tables, process,
+            view = figures_view(ReadModels.for_settings(store, tables, config), tables, process,
                                 window)  # type: ignore[arg-type]  # one of the click choices
         finally:
             tables.close()

@@ -147,7 +147,7 @@ def _fold_read_models(settings: Settings, store: EventStore, echo: Callable[[str
     t0 = time.monotonic()
     tables = ReadModelTables(settings.store.url, settings.store.session())
     try:
-        models = ReadModels(store, tables, settings.end_activities)
+        models = ReadModels.for_settings(store, tables, settings)
         folded = models.catch_up()
         for row in store.counts():
             figures = models.figures(row.process)

@@ -142,6 +142,21 @@ class FiguresOut(_Out):
 
 
 
+def window_days(tables: ReadModelTables, process: str, window: str,
+                now: datetime | None = None) -> tuple[int, int] | None:
+    """The first and last UTC day (their starts in µs) of ``window``: the days up to the last
+    one a case of the process completed (never later than tomorrow: a case stored with a time
+    in year 9999 does not move it), the last 28 or 91 of them, or all of them ("all"); None
+    before any case completed."""
+    last = tables.last_day(process)
+    if last is None:
+        return None
+    moment = now or datetime.now(UTC)
+    last = min(last, day_of(int(moment.timestamp() * 1e6) + DAY_US))
+    days = WINDOW_DAYS[window]
+    return (-(2**62) if days is None else last - (days - 1) * DAY_US), last
+
+
 def figures_view(models: ReadModels, tables: ReadModelTables, process: str, window: Window,
                  fold_limit: int | None = None) -> FiguresOut:
     """The process's figures in the window, after folding what arrived (at most about
@@ -149,16 +164,13 @@ def figures_view(models: ReadModels, tables: ReadModelTables, process: str, wind
     models.catch_up(limit=fold_limit)
     behind = models.behind()
     open_cases = tables.open_count(process)
-    days = WINDOW_DAYS[window]
     start: datetime | None = None
-    if days is None:
+    if WINDOW_DAYS[window] is None:
         figures = models.figures(process)
     else:
-        last = tables.last_day(process)
-        if last is None:
+        span = window_days(tables, process, window)
+        if span is None:
             figures = Figures()
         else:
-            last = min(last, day_of(int(datetime.now(UTC).timestamp() * 1e6) + DAY_US))
-            first = last - (days - 1) * DAY_US
-            figures, start = models.figures(process, first, last), from_time_us(first)
+            figures, start = models.figures(process, *span), from_time_us(span[0])
     return FiguresOut.of(process, window, start, figures, open_cases, behind)

@@ -18,22 +18,26 @@ a new event touches it.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any, Final
 
 import msgspec
+import numpy as np
 
+from alerts.calendar import WorkCalendar
 from backlight.config import Settings
 from ingest.read_model_store import ReadModelTables
 from ingest.store import EventStore, open_store
 from ingest.subscribers import Subscription
 from mining.case_facts import CaseFacts
 from mining.figures import Figures
-from mining.read_model import ReadModel, day_of
+from mining.read_model import Business, ReadModel, day_of
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 
+log = logging.getLogger("backlight.read_models")
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -58,12 +62,19 @@ class ReadModels:
 
     def __init__(self, store: EventStore, tables: ReadModelTables,
                  end_activities: Mapping[str, Collection[str]] | None = None, *,
-                 batch: int = BATCH, name: str = NAME) -> None:
+                 batch: int = BATCH, name: str = NAME,
+                 calendars: Mapping[str, WorkCalendar] | None = None,
+                 default_calendar: WorkCalendar | None = None) -> None:
+        """``end_activities`` and ``calendars``: per process (a process not named completes
+        no case, and counts its working time in ``default_calendar``; none: no working time)."""
         self._store, self._tables = store, tables
         self._ends = {p: tuple(a) for p, a in (end_activities or {}).items()}
+        self._calendars = dict(calendars or {})
+        self._default_calendar = default_calendar
         self._batch, self.name = batch, name
         self._models: dict[str, ReadModel] = {}
         self._after = 0  # the mark the cached models were folded up to
+        self._shaped: set[str] = set()  # processes whose stored shape was found to be ours
 
     def _model(self, process: str, after: int) -> ReadModel:
         """The process's model as stored at mark ``after``: its two totals, the days and open
@@ -77,8 +88,43 @@ class ReadModels:
             model = self._models[process] = ReadModel(
                 process, end_activities=self._ends.get(process, ()),
                 history=lambda cases: self._tables.case_events(process, cases, self._after),
-                stored=TablesStored(self._tables, process), totals=totals)
+                stored=TablesStored(self._tables, process), totals=totals,
+                business=self._business(process))
         return model
+
+    @classmethod
+    def for_settings(cls, store: EventStore, tables: ReadModelTables,
+                     settings: Settings) -> ReadModels:
+        """The read models as the settings define them: each configured process's end
+        activities and calendar ([alerts.calendar] for the others)."""
+        default = settings.alerts.calendar.calendar()
+        calendars = {p.name: p.calendar.calendar() for p in settings.processes if p.calendar}
+        return cls(store, tables, settings.end_activities, calendars=calendars,
+                   default_calendar=default)
+
+    def _business(self, process: str) -> Business | None:
+        """The process's working time between moments, in microseconds (None: no calendar)."""
+        calendar = self._calendars.get(process, self._default_calendar)
+        return None if calendar is None else working_time(calendar)
+
+    def shape(self, process: str) -> str:
+        """What this instance folds the process with (its end activities and calendar): a
+        process stored with another shape is folded again before anything is added to it."""
+        calendar = self._calendars.get(process, self._default_calendar)
+        return _dumps({"end_activities": sorted(self._ends.get(process, ())),
+                       "calendar": None if calendar is None else repr(calendar)})
+
+    def _reshape(self, processes: Collection[str]) -> bool:
+        """Fold again, from the events, each of these processes stored with another shape (the
+        config's end activities or calendar changed); whether any was."""
+        stale = [p for p in processes if p not in self._shaped
+                 and self._tables.shape(p) not in (None, self.shape(p))]
+        for process in stale:
+            log.warning("the read models of %r were folded with other end activities or another "
+                        "calendar: folding them again from the events", process)
+            self._rebuild_one(process, None)
+        self._shaped.update(processes)
+        return bool(stale)
 
     def catch_up(self, progress: Progress | None = None, limit: int | None = None) -> int:
         """Fold the stored events after the mark (all of them, or batches until at least
@@ -93,6 +139,8 @@ class ReadModels:
             if not rows:
                 return folded
             events = [event for _, event, _ in rows]
+            if self._reshape({event.process for event in events}):
+                continue  # folded again up to the mark: read the result
             if self._fold(after, rows[-1][0], events):
                 folded += len(events)
                 if progress is not None:
@@ -110,7 +158,7 @@ class ReadModels:
             by_process.setdefault(event.process, []).append(event)
         days: dict[tuple[str, int], str | None] = {}
         open_cases: dict[tuple[str, str], str | None] = {}
-        totals: dict[str, tuple[str, str]] = {}
+        totals: dict[str, tuple[str, str, str]] = {}
         missing = [process for process in by_process if process not in self._models]
         for process in missing:
             self._model(process, after)
@@ -125,7 +173,8 @@ class ReadModels:
                     days[(process, day)] = None if figures is None else _dumps(figures.to_doc())
                 for case_id, facts in changes.open_cases.items():
                     open_cases[(process, case_id)] = None if facts is None else _dumps(facts.to_doc())
-                totals[process] = (_dumps(changes.completed.to_doc()), _dumps(changes.open.to_doc()))
+                totals[process] = (_dumps(changes.completed.to_doc()),
+                                   _dumps(changes.open.to_doc()), self.shape(process))
             saved = self._tables.save(self.name, after, mark, days, open_cases, totals)
         except (ValueError, KeyError):
             # Days and open cases are read as the batch touches them: when another instance
@@ -133,6 +182,9 @@ class ReadModels:
             # Its save moved the mark, so this fold could not have been saved anyway.
             self._models.clear()
             if self._tables.mark(self.name) != after:
+                return False
+            self._shaped.clear()  # another instance may have folded with another shape
+            if any(self._tables.shape(p) not in (None, self.shape(p)) for p in by_process):
                 return False
             raise
         except BaseException:
@@ -173,7 +225,8 @@ class ReadModels:
         while True:
             mark = self._tables.mark(self.name)
             reached[0] = 0
-            model = ReadModel(process, end_activities=self._ends.get(process, ()), history=history)
+            model = ReadModel(process, end_activities=self._ends.get(process, ()), history=history,
+                              business=self._business(process))
             folded = 0
             while reached[0] < mark:
                 rows = [row for row in self._store.since(reached[0], self._batch) if row[0] <= mark]
@@ -191,10 +244,20 @@ class ReadModels:
             cases: dict[tuple[str, str], str | None] = {(process, c): None for c in stored.open_cases}
             cases.update({(process, c): _dumps(f.to_doc()) for c, f in model.open_cases.items()})
             totals = {process: (_dumps(model.completed().to_doc()),
-                                _dumps(model.open_figures.to_doc()))}
+                                _dumps(model.open_figures.to_doc()), self.shape(process))}
             if self._tables.save(self.name, mark, mark, days, cases, totals):
                 self._models.pop(process, None)
                 return folded
+
+
+def working_time(calendar: WorkCalendar) -> Business:
+    """Working microseconds between moments in ``calendar`` (what a read model folds)."""
+
+    def working(first: Sequence[int], last: Sequence[int]) -> Sequence[float]:
+        seconds = calendar.business_seconds(np.asarray(first, dtype=np.int64),
+                                            np.asarray(last, dtype=np.int64))
+        return list(np.rint(seconds * 1e6))
+    return working
 
 
 def subscription(settings: Settings, closing: ExitStack) -> Subscription:
@@ -205,7 +268,7 @@ def subscription(settings: Settings, closing: ExitStack) -> Subscription:
         open_store(settings.store.url, settings.store.session())))
     tables = closing.enter_context(contextlib.closing(
         ReadModelTables(settings.store.url, settings.store.session())))
-    models = ReadModels(store, tables, settings.end_activities)
+    models = ReadModels.for_settings(store, tables, settings)
 
     def fold(events: Sequence[CaseEvent], origins: Sequence[Coordinates | None]) -> None:
         models.catch_up()

@@ -46,6 +46,7 @@ from ingest.open_cases import OpenCase, open_cases, open_cases_query
 from ingest.pg_session import PostgresSession
 from ingest.store import (
     EVENT_COLUMNS,
+    OUT_OF_RANGE,
     READ_CHUNK,
     ProcessCount,
     StoreCheck,
@@ -59,7 +60,7 @@ from ingest.store import (
     scrub,
     stored_event,
 )
-from schemas.event import CaseEvent, from_time_us
+from schemas.event import CaseEvent, from_time_us, to_time_us
 from schemas.frame import Coordinates
 
 _T = TypeVar("_T")
@@ -269,6 +270,11 @@ class PostgresStore:
         sql, params = latest_query(process, until, "%s")
         rows = self._query(f"reading the latest {process!r} event", sql, tuple(params))
         return None if rows[0][0] is None else from_time_us(int(rows[0][0]))
+
+    def out_of_range(self, process: str, latest: datetime) -> int:
+        rows = self._query(f"counting the {process!r} events out of range",
+                           OUT_OF_RANGE.replace("?", "%s"), (process, process, to_time_us(latest)))
+        return int(rows[0][0])
 
     def last_seq(self) -> int:
         rows = self._query("reading the last seq", "SELECT COALESCE(MAX(seq), 0) FROM events")

@@ -46,10 +46,21 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS read_model_totals (process TEXT PRIMARY KEY,"
     " completed TEXT NOT NULL, open TEXT NOT NULL)",
 )
+_REFOLD = Migration(2, "read models with working time, rework cases and the shape they were "
+                      "folded with: folded again from the events", (
+                          *(f"DELETE FROM {t}" for t in (  # noqa: S608 (constants)
+                              "read_model_marks", "read_model_days", "read_model_open",
+                              "read_model_totals")),
+                          "ALTER TABLE read_model_totals ADD COLUMN shape TEXT NOT NULL DEFAULT ''"))
+"""New figures in the documents: the tables are emptied, and the next fold (any folder) starts
+from the first event, as `backlight rebuild` would. ``shape`` is what a process was folded with
+(its end activities and calendar): a folder with another shape folds that process again."""
 SQLITE_SCHEMA = Schema("read_models", "the read models", "read_model_marks", (
-    Migration(1, "read model marks, days and open cases", tuple(t.format(int="INTEGER") for t in _TABLES)),))
+    Migration(1, "read model marks, days and open cases", tuple(t.format(int="INTEGER") for t in _TABLES)),
+    _REFOLD))
 POSTGRES_SCHEMA = Schema("read_models", "the read models", "read_model_marks", (
-    Migration(1, "read model marks, days and open cases", tuple(t.format(int="BIGINT") for t in _TABLES)),))
+    Migration(1, "read model marks, days and open cases", tuple(t.format(int="BIGINT") for t in _TABLES)),
+    _REFOLD))
 
 _CASE_EVENTS = (
     "SELECT case_id, event_id, process, activity, time_us, lifecycle, resource, team, attributes"
@@ -141,6 +152,12 @@ class ReadModelTables:
             rows = self._run("SELECT completed, open FROM read_model_totals WHERE process = {p}", (process,))
         return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
+    def shape(self, process: str) -> str | None:
+        """What the process was folded with (end activities, calendar); None before any fold."""
+        with self._errors(f"reading the totals of {process!r}"):
+            rows = self._run("SELECT shape FROM read_model_totals WHERE process = {p}", (process,))
+        return str(rows[0][0]) if rows else None
+
     def day_docs(self, process: str, days: Collection[int]) -> dict[int, str]:
         """The documents of those of these days that exist."""
         with self._errors(f"reading the days of {process!r}"):
@@ -190,10 +207,11 @@ class ReadModelTables:
     def save(self, name: str, after: int, mark: int,
              days: Mapping[tuple[str, int], str | None],
              open_cases: Mapping[tuple[str, str], str | None],
-             totals: Mapping[str, tuple[str, str]]) -> bool:
+             totals: Mapping[str, tuple[str, str, str]]) -> bool:
         """Write the changes of the events folded after seq ``after`` up to ``mark`` (a None
-        document deletes) and the processes' new totals, in one transaction, if the mark is
-        still ``after``; False (nothing written) when another folder moved it first."""
+        document deletes) and the processes' new totals (completed, open, and the shape they
+        were folded with), in one transaction, if the mark is still ``after``; False (nothing
+        written) when another folder moved it first."""
         with self._errors("saving the read models"), self._tx():
             self._run("INSERT INTO read_model_marks (name, seq) VALUES ({p}, 0)"
                       " ON CONFLICT (name) DO NOTHING", (name,))
@@ -219,10 +237,11 @@ class ReadModelTables:
                     self._run("INSERT INTO read_model_open (process, case_id, doc) VALUES ({p}, {p}, {p})"
                               " ON CONFLICT (process, case_id) DO UPDATE SET doc = excluded.doc",
                               (process, case_id, doc))
-            for process, (completed, still_open) in totals.items():
-                self._run("INSERT INTO read_model_totals (process, completed, open) VALUES ({p}, {p}, {p})"
-                          " ON CONFLICT (process) DO UPDATE SET completed = excluded.completed,"
-                          " open = excluded.open", (process, completed, still_open))
+            for process, (completed, still_open, shape) in totals.items():
+                self._run("INSERT INTO read_model_totals (process, completed, open, shape)"
+                          " VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (process) DO UPDATE SET"
+                          " completed = excluded.completed, open = excluded.open,"
+                          " shape = excluded.shape", (process, completed, still_open, shape))
         return True
 
     def clear(self, name: str, process: str | None = None) -> None:

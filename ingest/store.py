@@ -112,6 +112,10 @@ class EventStore(Protocol):
         """The time of the process's latest event (before ``until``); None without one."""
         ...
 
+    def out_of_range(self, process: str, latest: datetime) -> int:
+        """How many of the process's events have a time before 1970 or after ``latest``."""
+        ...
+
     def changed_since(self, seq: int) -> dict[str, int]:
         """The processes with events stored after ``seq``, each with its highest new seq (what
         a reader caching per process checks to know which of its entries are stale)."""
@@ -215,6 +219,12 @@ def stored_event(row: Sequence[Any]) -> StoredEvent:
     s, eid, proc, case, act, t, lc, res, team, attrs, topic, part, off = row
     return (int(s), CaseEvent(eid, proc, case, act, int(t), lc, res, team, attrs),
             None if topic is None else Coordinates(topic, int(part), int(off)))
+
+
+OUT_OF_RANGE = (
+    "SELECT (SELECT COUNT(*) FROM events WHERE process = ? AND time_us < 0)"
+    " + (SELECT COUNT(*) FROM events WHERE process = ? AND time_us > ?)")
+"""Two ranges of the (process, time_us) index: events before 1970 and after the latest allowed."""
 
 
 def latest_query(process: str, until: datetime | None, mark: str) -> tuple[str, list[object]]:
@@ -414,6 +424,14 @@ class SQLiteStore:
             raise StoreError(f"reading the latest {process!r} event from {self.path} failed: "
                              f"{exc}") from exc
         return None if row[0] is None else from_time_us(int(row[0]))
+
+    def out_of_range(self, process: str, latest: datetime) -> int:
+        try:
+            row = self._reader().execute(OUT_OF_RANGE, (process, process, to_time_us(latest))).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"counting the {process!r} events out of range in {self.path} "
+                             f"failed: {exc}") from exc
+        return int(row[0])
 
     def last_seq(self) -> int:
         try:

@@ -47,20 +47,25 @@ class CaseFacts:
     handoffs: tuple[tuple[str, str, int], ...]
     """(from team, to team, wait in microseconds) per pair that changes team."""
     rework: tuple[Rework, ...]
+    business_us: int | None = None
+    """Working time from the first event to the last in the process's calendar (None where
+    the folder has no calendar)."""
 
     def to_doc(self) -> list[Any]:
         """The facts as JSON-ready lists (how the store keeps an open case)."""
         return [list(self.trace), self.first_us, self.last_us, [list(s) for s in self.steps],
                 [list(h) for h in self.handoffs],
-                [[r.activity, r.self_loop, r.loop, r.repeat, r.redo] for r in self.rework]]
+                [[r.activity, r.self_loop, r.loop, r.repeat, r.redo] for r in self.rework],
+                self.business_us]
 
     @classmethod
     def from_doc(cls, doc: Sequence[Any]) -> CaseFacts:
         """The facts `to_doc` described."""
-        trace, first, last, steps, handoffs, rework = doc
+        trace, first, last, steps, handoffs, rework, business = doc
         return cls(tuple(trace), int(first), int(last), tuple((a, b, int(w)) for a, b, w in steps),
                    tuple((a, b, int(w)) for a, b, w in handoffs),
-                   tuple(Rework(a, bool(s), bool(lp), bool(rp), bool(rd)) for a, s, lp, rp, rd in rework))
+                   tuple(Rework(a, bool(s), bool(lp), bool(rp), bool(rd)) for a, s, lp, rp, rd in rework),
+                   None if business is None else int(business))
 
     @property
     def start(self) -> str:

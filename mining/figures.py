@@ -45,7 +45,9 @@ class Figures:
         self._handoffs: dict[Pair, QuantileSketch] = {}
         self._handoff_cases: dict[Pair, int] = {}
         self._rework: dict[tuple[str, int], int] = {}  # (activity, flag index or -1 for any) -> cases
+        self._rework_cases = 0
         self._durations = QuantileSketch(alpha)
+        self._business = QuantileSketch(alpha)
 
     # -- updates --
     def add(self, facts: CaseFacts, sign: int = 1) -> Self:
@@ -58,6 +60,10 @@ class Figures:
         bump(self._ends, facts.end, sign)
         bump(self._variants, facts.trace, sign)
         self._durations.add(facts.duration_us, sign)
+        if facts.business_us is not None:
+            self._business.add(facts.business_us, sign)
+        if facts.rework:
+            self._rework_cases += sign
         self._waits(self._edges, facts.steps, sign)
         self._waits(self._handoffs, facts.handoffs, sign)
         for pair in {(a, b) for a, b, _ in facts.handoffs}:
@@ -89,6 +95,8 @@ class Figures:
                 if not held.count:
                     del sketches[pair]
         self._durations.merge(other._durations, sign)
+        self._business.merge(other._business, sign)
+        self._rework_cases += sign * other._rework_cases
         return self
 
     def copy(self) -> Figures:
@@ -111,6 +119,8 @@ class Figures:
             "handoff_cases": sorted([a, b, n] for (a, b), n in self._handoff_cases.items()),
             "rework": sorted([a, i, n] for (a, i), n in self._rework.items()),
             "durations": _sketch_doc(self._durations),
+            "business_durations": _sketch_doc(self._business),
+            "rework_cases": self._rework_cases,
         }
 
     def _variant_doc(self) -> list[list[Any]]:
@@ -134,6 +144,8 @@ class Figures:
         out._handoff_cases = {(a, b): int(n) for a, b, n in doc["handoff_cases"]}
         out._rework = {(a, int(i)): int(n) for a, i, n in doc["rework"]}
         out._durations = _sketch(alpha, doc["durations"])
+        out._business = _sketch(alpha, doc["business_durations"])
+        out._rework_cases = int(doc["rework_cases"])
         return out
 
     def _waits(self, into: dict[Pair, QuantileSketch], waits: Iterable[tuple[str, str, int]],
@@ -212,12 +224,24 @@ class Figures:
         """Case durations (first to last event) in microseconds."""
         return self._durations.copy()
 
+    @property
+    def business_durations(self) -> QuantileSketch:
+        """Case durations in working time (the process's calendar), of the cases folded with
+        one; in microseconds."""
+        return self._business.copy()
+
+    @property
+    def rework_cases(self) -> int:
+        """Cases in which some activity was completed more than once."""
+        return self._rework_cases
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Figures):
             return NotImplemented
         return all(getattr(self, name) == getattr(other, name) for name in (
             "alpha", "_events", "_cases", "_activities", "_starts", "_ends", "_variants",
-            "_edges", "_handoffs", "_handoff_cases", "_rework", "_durations"))
+            "_edges", "_handoffs", "_handoff_cases", "_rework", "_rework_cases", "_durations",
+            "_business"))
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 

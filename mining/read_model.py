@@ -21,6 +21,9 @@ exact figures equal the batch mining's (`mining.summary.summarize`) on those eve
   cases completed on or after the day of ``since_us``; `figures()` is every completed case plus
   the open ones, what `mine` counts.
 
+With ``business`` (the process's calendar) each case's duration is also kept in working time,
+what SLAs and throughput are stated in.
+
 Exact: counts (events, cases, activities, start/end, edges, variants, hand-offs, rework) and
 the sums and means of waits and durations. Within the sketches' alpha (default 1%): medians,
 p90s and maxima (see `mining.sketch`). Without ``end_activities`` no case completes, and every
@@ -30,7 +33,7 @@ case stays open. Not thread-safe.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Protocol, Self
 
 from mining.case_facts import CaseFacts, case_facts
@@ -42,6 +45,9 @@ DAY_US: Final = 86_400 * 1_000_000
 
 History = Callable[[Collection[str]], Mapping[str, Sequence[CaseEvent]]]
 """The events folded before of the given cases, each case's in case order; new cases left out."""
+Business = Callable[[Sequence[int], Sequence[int]], Sequence[float]]
+"""Working microseconds between each pair of (first, last) moments in microseconds, in the
+process's calendar (one call for a whole batch: a calendar is vectorised)."""
 
 
 def day_of(time_us: int) -> int:
@@ -127,10 +133,12 @@ class ReadModel:
                  history: History = no_history, lifecycle: str | None = None,
                  alpha: float = DEFAULT_ALPHA, days: Mapping[int, Figures] | None = None,
                  open_cases: Mapping[str, CaseFacts] | None = None, stored: Stored | None = None,
-                 totals: tuple[Figures, Figures] | None = None) -> None:
+                 totals: tuple[Figures, Figures] | None = None,
+                 business: Business | None = None) -> None:
         """``days`` and ``open_cases``: what it starts with; with ``stored`` they are only
         what it has at hand, and the rest is asked for, and ``totals`` (completed, open) must
-        then be the stored ones (else they are summed from ``days`` and ``open_cases``)."""
+        then be the stored ones (else they are summed from ``days`` and ``open_cases``).
+        ``business``: the process's working time, for durations in business time."""
         if lifecycle is not None and lifecycle not in LIFECYCLES:
             raise ValueError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
         if stored is not None and totals is None:
@@ -138,6 +146,7 @@ class ReadModel:
         self.process, self.lifecycle, self.alpha = process, lifecycle, alpha
         self.closing = frozenset(end_activities)
         self._history = history
+        self._business = business
         self._stored = stored
         self._days: dict[int, Figures] = {day: f.copy() for day, f in (days or {}).items()}
         self._open: dict[str, CaseFacts] = dict(open_cases or {})
@@ -171,12 +180,18 @@ class ReadModel:
         # a completed case's day: that of its last folded event (history is in case order)
         self._fetch_days({day_of(folded[c][-1].time_us) for c in touched
                           if folded.get(c) and c not in self._open})
+        news: list[CaseFacts] = []
         for case_id, arrived in touched.items():
-            before = folded.get(case_id, ())
-            self._take_out(case_id, before)
-            ordered, self._arrivals, repeats = merged(before, arrived, self._arrivals)
+            ordered, self._arrivals, repeats = merged(folded.get(case_id, ()), arrived,
+                                                      self._arrivals)
             self._duplicates += repeats
-            facts = case_facts(ordered)
+            news.append(case_facts(ordered))
+        closed = [c for c in touched if c not in self._open and folded.get(c)]
+        counted = self._timed([case_facts(folded[c]) for c in closed] + news)
+        for case_id, facts in zip(closed, counted[:len(closed)], strict=True):
+            self._take_out_completed(case_id, facts)
+        for case_id, facts in zip(touched, counted[len(closed):], strict=True):
+            self._take_out_open(case_id)
             if facts.end in self.closing:
                 self._fetch_days({day_of(facts.last_us)})
                 self._day(facts.last_us).add(facts)
@@ -187,6 +202,13 @@ class ReadModel:
                 self._open_total.add(facts)
             self._changed_cases.add(case_id)
         return self
+
+    def _timed(self, facts: list[CaseFacts]) -> list[CaseFacts]:
+        """The facts with their working time, in one call of the calendar for all of them."""
+        if self._business is None or not facts:
+            return facts
+        working = self._business([f.first_us for f in facts], [f.last_us for f in facts])
+        return [replace(f, business_us=int(w)) for f, w in zip(facts, working, strict=True)]
 
     def _fetch_open(self, case_ids: list[str]) -> None:
         """Have at hand the stored facts of those of these cases that are open."""
@@ -199,15 +221,14 @@ class ReadModel:
         if self._stored is not None and wanted:
             self._days.update((day, f.copy()) for day, f in self._stored.days(wanted).items())
 
-    def _take_out(self, case_id: str, history: Sequence[CaseEvent]) -> None:
-        """Take a case's counted facts out: from the open cases, or from its day's figures."""
+    def _take_out_open(self, case_id: str) -> None:
+        """Take an open case's counted facts out of the open cases (if it is one)."""
         facts = self._open.pop(case_id, None)
         if facts is not None:
             self._open_total.add(facts, -1)
-            return
-        if not history:
-            return
-        facts = case_facts(history)
+
+    def _take_out_completed(self, case_id: str, facts: CaseFacts) -> None:
+        """Take a completed case's facts (as counted: from its folded events) out of its day."""
         key = day_of(facts.last_us)
         day = self._days[key]
         day.add(facts, -1)  # an emptied day stays at hand (empty), so it is not asked for again

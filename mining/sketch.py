@@ -17,6 +17,8 @@ Which figure is exact and which approximate:
   quantile with linear interpolation between order statistics (numpy's default, what
   `mining.stats` computes): each of the two order statistics it interpolates is within alpha,
   and so is any convex combination of them;
+- ``count_at_most_s(x)`` (how many met a limit) is exact but for values within a relative
+  ``alpha`` of ``x``, which may be counted on either side;
 - ``max_s`` is within a relative ``alpha`` of the exact maximum (a bucket does not keep which
   of its values was largest, so a removed maximum could not be replaced exactly).
 """
@@ -136,6 +138,14 @@ class QuantileSketch:
         if not self._bins:
             return 0.0
         return self._value(max(self._bins)) / _US
+
+    def count_at_most_s(self, seconds: float) -> int:
+        """How many values are at most ``seconds``: exact but for values within a relative
+        alpha of it (a bucket counts whole when what it stands for is at most ``seconds``)."""
+        if seconds < 0:
+            return 0
+        limit = seconds * _US
+        return self._zeros + sum(n for key, n in self._bins.items() if self._value(key) <= limit)
 
     def quantile_s(self, q: float) -> float:
         """The q-quantile in seconds, linear between order statistics, within a relative alpha

@@ -12,6 +12,8 @@ from conftest import event_frame, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alerts.calendar import WorkCalendar
+from backlight.read_models import working_time
 from ingest.logfiles import read_log
 from ingest.simulate import simulate
 from mining.case_facts import CaseFacts
@@ -22,6 +24,9 @@ from schemas.event import CaseEvent
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00Z in microseconds
 END = "Close"
+WORKING = working_time(WorkCalendar())
+"""Working time Mon-Fri 09:00-17:30 Amsterdam: durations are kept in it too, taken out and
+counted again with the cases."""
 
 
 @st.composite
@@ -54,7 +59,7 @@ def arrivals(events: list[CaseEvent], rnd: random.Random) -> list[list[CaseEvent
 def fold(batches: list[list[CaseEvent]], ends: Collection[str] = (END,)) -> tuple[ReadModel, list[CaseEvent]]:
     """A model folded batch by batch against a store, and the distinct events by first arrival."""
     store = MemoryHistory()
-    model = ReadModel("claims", end_activities=ends, history=store)
+    model = ReadModel("claims", end_activities=ends, history=store, business=WORKING)
     for batch in batches:
         model.update(batch)
         store.keep(batch)
@@ -70,7 +75,7 @@ def test_any_arrival_order_folds_to_the_model_built_in_one_go(
         events: list[CaseEvent], rnd: random.Random) -> None:
     """Late, out-of-order and repeated events, completed cases reopened: the model equals a rebuild."""
     model, distinct = fold(arrivals(events, rnd))
-    rebuilt = ReadModel("claims", end_activities=(END,)).update(distinct)
+    rebuilt = ReadModel("claims", end_activities=(END,), business=WORKING).update(distinct)
     assert model == rebuilt
     assert model.figures() == rebuilt.figures()
 
@@ -219,9 +224,9 @@ class JsonStore:
         """A new model from what was stored: everything read back, or only the totals (lazy)."""
         totals = tuple(Figures.from_doc(json.loads(t)) for t in self.totals)
         if lazy:
-            return ReadModel("claims", end_activities=(END,), history=history,
+            return ReadModel("claims", end_activities=(END,), history=history, business=WORKING,
                              stored=StoredView(self), totals=(totals[0], totals[1]))
-        return ReadModel("claims", end_activities=(END,), history=history,
+        return ReadModel("claims", end_activities=(END,), history=history, business=WORKING,
                          days={d: Figures.from_doc(json.loads(doc)) for d, doc in self.days.items()},
                          open_cases=self.open_cases(list(self.open)))
 
@@ -251,7 +256,7 @@ def test_a_model_restored_from_what_it_stored_goes_on_exactly(
     rest to what a model that never stopped stores, and its figures and windows are the same."""
     batches = arrivals(events, rnd)
     history, stored = MemoryHistory(), JsonStore()
-    model = ReadModel("claims", end_activities=(END,), history=history)
+    model = ReadModel("claims", end_activities=(END,), history=history, business=WORKING)
     for number, batch in enumerate(batches):
         if number == len(batches) // 2:  # a restart: only what was stored survives
             model = stored.restored(history, lazy)

@@ -10,7 +10,7 @@ from conftest import backlight, write_config
 
 from backlight.config import load
 from backlight.jobs import simulate
-from backlight.read_models import NAME, figures
+from backlight.read_models import NAME, figures, working_time
 from ingest.read_model_store import ReadModelTables
 from ingest.store import open_store
 from mining.read_model import ReadModel
@@ -19,7 +19,8 @@ from mining.read_model import ReadModel
 def test_consume_folds_what_it_stores_and_rebuild_gives_it_back(tmp_path: Path, kafka_bootstrap: str,
                                                                 unique: str) -> None:
     """After `consume --read-models`, the stored figures are the fold of every stored event (mark
-    at the last one); `rebuild --process claims` and `rebuild` leave them equal; `figures`
+    at the last one, durations in working time too); `rebuild --process claims` and `rebuild`
+    leave them equal; `figures`
     prints them, and names an unknown process with exit 2."""
     db = tmp_path / "s.db"
     cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(f"claims.{unique}", "claims")],
@@ -33,7 +34,8 @@ def test_consume_folds_what_it_stores_and_rebuild_gives_it_back(tmp_path: Path, 
     try:
         ends = next((p.end_activities for p in settings.processes if p.name == "claims"), ())
         stored = [event for _, event, _ in store.since(0, 10**7)]
-        built = ReadModel("claims", end_activities=ends).update(stored).figures()
+        calendar = working_time(settings.alerts.calendar.calendar())
+        built = ReadModel("claims", end_activities=ends, business=calendar).update(stored).figures()
         assert tables.mark(NAME) == store.last_seq()
         assert figures(tables, "claims") == built
         assert built.events == published

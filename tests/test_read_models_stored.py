@@ -9,12 +9,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import event_frame
 from pg import fresh_database
 
+from alerts.calendar import WorkCalendar
 from backlight.figures_view import figures_view
-from backlight.read_models import ReadModels, figures
+from backlight.read_models import ReadModels, figures, working_time
 from ingest.read_model_store import ReadModelTables
 from ingest.simulate import simulate
 from ingest.store import EventStore, open_store
@@ -149,6 +151,45 @@ def test_rebuild_gives_back_what_was_folded(store_url: str) -> None:
         tables.close()
         store.close()
 
+
+
+def test_changed_end_activities_or_calendar_fold_the_process_again(store_url: str) -> None:
+    """After the config changes a process's end activities, or its calendar, the next folder
+    folds that process again from the events before adding new ones (never a fold that takes
+    out what was counted another way): its figures equal a fresh fold with the new config, and
+    the other process's are still those of its own config."""
+    events = stream()
+    half = len(events) // 2
+    store = open_store(store_url)
+    tables = ReadModelTables(store_url)
+    try:
+        write(store, events[:half])
+        ReadModels(store, tables, ENDS, batch=900).catch_up()
+        fewer = {**ENDS, "claims": ("Close claim",)}
+        write(store, events[half:])
+        folded = ReadModels(store, tables, fewer, batch=900)
+        folded.catch_up()
+        claims = [e for e in events if e.process == "claims"]
+        fresh = ReadModel("claims", end_activities=fewer["claims"]).update(claims)
+        assert figures(tables, "claims") == fresh.figures()
+        assert figures(tables, "claims", since_us=0) == fresh.completed(0)
+        assert tables.open_count("claims") == len(fresh.open_cases)
+        mine = [e for e in events if e.process == "payments"]
+        assert figures(tables, "payments") == expected(mine, "payments").figures()
+
+        calendar = WorkCalendar(timezone="America/New_York")
+        timed = ReadModels(store, tables, fewer, batch=900, default_calendar=calendar)
+        late = [msgspec.structs.replace(e, event_id=f"late-{e.event_id}", time_us=e.time_us + 60_000_000)
+                for e in claims[:50]]
+        write(store, late)
+        timed.catch_up()
+        again = ReadModel("claims", end_activities=fewer["claims"],
+                          business=working_time(calendar)).update([*claims, *late])
+        assert figures(tables, "claims") == again.figures()
+        assert figures(tables, "claims").business_durations.count == again.figures().cases
+    finally:
+        tables.close()
+        store.close()
 
 def test_a_bounded_catch_up_folds_whole_batches_and_says_what_is_left(store_url: str) -> None:
     """catch_up(limit) stops after the batch that reaches the limit; behind() counts the rest,

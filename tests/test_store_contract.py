@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import polars as pl
-import psycopg
 import pytest
 from pg import fresh_database
+from store_support import execute
 
 from ingest.errors import StoreError
 from ingest.simulate import Anomalies, StuckCases, simulate
@@ -41,16 +40,6 @@ def store(url: str) -> Iterator[EventStore]:
     opened = open_store(url)
     yield opened
     opened.close()
-
-
-def execute(url: str, sql: str) -> None:
-    """Run one statement on the store's database behind its back (what an operator might do)."""
-    if url.startswith("sqlite:///"):
-        with sqlite3.connect(url[len("sqlite:///"):]) as db:
-            db.execute(sql)
-    else:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
 
 
 def test_write_says_which_events_were_new(store: EventStore) -> None:

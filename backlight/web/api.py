@@ -50,15 +50,17 @@ class WeekOut(_Out):
 
 
 class ProcessOut(_Out):
-    """One process as the overview shows it. When its figures could not be computed, ``error``
+    """One process as the overview shows it, from its read model (see ``backlight.overview`` for
+    what each figure counts). When its figures could not be computed, ``error``
     says why and every figure is null (the other processes are listed as usual)."""
 
     name: str
     error: str | None = None
     events: int | None
     out_of_range_events: int | None = Field(
-        description="events left out of every figure: their time is before 1970-01-01 or later "
-                    "than now plus a day (stored before decode refused such times)")
+        description="events whose time is before 1970-01-01 or later than now plus a day "
+                    "(stored before decode refused such times): in no window's days and not "
+                    "in as_of; the read models count them only in \"all\"")
     cases: int | None
     open_cases: int | None
     as_of: datetime | None
@@ -88,7 +90,7 @@ class ProcessOut(_Out):
 
     @classmethod
     def of(cls, row: ProcessRow, today: datetime) -> ProcessOut:
-        s, g = row.snapshot, row.governance
+        s, g = row.figures, row.governance
         if s is None or g is None:
             return cls.failed(row)
         return cls(

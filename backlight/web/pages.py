@@ -132,7 +132,7 @@ def _window_links(path: str, current: str, **keep: str) -> list[dict[str, Any]]:
 # --- overview -------------------------------------------------------------------------------
 
 def _row(row: ProcessRow, today: datetime) -> dict[str, Any]:
-    s, g = row.snapshot, row.governance
+    s, g = row.figures, row.governance
     if s is None or g is None:
         return {"name": row.name, "error": row.error or "no figures", "alerts": sorted(
             row.open_alerts.items(), key=lambda kv: -_SEVERITY_RANK.get(kv[0], 0))}

@@ -21,6 +21,7 @@ from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.figures_view import FiguresOut, Window, figures_view
 from backlight.mine import conformance
+from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
 from backlight.web.cache import ProcessCache
 from backlight.web.maps import MapRenderer
@@ -71,7 +72,8 @@ class ProcessRow:
     """One line of the overview: the process's figures, or why they could not be computed."""
 
     name: str
-    snapshot: Snapshot | None
+    figures: ProcessFigures | None
+    """Its line from the read models (``backlight.overview``)."""
     governance: Governance | None
     open_alerts: dict[str, int]
     """Firing (and pending) alerts by severity."""
@@ -94,9 +96,8 @@ class WebService:
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
         self.maps = MapRenderer(self.store, settings.web, 4 * settings.web.cache_entries)
-        ends = settings.end_activities
         self.read_model_tables = ReadModelTables(settings.store.url, settings.store.session())
-        self.read_models = ReadModels(self.store, self.read_model_tables, ends)
+        self.read_models = ReadModels.for_settings(self.store, self.read_model_tables, settings)
         self._models_lock = threading.Lock()
         self._seen: set[str] = set()
         self._seen_seq = 0
@@ -152,7 +153,13 @@ class WebService:
                                 FOLD_PER_REQUEST)
 
     def overview(self, window: str) -> list[ProcessRow]:
+        """Every process's line from the read models, after folding what arrived (at most
+        about ``FOLD_PER_REQUEST`` events, as ``figures``): never the event history."""
+        if window not in WINDOWS:
+            raise NotFound(f"no window {window!r}; allowed: {', '.join(WINDOWS)}")
         alerts = self.alerts()
+        with self._models_lock:
+            self.read_models.catch_up(limit=FOLD_PER_REQUEST)
         rows = []
         for name in self.names():
             counts: dict[str, int] = {}
@@ -161,8 +168,8 @@ class WebService:
                     counts[a.severity.value] = counts.get(a.severity.value, 0) + 1
             try:
                 definition = self.definition(name)
-                rows.append(ProcessRow(name, self.snapshot(name, window),
-                                       self.governance(definition), counts))
+                line = process_figures(definition, window, self.read_model_tables, self.store)
+                rows.append(ProcessRow(name, line, self.governance(definition), counts))
             except Exception as exc:  # one process's data never hides the others
                 log.exception("overview: the figures of one process failed",
                               extra={"fields": {"process": name, "window": window}})
