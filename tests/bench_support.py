@@ -1,5 +1,6 @@
-"""Helpers for the scale-out benchmark (tests/test_bench_group.py): sizes, peak memory of a
-running process, configs on a PostgreSQL store, and many simulated events of one process."""
+"""Helpers for the benchmarks: sizes, peak memory of a running process, configs on a PostgreSQL
+store, many simulated events of one process (tests/test_bench_group.py), and a store of BPIC
+2012 several times over (the read-model and alert-history benchmarks)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from pathlib import Path
 from conftest import write_config
 from msgspec.structs import replace
 
+from ingest.logfiles import read_log
 from ingest.simulate import simulate
+from ingest.store import SQLiteStore
+from mining.read_model import DAY_US
 from schemas.event import CaseEvent
 
 EVENTS_PER_CASE = 7.5
@@ -70,3 +74,22 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float,
             raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
         time.sleep(every_s)
     return time.monotonic()
+
+
+def bpic_copies(path: Path, bpic_log: Path, copies: int, shift_days: int) -> list[CaseEvent]:
+    """BPIC 2012 as "loans" ``copies`` times over in a SQLite store at ``path``, each copy's
+    cases renamed and shifted by ``shift_days`` after the one before; the events as stored."""
+    bpic = list(read_log(bpic_log, "loans"))
+    store = SQLiteStore(path)
+    stored: list[CaseEvent] = []
+    try:
+        for copy in range(copies):
+            shift = copy * shift_days * DAY_US
+            batch = [replace(e, event_id=f"{copy}-{e.event_id}", case_id=f"{copy}-{e.case_id}",
+                             time_us=e.time_us + shift) for e in bpic]
+            for start in range(0, len(batch), 20_000):
+                store.write(batch[start:start + 20_000])
+            stored += batch
+    finally:
+        store.close()
+    return stored

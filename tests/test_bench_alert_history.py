@@ -18,34 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-import msgspec
 import pytest
+from bench_support import bpic_copies
 from conftest import ROOT, shared_file
 
-from ingest.logfiles import read_log
-from ingest.store import SQLiteStore
-from mining.read_model import DAY_US
-from schemas.event import CaseEvent, from_time_us
+from schemas.event import from_time_us
 
 pytestmark = pytest.mark.bench
 SIZES = (2, 4, 8)
 ENDS = ("A_DECLINED", "A_CANCELLED", "A_REGISTERED")
-
-
-def fill(path: Path, bpic: list[CaseEvent], copies: int) -> int:
-    """BPIC 2012 ``copies`` times over, each 183 days after the one before; the last time."""
-    store = SQLiteStore(path)
-    try:
-        for copy in range(copies):
-            shift = copy * 183 * DAY_US
-            batch = [msgspec.structs.replace(e, event_id=f"{copy}-{e.event_id}",
-                                             case_id=f"{copy}-{e.case_id}", time_us=e.time_us + shift)
-                     for e in bpic]
-            for start in range(0, len(batch), 20_000):
-                store.write(batch[start:start + 20_000])
-    finally:
-        store.close()
-    return max(e.time_us for e in bpic) + (copies - 1) * 183 * DAY_US
 
 
 def evaluate(config: Path, now: str) -> tuple[float, float]:
@@ -63,13 +44,12 @@ def evaluate(config: Path, now: str) -> tuple[float, float]:
 
 def test_an_alert_round_costs_its_history_not_the_store(tmp_path: Path) -> None:
     """Round time and memory at 0.5M, 1M and 2M events, bounded history against the whole."""
-    bpic = list(read_log(shared_file("logs/bpic2012.xes.gz"), "loans"))
     print()
     rows = []
     for copies in SIZES:
         path = tmp_path / f"store-{copies}.db"
-        last = fill(path, bpic, copies)
-        moment = from_time_us(last + 3_600_000_000)
+        events = bpic_copies(path, shared_file("logs/bpic2012.xes.gz"), copies, 183)
+        moment = from_time_us(max(e.time_us for e in events) + 3_600_000_000)
         assert moment is not None
         results = {}
         for history in ("365 days", "3650 days"):
@@ -80,9 +60,9 @@ def test_an_alert_round_costs_its_history_not_the_store(tmp_path: Path) -> None:
                 f'end_activities = {list(ENDS)!r}\n'.replace("'", '"'))
             runs = [evaluate(config, moment.isoformat()) for _ in range(2)]
             results[history] = (min(r[0] for r in runs), max(r[1] for r in runs))
-        rows.append((copies * len(bpic), results))
+        rows.append((len(events), results))
         (bounded_s, bounded_mib), (whole_s, whole_mib) = results["365 days"], results["3650 days"]
-        print(f"{copies * len(bpic):>9,} events: bounded {bounded_s:5.1f} s {bounded_mib:5.0f} MiB;"
+        print(f"{len(events):>9,} events: bounded {bounded_s:5.1f} s {bounded_mib:5.0f} MiB;"
               f" whole {whole_s:5.1f} s {whole_mib:5.0f} MiB; ratio {bounded_s / whole_s:.2f}x")
         path.unlink()
     bounded = [r["365 days"][0] for _, r in rows]

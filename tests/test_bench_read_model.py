@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from bench_support import bpic_copies
 from conftest import popen_backlight, shared_file
 from web_support import server_ms, web_settings
 
@@ -32,10 +33,8 @@ from backlight.config import ProcessSettings
 from backlight.mine import mine
 from backlight.read_models import ReadModels
 from backlight.web.server import running
-from ingest.logfiles import read_log
 from ingest.read_model_store import ReadModelTables
 from ingest.store import SQLiteStore
-from mining.read_model import DAY_US
 from schemas.event import CaseEvent
 
 pytestmark = pytest.mark.bench
@@ -45,22 +44,8 @@ ENDS = ("A_DECLINED", "A_CANCELLED", "A_REGISTERED")
 
 
 def fill(path: Path) -> list[CaseEvent]:
-    """BPIC 2012 as "loans", COPIES times over; the events in the order stored."""
-    bpic = list(read_log(shared_file("logs/bpic2012.xes.gz"), "loans"))
-    store = SQLiteStore(path)
-    stored: list[CaseEvent] = []
-    try:
-        for copy in range(COPIES):
-            shift = copy * 400 * DAY_US
-            batch = [msgspec.structs.replace(e, event_id=f"{copy}-{e.event_id}",
-                                             case_id=f"{copy}-{e.case_id}", time_us=e.time_us + shift)
-                     for e in bpic]
-            for start in range(0, len(batch), 20_000):
-                store.write(batch[start:start + 20_000])
-            stored += batch
-    finally:
-        store.close()
-    return stored
+    """BPIC 2012 as "loans", COPIES times over, 400 days apart; the events in the order stored."""
+    return bpic_copies(path, shared_file("logs/bpic2012.xes.gz"), COPIES, 400)
 
 
 def test_views_under_a_stream_cost_what_changed(tmp_path: Path) -> None:
