@@ -26,6 +26,7 @@ from backlight.mine import conformance
 from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
 from backlight.web.cache import ProcessCache
+from backlight.web.limits import STEP, quantise
 from backlight.web.maps import MapRenderer
 from backlight.web.windows import WINDOWS, StuckCase
 from ingest.read_model_store import ReadModelTables
@@ -34,7 +35,7 @@ from mining.export import write_xes
 from mining.frame import prepare
 from mining.model import discover_model
 from mining.read_model import DAY_US
-from mining.render import View
+from mining.render import MapData, View
 from mining.summary import summarize
 from mining.timerange import latest_allowed, within_range
 from mining.windows import completed_between
@@ -249,10 +250,19 @@ class WebService:
 
     def map_svg(self, name: str, window: str, view: View, activities: float,
                 paths: float) -> str:
-        """The map of the window's events, its thresholds snapped to 5% steps, drawn through
-        ``self.maps`` (bounded in concurrency and time, cached with its data version)."""
-        return self.maps.svg(name, window, self.window_events(name, window), view, activities,
-                             paths)
+        """The map of the window's cases, its thresholds snapped to 5% steps, drawn through
+        ``self.maps`` (bounded in concurrency and time, cached with its data version): for all
+        time with every activity shown from the read model (never the history), else from the
+        window's events (hiding activities projects the traces, which only the events can)."""
+        if window == "all" and quantise(activities, STEP) >= 1.0:
+            self.definition(name)
+            self._fold()
+            with self._models_lock:
+                figures = self.read_models.figures(name)
+            return self.maps.svg(name, window, MapData.of(figures), figures.events, view,
+                                 activities, paths)
+        frame = self.window_events(name, window)
+        return self.maps.svg(name, window, frame, frame.height, view, activities, paths)
 
     def bpmn(self, name: str, window: str) -> str:
         frame = self.window_events(name, window)
