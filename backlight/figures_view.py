@@ -22,6 +22,7 @@ from backlight.read_models import ReadModels
 from ingest.read_model_store import ReadModelTables
 from mining.figures import Figures
 from mining.read_model import DAY_US, day_of
+from mining.rework import MAX_LOOPS
 from mining.sketch import QuantileSketch
 from schemas.event import from_time_us
 
@@ -82,6 +83,11 @@ class ReworkOut(_Out):
     redo_cases: int
 
 
+class LoopOut(_Out):
+    cycle: list[str]
+    cases: int
+
+
 class Approximation(_Out):
     relative_error: float
     applies_to: str = "median, p90 and max of every *_seconds figure; counts and means are exact"
@@ -106,6 +112,8 @@ class FiguresOut(_Out):
     variant_count: int
     case_duration_seconds: Seconds
     rework: list[ReworkOut]
+    loops: list[LoopOut]
+    """The directly-follows cycles cases went round (at most 50), by cases: ``mine``'s loops."""
     handoffs: list[HandoffOut]
     approximation: Approximation
     unfolded_events: int
@@ -134,6 +142,7 @@ class FiguresOut(_Out):
                               loop_cases=r.loop_cases, repeat_cases=r.repeat_cases,
                               redo_cases=r.redo_cases)
                     for a, r in sorted(figures.rework.items(), key=lambda kv: (-kv[1].cases, kv[0]))],
+            loops=[LoopOut(cycle=list(lp.cycle), cases=lp.cases) for lp in figures.loops[:MAX_LOOPS]],
             handoffs=[HandoffOut(from_team=a, to_team=b, count=k.count, cases=handoff_cases[(a, b)],
                                  wait_seconds=Seconds.of(k))
                       for (a, b), k in sorted(handoffs.items(), key=lambda kv: (-kv[1].count, kv[0]))],

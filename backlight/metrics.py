@@ -34,7 +34,9 @@ from prometheus_client.registry import Collector
 
 from alerts.outbox import OutboxQueue, open_outbox
 from alerts.state import AlertState, open_alert_state
+from backlight.read_models import NAME as READ_MODELS
 from ingest.consumer import BatchReport
+from ingest.read_model_store import ReadModelTables
 from ingest.store import EventStore, open_store
 from schemas.errors import BacklightError
 
@@ -195,6 +197,7 @@ class StoreCollector(Collector):
         self._own_store: EventStore | None = None
         self._state: AlertState | None = None
         self._outbox: OutboxQueue | None = None
+        self._read_models: ReadModelTables | None = None
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
@@ -213,11 +216,11 @@ class StoreCollector(Collector):
         yield from families
 
     def _close(self) -> None:
-        for part in (self._own_store, self._state, self._outbox):
+        for part in (self._own_store, self._state, self._outbox, self._read_models):
             if part is not None:
                 with contextlib.suppress(BacklightError, OSError):
                     part.close()
-        self._own_store = self._state = self._outbox = None
+        self._own_store = self._state = self._outbox = self._read_models = None
 
     def _read(self) -> Iterable[Metric]:
         if self.url.startswith("sqlite:///") and not Path(self.url[len("sqlite:///"):]).is_file():
@@ -227,6 +230,7 @@ class StoreCollector(Collector):
             store = self._own_store = self._own_store or open_store(self.url)
         self._state = state = self._state or open_alert_state(self.url)
         self._outbox = outbox = self._outbox or open_outbox(self.url)
+        self._read_models = tables = self._read_models or ReadModelTables(self.url)
         events = GaugeMetricFamily("backlight_store_events", "Events in the store, per process",
                                    labels=["process"])
         for count in store.counts():
@@ -255,4 +259,8 @@ class StoreCollector(Collector):
             family = families.get(status)
             if family is not None:
                 family.add_metric([channel], n)
-        return [events, current, fired, sent, failed, depth]
+        unfolded = GaugeMetricFamily(
+            "backlight_read_models_unfolded_events", "Stored events not folded into the read "
+            "models yet (the overview and the figures answer once they are): alert when it grows")
+        unfolded.add_metric([], max(0, store.last_seq() - tables.mark(READ_MODELS)))
+        return [events, current, fired, sent, failed, depth, unfolded]

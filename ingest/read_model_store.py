@@ -46,8 +46,8 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS read_model_totals (process TEXT PRIMARY KEY,"
     " completed TEXT NOT NULL, open TEXT NOT NULL)",
 )
-_REFOLD = Migration(2, "read models with working time, rework cases and the shape they were "
-                      "folded with: folded again from the events", (
+_REFOLD = Migration(2, "read models with working time, rework cases, loops and the shape they "
+                      "were folded with: folded again from the events", (
                           *(f"DELETE FROM {t}" for t in (  # noqa: S608 (constants)
                               "read_model_marks", "read_model_days", "read_model_open",
                               "read_model_totals")),

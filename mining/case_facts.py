@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from mining.rework import MAX_CYCLE_LENGTH, canonical
 from schemas.event import CaseEvent
 
 Pair = tuple[str, str]
@@ -47,6 +48,8 @@ class CaseFacts:
     handoffs: tuple[tuple[str, str, int], ...]
     """(from team, to team, wait in microseconds) per pair that changes team."""
     rework: tuple[Rework, ...]
+    loops: tuple[tuple[str, ...], ...] = ()
+    """The simple cycles the case went round (``loops_of``), each once."""
     business_us: int | None = None
     """Working time from the first event to the last in the process's calendar (None where
     the folder has no calendar)."""
@@ -56,16 +59,16 @@ class CaseFacts:
         return [list(self.trace), self.first_us, self.last_us, [list(s) for s in self.steps],
                 [list(h) for h in self.handoffs],
                 [[r.activity, r.self_loop, r.loop, r.repeat, r.redo] for r in self.rework],
-                self.business_us]
+                [list(c) for c in self.loops], self.business_us]
 
     @classmethod
     def from_doc(cls, doc: Sequence[Any]) -> CaseFacts:
         """The facts `to_doc` described."""
-        trace, first, last, steps, handoffs, rework, business = doc
+        trace, first, last, steps, handoffs, rework, loops, business = doc
         return cls(tuple(trace), int(first), int(last), tuple((a, b, int(w)) for a, b, w in steps),
                    tuple((a, b, int(w)) for a, b, w in handoffs),
                    tuple(Rework(a, bool(s), bool(lp), bool(rp), bool(rd)) for a, s, lp, rp, rd in rework),
-                   None if business is None else int(business))
+                   tuple(tuple(c) for c in loops), None if business is None else int(business))
 
     @property
     def start(self) -> str:
@@ -105,6 +108,26 @@ def _rework(events: Sequence[CaseEvent]) -> tuple[Rework, ...]:
     return tuple(Rework(a, *f) for a, f in sorted(flags.items()))
 
 
+def loops_of(events: Sequence[CaseEvent],
+             max_length: int = MAX_CYCLE_LENGTH) -> tuple[tuple[str, ...], ...]:
+    """The simple cycles (at most ``max_length`` activities, each in its canonical rotation)
+    the case's completions go round, sorted: ``k`` consecutive distinct activities followed by
+    the first of them again (``a, a`` for a self-loop), ``mining.rework.discover_loops``' rule
+    for one case."""
+    trace = [e.activity for e in events if e.lifecycle == "complete"]
+    found: set[tuple[str, ...]] = set()
+    for i, first in enumerate(trace):
+        seen = {first}
+        for j in range(i + 1, min(i + max_length, len(trace) - 1) + 1):
+            if trace[j] == first:
+                found.add(canonical(trace[i:j]))
+                break
+            if trace[j] in seen:
+                break
+            seen.add(trace[j])
+    return tuple(sorted(found))
+
+
 def case_facts(events: Sequence[CaseEvent]) -> CaseFacts:
     """The facts of one case from its events in case order (time, then arrival); at least one."""
     if not events:
@@ -123,4 +146,5 @@ def case_facts(events: Sequence[CaseEvent]) -> CaseFacts:
         steps=tuple(steps),
         handoffs=tuple(handoffs),
         rework=_rework(events),
+        loops=loops_of(events),
     )

@@ -14,6 +14,7 @@ from typing import Any, Self
 
 from mining.case_facts import CaseFacts, Pair
 from mining.counts import bump, ranked
+from mining.rework import Loop
 from mining.sketch import DEFAULT_ALPHA, QuantileSketch
 
 REWORK_FLAGS = ("self_loop", "loop", "repeat", "redo")
@@ -46,6 +47,7 @@ class Figures:
         self._handoff_cases: dict[Pair, int] = {}
         self._rework: dict[tuple[str, int], int] = {}  # (activity, flag index or -1 for any) -> cases
         self._rework_cases = 0
+        self._loops: dict[tuple[str, ...], int] = {}  # cycle -> cases that went round it
         self._durations = QuantileSketch(alpha)
         self._business = QuantileSketch(alpha)
 
@@ -64,6 +66,8 @@ class Figures:
             self._business.add(facts.business_us, sign)
         if facts.rework:
             self._rework_cases += sign
+        for cycle in facts.loops:
+            bump(self._loops, cycle, sign)
         self._waits(self._edges, facts.steps, sign)
         self._waits(self._handoffs, facts.handoffs, sign)
         for pair in {(a, b) for a, b, _ in facts.handoffs}:
@@ -97,6 +101,8 @@ class Figures:
         self._durations.merge(other._durations, sign)
         self._business.merge(other._business, sign)
         self._rework_cases += sign * other._rework_cases
+        for cycle, n in other._loops.items():
+            bump(self._loops, cycle, sign * n)
         return self
 
     def copy(self) -> Figures:
@@ -121,6 +127,7 @@ class Figures:
             "durations": _sketch_doc(self._durations),
             "business_durations": _sketch_doc(self._business),
             "rework_cases": self._rework_cases,
+            "loops": sorted([list(c), n] for c, n in self._loops.items()),
         }
 
     def _variant_doc(self) -> list[list[Any]]:
@@ -146,6 +153,7 @@ class Figures:
         out._durations = _sketch(alpha, doc["durations"])
         out._business = _sketch(alpha, doc["business_durations"])
         out._rework_cases = int(doc["rework_cases"])
+        out._loops = {tuple(c): int(n) for c, n in doc["loops"]}
         return out
 
     def _waits(self, into: dict[Pair, QuantileSketch], waits: Iterable[tuple[str, str, int]],
@@ -231,6 +239,14 @@ class Figures:
         return self._business.copy()
 
     @property
+    def loops(self) -> list[Loop]:
+        """The directly-follows cycles cases went round, by cases desc, then length, then
+        name (``mining.rework.discover_loops``' order)."""
+        loops = [Loop(cycle, n) for cycle, n in self._loops.items()]
+        loops.sort(key=lambda lp: (-lp.cases, len(lp.cycle), lp.cycle))
+        return loops
+
+    @property
     def rework_cases(self) -> int:
         """Cases in which some activity was completed more than once."""
         return self._rework_cases
@@ -240,8 +256,8 @@ class Figures:
             return NotImplemented
         return all(getattr(self, name) == getattr(other, name) for name in (
             "alpha", "_events", "_cases", "_activities", "_starts", "_ends", "_variants",
-            "_edges", "_handoffs", "_handoff_cases", "_rework", "_rework_cases", "_durations",
-            "_business"))
+            "_edges", "_handoffs", "_handoff_cases", "_rework", "_rework_cases", "_loops",
+            "_durations", "_business"))
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 

@@ -12,10 +12,12 @@ from typing import Final, Literal
 
 import polars as pl
 
-from mining.dfg import Edge, discover_dfg
+from mining.dfg import Dfg, Edge, discover_dfg
 from mining.errors import MiningError
+from mining.figures import Figures
 from mining.frame import Events, EventsLike, prepare
-from mining.rework import discover_loops
+from mining.rework import MAX_LOOPS, Loop, discover_loops
+from mining.stats import WaitStats
 from schemas.printable import printable
 
 # Simplification, as Disco's sliders do it:
@@ -138,16 +140,54 @@ def _bottlenecks(edges: tuple[Edge, ...], options: MapOptions) -> frozenset[Key]
                      if e.wait.median >= cut and e.count >= options.bottleneck_min_count)
 
 
-def build_map(data: EventsLike, options: MapOptions = MapOptions()) -> ProcessMap:
-    """Simplify the directly-follows map of the events as MapOptions says (see module comment)."""
-    events = prepare(data)
-    table = events.df.group_by("activity").len().sort(["len", "activity"], descending=[True, False])
-    counts = {str(a): int(n) for a, n in table.iter_rows()}
-    names = list(counts)[: _share(options.activities, len(counts))]
-    kept = set(names)
-    hidden = {a: n for a, n in counts.items() if a not in kept}
-    shown = Events(events.df.filter(pl.col("activity").is_in(names)), events.lifecycle) if hidden else events
-    dfg = discover_dfg(shown)
+@dataclass(frozen=True)
+class MapData:
+    """What a map is drawn from when it is not drawn from the events themselves (a read
+    model's figures): the activities' event counts, most frequent first (ties by name), the
+    directly-follows graph with its waits, the loops cases go round, and how many cases."""
+
+    activities: dict[str, int]
+    dfg: Dfg
+    loops: tuple[Loop, ...]
+    cases: int
+
+    @classmethod
+    def of(cls, figures: Figures) -> MapData:
+        """A read model's figures as a map's data: counts exact, waits within the sketches'
+        alpha, the loops most cases go round as ``discover_loops`` keeps them."""
+        edges = sorted(figures.edges.items(), key=lambda kv: (-kv[1].count, kv[0]))
+        return cls(
+            activities=figures.activities,
+            dfg=Dfg(tuple(Edge(a, b, k.count, WaitStats(k.mean_s, k.quantile_s(0.5),
+                                                        k.quantile_s(0.9), k.max_s))
+                          for (a, b), k in edges),
+                    figures.start_activities, figures.end_activities),
+            loops=tuple(figures.loops[:MAX_LOOPS]), cases=figures.cases)
+
+
+def build_map(data: EventsLike | MapData, options: MapOptions = MapOptions()) -> ProcessMap:
+    """Simplify the directly-follows map of the events as MapOptions says (see module comment).
+    From ``MapData`` every activity must be shown: hiding one projects the traces, which only
+    the events can."""
+    if isinstance(data, MapData):
+        counts = data.activities
+        names = list(counts)[: _share(options.activities, len(counts))]
+        if len(names) < len(counts):
+            raise MiningError("a map that hides activities is drawn from the events")
+        hidden: dict[str, int] = {}
+        dfg, cases = data.dfg, data.cases
+        all_loops = list(data.loops)
+    else:
+        events = prepare(data)
+        table = events.df.group_by("activity").len().sort(["len", "activity"], descending=[True, False])
+        counts = {str(a): int(n) for a, n in table.iter_rows()}
+        names = list(counts)[: _share(options.activities, len(counts))]
+        kept = set(names)
+        hidden = {a: n for a, n in counts.items() if a not in kept}
+        shown = (Events(events.df.filter(pl.col("activity").is_in(names)), events.lifecycle)
+                 if hidden else events)
+        dfg, cases = discover_dfg(shown), events.cases
+        all_loops = discover_loops(shown)
     index = {a: i for i, a in enumerate(names)}
     by_key = {(index[e.source], index[e.target]): e for e in dfg.edges}
     paths = {(START, index[a]): n for a, n in dfg.start_activities.items()}
@@ -157,7 +197,7 @@ def build_map(data: EventsLike, options: MapOptions = MapOptions()) -> ProcessMa
     _connect(keep, paths, START, forward=True)
     _connect(keep, paths, END, forward=False)
     edges = tuple(e for k, e in by_key.items() if k in keep)
-    loops = [lp.cycle for lp in discover_loops(shown) if lp.cases >= options.loop_share * events.cases]
+    loops = [lp.cycle for lp in all_loops if lp.cases >= options.loop_share * cases]
     on_loops = {(c[i], c[(i + 1) % len(c)]) for c in loops for i in range(len(c))}
     hidden_paths = [n for k, n in paths.items() if k not in keep]
     caption = f"showing {len(names)} of {len(counts)} activities, {len(keep)} of {len(paths)} paths"
@@ -235,7 +275,8 @@ def _legend(options: MapOptions) -> str:
     )
 
 
-def to_dot(data: EventsLike, options: MapOptions = MapOptions(), *, title: str = "") -> str:
+def to_dot(data: EventsLike | MapData, options: MapOptions = MapOptions(), *,
+           title: str = "") -> str:
     """The process map as DOT text; every name goes into an escaped HTML-like label."""
     pmap = build_map(data, options)
     perf = options.view == "performance"
@@ -316,7 +357,8 @@ def render_svg(dot_text: str, timeout_s: float = 60, *, dot: str = "dot") -> str
 
 
 def process_map_svg(
-    data: EventsLike, options: MapOptions = MapOptions(), *, title: str = "", timeout_s: float = 60
+    data: EventsLike | MapData, options: MapOptions = MapOptions(), *, title: str = "",
+    timeout_s: float = 60
 ) -> str:
     """The process map of the events as an SVG document."""
     return render_svg(to_dot(data, options, title=title), timeout_s)

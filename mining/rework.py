@@ -110,7 +110,7 @@ def discover_rework(data: EventsLike, lifecycle: str | None = None) -> list[Rewo
     ]
 
 
-def _canonical(cycle: list[str]) -> tuple[str, ...]:
+def canonical(cycle: list[str]) -> tuple[str, ...]:
     """The rotation of a simple cycle that starts at its alphabetically first activity."""
     i = cycle.index(min(cycle))
     return tuple(cycle[i:] + cycle[:i])
@@ -125,7 +125,7 @@ def dfg_cycles(steps: pl.DataFrame, max_length: int = MAX_CYCLE_LENGTH) -> list[
     graph = nx.DiGraph()
     graph.add_edges_from(steps.select("source", "target").unique().iter_rows())
     found = nx.simple_cycles(graph, length_bound=max_length)
-    return sorted({_canonical(list(c)) for c in itertools.islice(found, MAX_ENUMERATED)})
+    return sorted({canonical(list(c)) for c in itertools.islice(found, MAX_ENUMERATED)})
 
 
 def _pairs(df: pl.DataFrame) -> pl.DataFrame:

@@ -28,8 +28,10 @@ from conftest import backlight, write_config
 from kafka import KafkaConsumer, TopicPartition
 from pg import fresh_database
 
+from backlight import alerting
 from backlight.config import Settings, load
 from backlight.web.server import running
+from ingest.store import open_store
 from ingest.transport import ensure_topics
 from schemas.decode import REASONS
 
@@ -307,9 +309,17 @@ def test_mine_answers_afterwards(ingested: Ingested, fmt: str) -> None:
 
 
 def test_pages_and_api_answer_afterwards(ingested: Ingested) -> None:
-    """Over HTTP: `/`, the process page, the API (strict JSON) and map.svg answer 200; the
-    escape-sequence case id and activity are shown escaped, never as raw control bytes."""
+    """After an alert round: over HTTP, `/`, the process page, the API (strict JSON) and
+    map.svg answer 200; the escape-sequence case id (listed stuck by the round) and activity are
+    shown escaped, never as raw control bytes."""
     quoted = quote(PROCESS, safe="")
+    store = open_store(ingested.url)
+    try:
+        latest = store.latest(PROCESS)
+    finally:
+        store.close()
+    assert latest is not None
+    alerting.evaluate(ingested.settings, now=latest, processes=[PROCESS])
     with running(ingested.settings) as base, httpx.Client(base_url=base, timeout=120) as http:
         bodies = {}
         for path in ("/", f"/processes/{quoted}", "/api/processes", f"/api/processes/{quoted}",

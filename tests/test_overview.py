@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import numpy as np
 import polars as pl
 import pytest
@@ -16,6 +18,8 @@ from alerts.registry import ProcessDefinition
 from backlight.config import Settings, load
 from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
+from backlight.web.server import running
+from backlight.web.service import FOLD_PER_REQUEST
 from ingest.read_model_store import ReadModelTables
 from ingest.simulate import Anomalies, ReworkLoop, simulate
 from ingest.store import open_store
@@ -124,3 +128,24 @@ def test_a_window_counts_the_cases_completed_in_its_days_and_weeks(onboarding: S
     for week, n, median in zip(got.weekly, weeks["n"], weeks["m"], strict=True):
         assert week.cases == n
         assert math.isclose(week.median_seconds, median, rel_tol=0.0101)
+
+
+def test_a_store_never_folded_says_it_is_catching_up(tmp_path: Path) -> None:
+    """Over HTTP, the first overview of a store of 60k never-folded events folds 50,000 and says
+    how many are left; the next view folds the rest and the notice is gone."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sim = simulate("onboarding", 8_000, seed=3)
+    store = open_store(url)
+    try:
+        store.write(sim.events)
+    finally:
+        store.close()
+    data = load(environ={}).model_dump(mode="python")
+    data["store"]["url"] = url
+    with running(Settings.model_validate(data)) as base:
+        first = httpx.get(base + "/", timeout=120).text
+        second = httpx.get(base + "/", timeout=120).text
+    left = len(sim.events) - FOLD_PER_REQUEST
+    assert left > 0
+    assert "catching up" in first and f"{left} stored events not in these figures yet" in first
+    assert "catching up" not in second

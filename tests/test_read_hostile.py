@@ -171,6 +171,10 @@ def test_every_page_and_document_answers_with_strict_json(filled: Filled,
                          f"/api/processes/{quoted}/events.xes",
                          f"/api/processes/{quoted}/model.bpmn"):
                 r = client.get(path, params={"window": window})
+                if path.endswith("model.bpmn") and r.status_code == 404:
+                    # no case completed in the window (hostile names no end activities)
+                    assert window != "all" and "no model" in strict_json(r.text)["detail"]
+                    continue
                 assert r.status_code == 200, (path, window, r.text[:300])
                 if r.headers["content-type"].startswith("application/json"):
                     strict_json(r.text)

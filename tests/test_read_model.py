@@ -19,6 +19,7 @@ from ingest.simulate import simulate
 from mining.case_facts import CaseFacts
 from mining.figures import Figures
 from mining.read_model import DAY_US, Changes, MemoryHistory, ReadModel, day_of
+from mining.rework import MAX_LOOPS
 from mining.summary import summarize
 from schemas.event import CaseEvent
 
@@ -84,7 +85,8 @@ def test_any_arrival_order_folds_to_the_model_built_in_one_go(
 @given(logs(), st.randoms(use_true_random=False))
 def test_its_figures_equal_the_batch_mining_on_the_same_events(
         events: list[CaseEvent], rnd: random.Random) -> None:
-    """Counts and means equal `summarize` exactly; medians, p90s and maxima are within alpha."""
+    """Counts, loops and means equal `summarize` exactly; medians, p90s and maxima are within
+    alpha."""
     model, distinct = fold(arrivals(events, rnd))
     assert_equals_mine(model, distinct)
 
@@ -133,6 +135,8 @@ def assert_equals_mine(model: ReadModel, distinct: list[CaseEvent]) -> None:
             for a, r in figures.rework.items()} == {
         r["activity"]: (r["cases"], r["self_loop_cases"], r["loop_cases"], r["repeat_cases"], r["redo_cases"])
         for r in doc["rework"]}
+    loops = [(tuple(lp["cycle"]), lp["cases"]) for lp in doc["loops"]]
+    assert [(lp.cycle, lp.cases) for lp in figures.loops][:MAX_LOOPS] == loops
     durations = figures.durations
     close_to(durations.mean_s, doc["case_duration_seconds"]["mean"], 0.0)
     close_to(durations.quantile_s(0.5), doc["case_duration_seconds"]["median"], model.alpha)

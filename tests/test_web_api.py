@@ -83,16 +83,19 @@ def test_process_document_is_the_mine_json(client: httpx.Client, settings: Setti
         assert response.json() == json.loads(mine(settings, name, "json").text), name
 
 
-def test_four_week_window_is_the_tail_of_the_history(client: httpx.Client) -> None:
-    """window=4w covers at most the 28 days before the latest event, and no more events."""
+def test_four_week_window_holds_the_cases_completed_in_its_days(client: httpx.Client) -> None:
+    """window=4w is the cases completed in the 28 UTC days up to the last completion, with all
+    their events: the same cases and events as its figures, each case's last event in those
+    days, fewer than the quarter's and all time's."""
     whole = client.get("/api/processes/claims", params={"window": "all"}).json()
     recent = client.get("/api/processes/claims", params={"window": "4w"}).json()
-    assert 0 < recent["events"] < whole["events"]
-    assert recent["window"]["to"] == whole["window"]["to"]
-    as_of = datetime.fromisoformat(whole["window"]["to"])
-    assert datetime.fromisoformat(recent["window"]["from"]) >= as_of - timedelta(days=28)
     quarter = client.get("/api/processes/claims", params={"window": "quarter"}).json()
-    assert recent["events"] <= quarter["events"] <= whole["events"]
+    figures = client.get("/api/processes/claims/figures", params={"window": "4w"}).json()
+    assert 0 < recent["events"] < quarter["events"] < whole["events"]
+    assert (recent["events"], recent["cases"]) == (figures["events"], figures["cases"])
+    start = datetime.fromisoformat(figures["completed_from"])
+    assert start <= datetime.fromisoformat(recent["window"]["to"]) < start + timedelta(days=28)
+    assert datetime.fromisoformat(recent["window"]["from"]) < start  # earlier events of its cases
 
 
 def test_cases_in_flight_and_stuck_cases_are_the_same_in_every_window(

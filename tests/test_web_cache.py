@@ -186,14 +186,14 @@ def test_server_figures_follow_new_events(served: tuple[str, Path]) -> None:
 
 
 def test_a_process_without_a_reference_model_is_read_once_per_view(tmp_path: Path) -> None:
-    """The API's process document asks for the window's snapshot once: conformance, with no
-    documented model to check against, does not fetch it again."""
+    """The API's process document reads the window's events once: conformance, with no
+    documented model to check against, does not read them again."""
     fill_store(tmp_path / "store.db", cases=60)
     svc = WebService(web_settings(tmp_path / "store.db"))
     try:
         get_process("claims", svc, "all")
-        assert (svc.snapshots.misses, svc.snapshots.hits) == (1, 0)
+        assert (svc.frames.misses, svc.frames.hits) == (1, 0)
         assert svc.conformance("claims", "all") is None
-        assert (svc.snapshots.misses, svc.snapshots.hits) == (1, 0)
+        assert (svc.frames.misses, svc.frames.hits) == (1, 0)
     finally:
         svc.close()

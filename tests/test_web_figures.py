@@ -40,8 +40,8 @@ def within(estimate: float, exact: float, alpha: float) -> bool:
 
 
 def test_figures_for_all_time_equal_mine(client: httpx.Client, settings: Settings) -> None:
-    """Counts, variants and edges equal `mine --format json`; mean waits exact, medians and p90s
-    within the stated relative error."""
+    """Counts, variants, edges and loops equal `mine --format json`; mean waits exact, medians
+    and p90s within the stated relative error."""
     for name in DEMO:
         response = client.get(f"/api/processes/{name}/figures", params={"window": "all"})
         assert response.status_code == 200, response.text
@@ -65,6 +65,7 @@ def test_figures_for_all_time_equal_mine(client: httpx.Client, settings: Setting
             assert within(ours["p90"], mine_wait["p90"], alpha)
         assert within(got["case_duration_seconds"]["mean"], doc["case_duration_seconds"]["mean"], 0.0)
         assert within(got["case_duration_seconds"]["median"], doc["case_duration_seconds"]["median"], alpha)
+        assert got["loops"] == doc["loops"] and got["rework"]
 
 
 def test_a_window_counts_the_cases_completed_in_its_days(client: httpx.Client) -> None:

@@ -244,6 +244,22 @@ def test_store_figures_match_the_alert_state_and_the_outbox(filled: Filled) -> N
     assert by(samples, "backlight_events_consumed_total", "topic") == {}
 
 
+def test_unfolded_events_count_down_to_zero_once_the_read_models_fold(filled: Filled) -> None:
+    """Before any fold every stored event is unfolded; after the overview (which folds what
+    arrived) none is."""
+    store = SQLiteStore(filled.path)
+    try:
+        stored = sum(c.events for c in store.counts())
+    finally:
+        store.close()
+    with running(filled.settings) as base:
+        before = by(scrape(base), "backlight_read_models_unfolded_events")
+        assert httpx.get(f"{base}/").status_code == 200
+        after = by(scrape(base), "backlight_read_models_unfolded_events")
+    assert before == {(): stored} and stored > 1_000
+    assert after == {(): 0}
+
+
 @pytest.fixture()
 def small_store(tmp_path: Path) -> Iterator[Settings]:
     """A store with a few events, and settings over it (no sources)."""

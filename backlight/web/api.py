@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backlight.web.auth import Principal
 from backlight.web.service import ProcessRow, WebService
-from backlight.web.snapshot import DEFAULT_WINDOW
+from backlight.web.windows import DEFAULT_WINDOW
 from schemas.alerts import JsonValue
 
 Window = Annotated[Literal["4w", "quarter", "all"], Query(description="time window")]
@@ -161,11 +161,10 @@ def list_processes(svc: Service, window: Window = DEFAULT_WINDOW) -> list[Proces
 
 @router.get("/processes/{name}")
 def get_process(name: str, svc: Service, window: Window = DEFAULT_WINDOW) -> dict[str, Any]:
-    """The process's `mine --format json` document for the window, with conformance to its
-    reference model when the config names one."""
-    snap = svc.snapshot(name, window)
-    doc = dict(snap.summary)
-    checked = svc.conformance(name, window, snap)
+    """The process's `mine --format json` document of the window's cases (those its figures
+    count), with conformance to its reference model when the config names one."""
+    doc = svc.document(name, window)
+    checked = svc.conformance(name, window)
     if checked is not None:
         doc["conformance"] = checked
     return doc
@@ -203,9 +202,10 @@ def get_xes(name: str, svc: Service, window: Window = DEFAULT_WINDOW) -> Respons
 
 @router.get("/processes/{name}/stuck", response_model=list[StuckOut])
 def get_stuck(name: str, svc: Service, window: Window = DEFAULT_WINDOW) -> list[StuckOut]:
-    """Open cases idle far longer than normal at their step, longest first."""
+    """Open cases idle far longer than normal at their step, longest first: those the firing
+    stuck alerts list, as of the last alert round (every open case, whatever the window)."""
     return [StuckOut(case_id=c.case_id, step=c.step, idle_days=c.idle_days, since=c.since)
-            for c in svc.snapshot(name, window).stuck]
+            for c in svc.stuck(name)]
 
 
 @router.get("/alerts")

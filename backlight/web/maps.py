@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
+
 from backlight.config import WebSettings
 from backlight.web.cache import ProcessCache
 from backlight.web.limits import STEP, RenderGate, quantise
-from backlight.web.snapshot import Snapshot
 from ingest.store import EventStore
 from mining.errors import MiningError
-from mining.render import MapOptions, View, process_map_svg
+from mining.render import MapData, MapOptions, View, process_map_svg
 
 
 @dataclass(frozen=True)
@@ -36,20 +37,24 @@ class MapRenderer:
         self.timeout_s = web.map_timeout_s
         self._cache: ProcessCache[Drawn] = ProcessCache(store, max_entries)
 
-    def svg(self, snap: Snapshot, view: View, activities: float, paths: float) -> str:
-        """The map of ``snap``'s events; ``MiningError`` when it cannot be laid out,
-        ``RenderBusy`` when no render slot frees up in time."""
+    def svg(self, process: str, window: str, data: pl.DataFrame | MapData, version: int,
+            view: View, activities: float, paths: float) -> str:
+        """The map of ``data`` (the process's events in the window, or its read model's
+        figures), ``version`` telling one state of it from another (how many events it
+        holds); ``MiningError`` when it cannot be laid out, ``RenderBusy`` when no render slot
+        frees up in time."""
         activities, paths = quantise(activities, STEP), quantise(paths, 0.0)
         options = MapOptions(view=view, activities=activities, paths=paths)
 
         def draw() -> Drawn:
             try:
-                return Drawn(process_map_svg(snap.frame, options, title=snap.process,
+                return Drawn(process_map_svg(data, options, title=process,
                                              timeout_s=self.timeout_s))
             except MiningError as exc:
                 return Drawn(None, str(exc))
 
-        drawn = self._cache.get((snap.process, snap.window, snap.events, view, activities, paths),
+        source = "figures" if isinstance(data, MapData) else "events"
+        drawn = self._cache.get((process, window, source, version, view, activities, paths),
                                 lambda: self.gate.run(draw))
         if drawn.svg is None:
             raise MiningError(drawn.error or "the map could not be drawn")

@@ -37,7 +37,7 @@ from backlight.web.charts import share_bar, sparkline
 from backlight.web.forms import FormError, q
 from backlight.web.limits import AttemptLimiter, quantise
 from backlight.web.service import ProcessRow, WebService
-from backlight.web.snapshot import DEFAULT_WINDOW, WINDOWS
+from backlight.web.windows import DEFAULT_WINDOW, WINDOWS
 from schemas.alerts import Acknowledgement, Alert, Silence, Status
 from schemas.printable import printable
 
@@ -169,9 +169,11 @@ def _trend(medians: list[float]) -> str:
 def overview(request: Request) -> Response:
     window = _window(request)
     today = datetime.now(UTC)
-    rows = [_row(r, today) for r in _service(request).overview(window)]
+    svc = _service(request)
+    rows = [_row(r, today) for r in svc.overview(window)]
     return render(request, "overview.html", {
         "rows": rows, "window": window, "window_label": WINDOWS[window][0],
+        "unfolded": svc.unfolded(),
         "windows": _window_links("/", window)})
 
 
@@ -229,28 +231,33 @@ def _alert_view(svc: WebService, a: Alert, acks: dict[str, Acknowledgement],
 def process_page(name: str, request: Request) -> Response:
     svc = _service(request)
     window = _window(request)
-    snap = svc.snapshot(name, window)
+    line = svc.line(name, window)
+    figures = svc.figures(name, window)  # type: ignore[arg-type]  # a key of WINDOWS
     definition = svc.definition(name)
     governance = svc.governance(definition)
     controls = MapControls.of(request)
     base = f"/processes/{q(name)}"
     api = f"/api/processes/{q(name)}"
-    summary = snap.summary
-    variants = summary.get("variants", [])
+    cases = max(figures.cases, 1)
     return render(request, "process.html", {
         "name": name, "window": window, "window_label": WINDOWS[window][0],
         "windows": _window_links(base, window, **controls.params()),
-        "snap": snap, "gov": governance, "stale": governance.stale(datetime.now(UTC).date()),
+        "line": line, "completed_from": figures.completed_from, "unfolded": svc.unfolded(),
+        "gov": governance, "stale": governance.stale(datetime.now(UTC).date()),
         "controls": controls, "views": VIEWS, "base": base, "map_base": f"{api}/map.svg",
         "map_src": f"{api}/map.svg?{urlencode({'window': window, **controls.params()})}",
         "bpmn": f"{api}/model.bpmn?{urlencode({'window': window})}",
         "xes": f"{api}/events.xes?{urlencode({'window': window})}",
-        "variants": variants[:TOP_VARIANTS], "variant_count": len(variants),
-        "handoffs": summary.get("handoffs", []), "rework": summary.get("rework", []),
-        "loops": summary.get("loops", []), "conformance": svc.conformance(name, window, snap),
-        "stuck": snap.stuck, "alerts": _alert_views(svc, svc.alerts(name), history=True),
+        "variants": [{"activities": v.activities, "count": v.count, "share": v.count / cases}
+                     for v in figures.variants[:TOP_VARIANTS]],
+        "variant_count": figures.variant_count,
+        "handoffs": figures.handoffs,
+        "rework": [{"activity": r.activity, "cases": r.cases, "share": r.cases / cases}
+                   for r in figures.rework],
+        "loops": figures.loops, "conformance": svc.conformance(name, window),
+        "stuck": svc.stuck(name), "alerts": _alert_views(svc, svc.alerts(name), history=True),
         "reviews": svc.reviews(name)[:10], "until": forms.default_until(),
-        "spark": sparkline([w.median_seconds for w in snap.weekly], "weekly median throughput"),
+        "spark": sparkline([w.median_seconds for w in line.weekly], "weekly median throughput"),
     })
 
 

@@ -15,24 +15,34 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+import polars as pl
+
 from alerts.registry import ProcessDefinition, review_due
 from alerts.state import open_alert_state
 from backlight import alerting
 from backlight.config import ProcessSettings, Settings
-from backlight.figures_view import FiguresOut, Window, figures_view
+from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view, window_days
 from backlight.mine import conformance
 from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
 from backlight.web.cache import ProcessCache
+from backlight.web.limits import STEP, quantise
 from backlight.web.maps import MapRenderer
-from backlight.web.snapshot import WINDOWS, Snapshot, build_snapshot
+from backlight.web.windows import WINDOWS, StuckCase
 from ingest.read_model_store import ReadModelTables
 from ingest.store import open_store
 from mining.export import write_xes
+from mining.frame import prepare
 from mining.model import discover_model
-from mining.render import View
+from mining.read_model import DAY_US
+from mining.render import MapData, View
+from mining.summary import summarize
+from mining.timerange import latest_allowed, within_range
+from mining.windows import completed_between
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity, Silence, Status
 from schemas.errors import BacklightError
+from schemas.event import from_time_us
+from schemas.frame import FRAME_SCHEMA
 
 log = logging.getLogger("backlight.web")
 
@@ -92,7 +102,7 @@ class WebService:
         self.settings = settings
         self.store = open_store(settings.store.url, settings.store.session())
         self.state = open_alert_state(settings.store.url, settings.store.session())
-        self.snapshots: ProcessCache[Snapshot] = ProcessCache(
+        self.frames: ProcessCache[pl.DataFrame] = ProcessCache(
             self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
         self.maps = MapRenderer(self.store, settings.web, 4 * settings.web.cache_entries)
@@ -136,13 +146,68 @@ class WebService:
                           definition.reviewed_by, due,
                           str(definition.sla) if definition.sla else None, definition.configured)
 
-    def snapshot(self, name: str, window: str) -> Snapshot:
+    def _fold(self) -> None:
+        """Fold what arrived into the read models (at most about ``FOLD_PER_REQUEST``)."""
+        with self._models_lock:
+            self.read_models.catch_up(limit=FOLD_PER_REQUEST)
+
+    def line(self, name: str, window: str) -> ProcessFigures:
+        """The process's figures in the window as the overview shows them."""
         if window not in WINDOWS:
             raise NotFound(f"no window {window!r}; allowed: {', '.join(WINDOWS)}")
         definition = self.definition(name)
-        return self.snapshots.get(
-            (name, window),
-            lambda: build_snapshot(definition, self.store.events(name), window))
+        self._fold()
+        return process_figures(definition, window, self.read_model_tables, self.store)
+
+    def window_events(self, name: str, window: str) -> pl.DataFrame:
+        """The events of the cases the window's figures count, for what is drawn from the
+        events (map, downloads, conformance, the `mine` document): for all time every case's
+        (out-of-range times left out), else those of the cases completed in the window's days,
+        read through the store's indexes (the cases with an event since its first day)."""
+        if window not in WINDOWS:
+            raise NotFound(f"no window {window!r}; allowed: {', '.join(WINDOWS)}")
+        definition = self.definition(name)
+
+        def build() -> pl.DataFrame:
+            now = datetime.now(UTC)
+            if WINDOW_DAYS[window] is None:
+                return within_range(self.store.events(name), now).frame
+            self._fold()
+            span = window_days(self.read_model_tables, name, window, now)
+            first = None if span is None else from_time_us(span[0])
+            until = None if span is None else from_time_us(span[1] + DAY_US)
+            if first is None or until is None:
+                return pl.DataFrame(schema=FRAME_SCHEMA)
+            return completed_between(self.store.events(name, cases_since=first), first, until,
+                                     definition.end_activities)
+        return self.frames.get((name, window), build)
+
+    def stuck(self, name: str) -> tuple[StuckCase, ...]:
+        """The cases the firing stuck alerts of the process list (as of the last alert
+        round), longest idle first."""
+        self.definition(name)
+        out = []
+        for alert in self.alerts(name):
+            if alert.rule != "stuck" or alert.status not in (Status.FIRING, Status.PENDING):
+                continue
+            cases = alert.evidence.get("cases")
+            for case in cases if isinstance(cases, list) else []:
+                if isinstance(case, dict):
+                    out.append(StuckCase(str(case.get("case_id")), str(case.get("step")),
+                                         float(case.get("idle_days") or 0.0),
+                                         str(case.get("since"))))
+        return tuple(sorted(out, key=lambda c: (-c.idle_days, c.case_id)))
+
+    def document(self, name: str, window: str) -> dict[str, Any]:
+        """The `mine --format json` document of the window's events (``window_events``)."""
+        frame = self.window_events(name, window)
+        import json
+
+        text = self.documents.get((name, window, frame.height, "summary"), lambda: json.dumps(
+            summarize(prepare(frame), name)))
+        doc: dict[str, Any] = json.loads(text)
+        doc["out_of_range_events"] = self.store.out_of_range(name, latest_allowed(datetime.now(UTC)))
+        return doc
 
     def figures(self, name: str, window: Window) -> FiguresOut:
         """The process's read-model figures in the window. Folds what arrived first, at most
@@ -152,14 +217,17 @@ class WebService:
             return figures_view(self.read_models, self.read_model_tables, name, window,
                                 FOLD_PER_REQUEST)
 
+    def unfolded(self) -> int:
+        """Stored events the read models have not folded yet (0 once a folder keeps up)."""
+        return self.read_models.behind()
+
     def overview(self, window: str) -> list[ProcessRow]:
         """Every process's line from the read models, after folding what arrived (at most
         about ``FOLD_PER_REQUEST`` events, as ``figures``): never the event history."""
         if window not in WINDOWS:
             raise NotFound(f"no window {window!r}; allowed: {', '.join(WINDOWS)}")
         alerts = self.alerts()
-        with self._models_lock:
-            self.read_models.catch_up(limit=FOLD_PER_REQUEST)
+        self._fold()
         rows = []
         for name in self.names():
             counts: dict[str, int] = {}
@@ -177,44 +245,54 @@ class WebService:
         return rows
 
     # --- documents ---------------------------------------------------------------------------
-    # Keyed by the snapshot they are drawn from (its event count): the two caches notice new
-    # events at their own moments, and a document must never outlive its snapshot.
+    # Keyed by the window's events they are drawn from (their count): the caches notice new
+    # events at their own moments, and a document must never outlive its events.
 
     def map_svg(self, name: str, window: str, view: View, activities: float,
                 paths: float) -> str:
-        """The map, its thresholds snapped to 5% steps, drawn through ``self.maps`` (bounded
-        in concurrency and time, cached with its data version)."""
-        return self.maps.svg(self.snapshot(name, window), view, activities, paths)
+        """The map of the window's cases, its thresholds snapped to 5% steps, drawn through
+        ``self.maps`` (bounded in concurrency and time, cached with its data version): for all
+        time with every activity shown from the read model (never the history), else from the
+        window's events (hiding activities projects the traces, which only the events can)."""
+        if window == "all" and quantise(activities, STEP) >= 1.0:
+            self.definition(name)
+            self._fold()
+            with self._models_lock:
+                figures = self.read_models.figures(name)
+            return self.maps.svg(name, window, MapData.of(figures), figures.events, view,
+                                 activities, paths)
+        frame = self.window_events(name, window)
+        return self.maps.svg(name, window, frame, frame.height, view, activities, paths)
 
     def bpmn(self, name: str, window: str) -> str:
-        snap = self.snapshot(name, window)
-        return self.documents.get((name, window, snap.events, "bpmn"),
-                                  lambda: discover_model(snap.frame).bpmn_xml)
+        frame = self.window_events(name, window)
+        if frame.is_empty():
+            raise NotFound(f"no case of {name!r} in the window {window!r}: no model to discover")
+        return self.documents.get((name, window, frame.height, "bpmn"),
+                                  lambda: discover_model(frame).bpmn_xml)
 
     def xes(self, name: str, window: str) -> str:
-        snap = self.snapshot(name, window)
+        frame = self.window_events(name, window)
 
         def build() -> str:
             buffer = io.StringIO()
-            write_xes(snap.frame, name, buffer)
+            write_xes(frame, name, buffer)
             return buffer.getvalue()
-        return self.documents.get((name, window, snap.events, "xes"), build)
+        return self.documents.get((name, window, frame.height, "xes"), build)
 
-    def conformance(self, name: str, window: str,
-                    snap: Snapshot | None = None) -> dict[str, Any] | None:
+    def conformance(self, name: str, window: str) -> dict[str, Any] | None:
         """Fitness of the window's events against the process's documented model; None without
-        one (then no snapshot is fetched). ``snap``: the window's snapshot, when in hand."""
+        one (then no event is read)."""
         configured = next((p for p in self.settings.processes if p.name == name), None)
         if configured is None or configured.reference_model is None:
             return None
-        snap = snap or self.snapshot(name, window)
-        key = (name, window, snap.events, "conformance")
-        if not snap.events:
+        frame = self.window_events(name, window)
+        if frame.is_empty():
             return None
         import json
 
-        text = self.documents.get(key, lambda: json.dumps(
-            conformance(self.settings, name, snap.frame, None)))
+        text = self.documents.get((name, window, frame.height, "conformance"), lambda: json.dumps(
+            conformance(self.settings, name, frame, None)))
         result: dict[str, Any] | None = json.loads(text)
         return result
 
