@@ -104,6 +104,9 @@ class WebService:
         self.state = open_alert_state(settings.store.url, settings.store.session())
         self.frames: ProcessCache[pl.DataFrame] = ProcessCache(
             self.store, settings.web.cache_entries)
+        self.lines: ProcessCache[ProcessFigures] = ProcessCache(self.store, 4 * settings.web.cache_entries)
+        self.figure_views: ProcessCache[FiguresOut] = ProcessCache(
+            self.store, settings.web.cache_entries)
         self.documents: ProcessCache[str] = ProcessCache(self.store, 4 * settings.web.cache_entries)
         self.maps = MapRenderer(self.store, settings.web, 4 * settings.web.cache_entries)
         self.read_model_tables = ReadModelTables(settings.store.url, settings.store.session())
@@ -157,7 +160,17 @@ class WebService:
             raise NotFound(f"no window {window!r}; allowed: {', '.join(WINDOWS)}")
         definition = self.definition(name)
         self._fold()
-        return process_figures(definition, window, self.read_model_tables, self.store)
+        return self._line(definition, window)
+
+    def _line(self, definition: ProcessDefinition, window: str) -> ProcessFigures:
+        """The line as the read models hold it now (no fold), kept until the process gets
+        events once they are caught up (a line of figures still folding would be kept when no
+        event comes to drop it)."""
+        def compute() -> ProcessFigures:
+            return process_figures(definition, window, self.read_model_tables, self.store)
+        if self.unfolded():
+            return compute()
+        return self.lines.get((definition.name, window), compute)
 
     def window_events(self, name: str, window: str) -> pl.DataFrame:
         """The events of the cases the window's figures count, for what is drawn from the
@@ -198,24 +211,32 @@ class WebService:
                                          str(case.get("since"))))
         return tuple(sorted(out, key=lambda c: (-c.idle_days, c.case_id)))
 
-    def document(self, name: str, window: str) -> dict[str, Any]:
-        """The `mine --format json` document of the window's events (``window_events``)."""
+    def document(self, name: str, window: str) -> str:
+        """The `mine --format json` document of the window's events (``window_events``) as
+        JSON text, with the process's out-of-range events counted and its conformance to its
+        reference model when the config names one."""
         frame = self.window_events(name, window)
         import json
 
-        text = self.documents.get((name, window, frame.height, "summary"), lambda: json.dumps(
-            summarize(prepare(frame), name)))
-        doc: dict[str, Any] = json.loads(text)
-        doc["out_of_range_events"] = self.store.out_of_range(name, latest_allowed(datetime.now(UTC)))
-        return doc
+        def build() -> str:
+            doc = summarize(prepare(frame), name)
+            doc["out_of_range_events"] = self.store.out_of_range(
+                name, latest_allowed(datetime.now(UTC)))
+            checked = self.conformance(name, window)
+            if checked is not None:
+                doc["conformance"] = checked
+            return json.dumps(doc, allow_nan=False)
+        return self.documents.get((name, window, frame.height, "document"), build)
 
     def figures(self, name: str, window: Window) -> FiguresOut:
         """The process's read-model figures in the window. Folds what arrived first, at most
         about ``FOLD_PER_REQUEST`` events (a store never folded is `backlight rebuild`'s or
         `consume --read-models`' work, not a page's: the answer says what is left)."""
-        with self._models_lock:
-            return figures_view(self.read_models, self.read_model_tables, name, window,
-                                FOLD_PER_REQUEST)
+        def compute() -> FiguresOut:
+            with self._models_lock:
+                return figures_view(self.read_models, self.read_model_tables, name, window,
+                                    FOLD_PER_REQUEST)
+        return compute() if self.unfolded() else self.figure_views.get((name, window), compute)
 
     def unfolded(self) -> int:
         """Stored events the read models have not folded yet (0 once a folder keeps up)."""
@@ -236,8 +257,8 @@ class WebService:
                     counts[a.severity.value] = counts.get(a.severity.value, 0) + 1
             try:
                 definition = self.definition(name)
-                line = process_figures(definition, window, self.read_model_tables, self.store)
-                rows.append(ProcessRow(name, line, self.governance(definition), counts))
+                rows.append(ProcessRow(name, self._line(definition, window),
+                                       self.governance(definition), counts))
             except Exception as exc:  # one process's data never hides the others
                 log.exception("overview: the figures of one process failed",
                               extra={"fields": {"process": name, "window": window}})
