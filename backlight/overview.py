@@ -88,17 +88,14 @@ def process_figures(definition: ProcessDefinition, window: str, tables: ReadMode
     process = definition.name
     now = now or datetime.now(UTC)
     span = window_days(tables, process, window, now)
-    briefs = ({} if span is None else
-              {d: _DECODER.decode(doc) for d, doc in tables.days(process, span[0], span[1]).items()})
-    completed = _sum(briefs.values())
-    if window == "all":
+    if window == "all":  # the two totals: never the days
         totals = tables.totals(process)
-        done, flight = ((_sum(()), _sum(())) if totals is None else
-                        (_DECODER.decode(totals[0]), _DECODER.decode(totals[1])))
-        completed = done
-        counted = _sum((done, flight))
+        completed, flight = ((_sum(()), _sum(())) if totals is None else
+                             (_DECODER.decode(totals[0]), _DECODER.decode(totals[1])))
+        counted = _sum((completed, flight))
     else:
-        counted = completed
+        days = {} if span is None else tables.days(process, span[0], span[1])
+        completed = counted = _sum(_DECODER.decode(doc) for doc in days.values())
     business = completed.business()
     limit = None if definition.sla is None else definition.calendar.seconds(definition.sla)
     return ProcessFigures(

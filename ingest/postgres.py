@@ -272,8 +272,9 @@ class PostgresStore:
         return None if rows[0][0] is None else from_time_us(int(rows[0][0]))
 
     def out_of_range(self, process: str, latest: datetime) -> int:
-        rows = self._query(f"counting the {process!r} events out of range",
-                           OUT_OF_RANGE.replace("?", "%s"), (process, process, to_time_us(latest)))
+        sql = OUT_OF_RANGE.format(hint="").replace("?", "%s")
+        rows = self._query(f"counting the {process!r} events out of range", sql,
+                           (process, process, to_time_us(latest)))
         return int(rows[0][0])
 
     def last_seq(self) -> int:

@@ -105,6 +105,20 @@ def test_time_window_is_half_open(store: EventStore) -> None:
     assert store.events("claims", until=datetime(2026, 3, 4, 8, 16, tzinfo=UTC)).height == 1
 
 
+def test_latest_and_out_of_range_read_the_time_index(store: EventStore) -> None:
+    """latest() is the process's last event time before ``until``; out_of_range() counts its
+    events before 1970 or after the given moment, not another process's."""
+    store.write([ev(0, minute=0), ev(1, minute=10), ev(2, minute=20),
+                 CaseEvent("old", "claims", "c9", "Step", -5_000_000, "complete", None, None, None),
+                 ev(3, "payments", minute=-100_000)])
+    assert store.latest("claims") == datetime(2026, 3, 4, 8, 35, tzinfo=UTC)
+    assert store.latest("claims", until=datetime(2026, 3, 4, 8, 30, tzinfo=UTC)) == datetime(
+        2026, 3, 4, 8, 25, tzinfo=UTC)
+    assert store.latest("nothing") is None
+    assert store.out_of_range("claims", datetime(2026, 3, 4, 8, 26, tzinfo=UTC)) == 2
+    assert store.out_of_range("payments", datetime(2026, 3, 4, 8, 26, tzinfo=UTC)) == 0
+
+
 def test_cases_since_reads_whole_cases_touched_since_a_time(store: EventStore) -> None:
     """cases_since keeps every event (earlier ones too) of the cases with an event at or after
     it, and no event of the others or of another process; until bounds both (a case touched
