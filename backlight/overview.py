@@ -25,7 +25,8 @@ What each figure is:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -90,13 +91,13 @@ def process_figures(definition: ProcessDefinition, window: str, tables: ReadMode
     span = window_days(tables, process, window, now)
     if window == "all":  # the two totals: never the days
         totals = tables.totals(process)
-        completed, flight = ((_sum(()), _sum(())) if totals is None else
-                             (_DECODER.decode(totals[0]), _DECODER.decode(totals[1])))
-        counted = _sum((completed, flight))
+        briefs = () if totals is None else (_DECODER.decode(totals[0]),
+                                            _DECODER.decode(totals[1]))
+        completed, counted = _sum(briefs[:1]), _sum(briefs)
     else:
         days = {} if span is None else tables.days(process, span[0], span[1])
         completed = counted = _sum(_DECODER.decode(doc) for doc in days.values())
-    business = completed.business()
+    business = completed.business
     limit = None if definition.sla is None else definition.calendar.seconds(definition.sla)
     return ProcessFigures(
         process=process, window=window,
@@ -110,18 +111,24 @@ def process_figures(definition: ProcessDefinition, window: str, tables: ReadMode
         out_of_range=store.out_of_range(process, latest_allowed(now)))
 
 
-def _sum(briefs: Any) -> _Brief:
-    """The briefs added up (counts summed, sketches merged)."""
-    total = _Brief(alpha=0.01, events=0, cases=0, rework_cases=0, business_durations=[0, 0, []])
-    sketch: QuantileSketch | None = None
+@dataclass
+class _Total:
+    """Briefs added up: counts summed, working-time sketches merged."""
+
+    events: int = 0
+    cases: int = 0
+    rework_cases: int = 0
+    business: QuantileSketch = field(default_factory=QuantileSketch)
+
+
+def _sum(briefs: Iterable[_Brief]) -> _Total:
+    """The briefs added up."""
+    total = _Total()
     for brief in briefs:
         total.events += brief.events
         total.cases += brief.cases
         total.rework_cases += brief.rework_cases
-        sketch = brief.business() if sketch is None else sketch.merge(brief.business())
-    if sketch is not None:
-        total.alpha = sketch.alpha
-        total.business_durations = [sketch.zeros, sketch.total_us, list(sketch.bins.items())]
+        total.business.merge(brief.business())
     return total
 
 

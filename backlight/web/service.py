@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import io
+import json
 import logging
 import threading
 from dataclasses import dataclass, replace
@@ -216,8 +217,6 @@ class WebService:
         JSON text, with the process's out-of-range events counted and its conformance to its
         reference model when the config names one."""
         frame = self.window_events(name, window)
-        import json
-
         def build() -> str:
             doc = summarize(prepare(frame), name)
             doc["out_of_range_events"] = self.store.out_of_range(
@@ -310,8 +309,6 @@ class WebService:
         frame = self.window_events(name, window)
         if frame.is_empty():
             return None
-        import json
-
         text = self.documents.get((name, window, frame.height, "conformance"), lambda: json.dumps(
             conformance(self.settings, name, frame, None)))
         result: dict[str, Any] | None = json.loads(text)
