@@ -2,7 +2,8 @@
 chat from a persisted outbox.
 
 The public surface is re-exported here; the modules behind it are free to change. I/O lives
-at the edge: ``alerts.state`` and ``alerts.outbox`` (SQLite), ``alerts.delivery`` (HTTP, Kafka).
+at the edge: the alert state and the outbox are the storage package's (storage/alert_state.py,
+storage/outbox.py), ``alerts.delivery`` sends (HTTP, Kafka).
 Each name loads its module on first use (PEP 562), so that importing one part (``alerts.calendar``
 for the config's validation) does not load the others (httpx and kafka-python for delivery, the
 rules and through them the mining core).
@@ -23,11 +24,9 @@ if TYPE_CHECKING:
     from alerts.errors import AlertConfigError, AlertError, AlertStateError, DeliveryError
     from alerts.evaluate import run_rules
     from alerts.lifecycle import Evaluation, LifecyclePolicy, advance
-    from alerts.outbox import Outbox
     from alerts.registry import ProcessDefinition, build_definition, learn_end_activities
     from alerts.routing import RouteSettings, route
     from alerts.rules import RULES
-    from alerts.state import AlertState, SQLiteAlertState, open_alert_state
     from alerts.thresholds import RuleSettings
 
 _HOMES: dict[str, tuple[str, ...]] = {
@@ -39,22 +38,20 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "alerts.errors": ("AlertConfigError", "AlertError", "AlertStateError", "DeliveryError"),
     "alerts.evaluate": ("run_rules",),
     "alerts.lifecycle": ("Evaluation", "LifecyclePolicy", "advance"),
-    "alerts.outbox": ("Outbox",),
     "alerts.registry": ("ProcessDefinition", "build_definition", "learn_end_activities"),
     "alerts.routing": ("RouteSettings", "route"),
     "alerts.rules": ("RULES",),
-    "alerts.state": ("AlertState", "SQLiteAlertState", "open_alert_state"),
     "alerts.thresholds": ("RuleSettings",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
-    "RULES", "AlertConfigError", "AlertError", "AlertState", "AlertStateError",
+    "RULES", "AlertConfigError", "AlertError", "AlertStateError",
     "CalendarSettings", "ChannelSettings", "DeliveryError", "DeliveryReport", "Duration",
-    "Evaluation", "HttpxTransport", "KafkaTransport", "LifecyclePolicy", "Outbox",
+    "Evaluation", "HttpxTransport", "KafkaTransport", "LifecyclePolicy",
     "ProcessDefinition", "RouteSettings", "Rule", "RuleContext", "RuleSettings",
-    "SQLiteAlertState", "Transport", "WorkCalendar", "advance", "build_definition",
-    "build_payload", "deliver", "learn_end_activities", "open_alert_state", "parse_duration",
+    "Transport", "WorkCalendar", "advance", "build_definition",
+    "build_payload", "deliver", "learn_end_activities", "parse_duration",
     "route", "run_rules",
 ]
 

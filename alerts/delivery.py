@@ -32,9 +32,9 @@ from alerts.channels import ChannelSettings
 from alerts.channels.cloudevent import CONTENT_TYPE
 from alerts.channels.googlechat import REPLY_OPTION
 from alerts.errors import AlertError, DeliveryError, LeaseLost
-from alerts.outbox import OutboxItem, OutboxQueue
 from ingest.errors import KafkaUnavailable
 from ingest.transport import KafkaSink
+from storage import OutboxItem, OutboxQueue
 
 log = logging.getLogger("backlight.alerts.delivery")
 

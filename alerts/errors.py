@@ -1,8 +1,12 @@
-"""Every error the alerts package raises, in one place."""
+"""Every error the alerts package raises, in one place (the alert state's, ``AlertStateError``
+and ``LeaseLost``, are the storage package's, re-exported here)."""
 
 from __future__ import annotations
 
 from schemas.errors import BacklightError
+from storage.errors import AlertStateError, LeaseLost
+
+__all__ = ["AlertConfigError", "AlertError", "AlertStateError", "DeliveryError", "LeaseLost"]
 
 
 class AlertError(BacklightError):
@@ -17,13 +21,3 @@ class AlertConfigError(AlertError, ValueError):
 class DeliveryError(AlertError):
     """A notification could not be delivered (this attempt); the outbox retries it.
     Its message never contains the endpoint's URL or token."""
-
-
-class AlertStateError(AlertError):
-    """The alert state (alerts, silences, acknowledgements, reviews, outbox) cannot be read
-    or written, or a person's action names something that does not exist."""
-
-
-class LeaseLost(AlertStateError):
-    """A worker wrote what it no longer holds: its evaluation lease or its outbox claim ran
-    out and another worker took it over, so the write was refused (nothing changed)."""

@@ -21,13 +21,10 @@ from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, deli
 from alerts.duration import parse_duration
 from alerts.evaluate import run_rules
 from alerts.lifecycle import LifecyclePolicy, advance
-from alerts.outbox import open_outbox
 from alerts.reach import history_start
 from alerts.registry import ProcessDefinition, build_definition
 from alerts.routing import route
-from alerts.state import AlertState, evaluation_lease, open_alert_state
 from backlight.config import ConfigError, ProcessSettings, Settings
-from ingest.store import EventStore, open_store
 from mining.frame import Events, prepare
 from mining.timerange import within_range
 from schemas.alerts import (
@@ -41,6 +38,7 @@ from schemas.alerts import (
 )
 from schemas.errors import BacklightError
 from schemas.printable import printable
+from storage import AlertState, EventStore, evaluation_lease, open_alert_state, open_outbox, open_store
 
 log = logging.getLogger("backlight.alerts")
 

@@ -18,8 +18,7 @@ def rebuild(config_path: str | None, process: str | None) -> None:
     from tqdm import tqdm
 
     from backlight.read_models import ReadModels
-    from ingest.read_model_store import ReadModelTables
-    from ingest.store import open_store
+    from storage import ReadModelTables, open_store
 
     config = settings(config_path)
     store = open_store(config.store.url, config.store.session())
@@ -49,8 +48,7 @@ def figures(config_path: str | None, process: str, window: str) -> None:
     from backlight.config import ConfigError
     from backlight.figures_view import figures_view
     from backlight.read_models import ReadModels
-    from ingest.read_model_store import ReadModelTables
-    from ingest.store import open_store
+    from storage import ReadModelTables, open_store
 
     config = settings(config_path)
     store = open_store(config.store.url, config.store.session())

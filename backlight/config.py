@@ -37,9 +37,9 @@ from alerts.errors import AlertConfigError
 from alerts.routing import RouteSettings
 from alerts.thresholds import RuleSettings
 from backlight.config_env import Applied, apply_env, referenced
-from ingest.pg_session import PostgresSession
 from schemas.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, FieldMapping, SourceSpec
 from schemas.errors import BacklightError
+from storage import PostgresSession
 
 DEFAULT_PATH = "backlight.toml"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

@@ -15,9 +15,9 @@ from backlight.config import Settings
 from backlight.mine import load_events, mine
 from backlight.render_alerts import render_text
 from ingest.broker import LocalBroker
-from ingest.store import EventStore, SQLiteStore, open_store
 from mining.dfg import discover_dfg
 from schemas.printable import printable
+from storage import EventStore, SQLiteStore, open_store
 
 
 def drift_onset(cases: int) -> datetime:
@@ -141,7 +141,7 @@ def _fold_read_models(settings: Settings, store: EventStore, echo: Callable[[str
     """Fold the stored events into the read models (what `GET /api/processes/NAME/figures` and
     `backlight figures` answer from) and show their counts beside the store's."""
     from backlight.read_models import ReadModels
-    from ingest.read_model_store import ReadModelTables
+    from storage import ReadModelTables
 
     echo("\nRead models (folded once; the figures API reads them, not the events)")
     t0 = time.monotonic()

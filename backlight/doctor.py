@@ -8,7 +8,7 @@ like this), with one line of detail and, unless OK, one line saying what to do. 
   exist, with their partitions, and the group's lag on each source topic (end offsets minus the
   group's committed offsets);
 - the store is reachable, at the schema version this Backlight expects, and writable
-  (``ingest.store.inspect_store``, which changes nothing);
+  (``storage.inspect_store``, which changes nothing);
 - each chat endpoint's host answers a TCP connection (and a TLS handshake for https) without a
   message being sent; each Kafka channel's topic exists.
 
@@ -37,7 +37,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from alerts.channels import ChannelSettings
 from backlight.config import DEFAULT_PATH, KafkaSettings, Settings
-from ingest.store import inspect_store, mask_url, scrub
+from storage import inspect_store, mask_url, scrub
 
 Status = Literal["OK", "WARN", "FAIL"]
 T = TypeVar("T")

@@ -19,12 +19,12 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict
 
 from backlight.read_models import ReadModels
-from ingest.read_model_store import ReadModelTables
 from mining.figures import Figures
 from mining.read_model import DAY_US, day_of
 from mining.rework import MAX_LOOPS
 from mining.sketch import QuantileSketch
 from schemas.event import from_time_us
+from storage import ReadModelTables
 
 Window = Literal["4w", "quarter", "all"]
 WINDOW_DAYS: Final[dict[str, int | None]] = {"4w": 28, "quarter": 91, "all": None}

@@ -24,10 +24,10 @@ from ingest.logfiles import read_log
 from ingest.publish import publish
 from ingest.rdkafka import RdKafkaSource
 from ingest.rdkafka_sink import RdKafkaSink
-from ingest.store import EventStore, open_store
 from ingest.subscribers import Subscription
 from ingest.transport import KafkaSink, KafkaSource, Sink, Source, ensure_topics
 from mining.live_maps import LiveMaps
+from storage import EventStore, open_store
 
 log = logging.getLogger("backlight")
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

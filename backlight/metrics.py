@@ -32,13 +32,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from alerts.outbox import OutboxQueue, open_outbox
-from alerts.state import AlertState, open_alert_state
 from backlight.read_models import NAME as READ_MODELS
 from ingest.consumer import BatchReport
-from ingest.read_model_store import ReadModelTables
-from ingest.store import EventStore, open_store
 from schemas.errors import BacklightError
+from storage import (
+    AlertState,
+    EventStore,
+    OutboxQueue,
+    ReadModelTables,
+    open_alert_state,
+    open_outbox,
+    open_store,
+)
 
 log = logging.getLogger("backlight.metrics")
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -10,9 +10,9 @@ import polars as pl
 
 from backlight import strict_json
 from backlight.config import ConfigError, Settings
-from ingest.store import mask_url, open_store
 from mining.timerange import OUT_OF_RANGE, InRange, within_range
 from schemas.printable import json_printable
+from storage import mask_url, open_store
 
 # Each format imports its own part of the mining core when it runs: `mine --format json` never
 # loads the SVG renderer or pm4py's wrapper.

@@ -34,13 +34,12 @@ import msgspec
 
 from alerts.registry import ProcessDefinition
 from backlight.figures_view import WINDOW_DAYS, window_days
-from ingest.read_model_store import ReadModelTables
-from ingest.store import EventStore
 from mining.read_model import DAY_US
 from mining.sketch import QuantileSketch
 from mining.timerange import latest_allowed
 from mining.variants import WeekThroughput
 from schemas.event import from_time_us
+from storage import EventStore, ReadModelTables
 
 TREND_WEEKS: Final[dict[str, int]] = {"4w": 4, "quarter": 13, "all": 26}
 """How many weeks the weekly trend shows per window."""

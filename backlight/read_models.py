@@ -3,7 +3,7 @@
 `catch_up` follows the store's arrival sequence after the read models' mark, a batch at a
 time: it folds each batch into one `mining.read_model.ReadModel` per process (a case's earlier
 events come back from the store, `ReadModelTables.case_events`, up to the mark) and saves what
-changed with the new mark in one transaction, compare-and-set (ingest/read_model_store.py). An
+changed with the new mark in one transaction, compare-and-set (storage/read_models.py). An
 instance whose save finds the mark moved by another drops what it folded and goes on from the
 other's mark: no event is folded twice or skipped, however many instances follow.
 
@@ -28,14 +28,13 @@ import numpy as np
 
 from alerts.calendar import WorkCalendar
 from backlight.config import Settings
-from ingest.read_model_store import ReadModelTables
-from ingest.store import EventStore, open_store
 from ingest.subscribers import Subscription
 from mining.case_facts import CaseFacts
 from mining.figures import Figures
 from mining.read_model import Business, ReadModel, day_of
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import EventStore, ReadModelTables, open_store
 
 log = logging.getLogger("backlight.read_models")
 _ENCODER = msgspec.json.Encoder()

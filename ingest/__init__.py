@@ -1,7 +1,7 @@
 """Ingest: Kafka in, every case event stored exactly once, bad messages to <topic>.dlq.
 
 The public surface is re-exported here; the modules behind it are free to change. Each name
-loads its module on first use (PEP 562), so that importing one part (``ingest.store`` for
+loads its module on first use (PEP 562), so that importing one part (``ingest.logfiles`` for
 ``backlight mine``) does not load the others (kafka-python, the consumer, the broker).
 """
 
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     )
     from ingest.logfiles import read_log
     from ingest.publish import publish
-    from ingest.store import EventStore, SQLiteStore, open_store
     from ingest.subscribers import SubscriberStats, Subscription
     from ingest.transport import KafkaSink, KafkaSource, Message, Sink, Source, ensure_topics
     from schemas.frame import FRAME_SCHEMA
+    from storage import EventStore, SQLiteStore, open_store
 
 _HOMES: dict[str, tuple[str, ...]] = {
     "ingest.broker": ("LocalBroker",),
@@ -39,7 +39,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
                       "LogFileError", "StoreError"),
     "ingest.logfiles": ("read_log",),
     "ingest.publish": ("publish",),
-    "ingest.store": ("EventStore", "SQLiteStore", "open_store"),
+    "storage": ("EventStore", "SQLiteStore", "open_store"),
     "schemas.frame": ("FRAME_SCHEMA",),
     "ingest.subscribers": ("SubscriberStats", "Subscription"),
     "ingest.transport": ("KafkaSink", "KafkaSource", "Message", "Sink", "Source", "ensure_topics"),

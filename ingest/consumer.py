@@ -65,7 +65,6 @@ from ingest.consumer_stats import BatchObserver, BatchReport, ConsumerStats
 from ingest.dead_letters import DeadLetters, Letter, dead_letter_topic, letter
 from ingest.dispatcher import Dispatcher
 from ingest.retry import RETRY_S
-from ingest.store import EventStore
 from ingest.store_writes import write_batch
 from ingest.subscribers import Subscriber, Subscription
 from ingest.transport import Message, Partition, Rebalancing, Sink, Source
@@ -73,6 +72,7 @@ from schemas.decode import SourceSpec, decode
 from schemas.errors import InvalidEvent
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import EventStore
 
 log = logging.getLogger("backlight.consume")
 __all__ = ["BatchReport", "Consumer", "ConsumerStats", "Policy", "Subscriber", "Subscription",

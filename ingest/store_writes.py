@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from ingest.errors import RowRejected, StoreError
 from ingest.retry import RETRY_S, Retrying
-from ingest.store import EventStore
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import EventStore
 
 
 @dataclass(frozen=True)

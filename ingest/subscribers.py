@@ -46,9 +46,9 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from ingest.store import StoredEvent
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import StoredEvent
 
 log = logging.getLogger("backlight.consume.subscribers")
 Subscriber = Callable[[Sequence[CaseEvent], Sequence[Coordinates | None]], None]

@@ -1,5 +1,5 @@
 """Package surfaces that load a name's module when the name is first read (PEP 562), so that
-importing one part of a package (``ingest.store`` for ``backlight mine``, ``alerts.calendar``
+importing one part of a package (``storage`` for ``backlight mine``, ``alerts.calendar``
 for the config) does not load all the others."""
 
 from __future__ import annotations

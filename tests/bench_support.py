@@ -15,9 +15,9 @@ from msgspec.structs import replace
 
 from ingest.logfiles import read_log
 from ingest.simulate import simulate
-from ingest.store import SQLiteStore
 from mining.read_model import DAY_US
 from schemas.event import CaseEvent
+from storage import SQLiteStore
 
 EVENTS_PER_CASE = 7.5
 """About how many events a simulated onboarding case has (to ask for cases, not events)."""

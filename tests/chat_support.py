@@ -20,9 +20,9 @@ from pg import fresh_database
 
 from alerts.channels import ChannelSettings, by_name, payload_for
 from alerts.delivery import HttpxTransport
-from alerts.outbox import OutboxQueue, open_outbox
 from alerts.routing import route
 from schemas.alerts import Alert, AlertChange, Change, Notification, Severity, Status
+from storage import OutboxQueue, open_outbox
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 HANG_S = 0.6

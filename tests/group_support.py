@@ -16,7 +16,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from test_rebalance import Member
 
-from ingest.store import EventStore
+from storage import EventStore
 
 PAGE = 20_000
 

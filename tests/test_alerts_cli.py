@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, backlight
 
 from ingest.simulate import Anomalies, StuckCases, simulate
-from ingest.store import SQLiteStore
+from storage import SQLiteStore
 
 TODAY = datetime.now(UTC).date()
 SECRET = "T0SECRET/B0TOKEN/xyzzy"

@@ -31,8 +31,9 @@ from chat_support import (  # noqa: F401 (the *_fixture: fixtures, used by name)
 
 from alerts.channels import build_payload
 from alerts.delivery import HttpxTransport, backoff_s, deliver, retry_after, run_worker
-from alerts.outbox import DEAD, SENT, OutboxQueue
 from schemas.alerts import AlertChange, Change, Notification
+from storage import OutboxQueue
+from storage.outbox import DEAD, SENT
 
 
 def test_each_platform_receives_its_payload(clock: Clock, outbox: OutboxQueue,

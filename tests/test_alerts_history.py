@@ -15,7 +15,7 @@ from alerts.registry import ProcessDefinition
 from backlight import alerting
 from backlight.config import Settings, load
 from ingest.simulate import Anomalies, Bottleneck, simulate
-from ingest.store import open_store
+from storage import open_store
 
 START = datetime(2024, 6, 3)  # two years of claims, Amsterdam time, up to May 2026
 ONSET = datetime(2026, 3, 2, 9)  # Assessment waits five times as long from here on

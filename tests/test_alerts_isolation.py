@@ -14,8 +14,8 @@ from pg import fresh_database
 
 from backlight import jobs
 from ingest.simulate import simulate
-from ingest.store import open_store
 from schemas.event import CaseEvent
+from storage import open_store
 
 GOOD = ("payments", "claims")
 BROKEN = "broken\x1b[31m"

@@ -12,10 +12,10 @@ from kafka import KafkaConsumer
 
 from alerts.channels import ChannelSettings, payload_for
 from alerts.delivery import KafkaTransport, deliver
-from alerts.outbox import Outbox
 from alerts.routing import route
 from ingest.transport import ensure_topics
 from schemas.alerts import Alert, AlertChange, Change, Severity, Status
+from storage import Outbox
 
 pytestmark = pytest.mark.kafka
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -26,10 +26,9 @@ from chat_support import (  # noqa: F401 (the *_fixture: fixtures, used by name)
 
 from alerts.channels import ChannelSettings, by_name, payload_for
 from alerts.delivery import HttpxTransport, run_worker
-from alerts.outbox import OutboxQueue, open_outbox
 from alerts.routing import route
-from ingest.store import open_store
 from schemas.alerts import AlertChange, Change, Notification
+from storage import OutboxQueue, open_outbox, open_store
 
 
 def test_outbox_persists_dedupes_and_shares_the_store_file(url: str) -> None:

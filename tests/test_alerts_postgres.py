@@ -28,16 +28,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from web_support import WRITER_TOKEN, fill_store, web_settings
 
 from alerts.errors import AlertStateError
-from alerts.outbox import SENT, open_outbox
-from alerts.pg_outbox import PostgresOutbox
-from alerts.pg_state import PostgresAlertState
-from alerts.state import open_alert_state
 from backlight import alerting
 from backlight.config import Settings
 from backlight.web.server import running
-from ingest.postgres import PostgresStore
-from ingest.store import SQLiteStore
 from schemas.alerts import Alert
+from storage import SQLiteStore, open_alert_state, open_outbox
+from storage.outbox import SENT
+from storage.pg_alert_state import PostgresAlertState
+from storage.pg_events import PostgresStore
+from storage.pg_outbox import PostgresOutbox
 
 WRITE = {"Authorization": f"Bearer {WRITER_TOKEN}"}
 

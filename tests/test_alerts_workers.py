@@ -35,13 +35,12 @@ from conftest import ROOT
 from alerts.delivery import HttpxTransport
 from alerts.errors import DeliveryError, LeaseLost
 from alerts.lifecycle import LifecyclePolicy, advance
-from alerts.outbox import PENDING, SENT, OutboxQueue
 from alerts.routing import route
-from alerts.state import evaluation_lease, open_alert_state
 from backlight import alerting
 from backlight.config import Settings, load
-from ingest.store import open_store
 from schemas.alerts import Acknowledgement, Alert, Finding, Severity, Silence, Status
+from storage import OutboxQueue, evaluation_lease, open_alert_state, open_store
+from storage.outbox import PENDING, SENT
 
 PROCESSES = ("alpha", "beta", "gamma")
 DEADLINE_S = 180.0

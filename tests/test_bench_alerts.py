@@ -23,15 +23,14 @@ from alerts.calendar import WorkCalendar
 from alerts.channels import ChannelSettings, payload_for
 from alerts.delivery import HttpxTransport, deliver
 from alerts.evaluate import run_rules
-from alerts.outbox import Outbox
 from alerts.registry import ProcessDefinition
 from alerts.routing import route
 from ingest.logfiles import read_log
 from ingest.simulate import Anomalies, Bottleneck, ReworkLoop, simulate
-from ingest.store import open_store
 from mining.frame import prepare
 from mining.summary import summarize
 from schemas.alerts import Alert, AlertChange, Change, Severity, Status
+from storage import Outbox, open_store
 
 pytestmark = pytest.mark.bench
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -17,10 +17,10 @@ from conftest import shared_file
 
 from ingest.logfiles import read_log
 from ingest.publish import encode
-from ingest.store import SQLiteStore
 from schemas.decode import SourceSpec, decode, decode_general
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import SQLiteStore
 
 pytestmark = [pytest.mark.bench, pytest.mark.shared_data]
 BATCH, ROUNDS = 5_000, 3

@@ -61,9 +61,9 @@ from test_consume_ops import Running
 from test_consume_ops import total as total_of
 
 from ingest.consumer import dead_letter_topic
-from ingest.store import EventStore, open_store
 from ingest.transport import ensure_topics
 from schemas.event import CaseEvent
+from storage import EventStore, open_store
 
 pytestmark = pytest.mark.bench
 PARTITIONS, PROCESS = 6, "onboarding"

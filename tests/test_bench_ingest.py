@@ -37,8 +37,8 @@ from backlight import jobs
 from backlight.config import load
 from ingest.consumer import Consumer
 from ingest.rdkafka import RdKafkaSource
-from ingest.store import open_store
 from ingest.transport import KafkaSink, KafkaSource
+from storage import open_store
 
 pytestmark = [pytest.mark.bench, pytest.mark.kafka, pytest.mark.shared_data]
 EVENTS = 262_200
@@ -95,7 +95,7 @@ NAIVE_INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 
 def naive_script(bootstrap: str, topic: str, group: str, db_path: Path) -> Result:
     """Events/s of the script an ops engineer would write: json.loads, INSERT OR IGNORE."""
     db = sqlite3.connect(db_path)
-    # The durability of Backlight's store (ingest/sqlite.py): WAL, and synchronous=FULL so
+    # The durability of Backlight's store (storage/sqlite.py): WAL, and synchronous=FULL so
     # that each commit is fsynced before the Kafka offsets are committed. A faster, weaker
     # setting here would compare a script that can lose events on power loss with one that
     # cannot.

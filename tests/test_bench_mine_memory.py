@@ -28,8 +28,8 @@ from bench_targets import Targets
 from conftest import ROOT, shared_file
 
 from ingest.logfiles import read_log
-from ingest.store import SQLiteStore
 from schemas.event import CaseEvent
+from storage import SQLiteStore
 
 pytestmark = pytest.mark.bench
 TARGET_MIB, MEMORY_MARGIN = 250, 1.3

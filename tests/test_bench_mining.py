@@ -17,11 +17,11 @@ from bench_targets import Targets
 from conftest import ROOT, backlight, shared_file
 
 from ingest.logfiles import read_log
-from ingest.store import open_store
 from mining.dfg import discover_dfg
 from mining.frame import prepare
 from mining.summary import summarize
 from mining.variants import discover_variants
+from storage import open_store
 
 pytestmark = [pytest.mark.bench, pytest.mark.shared_data]
 KEYS = {"activity_key": "concept:name", "case_id_key": "case:concept:name",

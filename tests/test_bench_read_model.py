@@ -34,9 +34,8 @@ from backlight.config import ProcessSettings
 from backlight.mine import mine
 from backlight.read_models import ReadModels
 from backlight.web.server import running
-from ingest.read_model_store import ReadModelTables
-from ingest.store import SQLiteStore
 from schemas.event import CaseEvent
+from storage import ReadModelTables, SQLiteStore
 
 pytestmark = pytest.mark.bench
 COPIES = int(os.environ.get("BACKLIGHT_BENCH_COPIES", "4"))

@@ -27,9 +27,9 @@ from conftest import shared_file
 from pg import fresh_database
 
 from ingest.logfiles import read_log
-from ingest.postgres import PostgresStore
-from ingest.store import EventStore, SQLiteStore
 from schemas.event import CaseEvent
+from storage import EventStore, SQLiteStore
+from storage.pg_events import PostgresStore
 
 pytestmark = [pytest.mark.bench, pytest.mark.shared_data]
 BATCH, SMALL_BATCH, SMALL_EVENTS = 5_000, 100, 20_000

@@ -24,7 +24,7 @@ from web_support import fill_store, server_ms, web_settings
 from backlight.config import Settings
 from backlight.web.server import running
 from ingest.logfiles import read_log
-from ingest.store import SQLiteStore
+from storage import SQLiteStore
 
 pytestmark = pytest.mark.bench
 WARM_RUNS = 20

@@ -22,10 +22,10 @@ from ingest.dead_letters import (
 from ingest.errors import RowRejected, StoreError, rejects_rows
 from ingest.rdkafka import Record
 from ingest.retry import Retrying
-from ingest.store import SQLiteStore
 from ingest.store_writes import write_batch
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import SQLiteStore
 
 log = logging.getLogger("test.dead_letter_rules")
 

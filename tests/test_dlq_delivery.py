@@ -30,9 +30,9 @@ from ingest.broker import BrokerState, LocalBroker
 from ingest.consumer import Consumer
 from ingest.rdkafka import RdKafkaSource
 from ingest.rdkafka_sink import RdKafkaSink
-from ingest.store import SQLiteStore
 from ingest.transport import HeaderList, ensure_topics
 from schemas.decode import SourceSpec
+from storage import SQLiteStore
 
 pytestmark = pytest.mark.kafka
 DLQ_MAX_BYTES = 2048

@@ -27,9 +27,9 @@ from backlight.doctor import (
     check_store,
     render_text,
 )
-from ingest.migrations import SQLITE, expected
-from ingest.store import open_store
 from ingest.transport import ensure_topics
+from storage import open_store
+from storage.migrations import SQLITE, expected
 
 pytestmark = pytest.mark.kafka
 SECRET_PATH = "/services/T000/B000/s3cr3t-webhook-token"

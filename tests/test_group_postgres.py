@@ -29,8 +29,8 @@ from test_rebalance import PARTITIONS, Member, committed_offsets
 from backlight.config import load
 from ingest.consumer import dead_letter_topic
 from ingest.logfiles import read_log
-from ingest.store import open_store
 from ingest.transport import ensure_topics
+from storage import open_store
 
 LOG = "bpic2012.xes.gz"
 pytestmark = [

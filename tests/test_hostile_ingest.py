@@ -31,9 +31,9 @@ from pg import fresh_database
 from backlight import alerting
 from backlight.config import Settings, load
 from backlight.web.server import running
-from ingest.store import open_store
 from ingest.transport import ensure_topics
 from schemas.decode import REASONS
+from storage import open_store
 
 pytestmark = pytest.mark.kafka
 PROCESS = "claims"

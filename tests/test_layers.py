@@ -1,4 +1,5 @@
-"""The packages import downwards only: schemas <- ingest <- mining <- alerts <- backlight."""
+"""The packages import downwards only (DESIGN.md): schemas <- storage <- ingest, and
+schemas <- storage <- mining <- alerts <- backlight."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # What each package may import from the project (besides itself).
 ALLOWED = {
     "schemas": set(),
-    "ingest": {"schemas"},
-    "mining": {"schemas"},
-    "alerts": {"schemas", "ingest", "mining"},
-    "backlight": {"schemas", "ingest", "mining", "alerts"},
+    "storage": {"schemas"},
+    "ingest": {"schemas", "storage"},
+    "mining": {"schemas", "storage"},
+    "alerts": {"schemas", "storage", "ingest", "mining"},
+    "backlight": {"schemas", "storage", "ingest", "mining", "alerts"},
 }
 
 

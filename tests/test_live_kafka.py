@@ -14,12 +14,12 @@ from backlight.config import load
 from backlight.jobs import consume, live_maps
 from ingest.publish import encode
 from ingest.simulate import simulate
-from ingest.store import open_store
 from ingest.subscribers import Backoff, Subscription
 from ingest.transport import KafkaSink, ensure_topics
 from mining.dfg import discover_dfg
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import open_store
 
 pytestmark = pytest.mark.kafka
 

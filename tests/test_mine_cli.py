@@ -12,7 +12,7 @@ from conftest import backlight, shared_file
 
 from ingest.logfiles import read_log
 from ingest.simulate import Anomalies, ReworkLoop, simulate
-from ingest.store import open_store
+from storage import open_store
 
 LOOP = ("Request missing documents", "Documents received")
 

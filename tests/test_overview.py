@@ -20,9 +20,8 @@ from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
 from backlight.web.server import running
 from backlight.web.service import FOLD_PER_REQUEST
-from ingest.read_model_store import ReadModelTables
 from ingest.simulate import Anomalies, ReworkLoop, simulate
-from ingest.store import open_store
+from storage import ReadModelTables, open_store
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 

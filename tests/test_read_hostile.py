@@ -22,8 +22,8 @@ from backlight import jobs
 from backlight.config import Settings, load
 from backlight.web.server import running
 from ingest.simulate import simulate
-from ingest.store import open_store
 from schemas.event import CaseEvent, to_time_us
+from storage import open_store
 
 REAL = "payments"
 """A configured process: 30 simulated cases and one event stored at 9999-12-30."""

@@ -11,9 +11,8 @@ from conftest import backlight, write_config
 from backlight.config import load
 from backlight.jobs import simulate
 from backlight.read_models import NAME, figures, working_time
-from ingest.read_model_store import ReadModelTables
-from ingest.store import open_store
 from mining.read_model import ReadModel
+from storage import ReadModelTables, open_store
 
 
 def test_consume_folds_what_it_stores_and_rebuild_gives_it_back(tmp_path: Path, kafka_bootstrap: str,

@@ -17,12 +17,11 @@ from pg import fresh_database
 from alerts.calendar import WorkCalendar
 from backlight.figures_view import figures_view
 from backlight.read_models import ReadModels, figures, working_time
-from ingest.read_model_store import ReadModelTables
 from ingest.simulate import simulate
-from ingest.store import EventStore, open_store
 from mining.read_model import DAY_US, ReadModel
 from mining.summary import summarize
 from schemas.event import CaseEvent
+from storage import EventStore, ReadModelTables, open_store
 
 T_NOW = int(time.time()) * 1_000_000
 ENDS = {"claims": ("Close claim", "Reject claim", "Withdraw claim"), "payments": ()}

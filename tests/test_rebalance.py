@@ -27,12 +27,12 @@ from ingest.dispatcher import Dispatcher
 from ingest.publish import encode
 from ingest.rdkafka import RdKafkaSource
 from ingest.simulate import simulate
-from ingest.store import EventStore, SQLiteStore, open_store
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
 from mining.dfg import discover_dfg
 from mining.live_maps import LiveMaps
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import EventStore, SQLiteStore, open_store
 
 PARTITIONS = 6
 CLIENTS = {"confluent-kafka": RdKafkaSource, "kafka-python": KafkaSource}

@@ -15,14 +15,12 @@ import pytest
 from pg import fresh_database
 
 from alerts.errors import AlertStateError
-from alerts.outbox import SCHEMA as OUTBOX_SCHEMA
-from alerts.outbox import open_outbox
-from alerts.state import SCHEMA as ALERT_SCHEMA
-from alerts.state import open_alert_state
 from ingest.errors import StoreError
-from ingest.migrations import EVENTS_SQLITE, SQLITE, Migration, migrate_sqlite
-from ingest.store import inspect_store, mask_url, open_store
 from schemas.event import CaseEvent, to_time_us
+from storage import inspect_store, mask_url, open_alert_state, open_outbox, open_store
+from storage.alert_state import SCHEMA as ALERT_SCHEMA
+from storage.migrations import EVENTS_SQLITE, SQLITE, Migration, migrate_sqlite
+from storage.outbox import SCHEMA as OUTBOX_SCHEMA
 
 T0 = to_time_us(datetime(2026, 3, 4, 8, 15, tzinfo=UTC))
 

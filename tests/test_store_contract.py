@@ -14,9 +14,9 @@ from store_support import execute
 
 from ingest.errors import StoreError
 from ingest.simulate import Anomalies, StuckCases, simulate
-from ingest.store import EventStore, inspect_store, open_store
 from schemas.event import CaseEvent, to_time_us
 from schemas.frame import FRAME_SCHEMA, Coordinates
+from storage import EventStore, inspect_store, open_store
 
 T0 = to_time_us(datetime(2026, 3, 4, 8, 15, tzinfo=UTC))
 
@@ -62,7 +62,7 @@ def test_a_batch_larger_than_one_insert_is_decided_per_event(
     flags = store.write(batch)
     assert flags == [i % 2 == 1 for i in range(12_345)] + [False] * 1_000
     assert [(c.events, c.cases) for c in store.counts()] == [(12_345, 1)]
-    for module in ("ingest.store", "ingest.postgres"):
+    for module in ("storage.sqlite_events", "storage.pg_events"):
         monkeypatch.setattr(f"{module}.READ_CHUNK", 1_000)
     frame = store.events("claims")
     assert frame["event_id"].to_list() == [f"e{i}" for i in range(12_345)]

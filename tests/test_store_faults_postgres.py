@@ -24,22 +24,18 @@ from conftest import ROOT
 from pg import fresh_database
 
 from alerts.errors import AlertStateError
-from alerts.outbox import open_outbox
-from alerts.state import open_alert_state
 from backlight.config import ConfigError, load
 from ingest.consumer import Consumer, Prepared
 from ingest.errors import StoreError
-from ingest.pg_session import PostgresSession
-from ingest.postgres import PostgresStore
 from ingest.rdkafka import RdKafkaSource, Record
 from ingest.rdkafka_sink import RdKafkaSink
-from ingest.read_model_store import ReadModelTables
-from ingest.store import open_store
 from ingest.store_writes import write_batch
 from ingest.transport import ensure_topics
 from schemas.decode import SourceSpec
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import PostgresSession, ReadModelTables, open_alert_state, open_outbox, open_store
+from storage.pg_events import PostgresStore
 
 log = logging.getLogger("test.store_faults")
 T0 = 1_770_000_000_000_000
@@ -128,8 +124,8 @@ def test_store_settings_reach_every_postgres_session(tmp_path: Path, store_url: 
 
 FROZEN_WRITER = textwrap.dedent("""
     import sys, time
-    from ingest.pg_session import PostgresSession
-    from ingest.postgres import _WRITE_LOCK, connect_postgres
+    from storage import PostgresSession
+    from storage.pg_events import _WRITE_LOCK, connect_postgres
     session = PostgresSession(lock_timeout_s=float(sys.argv[2]),
                               idle_in_transaction_s=float(sys.argv[3]))
     conn = connect_postgres(sys.argv[1], session=session)  # the store's own connection

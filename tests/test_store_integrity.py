@@ -6,11 +6,9 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alerts.outbox import Outbox
-from alerts.state import SQLiteAlertState
 from ingest.simulate import simulate
-from ingest.store import SQLiteStore
 from schemas.alerts import Review
+from storage import Outbox, SQLiteAlertState, SQLiteStore
 
 
 def integrity(db: Path) -> str:

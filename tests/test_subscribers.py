@@ -21,12 +21,12 @@ from ingest.consumer import BatchReport, Consumer
 from ingest.dispatcher import Dispatcher
 from ingest.publish import encode
 from ingest.simulate import simulate
-from ingest.store import SQLiteStore
 from ingest.subscribers import Backoff, Subscription, subscription
 from ingest.transport import Message
 from schemas.decode import SourceSpec
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
+from storage import SQLiteStore
 
 TOPIC = "onboarding.events"
 

@@ -20,12 +20,11 @@ from web_support import (
     web_settings,
 )
 
-from alerts.state import open_alert_state
 from backlight import alerting
 from backlight.config import Settings
 from backlight.mine import mine
 from backlight.web.server import running
-from ingest.store import open_store
+from storage import open_alert_state, open_store
 
 DEMO = ("onboarding", "payments", "claims")
 WRITE = {"Authorization": f"Bearer {WRITER_TOKEN}"}

@@ -18,8 +18,8 @@ from backlight.web.api import get_process
 from backlight.web.cache import ProcessCache
 from backlight.web.server import running
 from backlight.web.service import WebService
-from ingest.store import SQLiteStore
 from schemas.event import CaseEvent, to_time_us
+from storage import SQLiteStore
 
 T0 = datetime.fromisoformat("2026-03-02T09:00:00+00:00")
 

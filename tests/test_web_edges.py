@@ -22,8 +22,8 @@ from web_support import READER_TOKEN, WRITER_TOKEN, fill_store, web_settings
 from backlight.config import Settings
 from backlight.web.auth import CSRF_COOKIE, SESSION_COOKIE
 from backlight.web.server import running
-from ingest.store import SQLiteStore
 from schemas.event import CaseEvent, to_time_us
+from storage import SQLiteStore
 
 SECRET = "session-signing-secret-0123456789abcdef"
 NEW_WRITER_TOKEN = "writer-token-rotated-987654"

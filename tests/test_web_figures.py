@@ -15,8 +15,8 @@ from web_support import fill_store, web_settings
 from backlight.config import Settings
 from backlight.mine import mine
 from backlight.web.server import running
-from ingest.store import open_store
 from schemas.event import CaseEvent
+from storage import open_store
 
 DEMO = ("onboarding", "payments", "claims")
 

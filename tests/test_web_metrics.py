@@ -22,17 +22,15 @@ from conftest import write_config
 from prometheus_client.parser import text_string_to_metric_families
 from web_support import evaluate_alerts, fill_store
 
-from alerts.outbox import Outbox
-from alerts.state import SQLiteAlertState
 from backlight import jobs
 from backlight.config import Settings, load
 from backlight.metrics import Metrics
 from backlight.web.server import running
 from ingest.consumer import BatchReport, Consumer, ConsumerStats
-from ingest.store import SQLiteStore
 from ingest.transport import KafkaSink, KafkaSource, ensure_topics
 from schemas.alerts import Change
 from schemas.decode import SourceSpec
+from storage import Outbox, SQLiteAlertState, SQLiteStore
 
 VALID, RESENT = 150, 12
 BAD = {"invalid_json": 7, "missing_field": 5}

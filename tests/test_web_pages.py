@@ -20,11 +20,11 @@ from web_support import (
     web_settings,
 )
 
-from alerts.state import open_alert_state
 from backlight.config import Settings
 from backlight.web.charts import sparkline
 from backlight.web.forms import FormError, duration, parse_until, percent, safe_next
 from backlight.web.server import running
+from storage import open_alert_state
 
 PROCESSES = ("onboarding", "payments", "claims", HOSTILE_PROCESS)
 RAW = ("<script>alert", "<img src=x", "<svg onload", "<b>bold</b>")

@@ -24,10 +24,10 @@ from web_support import (
     web_settings,
 )
 
-from alerts.state import open_alert_state
 from backlight.config import Settings
 from backlight.web.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, Authenticator
 from backlight.web.server import running
+from storage import open_alert_state
 
 SECRET = "session-signing-secret-0123456789abcdef"
 STUCK_KEY = "stuck/claims/stuck at Assessment"

@@ -16,9 +16,9 @@ from backlight import alerting, jobs
 from backlight.config import Settings, load
 from backlight.demo import drift_onset
 from ingest.simulate import Anomalies, Bottleneck, ReworkLoop, StuckCases, simulate
-from ingest.store import SQLiteStore
 from mining.model import discover_model
 from schemas.event import CaseEvent, to_time_us
+from storage import SQLiteStore
 
 WRITER_TOKEN = "writer-token-0123456789"
 READER_TOKEN = "reader-token-0123456789"

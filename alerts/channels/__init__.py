@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alerts.channels import cloudevent, googlechat, mattermost, slack, teams, webhook
+from alerts.channels.text import encode
 from schemas.alerts import Notification
 
 ChannelType = Literal["slack", "teams", "mattermost", "googlechat", "webhook", "kafka"]
@@ -125,10 +126,11 @@ def build_payload(notification: Notification, channel_type: str) -> dict[str, An
     return builder(notification)
 
 
-def payload_for(channels: Mapping[str, ChannelSettings]) -> Builder:
-    """``Outbox.enqueue``'s payload function for these channels (by ``Notification.channel``)."""
-    def build(notification: Notification) -> dict[str, Any]:
-        return build_payload(notification, channels[notification.channel].type)
+def payload_for(channels: Mapping[str, ChannelSettings]) -> Callable[[Notification], bytes]:
+    """``Outbox.enqueue``'s payload function for these channels (by ``Notification.channel``):
+    the exact bytes each notification will be sent as (``text.encode``)."""
+    def build(notification: Notification) -> bytes:
+        return encode(build_payload(notification, channels[notification.channel].type))
     return build
 
 

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from ingest.store import EventStore
+from storage import EventStore
 
 T = TypeVar("T")
 

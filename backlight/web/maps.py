@@ -16,9 +16,9 @@ import polars as pl
 from backlight.config import WebSettings
 from backlight.web.cache import ProcessCache
 from backlight.web.limits import STEP, RenderGate, quantise
-from ingest.store import EventStore
 from mining.errors import MiningError
 from mining.render import MapData, MapOptions, View, process_map_svg
+from storage import EventStore
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from backlight.metrics import Metrics
 from backlight.web.health import readiness
 from backlight.web.server import ServeError, address, listen
 from ingest.errors import StoreError
-from ingest.store import EventStore, mask_url, open_store
 from schemas.errors import BacklightError
+from storage import EventStore, mask_url, open_store
 
 PROBE_TIMEOUT_S = 5.0
 

@@ -19,7 +19,6 @@ from typing import Any
 import polars as pl
 
 from alerts.registry import ProcessDefinition, review_due
-from alerts.state import open_alert_state
 from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view, window_days
@@ -30,8 +29,6 @@ from backlight.web.cache import ProcessCache
 from backlight.web.limits import STEP, quantise
 from backlight.web.maps import MapRenderer
 from backlight.web.windows import WINDOWS, StuckCase
-from ingest.read_model_store import ReadModelTables
-from ingest.store import open_store
 from mining.export import write_xes
 from mining.frame import prepare
 from mining.model import discover_model
@@ -44,6 +41,7 @@ from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity
 from schemas.errors import BacklightError
 from schemas.event import from_time_us
 from schemas.frame import FRAME_SCHEMA
+from storage import ReadModelTables, open_alert_state, open_store
 
 log = logging.getLogger("backlight.web")
 

@@ -1,7 +1,7 @@
 """The limits every PostgreSQL connection of the store sets, so one stuck session cannot hold
 the others up for long (``[store]`` in backlight.toml; README "Event store").
 
-Writers take turns on one advisory lock (ingest/postgres.py). A writer frozen (SIGSTOP, a
+Writers take turns on one advisory lock (storage/pg_events.py). A writer frozen (SIGSTOP, a
 paused VM) or cut off (a network partition) while holding it would keep every other writer
 waiting until the kernel gave up on its TCP connection, which can take hours. With these:
 the server ends a session idle inside a transaction after ``idle_in_transaction_s`` (the

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ingest.errors import StoreError
-from ingest.migrations import Migration, Schema, migrate_postgres, migrate_sqlite
-from ingest.pg_session import PostgresSession
-from ingest.sqlite import connect, transaction
-from ingest.store import mask_url, parse_url, scrub
 from schemas.event import CaseEvent
+from storage.errors import StoreError
+from storage.migrations import Migration, Schema, migrate_postgres, migrate_sqlite
+from storage.pg_session import PostgresSession
+from storage.sqlite import connect, transaction
+from storage.urls import mask_url, parse_url, scrub
 
 _KEYS_PER_QUERY: Final = 500
 _TABLES = (
@@ -87,7 +87,7 @@ class ReadModelTables:
         self._p = "%s" if self._kind == "postgresql" else "?"
         try:
             if self._kind == "postgresql":
-                from ingest.postgres import apply_limits, connect_postgres
+                from storage.pg_events import apply_limits, connect_postgres
 
                 session = session or PostgresSession()
                 self._pg = connect_postgres(target, session=session, limits=False)

@@ -1,8 +1,8 @@
 """What the PostgreSQL alert state and outbox share: one connection per object (autocommit,
-explicit transactions, ``synchronous_commit`` on, like the event store's, ingest/postgres.py),
+explicit transactions, ``synchronous_commit`` on, like the event store's, storage/pg_events.py),
 a lock so threads take turns on it, errors without the password, and versioned schemas.
 
-Each component (``alerts``, ``outbox``) is a ``Schema`` of ingest/migrations.py, versioned and
+Each component (``alerts``, ``outbox``) is a ``Schema`` of storage/migrations.py, versioned and
 upgraded in place by its one runner, as the event store's tables are.
 """
 
@@ -15,26 +15,20 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from alerts.errors import AlertStateError
-from ingest.migrations import Schema, migrate_postgres
-from ingest.pg_session import PostgresSession
-from ingest.postgres import apply_limits, connect_postgres
-from ingest.store import mask_url, scrub
+from storage.errors import AlertStateError
+from storage.migrations import Schema, migrate_postgres
+from storage.pg_events import apply_limits, connect_postgres, describe
+from storage.pg_session import PostgresSession
+from storage.urls import mask_url
 
 _T = TypeVar("_T")
-
-
-def describe(exc: psycopg.Error, url: str) -> str:
-    """The driver's error in one line, without the password or a DETAIL quoting row values."""
-    primary = exc.diag.message_primary if isinstance(exc, psycopg.DatabaseError) else None
-    return scrub(primary or str(exc), url)
 
 
 class PgTables:
     """One connection to the store's database with the component's tables migrated."""
 
     schema: Schema
-    """The component's tables and their migrations (ingest/migrations.py runs them)."""
+    """The component's tables and their migrations (storage/migrations.py runs them)."""
 
     def __init__(self, url: str, session: PostgresSession | None = None) -> None:
         self.url = mask_url(url)

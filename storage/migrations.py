@@ -1,7 +1,7 @@
 """Versioned schemas and the one runner that upgrades a store's tables in place.
 
 A store's database holds several components' tables: the events (here), the alert state
-(alerts/state.py, alerts/pg_state.py) and the outbox (alerts/outbox.py, alerts/pg_outbox.py).
+(storage/alert_state.py) and the outbox (storage/outbox.py).
 Each component is a ``Schema``: its list of migrations, version 1, 2, ... in order, each a few
 SQL statements, per backend. Opening a component applies the steps it lacks, in order, inside
 one transaction that also records the new version, so its tables are always at one known
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ingest.errors import StoreError
-from ingest.sqlite import transaction
 from schemas.errors import BacklightError
+from storage.errors import StoreError
+from storage.sqlite import transaction
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,6 +1,6 @@
 """The PostgreSQL event store (psycopg 3): several consumers on several hosts share one database.
 
-Same interface and contract as the SQLite store (ingest/store.py): one transaction per batch;
+Same interface and contract as the SQLite store (storage/sqlite_events.py): one transaction per batch;
 "new or already stored" decided by ``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING
 event_id`` (one multi-row insert per chunk: the rows go as one array per column and
 ``unnest`` turns them into rows, so a chunk is one statement whatever its size); every
@@ -11,7 +11,7 @@ Arrival seqs come from an identity column. A write holds a transaction-level adv
 from its first insert to its commit, so seqs are allocated and committed in one order: a
 reader following ``since(seq)`` never sees seq 11 before a seq 10 that is still in flight
 and would fill in later (what SQLite's single writer gives, and what the subscribers rely on,
-ingest/subscribers.py). Consumers on several hosts still fetch, decode and validate in
+ingest/subscribers.py, storage/events.py). Consumers on several hosts still fetch, decode and validate in
 parallel; only their inserts take turns. Without the lock, concurrent overlapping inserts
 could also deadlock on the unique index.
 
@@ -22,8 +22,8 @@ replaced and the call goes on; one dropped during a write fails that write with 
 ``StoreError`` (the consumer retries the batch) and the next call reconnects.
 
 Errors on a write are either transient (``StoreError``: retried by the consumer) or the
-database refusing a row's content (``RowRejected``; ``ingest.errors.rejects_rows`` decides).
-Every connection sets the limits of ``PostgresSession`` (ingest/pg_session.py: lock,
+database refusing a row's content (``RowRejected``; ``storage.errors.rejects_rows`` decides).
+Every connection sets the limits of ``PostgresSession`` (storage/pg_session.py: lock,
 statement and idle-in-transaction timeouts, TCP keepalives), so a writer frozen while holding
 the write lock delays the others by seconds; the schema migration at open runs before they
 apply (it may legitimately take long).
@@ -40,28 +40,26 @@ import polars as pl
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from ingest.errors import RowRejected, StoreError, rejects_rows
-from ingest.migrations import POSTGRES, expected, migrate_postgres, postgres_version
-from ingest.open_cases import OpenCase, open_cases, open_cases_query
-from ingest.pg_session import PostgresSession
-from ingest.store import (
+from schemas.event import CaseEvent, from_time_us, to_time_us
+from schemas.frame import Coordinates
+from storage.errors import RowRejected, StoreError, rejects_rows
+from storage.events import (
     EVENT_COLUMNS,
     OUT_OF_RANGE,
     READ_CHUNK,
     ProcessCount,
-    StoreCheck,
     StoredEvent,
     event_row,
     events_query,
     first_inserted,
     frame_from_rows,
     latest_query,
-    mask_url,
-    scrub,
     stored_event,
 )
-from schemas.event import CaseEvent, from_time_us, to_time_us
-from schemas.frame import Coordinates
+from storage.migrations import migrate_postgres
+from storage.open_cases import OpenCase, open_cases, open_cases_query
+from storage.pg_session import PostgresSession
+from storage.urls import mask_url, scrub
 
 _T = TypeVar("_T")
 CONNECT_TIMEOUT_S = 10
@@ -86,7 +84,7 @@ _SAVE_MARK = (
 )
 
 
-def _describe(exc: psycopg.Error, url: str) -> str:
+def describe(exc: psycopg.Error, url: str) -> str:
     """The driver's error in one line without the password, and without the DETAIL that
     would quote a failing row's values (event data stays out of logs)."""
     primary = exc.diag.message_primary if isinstance(exc, psycopg.DatabaseError) else None
@@ -158,7 +156,7 @@ class PostgresStore:
         self._writer: psycopg.Connection[Any] | None = writer
 
     def _error(self, doing: str, exc: psycopg.Error) -> StoreError:
-        return StoreError(f"{doing} at {self.url}: {_describe(exc, self._url)}")
+        return StoreError(f"{doing} at {self.url}: {describe(exc, self._url)}")
 
     def _writer_conn(self) -> psycopg.Connection[Any]:
         if self._writer is None or self._writer.closed or self._writer.broken:
@@ -205,7 +203,7 @@ class PostgresStore:
                     break
                 except (psycopg.Error, UnicodeEncodeError, OverflowError) as exc:
                     if rejects_rows(exc):
-                        reason = (_describe(exc, self._url) if isinstance(exc, psycopg.Error)
+                        reason = (describe(exc, self._url) if isinstance(exc, psycopg.Error)
                                   else _encoding_reason(exc))
                         raise RowRejected(f"writing {len(rows)} events at {self.url}: the "
                                           f"database refused a row: {reason}", reason) from exc
@@ -310,42 +308,3 @@ class PostgresStore:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-
-
-def inspect_postgres(url: str) -> StoreCheck:
-    """``inspect_store`` for PostgreSQL: connect, read the schema version, and try a write in a
-    transaction that is rolled back (an empty insert into each table, or creating a table
-    where there is no store yet): nothing changes, not even the seq counter."""
-    want, shown = expected(POSTGRES), mask_url(url)
-    try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=5,
-                               application_name="backlight doctor")
-    except psycopg.Error as exc:
-        return StoreCheck(False, None, want, False, f"cannot connect to the PostgreSQL store at "
-                          f"{shown}: {_describe(exc, url)}")
-    try:
-        found = postgres_version(conn)
-        error = None
-        try:
-            with conn.transaction(force_rollback=True):
-                if found is None:
-                    conn.execute("CREATE TABLE backlight_write_probe (x integer)")
-                else:
-                    conn.execute("INSERT INTO events (event_id, process, case_id, activity,"
-                                 " time_us, lifecycle) SELECT '', '', '', '', 0, '' WHERE false")
-                    conn.execute("INSERT INTO subscriber_marks (name, seq)"
-                                 " SELECT '', 0 WHERE false")
-            writable = True
-        except psycopg.Error as exc:
-            writable = False
-            error = f"the PostgreSQL store at {shown} is not writable: {_describe(exc, url)}"
-    except psycopg.Error as exc:
-        return StoreCheck(True, None, want, False, f"cannot read the PostgreSQL store at "
-                          f"{shown}: {_describe(exc, url)}")
-    finally:
-        conn.close()
-    if error is None and found is not None and found > want:
-        error = (f"the store at {shown} has schema version {found}, newer than this Backlight "
-                 f"knows ({want}): upgrade Backlight")
-    return StoreCheck(True, found, want, writable, error)
-

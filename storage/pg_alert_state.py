@@ -1,5 +1,5 @@
 """The alert state in the PostgreSQL store's database: the same tables and behaviour as
-``SQLiteAlertState`` (alerts/state.py) for several processes on several hosts.
+``SQLiteAlertState`` (storage/sqlite_alert_state.py) for several processes on several hosts.
 
 Times are BIGINT microseconds since the epoch (UTC), exactly as the SQLite tables keep them,
 so round trips are exact; bodies are the same JSON text (``Alert.to_json``). Every write is one
@@ -18,21 +18,19 @@ from typing import Any
 
 import psycopg
 
-from alerts.errors import AlertStateError
-from alerts.pg import PgTables
-from alerts.state import (
-    _history_rows,
-    _lease_check,
-    _time,
-    _us,
+from schemas.alerts import Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
+from storage.alert_state import (
     alert_from_json,
     evaluation_lease,
+    history_rows,
+    lease_check,
     silence_from_json,
     silence_to_json,
-    wall_us,
 )
-from ingest.migrations import Migration, Schema
-from schemas.alerts import Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
+from storage.errors import AlertStateError
+from storage.migrations import Migration, Schema
+from storage.pg_tables import PgTables
+from storage.times import stored_time, stored_us, wall_us
 
 STEPS = (
     Migration(1, "alerts, silences, acknowledgements, reviews and the change history", (
@@ -110,7 +108,7 @@ class PostgresAlertState(PgTables):
         self._write(f"saving {len(rows)} alerts", work)
 
     def record_changes(self, changes: Sequence[AlertChange]) -> None:
-        rows = _history_rows(changes)
+        rows = history_rows(changes)
 
         def work(conn: Conn) -> None:
             with conn.cursor() as cur:
@@ -126,7 +124,7 @@ class PostgresAlertState(PgTables):
             args.append(key)
         rows = self._read("reading the alert history", sql + " ORDER BY seq DESC LIMIT %s",
                           [*args, limit])
-        return [AlertChange(Change(change), alert_from_json(json.loads(body)), _time(at_us))
+        return [AlertChange(Change(change), alert_from_json(json.loads(body)), stored_time(at_us))
                 for change, at_us, body in rows]
 
     def fired(self) -> dict[tuple[str, str], int]:
@@ -162,14 +160,14 @@ class PostgresAlertState(PgTables):
         scope = sorted(set(processes))
         alerts = [a for a in evaluation_alerts if a.process in scope]
         rows = [(a.key, a.process, a.status.value, json.dumps(a.to_json())) for a in alerts]
-        history = _history_rows(changes)
+        history = history_rows(changes)
 
         def work(conn: Conn) -> None:
             held = conn.execute(
                 "SELECT name FROM alert_leases WHERE holder = %s AND until_us > %s"
                 " AND name = ANY(%s) FOR UPDATE",
                 (holder, wall_us(), [evaluation_lease(p) for p in scope])).fetchall()
-            _lease_check(len(held), len(scope), holder)
+            lease_check(len(held), len(scope), holder)
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO alert_states (key, process, status, body) VALUES (%s,%s,%s,%s)"
@@ -191,7 +189,7 @@ class PostgresAlertState(PgTables):
         if (silence.key, silence.rule, silence.process, silence.severity) == (None,) * 4:
             raise AlertStateError(f"silence {silence.id!r} has no matcher: give a key, rule,"
                                   " process or severity")
-        row = (silence.id, _us(silence.created_at), _us(silence.until),
+        row = (silence.id, stored_us(silence.created_at), stored_us(silence.until),
                json.dumps(silence_to_json(silence)))
 
         def work(conn: Conn) -> None:
@@ -206,7 +204,7 @@ class PostgresAlertState(PgTables):
         sql, args = "SELECT body FROM alert_silences", []
         if active_at is not None:
             sql += " WHERE created_us <= %s AND %s < until_us"
-            args = [_us(active_at)] * 2
+            args = [stored_us(active_at)] * 2
         rows = self._read("reading the silences", sql + " ORDER BY created_us, id", args)
         return [silence_from_json(json.loads(body)) for (body,) in rows]
 
@@ -222,7 +220,7 @@ class PostgresAlertState(PgTables):
             silence = replace(silence, until=now)
             conn.execute("UPDATE alert_silences SET until_us = %s, body = %s, expired_by = %s,"
                          " expired_us = %s WHERE id = %s",
-                         (_us(now), json.dumps(silence_to_json(silence)), by, _us(now), id))
+                         (stored_us(now), json.dumps(silence_to_json(silence)), by, stored_us(now), id))
             return silence
         return self._write(f"expiring silence {id!r}", work)
 
@@ -236,16 +234,16 @@ class PostgresAlertState(PgTables):
             if row[0] == Status.RESOLVED.value:
                 raise AlertStateError(f"alert {ack.key!r} is resolved: nothing to acknowledge")
             conn.execute("INSERT INTO alert_acks (key, who, at_us, note) VALUES (%s,%s,%s,%s)",
-                         (ack.key, ack.by, _us(ack.at), ack.note))
+                         (ack.key, ack.by, stored_us(ack.at), ack.note))
         self._write(f"acknowledging {ack.key!r}", work)
 
     def acknowledgements(self) -> dict[str, Acknowledgement]:
         rows = self._read("reading the acknowledgements",
                           "SELECT key, who, at_us, note FROM alert_acks ORDER BY at_us, seq")
-        return {key: Acknowledgement(key, who, _time(at_us), note) for key, who, at_us, note in rows}
+        return {key: Acknowledgement(key, who, stored_time(at_us), note) for key, who, at_us, note in rows}
 
     def record_review(self, review: Review) -> None:
-        row = (review.process, review.by, _us(review.at), review.note)
+        row = (review.process, review.by, stored_us(review.at), review.note)
         self._write(f"recording a review of {review.process!r}", lambda conn: conn.execute(
             "INSERT INTO process_reviews (process, who, at_us, note) VALUES (%s,%s,%s,%s)", row))
 
@@ -254,4 +252,4 @@ class PostgresAlertState(PgTables):
         if process is not None:
             sql, args = sql + " WHERE process = %s", [process]
         rows = self._read("reading the reviews", sql + " ORDER BY at_us DESC, seq DESC", args)
-        return [Review(p, who, _time(at_us), note) for p, who, at_us, note in rows]
+        return [Review(p, who, stored_time(at_us), note) for p, who, at_us, note in rows]

@@ -1,12 +1,12 @@
 """The outbox in the PostgreSQL store's database: the same table and behaviour as ``Outbox``
-(alerts/outbox.py) for delivery workers on several hosts.
+(storage/outbox.py, storage/sqlite_outbox.py) for delivery workers on several hosts.
 
 Times are BIGINT microseconds since the epoch, payloads BYTEA, keys JSON text. ``claim`` picks
 each channel's oldest pending row that is due and that no other worker holds, with ``SELECT
 ... FOR UPDATE SKIP LOCKED`` (a head another worker is claiming right now is skipped, and with
 it its channel: only heads are ever candidates), and leases it in the same statement; the row
 lock plus READ COMMITTED's re-check of the claim columns mean two workers never hold one row;
-a claim's token fences ``mark_sent`` / ``mark_failed`` as in alerts/outbox.py.
+a claim's token fences ``mark_sent`` / ``mark_failed`` as in storage/outbox.py.
 ``enqueue`` takes an advisory lock until its commit, so seqs are committed in the order they
 are allocated and a channel's head is never overtaken by a row committed later.
 """
@@ -14,27 +14,26 @@ are allocated and a channel's head is never overtaken by a row committed later.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from alerts.channels.text import encode
-from alerts.errors import AlertStateError
-from alerts.outbox import (
+from schemas.alerts import Notification
+from storage.errors import AlertStateError
+from storage.migrations import Migration, Schema
+from storage.outbox import (
+    COLUMNS,
     DEAD,
+    HEADS,
     PENDING,
     OutboxItem,
-    _not_updated,
-    _time,
-    _us,
     claim_token,
-    wall_us,
+    not_updated,
 )
-from alerts.pg import PgTables
-from ingest.migrations import Migration, Schema
-from schemas.alerts import Notification
+from storage.pg_tables import PgTables
+from storage.times import stored_time_opt, stored_us, wall_us
 
 _ENQUEUE_LOCK = 0x6F7574626F78  # "outbox"
 _US = timedelta(microseconds=1)
@@ -62,9 +61,6 @@ STEPS = (
     Migration(2, "fenced claims: a token per claim", (
         "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claim_token TEXT",)),
 )
-_COLUMNS = ("seq, id, channel, process, keys, payload, status, attempts, created_us,"
-            " enqueued_us, next_attempt_us, sent_us, last_error, claim_token")
-_HEADS = "SELECT MIN(seq) FROM outbox WHERE status = 'pending' GROUP BY channel"
 _INSERT = (
     "INSERT INTO outbox (id, channel, process, keys, payload, created_us, enqueued_us,"
     " next_attempt_us) SELECT id, channel, process, keys, payload, created_us, enqueued_us,"
@@ -74,13 +70,13 @@ _INSERT = (
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _CLAIM = (
-    f"WITH heads AS (SELECT seq FROM outbox WHERE seq IN ({_HEADS})"  # noqa: S608 (constants)
+    f"WITH heads AS (SELECT seq FROM outbox WHERE seq IN ({HEADS})"  # noqa: S608 (constants)
     " AND next_attempt_us <= %(now)s AND (claimed_by IS NULL OR claimed_by = %(worker)s"
     " OR claimed_until_us <= %(wall)s) ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
     " UPDATE outbox SET claimed_by = %(worker)s, claimed_until_us = %(until)s,"
     " claim_token = %(token)s FROM heads"
     " WHERE outbox.seq = heads.seq RETURNING "
-    + ", ".join(f"outbox.{c.strip()}" for c in _COLUMNS.split(","))
+    + ", ".join(f"outbox.{c.strip()}" for c in COLUMNS.split(","))
 )
 
 
@@ -90,15 +86,15 @@ class PostgresOutbox(PgTables):
     schema = Schema("outbox", "the outbox", "outbox", STEPS, AlertStateError)
 
     def enqueue(self, notifications: Iterable[Notification],
-                payload_for: Callable[[Notification], Mapping[str, Any]],
+                payload_for: Callable[[Notification], bytes],
                 now: datetime | None = None) -> int:
         """As ``Outbox.enqueue``: the new ones are stored in one transaction; how many."""
-        enqueued = _us(now or datetime.now(UTC))
+        enqueued = stored_us(now or datetime.now(UTC))
         rows = []
         for n in notifications:
             keys = json.dumps(list(dict.fromkeys(c.alert.key for c in n.changes)))
-            created = _us(n.created_at)
-            rows.append((n.id, n.channel, n.process, keys, encode(payload_for(n)), created,
+            created = stored_us(n.created_at)
+            rows.append((n.id, n.channel, n.process, keys, payload_for(n), created,
                          enqueued, min(created, enqueued)))
         if not rows:
             return 0
@@ -112,15 +108,15 @@ class PostgresOutbox(PgTables):
     def due(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Each channel's oldest pending notification, if it is due by ``now`` (oldest first)."""
         rows = self._read("reading the outbox",
-                          f"SELECT {_COLUMNS} FROM outbox WHERE seq IN ({_HEADS})"  # noqa: S608
-                          " AND next_attempt_us <= %s ORDER BY seq LIMIT %s", (_us(now), limit))
+                          f"SELECT {COLUMNS} FROM outbox WHERE seq IN ({HEADS})"  # noqa: S608
+                          " AND next_attempt_us <= %s ORDER BY seq LIMIT %s", (stored_us(now), limit))
         return [OutboxItem._from_row(r) for r in rows]
 
     def claim(self, now: datetime, worker: str, lease: timedelta,
               limit: int = 100) -> list[OutboxItem]:
         """As ``Outbox.claim``: what is due and held by no other worker, now held by ``worker``."""
         wall = wall_us()
-        args = {"now": _us(now), "worker": worker, "wall": wall, "limit": limit,
+        args = {"now": stored_us(now), "worker": worker, "wall": wall, "limit": limit,
                 "until": wall + lease // _US, "token": claim_token()}
 
         def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -137,15 +133,15 @@ class PostgresOutbox(PgTables):
     def next_due_at(self) -> datetime | None:
         """When the earliest channel head no worker holds becomes due (None when none)."""
         rows = self._read("reading the outbox",
-                          f"SELECT MIN(next_attempt_us) FROM outbox WHERE seq IN ({_HEADS})"  # noqa: S608
+                          f"SELECT MIN(next_attempt_us) FROM outbox WHERE seq IN ({HEADS})"  # noqa: S608
                           " AND (claimed_by IS NULL OR claimed_until_us <= %s)", (wall_us(),))
-        return _time(rows[0][0]) if rows else None
+        return stored_time_opt(rows[0][0]) if rows else None
 
     def mark_sent(self, id: str, at: datetime, claim_token: str | None = None) -> None:
         """As ``Outbox.mark_sent`` (fenced by ``claim_token`` when given)."""
         self._update("UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_us = %s,"
                      " last_error = NULL, claimed_by = NULL, claimed_until_us = NULL,"
-                     " claim_token = NULL WHERE id = %s", (_us(at), id), claim_token)
+                     " claim_token = NULL WHERE id = %s", (stored_us(at), id), claim_token)
 
     def mark_failed(self, id: str, error: str, next_attempt_at: datetime, dead: bool,
                     claim_token: str | None = None) -> None:
@@ -153,7 +149,7 @@ class PostgresOutbox(PgTables):
         self._update("UPDATE outbox SET status = %s, attempts = attempts + 1, last_error = %s,"
                      " next_attempt_us = %s, claimed_by = NULL, claimed_until_us = NULL,"
                      " claim_token = NULL WHERE id = %s",
-                     (DEAD if dead else PENDING, error[:500], _us(next_attempt_at), id),
+                     (DEAD if dead else PENDING, error[:500], stored_us(next_attempt_at), id),
                      claim_token)
 
     def depth(self) -> dict[str, int]:
@@ -169,7 +165,7 @@ class PostgresOutbox(PgTables):
 
     def items(self, status: str | None = None, channel: str | None = None) -> list[OutboxItem]:
         """Rows in enqueue order, optionally of one status and channel."""
-        sql = f"SELECT {_COLUMNS} FROM outbox WHERE true"  # noqa: S608
+        sql = f"SELECT {COLUMNS} FROM outbox WHERE true"  # noqa: S608
         args: list[str] = []
         if status is not None:
             sql, args = sql + " AND status = %s", [*args, status]
@@ -184,5 +180,5 @@ class PostgresOutbox(PgTables):
 
         def work(conn: psycopg.Connection[Any]) -> None:
             if conn.execute(sql, args).rowcount != 1:
-                raise _not_updated(args[-1] if token is None else args[-2], token)
+                raise not_updated(args[-1] if token is None else args[-2], token)
         self._write("updating the outbox", work)

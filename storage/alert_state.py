@@ -1,0 +1,223 @@
+"""The persisted alert state (alerts, silences, acknowledgements, reviews, change history), kept
+beside the events in tables of its own, so a restart sends nothing twice and forgets no silence:
+its interface, its tables, and what its SQLite (storage/sqlite_alert_state.py) and PostgreSQL
+(storage/pg_alert_state.py) implementations share.
+
+Times are stored as integer microseconds since the epoch (UTC) and come back as aware UTC
+datetimes (storage/times.py); an alert is stored as its ``Alert.to_json`` and read back by
+``alert_from_json``, which round-trips it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+from schemas.alerts import (
+    Acknowledgement,
+    Alert,
+    AlertChange,
+    Review,
+    Severity,
+    Silence,
+    Status,
+)
+from storage.errors import AlertStateError, LeaseLost
+from storage.migrations import Migration, Schema
+from storage.times import stored_us
+
+SCHEMA = Schema("alerts", "the alert state", "alert_states", (
+    Migration(1, "alerts, silences, acknowledgements, reviews and the change history", (
+        """CREATE TABLE IF NOT EXISTS alert_states (
+            key        TEXT PRIMARY KEY,
+            process    TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            body       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_states_process ON alert_states (process, status)",
+        """CREATE TABLE IF NOT EXISTS alert_silences (
+            id         TEXT PRIMARY KEY,
+            created_us INTEGER NOT NULL,
+            until_us   INTEGER NOT NULL,
+            body       TEXT NOT NULL,
+            expired_by TEXT,
+            expired_us INTEGER)""",
+        """CREATE TABLE IF NOT EXISTS alert_acks (
+            seq        INTEGER PRIMARY KEY,
+            key        TEXT NOT NULL,
+            who        TEXT NOT NULL,
+            at_us      INTEGER NOT NULL,
+            note       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_acks_key ON alert_acks (key, at_us)",
+        """CREATE TABLE IF NOT EXISTS process_reviews (
+            seq        INTEGER PRIMARY KEY,
+            process    TEXT NOT NULL,
+            who        TEXT NOT NULL,
+            at_us      INTEGER NOT NULL,
+            note       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS process_reviews_process ON process_reviews (process, at_us)",
+        """CREATE TABLE IF NOT EXISTS alert_history (
+            seq        INTEGER PRIMARY KEY,
+            key        TEXT NOT NULL,
+            change     TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            at_us      INTEGER NOT NULL,
+            summary    TEXT NOT NULL,
+            body       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
+    )),
+    Migration(2, "evaluation leases: one worker at a time evaluates a process", (
+        """CREATE TABLE IF NOT EXISTS alert_leases (
+            name       TEXT PRIMARY KEY,
+            holder     TEXT NOT NULL,
+            until_us   INTEGER NOT NULL)""",
+    )),
+), AlertStateError)
+"""The alert state's tables in a SQLite file, versioned as the PostgreSQL ones are."""
+
+
+class AlertState(Protocol):
+    """What the evaluator, the CLI and the web read and record about alerts."""
+
+    def alerts(self) -> dict[str, Alert]:
+        """Every stored alert by key (resolved ones kept for history)."""
+        ...
+
+    def save(self, evaluation_alerts: Iterable[Alert]) -> None:
+        """Store an evaluation's alerts in one transaction: upsert each; a stored PENDING alert
+        that is not among them is removed (``advance`` drops pending alerts that cleared)."""
+        ...
+
+    def record_changes(self, changes: Sequence[AlertChange]) -> None:
+        """Append changes to the history."""
+        ...
+
+    def history(self, key: str | None = None, limit: int = 100) -> list[AlertChange]:
+        """Recorded changes, newest first, of one alert or all."""
+        ...
+
+    def fired(self) -> dict[tuple[str, str], int]:
+        """How often alerts started firing (FIRING changes in the history), per (process, rule)."""
+        ...
+
+    def add_silence(self, silence: Silence) -> Silence:
+        """Record a silence (an empty id gets a fresh one); returns it as stored."""
+        ...
+
+    def silences(self, active_at: datetime | None = None) -> list[Silence]:
+        """Every silence, or those active at a moment, oldest first."""
+        ...
+
+    def expire_silence(self, id: str, by: str, now: datetime) -> Silence:
+        """End a silence now (``until`` becomes ``now``); returns it as it now is."""
+        ...
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        """Record an acknowledgement of a pending or firing alert."""
+        ...
+
+    def acknowledgements(self) -> dict[str, Acknowledgement]:
+        """The latest acknowledgement per alert key."""
+        ...
+
+    def record_review(self, review: Review) -> None:
+        """Record that a process definition was reviewed."""
+        ...
+
+    def reviews(self, process: str | None = None) -> list[Review]:
+        """Recorded reviews, newest first, of one process or all."""
+        ...
+
+    def take_leases(self, names: Sequence[str], holder: str, lease: timedelta) -> list[str]:
+        """Hold each named lease for ``lease`` of wall time where it is free, expired or
+        ``holder``'s already (renewed), in one transaction; the names ``holder`` now holds."""
+        ...
+
+    def release_leases(self, names: Sequence[str], holder: str) -> None:
+        """Give up those of the named leases ``holder`` holds."""
+        ...
+
+    def commit(self, evaluation_alerts: Iterable[Alert], changes: Sequence[AlertChange],
+               processes: Collection[str], holder: str) -> None:
+        """Store one evaluation of ``processes`` in one transaction, if ``holder`` still holds
+        every one's lease (``evaluation_lease``), else raise ``LeaseLost`` and store nothing:
+        upsert those processes' alerts, drop their pending ones not among them (as ``save``),
+        append the changes to the history."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def evaluation_lease(process: str) -> str:
+    """The name of the lease an evaluation of ``process`` holds while it runs."""
+    return f"evaluate:{process}"
+
+
+
+
+def lease_check(held: int, wanted: int, holder: str) -> None:
+    if held != wanted:
+        raise LeaseLost(f"worker {holder} no longer holds the evaluation lease of"
+                        f" {wanted - held} of its {wanted} processes: another worker took over")
+
+
+# -- JSON codecs -----------------------------------------------------------------------------
+def alert_from_json(data: Mapping[str, Any]) -> Alert:
+    """The inverse of ``Alert.to_json``: enums, dates and aware UTC datetimes come back."""
+    try:
+        told = data.get("notified_severity")
+        return Alert(
+            key=data["key"], rule=data["rule"], process=data["process"],
+            subject=data["subject"], severity=Severity(data["severity"]),
+            status=Status(data["status"]), summary=data["summary"],
+            evidence=dict(data["evidence"]), segment=dict(data["segment"]),
+            since=date.fromisoformat(data["since"]) if data["since"] else None,
+            cases=tuple(data["cases"]), owner=data["owner"],
+            first_seen=_parse(data["first_seen"]), last_seen=_parse(data["last_seen"]),
+            fired_at=_parse_opt(data["fired_at"]), resolved_at=_parse_opt(data["resolved_at"]),
+            acknowledged_by=data["acknowledged_by"],
+            acknowledged_at=_parse_opt(data["acknowledged_at"]),
+            silenced_by=data["silenced_by"], escalated_at=_parse_opt(data["escalated_at"]),
+            url=data["url"], notified_at=_parse_opt(data.get("notified_at")),
+            notified_severity=Severity(told) if told else None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlertStateError(f"a stored alert cannot be read: {exc!r}") from exc
+
+
+def silence_to_json(silence: Silence) -> dict[str, Any]:
+    """A silence as JSON (times as ISO 8601 with their offset)."""
+    return {"id": silence.id, "until": silence.until.isoformat(), "by": silence.by,
+            "why": silence.why, "created_at": silence.created_at.isoformat(),
+            "key": silence.key, "rule": silence.rule, "process": silence.process,
+            "severity": silence.severity.value if silence.severity else None}
+
+
+def silence_from_json(data: Mapping[str, Any]) -> Silence:
+    """The inverse of ``silence_to_json``."""
+    try:
+        return Silence(id=data["id"], until=_parse(data["until"]), by=data["by"], why=data["why"],
+                       created_at=_parse(data["created_at"]), key=data["key"], rule=data["rule"],
+                       process=data["process"],
+                       severity=Severity(data["severity"]) if data["severity"] else None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlertStateError(f"a stored silence cannot be read: {exc!r}") from exc
+
+
+def history_rows(changes: Sequence[AlertChange]) -> list[tuple[Any, ...]]:
+    """The ``alert_history`` rows of some changes (key, change, status, at_us, summary, body)."""
+    return [(c.alert.key, c.change.value, c.alert.status.value, stored_us(c.at), c.alert.summary,
+             json.dumps(c.alert.to_json())) for c in changes]
+
+
+
+
+def _parse(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no timezone")
+    return moment.astimezone(UTC)
+
+
+def _parse_opt(text: str | None) -> datetime | None:
+    return None if text is None else _parse(text)
