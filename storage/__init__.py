@@ -20,17 +20,17 @@ from schemas.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from storage.alert_state import AlertState, evaluation_lease
+    from storage.alert_tables import SQLiteAlertState
     from storage.errors import AlertStateError, LeaseLost, RowRejected, StoreError
     from storage.events import EventStore, ProcessCount, StoredEvent
     from storage.inspect import StoreCheck, inspect_store
     from storage.open import open_alert_state, open_outbox, open_store
     from storage.open_cases import OpenCase
     from storage.outbox import OutboxItem, OutboxQueue
+    from storage.outbox_tables import Outbox
     from storage.pg_session import PostgresSession
     from storage.read_models import ReadModelTables
-    from storage.sqlite_alert_state import SQLiteAlertState
     from storage.sqlite_events import SQLiteStore
-    from storage.sqlite_outbox import Outbox
     from storage.urls import mask_url, parse_url, scrub
 
 _HOMES: dict[str, tuple[str, ...]] = {
@@ -43,9 +43,9 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "storage.outbox": ("OutboxItem", "OutboxQueue"),
     "storage.pg_session": ("PostgresSession",),
     "storage.read_models": ("ReadModelTables",),
-    "storage.sqlite_alert_state": ("SQLiteAlertState",),
+    "storage.alert_tables": ("SQLiteAlertState",),
     "storage.sqlite_events": ("SQLiteStore",),
-    "storage.sqlite_outbox": ("Outbox",),
+    "storage.outbox_tables": ("Outbox",),
     "storage.urls": ("mask_url", "parse_url", "scrub"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}

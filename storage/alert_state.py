@@ -1,7 +1,7 @@
 """The persisted alert state (alerts, silences, acknowledgements, reviews, change history), kept
 beside the events in tables of its own, so a restart sends nothing twice and forgets no silence:
-its interface, its tables, and what its SQLite (storage/sqlite_alert_state.py) and PostgreSQL
-(storage/pg_alert_state.py) implementations share.
+its interface, its tables on SQLite and PostgreSQL, and how alerts and silences are kept as
+JSON. storage/alert_tables.py implements it once for both databases.
 
 Times are stored as integer microseconds since the epoch (UTC) and come back as aware UTC
 datetimes (storage/times.py); an alert is stored as its ``Alert.to_json`` and read back by
@@ -75,6 +75,53 @@ SCHEMA = Schema("alerts", "the alert state", "alert_states", (
     )),
 ), AlertStateError)
 """The alert state's tables in a SQLite file, versioned as the PostgreSQL ones are."""
+POSTGRES_SCHEMA = Schema("alerts", "the alert state", "alert_states", (
+    Migration(1, "alerts, silences, acknowledgements, reviews and the change history", (
+        """CREATE TABLE IF NOT EXISTS alert_states (
+            key        TEXT PRIMARY KEY,
+            process    TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            body       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_states_process ON alert_states (process, status)",
+        """CREATE TABLE IF NOT EXISTS alert_silences (
+            id         TEXT PRIMARY KEY,
+            created_us BIGINT NOT NULL,
+            until_us   BIGINT NOT NULL,
+            body       TEXT NOT NULL,
+            expired_by TEXT,
+            expired_us BIGINT)""",
+        """CREATE TABLE IF NOT EXISTS alert_acks (
+            seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            key        TEXT NOT NULL,
+            who        TEXT NOT NULL,
+            at_us      BIGINT NOT NULL,
+            note       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_acks_key ON alert_acks (key, at_us)",
+        """CREATE TABLE IF NOT EXISTS process_reviews (
+            seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            process    TEXT NOT NULL,
+            who        TEXT NOT NULL,
+            at_us      BIGINT NOT NULL,
+            note       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS process_reviews_process ON process_reviews (process, at_us)",
+        """CREATE TABLE IF NOT EXISTS alert_history (
+            seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            key        TEXT NOT NULL,
+            change     TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            at_us      BIGINT NOT NULL,
+            summary    TEXT NOT NULL,
+            body       TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
+    )),
+    Migration(2, "evaluation leases: one worker at a time evaluates a process", (
+        """CREATE TABLE IF NOT EXISTS alert_leases (
+            name       TEXT PRIMARY KEY,
+            holder     TEXT NOT NULL,
+            until_us   BIGINT NOT NULL)""",
+    )),
+), AlertStateError)
+"""The same tables in PostgreSQL (BIGINT times, identity columns)."""
 
 
 class AlertState(Protocol):

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from storage.alert_state import AlertState
+from storage.alert_tables import SQLiteAlertState
 from storage.events import EventStore
 from storage.outbox import OutboxQueue
+from storage.outbox_tables import Outbox
 from storage.pg_session import PostgresSession
-from storage.sqlite_alert_state import SQLiteAlertState
 from storage.sqlite_events import SQLiteStore
-from storage.sqlite_outbox import Outbox
 from storage.urls import parse_url
 
 
@@ -35,7 +35,7 @@ def open_alert_state(store_url: str, session: PostgresSession | None = None) -> 
     ``session``'s limits, by default the defaults)."""
     kind, target = parse_url(store_url)
     if kind == "postgresql":
-        from storage.pg_alert_state import PostgresAlertState
+        from storage.alert_tables import PostgresAlertState
 
         return PostgresAlertState(target, session)
     return SQLiteAlertState(target)
@@ -46,7 +46,7 @@ def open_outbox(store_url: str, session: PostgresSession | None = None) -> Outbo
     ``postgresql://...``, its connection with ``session``'s limits, by default the defaults)."""
     kind, target = parse_url(store_url)
     if kind == "postgresql":
-        from storage.pg_outbox import PostgresOutbox
+        from storage.outbox_tables import PostgresOutbox
 
         return PostgresOutbox(target, session)
     return Outbox(Path(target))

@@ -14,9 +14,9 @@ worker that dies mid-send leaves its claim to expire; only then may another send
 rows a new token, and ``mark_sent`` / ``mark_failed`` given the token apply only while it
 stands (``UPDATE ... WHERE id = ? AND claim_token = ?``), so a worker that was slow past its
 lease cannot overwrite the outcome of the worker that took the row over (``LeaseLost``). This
-module holds its interface, its SQLite tables and what its implementations share: the SQLite
-one is storage/sqlite_outbox.py, the PostgreSQL one storage/pg_outbox.py;
-``storage.open_outbox(url)`` opens the one beside the store a URL names.
+module holds its interface and its tables on SQLite and PostgreSQL; storage/outbox_tables.py
+implements it once for both, and ``storage.open_outbox(url)`` opens the one beside the store a
+URL names.
 """
 
 from __future__ import annotations
@@ -60,6 +60,30 @@ SCHEMA = Schema(COMPONENT, "the outbox", "outbox", (
         "ALTER TABLE outbox ADD COLUMN claim_token TEXT",)),
 ), AlertStateError)
 """The outbox's tables in a SQLite file, versioned (storage/migrations.py runs the steps)."""
+POSTGRES_SCHEMA = Schema(COMPONENT, "the outbox", "outbox", (
+    Migration(1, "the outbox with per-channel order and claims by delivery workers", (
+        """CREATE TABLE IF NOT EXISTS outbox (
+            seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id               TEXT NOT NULL UNIQUE,
+            channel          TEXT NOT NULL,
+            process          TEXT NOT NULL,
+            keys             TEXT NOT NULL,
+            payload          BYTEA NOT NULL,
+            status           TEXT NOT NULL DEFAULT 'pending',
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            created_us       BIGINT NOT NULL,
+            enqueued_us      BIGINT NOT NULL,
+            next_attempt_us  BIGINT NOT NULL,
+            sent_us          BIGINT,
+            last_error       TEXT,
+            claimed_by       TEXT,
+            claimed_until_us BIGINT)""",
+        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, channel, seq)",
+    )),
+    Migration(2, "fenced claims: a token per claim", (
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claim_token TEXT",)),
+), AlertStateError)
+"""The same table in PostgreSQL (BIGINT times, BYTEA payloads, an identity seq)."""
 COLUMNS = ("seq, id, channel, process, keys, payload, status, attempts, created_us,"
             " enqueued_us, next_attempt_us, sent_us, last_error, claim_token")
 
@@ -101,8 +125,8 @@ class OutboxItem:
 
 
 class OutboxQueue(Protocol):
-    """What delivery and the evaluator need of an outbox (storage/sqlite_outbox.py,
-    storage/pg_outbox.py); the methods behave as ``Outbox``'s do."""
+    """What delivery and the evaluator need of an outbox; storage/outbox_tables.py implements
+    it once for SQLite and PostgreSQL, and says what each method does."""
 
     def enqueue(self, notifications: Iterable[Notification],
                 payload_for: Callable[[Notification], bytes],

@@ -33,10 +33,10 @@ from backlight.config import Settings
 from backlight.web.server import running
 from schemas.alerts import Alert
 from storage import SQLiteStore, open_alert_state, open_outbox
+from storage.alert_tables import PostgresAlertState
 from storage.outbox import SENT
-from storage.pg_alert_state import PostgresAlertState
+from storage.outbox_tables import PostgresOutbox
 from storage.pg_events import PostgresStore
-from storage.pg_outbox import PostgresOutbox
 
 WRITE = {"Authorization": f"Bearer {WRITER_TOKEN}"}
 
