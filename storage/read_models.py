@@ -5,8 +5,8 @@ here, beside the events, so that a page, an API call or a new instance reads the
 the event history. This module stores them as opaque JSON documents; what is in a document is
 mining's (`Figures.to_doc`, `CaseFacts.to_doc`).
 
-Tables (component ``read_models``, both databases; each query written once, the dialects
-agree on ``INSERT ... ON CONFLICT ... DO UPDATE``):
+Tables (component ``read_models``, both databases; each query written once over
+storage/tables.py, the dialects agree on ``INSERT ... ON CONFLICT ... DO UPDATE``):
 - ``read_model_marks (name, seq)``: the last arrival seq folded;
 - ``read_model_days (process, day_us, doc)``: the figures of the cases completed that UTC day;
 - ``read_model_open (process, case_id, doc)``: the facts of each open case;
@@ -22,19 +22,16 @@ twice, none is skipped.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from schemas.event import CaseEvent
-from storage.errors import StoreError
-from storage.migrations import Migration, Schema, migrate_postgres, migrate_sqlite
+from storage.migrations import Migration, Schema
 from storage.pg_session import PostgresSession
-from storage.sqlite import connect, transaction
-from storage.urls import mask_url, parse_url, scrub
+from storage.tables import Run, SQLiteTables, Tables
+from storage.urls import parse_url
 
 _KEYS_PER_QUERY: Final = 500
 _TABLES = (
@@ -64,10 +61,10 @@ POSTGRES_SCHEMA = Schema("read_models", "the read models", "read_model_marks", (
 
 _CASE_EVENTS = (
     "SELECT case_id, event_id, process, activity, time_us, lifecycle, resource, team, attributes"
-    " FROM events WHERE process = {p} AND seq <= {p} AND case_id IN ({keys})"
+    " FROM events WHERE process = ? AND seq <= ? AND case_id IN ({keys})"
     " ORDER BY case_id, time_us, seq")
-_DAY_DOCS = "SELECT day_us, doc FROM read_model_days WHERE process = {p} AND day_us IN ({keys})"
-_OPEN_DOCS = "SELECT case_id, doc FROM read_model_open WHERE process = {p} AND case_id IN ({keys})"
+_DAY_DOCS = "SELECT day_us, doc FROM read_model_days WHERE process = ? AND day_us IN ({keys})"
+_OPEN_DOCS = "SELECT case_id, doc FROM read_model_open WHERE process = ? AND case_id IN ({keys})"
 
 
 @dataclass(frozen=True)
@@ -83,112 +80,89 @@ class ReadModelTables:
 
     def __init__(self, url: str, session: PostgresSession | None = None) -> None:
         self.url = url
-        self._kind, target = parse_url(url)
-        self._p = "%s" if self._kind == "postgresql" else "?"
-        try:
-            if self._kind == "postgresql":
-                from storage.pg_events import apply_limits, connect_postgres
+        kind, target = parse_url(url)
+        if kind == "postgresql":
+            from storage.pg_tables import PostgresTables  # the driver only where it is used
 
-                session = session or PostgresSession()
-                self._pg = connect_postgres(target, session=session, limits=False)
-                migrate_postgres(self._pg, mask_url(url), POSTGRES_SCHEMA)
-                apply_limits(self._pg, session)
-            else:
-                self._db = connect(Path(target))
-                migrate_sqlite(self._db, target, SQLITE_SCHEMA)
-        except (sqlite3.Error, OSError, StoreError) as exc:
-            raise StoreError(f"opening the read models in {mask_url(url)} failed: "
-                             f"{scrub(str(exc), url)}") from exc
-        except Exception as exc:  # psycopg.Error: not importable without PostgreSQL
-            raise StoreError(f"opening the read models in {mask_url(url)} failed: "
-                             f"{scrub(str(exc), url)}") from exc
+            self._tables: Tables = PostgresTables(target, POSTGRES_SCHEMA, session)
+        else:
+            self._tables = SQLiteTables(Path(target), SQLITE_SCHEMA)
 
-    def _tx(self) -> AbstractContextManager[Any]:
-        return self._pg.transaction() if self._kind == "postgresql" else transaction(self._db)
-
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        conn = self._pg if self._kind == "postgresql" else self._db
-        cursor = conn.execute(sql.format(p=self._p), tuple(params))
-        return list(cursor.fetchall()) if cursor.description else []
-
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        """Database errors as a `StoreError` naming what failed (the URL's password masked)."""
-        try:
-            yield
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"{doing} in {mask_url(self.url)} failed: {scrub(str(exc), self.url)}") from exc
+    def _read(self, doing: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._tables.read(doing, sql, params)
 
     # -- reading --
     def mark(self, name: str) -> int:
         """The last seq folded into the named read models; 0 before any."""
-        with self._errors("reading the read models' mark"):
-            rows = self._run("SELECT seq FROM read_model_marks WHERE name = {p}", (name,))
+        rows = self._read("reading the read models' mark",
+                          "SELECT seq FROM read_model_marks WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
 
     def load(self, process: str) -> Stored:
         """One process's stored days and open cases."""
-        with self._errors(f"reading the read model of {process!r}"):
-            days = self._run("SELECT day_us, doc FROM read_model_days WHERE process = {p}", (process,))
-            cases = self._run("SELECT case_id, doc FROM read_model_open WHERE process = {p}", (process,))
+        doing = f"reading the read model of {process!r}"
+        days = self._read(doing, "SELECT day_us, doc FROM read_model_days WHERE process = ?",
+                          (process,))
+        cases = self._read(doing, "SELECT case_id, doc FROM read_model_open WHERE process = ?",
+                           (process,))
         return Stored({int(d): str(doc) for d, doc in days}, {str(c): str(doc) for c, doc in cases})
 
     def days(self, process: str, since_day_us: int | None = None,
              until_day_us: int | None = None) -> dict[int, str]:
         """The documents of a process's days from ``since_day_us`` to ``until_day_us``, both
         included (unbounded where None)."""
-        with self._errors(f"reading the days of {process!r}"):
-            rows = self._run("SELECT day_us, doc FROM read_model_days WHERE process = {p}"
-                             " AND day_us >= {p} AND day_us <= {p} ORDER BY day_us",
-                             (process, -(2**62) if since_day_us is None else since_day_us,
-                              2**62 if until_day_us is None else until_day_us))
+        rows = self._read(f"reading the days of {process!r}",
+                          "SELECT day_us, doc FROM read_model_days WHERE process = ?"
+                          " AND day_us >= ? AND day_us <= ? ORDER BY day_us",
+                          (process, -(2**62) if since_day_us is None else since_day_us,
+                           2**62 if until_day_us is None else until_day_us))
         return {int(d): str(doc) for d, doc in rows}
 
     def totals(self, process: str) -> tuple[str, str] | None:
         """The documents of the process's completed and open totals; None before any fold."""
-        with self._errors(f"reading the totals of {process!r}"):
-            rows = self._run("SELECT completed, open FROM read_model_totals WHERE process = {p}", (process,))
+        rows = self._read(f"reading the totals of {process!r}",
+                          "SELECT completed, open FROM read_model_totals WHERE process = ?",
+                          (process,))
         return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
     def shape(self, process: str) -> str | None:
         """What the process was folded with (end activities, calendar); None before any fold."""
-        with self._errors(f"reading the totals of {process!r}"):
-            rows = self._run("SELECT shape FROM read_model_totals WHERE process = {p}", (process,))
+        rows = self._read(f"reading the totals of {process!r}",
+                          "SELECT shape FROM read_model_totals WHERE process = ?", (process,))
         return str(rows[0][0]) if rows else None
 
     def day_docs(self, process: str, days: Collection[int]) -> dict[int, str]:
         """The documents of those of these days that exist."""
-        with self._errors(f"reading the days of {process!r}"):
-            rows = self._select_in(_DAY_DOCS, (process,), days)
+        rows = self._select_in(f"reading the days of {process!r}", _DAY_DOCS, (process,), days)
         return {int(d): str(doc) for d, doc in rows}
 
     def open_docs_of(self, process: str, case_ids: Collection[str]) -> dict[str, str]:
         """The documents of those of these cases that are open."""
-        with self._errors(f"reading open cases of {process!r}"):
-            rows = self._select_in(_OPEN_DOCS, (process,), case_ids)
+        rows = self._select_in(f"reading open cases of {process!r}", _OPEN_DOCS, (process,),
+                               case_ids)
         return {str(c): str(doc) for c, doc in rows}
 
-    def _select_in(self, sql: str, leading: Sequence[Any], keys: Collection[Any]) -> list[tuple[Any, ...]]:
+    def _select_in(self, doing: str, sql: str, leading: Sequence[Any],
+                   keys: Collection[Any]) -> list[tuple[Any, ...]]:
         """The rows of ``sql`` with its ``{keys}`` an IN list of ``keys`` (after the ``leading``
         parameters), asked for a bounded number of keys at a time."""
         wanted, rows = list(keys), []
         for start in range(0, len(wanted), _KEYS_PER_QUERY):
             chunk = wanted[start:start + _KEYS_PER_QUERY]
-            rows += self._run(sql.replace("{keys}", ", ".join(["{p}"] * len(chunk))), (*leading, *chunk))
+            rows += self._read(doing, sql.replace("{keys}", ", ".join(["?"] * len(chunk))),
+                               (*leading, *chunk))
         return rows
 
     def last_day(self, process: str) -> int | None:
         """The last UTC day on which a case of the process completed (its start in µs)."""
-        with self._errors(f"reading the days of {process!r}"):
-            rows = self._run("SELECT MAX(day_us) FROM read_model_days WHERE process = {p}", (process,))
+        rows = self._read(f"reading the days of {process!r}",
+                          "SELECT MAX(day_us) FROM read_model_days WHERE process = ?", (process,))
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     def open_count(self, process: str) -> int:
         """How many cases of the process are open."""
-        with self._errors(f"counting the open cases of {process!r}"):
-            rows = self._run("SELECT COUNT(*) FROM read_model_open WHERE process = {p}", (process,))
+        rows = self._read(f"counting the open cases of {process!r}",
+                          "SELECT COUNT(*) FROM read_model_open WHERE process = ?", (process,))
         return int(rows[0][0])
 
     def case_events(self, process: str, case_ids: Collection[str],
@@ -196,11 +170,11 @@ class ReadModelTables:
         """The stored events of these cases with seq at most ``up_to_seq``, each case's in case
         order (time, then seq): what the read model folded of them before."""
         out: dict[str, list[CaseEvent]] = {}
-        with self._errors(f"reading cases of {process!r}"):
-            for row in self._select_in(_CASE_EVENTS, (process, up_to_seq), case_ids):
-                case_id, event_id, proc, activity, time_us, lifecycle, resource, team, attrs = row
-                out.setdefault(case_id, []).append(CaseEvent(
-                    event_id, proc, case_id, activity, int(time_us), lifecycle, resource, team, attrs))
+        for row in self._select_in(f"reading cases of {process!r}", _CASE_EVENTS,
+                                   (process, up_to_seq), case_ids):
+            case_id, event_id, proc, activity, time_us, lifecycle, resource, team, attrs = row
+            out.setdefault(case_id, []).append(CaseEvent(
+                event_id, proc, case_id, activity, int(time_us), lifecycle, resource, team, attrs))
         return out
 
     # -- writing --
@@ -212,49 +186,50 @@ class ReadModelTables:
         document deletes) and the processes' new totals (completed, open, and the shape they
         were folded with), in one transaction, if the mark is still ``after``; False (nothing
         written) when another folder moved it first."""
-        with self._errors("saving the read models"), self._tx():
-            self._run("INSERT INTO read_model_marks (name, seq) VALUES ({p}, 0)"
+        def work(run: Run) -> bool:
+            run.count("INSERT INTO read_model_marks (name, seq) VALUES (?, 0)"
                       " ON CONFLICT (name) DO NOTHING", (name,))
             # A conditional update, not a read then a write: on PostgreSQL a concurrent saver
             # waits for this row and then finds the mark moved (READ COMMITTED re-checks).
-            moved = self._run("UPDATE read_model_marks SET seq = {p} WHERE name = {p} AND seq = {p}"
-                              " RETURNING seq", (mark, name, after))
-            if not moved:
+            if run.count("UPDATE read_model_marks SET seq = ? WHERE name = ? AND seq = ?",
+                         (mark, name, after)) != 1:
                 return False
             for (process, day), doc in days.items():
                 if doc is None:
-                    self._run("DELETE FROM read_model_days WHERE process = {p} AND day_us = {p}",
+                    run.count("DELETE FROM read_model_days WHERE process = ? AND day_us = ?",
                               (process, day))
                 else:
-                    self._run("INSERT INTO read_model_days (process, day_us, doc) VALUES ({p}, {p}, {p})"
+                    run.count("INSERT INTO read_model_days (process, day_us, doc) VALUES (?, ?, ?)"
                               " ON CONFLICT (process, day_us) DO UPDATE SET doc = excluded.doc",
                               (process, day, doc))
             for (process, case_id), doc in open_cases.items():
                 if doc is None:
-                    self._run("DELETE FROM read_model_open WHERE process = {p} AND case_id = {p}",
+                    run.count("DELETE FROM read_model_open WHERE process = ? AND case_id = ?",
                               (process, case_id))
                 else:
-                    self._run("INSERT INTO read_model_open (process, case_id, doc) VALUES ({p}, {p}, {p})"
+                    run.count("INSERT INTO read_model_open (process, case_id, doc) VALUES (?, ?, ?)"
                               " ON CONFLICT (process, case_id) DO UPDATE SET doc = excluded.doc",
                               (process, case_id, doc))
             for process, (completed, still_open, shape) in totals.items():
-                self._run("INSERT INTO read_model_totals (process, completed, open, shape)"
-                          " VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (process) DO UPDATE SET"
+                run.count("INSERT INTO read_model_totals (process, completed, open, shape)"
+                          " VALUES (?, ?, ?, ?) ON CONFLICT (process) DO UPDATE SET"
                           " completed = excluded.completed, open = excluded.open,"
                           " shape = excluded.shape", (process, completed, still_open, shape))
-        return True
+            return True
+        return self._tables.write("saving the read models", work)
 
     def clear(self, name: str, process: str | None = None) -> None:
         """Forget the read models (of one process, or all and the mark): before a rebuild."""
-        with self._errors("clearing the read models"), self._tx():
+        def work(run: Run) -> None:
             if process is None:
-                self._run("DELETE FROM read_model_marks WHERE name = {p}", (name,))
+                run.count("DELETE FROM read_model_marks WHERE name = ?", (name,))
                 for table in ("read_model_days", "read_model_open", "read_model_totals"):
-                    self._run(f"DELETE FROM {table}")  # noqa: S608 (constant names)
+                    run.count(f"DELETE FROM {table}")  # noqa: S608 (constant names)
             else:
                 for table in ("read_model_days", "read_model_open", "read_model_totals"):
-                    self._run(f"DELETE FROM {table} WHERE process = {{p}}", (process,))  # noqa: S608
+                    run.count(f"DELETE FROM {table} WHERE process = ?", (process,))  # noqa: S608
+        self._tables.write("clearing the read models", work)
 
     def close(self) -> None:
         """Let the connection go."""
-        (self._pg if self._kind == "postgresql" else self._db).close()
+        self._tables.close()
