@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from alerts.duration import Duration
 from alerts.errors import AlertConfigError
+from schemas.event import to_time_us
 
 if TYPE_CHECKING:
     import numpy as np
@@ -299,8 +300,7 @@ def to_us(moment: datetime) -> int:
     """An aware moment as UTC microseconds since the epoch (the event store's unit)."""
     if moment.tzinfo is None:
         raise ValueError(f"{moment.isoformat()} has no time zone; moments must be aware")
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return to_time_us(moment)
 
 
 _RANGE = re.compile(r"^([a-z]+)\s*-\s*([a-z]+)$")

@@ -11,12 +11,12 @@ from typing import Final
 import polars as pl
 
 from mining.errors import FrameError
+from schemas.event import LIFECYCLES
 from schemas.frame import FRAME_SCHEMA
 
 UTC_US: Final = FRAME_SCHEMA["timestamp"]
 SCHEMA: Final = FRAME_SCHEMA  # one definition: schemas/frame.py
 NULLABLE: Final = frozenset({"resource", "team", "attributes"})
-LIFECYCLES: Final = ("start", "complete", "schedule")
 ORDER: Final = ("case_id", "timestamp", "seq")
 NOT_XML: Final = "[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"
 """The characters XML 1.0 cannot hold, even as references, as a regular expression (Python's

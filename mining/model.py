@@ -28,7 +28,8 @@ import polars as pl
 
 from mining import _pm4py
 from mining.errors import FrameError, MiningError, Pm4pyError
-from mining.frame import LIFECYCLES, NOT_XML, Events, EventsLike, only, prepare
+from mining.frame import NOT_XML, Events, EventsLike, only, prepare
+from schemas.event import LIFECYCLES
 
 DEFAULT_COVERAGE: Final = 0.8
 DEFAULT_NOISE_THRESHOLD: Final = 0.0  # the variant filter already drops infrequent behaviour

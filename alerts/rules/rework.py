@@ -58,6 +58,7 @@ from alerts.thresholds import Rework as ReworkSettings
 from mining.frame import Events
 from mining.rework import discover_loops, discover_rework, rework_basis
 from schemas.alerts import Finding
+from schemas.event import to_time_us
 
 RULE: Final = "rework"
 MIN_Z: Final = 3.0  # one-sided test every shift must also pass
@@ -216,8 +217,7 @@ class _Windows:
 
 
 def _us(moment: datetime) -> int:
-    delta = utc(moment) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return to_time_us(utc(moment))
 
 
 def _windows(ctx: RuleContext, s: ReworkSettings) -> _Windows | None:
