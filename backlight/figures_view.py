@@ -169,8 +169,8 @@ def window_days(tables: ReadModelTables, process: str, window: str,
 def figures_view(models: ReadModels, tables: ReadModelTables, process: str, window: Window,
                  fold_limit: int | None = None) -> FiguresOut:
     """The process's figures in the window, after folding what arrived (at most about
-    ``fold_limit`` events; all when None)."""
-    models.catch_up(limit=fold_limit)
+    ``fold_limit`` events, and none while another instance is seen folding; all when None)."""
+    models.catch_up(limit=fold_limit, yielding=fold_limit is not None)
     behind = models.behind()
     open_cases = tables.open_count(process)
     start: datetime | None = None

@@ -73,6 +73,7 @@ class ReadModels:
         self._batch, self.name = batch, name
         self._models: dict[str, ReadModel] = {}
         self._after = 0  # the mark the cached models were folded up to
+        self._looked = False  # whether this instance has read the mark yet
         self._shaped: set[str] = set()  # processes whose stored shape was found to be ours
 
     def _model(self, process: str, after: int) -> ReadModel:
@@ -125,15 +126,22 @@ class ReadModels:
         self._shaped.update(processes)
         return bool(stale)
 
-    def catch_up(self, progress: Progress | None = None, limit: int | None = None) -> int:
+    def catch_up(self, progress: Progress | None = None, limit: int | None = None, *,
+                 yielding: bool = False) -> int:
         """Fold the stored events after the mark (all of them, or batches until at least
-        ``limit`` were folded); how many this instance folded."""
+        ``limit`` were folded); how many this instance folded. ``yielding`` (a reader: the web,
+        the API): stop as soon as another instance is seen folding (the mark moved since this
+        instance last looked, or another save came first) and read what it folds, rather than
+        race it batch for batch, reloading the models each time it loses."""
         folded = 0
         while limit is None or folded < limit:
             after = self._tables.mark(self.name)
             if after != self._after:
                 self._models.clear()  # another instance folded meanwhile: read its result
                 self._after = after
+                if yielding and self._looked:
+                    return folded
+            self._looked = True
             rows = self._store.since(after, self._batch)
             if not rows:
                 return folded
@@ -144,6 +152,8 @@ class ReadModels:
                 folded += len(events)
                 if progress is not None:
                     progress(len(events))
+            elif yielding:
+                return folded
         return folded
 
     def behind(self) -> int:

@@ -209,6 +209,34 @@ def test_a_bounded_catch_up_folds_whole_batches_and_says_what_is_left(store_url:
         store.close()
 
 
+def test_a_reader_leaves_the_folding_to_an_instance_it_sees_folding(store_url: str) -> None:
+    """A yielding catch-up (the web's) folds while nobody else does; once it sees another
+    instance move the mark it folds nothing and reads that instance's figures, and when that
+    instance stops it folds again."""
+    events = stream()
+    third = len(events) // 3
+    store = open_store(store_url)
+    tables = ReadModelTables(store_url)
+    try:
+        reader = ReadModels(store, tables, ENDS, batch=500)
+        folder = ReadModels(store, tables, ENDS, batch=500)
+        write(store, events[:third])
+        assert reader.catch_up(limit=10_000, yielding=True) == third
+        write(store, events[third:2 * third])
+        assert folder.catch_up() == third
+        write(store, events[2 * third:])
+        assert reader.catch_up(limit=10_000, yielding=True) == 0
+        assert reader.behind() == len(events) - 2 * third
+        assert reader.catch_up(limit=10_000, yielding=True) == len(events) - 2 * third
+        assert reader.behind() == 0
+        for process in ENDS:
+            mine = [e for e in events if e.process == process]
+            assert figures(tables, process) == expected(mine, process).figures()
+    finally:
+        tables.close()
+        store.close()
+
+
 def test_a_case_stored_at_year_9999_counts_in_all_time_not_in_a_recent_window(store_url: str) -> None:
     """An event stored before dates were checked, completing a case on 9999-12-31, is counted
     for all time but never in "the last 4 weeks" (which end tomorrow at the latest), and the

@@ -149,9 +149,11 @@ class WebService:
                           str(definition.sla) if definition.sla else None, definition.configured)
 
     def _fold(self) -> None:
-        """Fold what arrived into the read models (at most about ``FOLD_PER_REQUEST``)."""
+        """Fold what arrived into the read models (at most about ``FOLD_PER_REQUEST``), unless
+        another instance (a consumer with ``--read-models``, another ``serve``) is folding:
+        then read what it folds."""
         with self._models_lock:
-            self.read_models.catch_up(limit=FOLD_PER_REQUEST)
+            self.read_models.catch_up(limit=FOLD_PER_REQUEST, yielding=True)
 
     def line(self, name: str, window: str) -> ProcessFigures:
         """The process's figures in the window as the overview shows them."""
