@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from alerts.calendar import CalendarSettings, WorkCalendar
     from alerts.channels import ChannelSettings, build_payload
     from alerts.context import Rule, RuleContext
-    from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, Transport, deliver
+    from alerts.delivery import DeliveryReport, HttpxTransport, Transport, deliver
     from alerts.duration import Duration, parse_duration
     from alerts.errors import AlertConfigError, AlertError, AlertStateError, DeliveryError
     from alerts.evaluate import run_rules
@@ -33,7 +33,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "alerts.calendar": ("CalendarSettings", "WorkCalendar"),
     "alerts.channels": ("ChannelSettings", "build_payload"),
     "alerts.context": ("Rule", "RuleContext"),
-    "alerts.delivery": ("DeliveryReport", "HttpxTransport", "KafkaTransport", "Transport", "deliver"),
+    "alerts.delivery": ("DeliveryReport", "HttpxTransport", "Transport", "deliver"),
     "alerts.duration": ("Duration", "parse_duration"),
     "alerts.errors": ("AlertConfigError", "AlertError", "AlertStateError", "DeliveryError"),
     "alerts.evaluate": ("run_rules",),
@@ -48,7 +48,7 @@ _HOME = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [
     "RULES", "AlertConfigError", "AlertError", "AlertStateError",
     "CalendarSettings", "ChannelSettings", "DeliveryError", "DeliveryReport", "Duration",
-    "Evaluation", "HttpxTransport", "KafkaTransport", "LifecyclePolicy",
+    "Evaluation", "HttpxTransport", "LifecyclePolicy",
     "ProcessDefinition", "RouteSettings", "Rule", "RuleContext", "RuleSettings",
     "Transport", "WorkCalendar", "advance", "build_definition",
     "build_payload", "deliver", "learn_end_activities", "parse_duration",

@@ -12,7 +12,6 @@ the notification, never the URL or a header value.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -26,14 +25,11 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
-from kafka.errors import KafkaError
 
 from alerts.channels import ChannelSettings
 from alerts.channels.cloudevent import CONTENT_TYPE
 from alerts.channels.googlechat import REPLY_OPTION
 from alerts.errors import AlertError, DeliveryError, LeaseLost
-from ingest.errors import KafkaUnavailable
-from ingest.transport import KafkaSink
 from storage import OutboxItem, OutboxQueue
 
 log = logging.getLogger("backlight.alerts.delivery")
@@ -62,6 +58,10 @@ class Transport(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str],
              timeout_s: float) -> Response:
         """Send ``body`` to ``url`` and say how the receiver answered."""
+        ...
+
+    def close(self) -> None:
+        """Let its connections go."""
         ...
 
 
@@ -137,39 +137,6 @@ class HttpxTransport:
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
-
-
-class KafkaTransport:
-    """Publishes CloudEvents (structured mode) with ``ingest.transport.KafkaSink``: the "url" is
-    the topic, the message key the event's subject (the alert key). It connects on first use,
-    so a broker that is down fails attempts (retried with backoff), never the worker's start."""
-
-    def __init__(self, bootstrap: str, **options: Any) -> None:
-        self._bootstrap = bootstrap
-        self._options = {"max_block_ms": 10_000, **options}  # a down broker must not stall us
-        self._sink: KafkaSink | None = None
-
-    def post(self, url: str, body: bytes, headers: Mapping[str, str],
-             timeout_s: float) -> Response:
-        """Publish one CloudEvent to the topic ``url`` and wait for the brokers' ack."""
-        key = json.loads(body).get("subject")
-        kafka_headers = [("content-type", CONTENT_TYPE.encode())]
-        try:
-            if self._sink is None:
-                self._sink = KafkaSink(self._bootstrap, client_id="backlight-alerts",
-                                       **self._options)
-            self._sink.send(url, value=body, key=key.encode() if key else None,
-                            headers=kafka_headers)
-            self._sink.flush(timeout_s)
-        except (KafkaUnavailable, KafkaError) as exc:
-            raise DeliveryError(f"publishing to Kafka failed: {exc}") from None
-        return Response(200)
-
-    def close(self) -> None:
-        """Flush and close the producer."""
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
 
 
 @dataclass

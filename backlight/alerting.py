@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from alerts.channels import payload_for
-from alerts.delivery import DeliveryReport, HttpxTransport, KafkaTransport, deliver
+from alerts.delivery import DeliveryReport, HttpxTransport, Transport, deliver
 from alerts.duration import parse_duration
 from alerts.evaluate import run_rules
 from alerts.lifecycle import LifecyclePolicy, advance
@@ -272,10 +272,12 @@ def _definition_learning(settings: Settings, definition: ProcessDefinition,
         reviewed_by=definition.reviewed_by)
 
 
-def transports(settings: Settings) -> dict[str, HttpxTransport | KafkaTransport]:
+def transports(settings: Settings) -> dict[str, Transport]:
     """One transport per channel kind: HTTP for chat and webhooks, Kafka for CloudEvents."""
-    out: dict[str, HttpxTransport | KafkaTransport] = {"http": HttpxTransport()}
+    out: dict[str, Transport] = {"http": HttpxTransport()}
     if any(c.type == "kafka" for c in settings.channels):
+        from backlight.kafka_alerts import KafkaTransport  # Kafka's client only where used
+
         k = settings.kafka
         out["kafka"] = KafkaTransport(k.bootstrap_servers, **k.client_options())
     return out

@@ -11,8 +11,9 @@ import pytest
 from kafka import KafkaConsumer
 
 from alerts.channels import ChannelSettings, payload_for
-from alerts.delivery import KafkaTransport, deliver
+from alerts.delivery import deliver
 from alerts.routing import route
+from backlight.kafka_alerts import KafkaTransport
 from ingest.transport import ensure_topics
 from schemas.alerts import Alert, AlertChange, Change, Severity, Status
 from storage import Outbox

@@ -1,5 +1,5 @@
 """The packages import downwards only (DESIGN.md): schemas <- storage <- ingest, and
-schemas <- storage <- mining <- alerts <- backlight."""
+schemas <- storage <- mining <- alerts <- backlight (which wires ingest and alerts together)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ALLOWED = {
     "storage": {"schemas"},
     "ingest": {"schemas", "storage"},
     "mining": {"schemas", "storage"},
-    "alerts": {"schemas", "storage", "ingest", "mining"},
+    "alerts": {"schemas", "storage", "mining"},
     "backlight": {"schemas", "storage", "ingest", "mining", "alerts"},
 }
 
