@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from backlight.read_models import NAME as READ_MODELS
-from ingest.consumer import BatchReport
+from ingest.consumer_stats import BatchReport
 from schemas.errors import BacklightError
 from storage import (
     AlertState,

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ingest.subscribers import SubscriberStats
-from ingest.transport import Partition
+
+if TYPE_CHECKING:
+    from ingest.transport import Partition  # a type only: Kafka's client loads where it is used
 
 
 @dataclass
