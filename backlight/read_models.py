@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any, Final
@@ -52,6 +54,9 @@ def _loads(text: str) -> Any:
 
 NAME: Final = "read-models"
 BATCH: Final = 5_000
+YIELD_S: Final = 10.0
+"""A reader (the web) that saw another instance fold within this many seconds leaves the
+folding to it: two folders would each reload the models whenever the other saved."""
 Progress = Callable[[int], None]
 """Called with the number of events just folded."""
 
@@ -63,9 +68,12 @@ class ReadModels:
                  end_activities: Mapping[str, Collection[str]] | None = None, *,
                  batch: int = BATCH, name: str = NAME,
                  calendars: Mapping[str, WorkCalendar] | None = None,
-                 default_calendar: WorkCalendar | None = None) -> None:
+                 default_calendar: WorkCalendar | None = None,
+                 yield_s: float = YIELD_S) -> None:
         """``end_activities`` and ``calendars``: per process (a process not named completes
-        no case, and counts its working time in ``default_calendar``; none: no working time)."""
+        no case, and counts its working time in ``default_calendar``; none: no working time).
+        ``yield_s``: how long a yielding catch-up leaves the folding to another instance it
+        saw fold."""
         self._store, self._tables = store, tables
         self._ends = {p: tuple(a) for p, a in (end_activities or {}).items()}
         self._calendars = dict(calendars or {})
@@ -74,6 +82,8 @@ class ReadModels:
         self._models: dict[str, ReadModel] = {}
         self._after = 0  # the mark the cached models were folded up to
         self._looked = False  # whether this instance has read the mark yet
+        self._others_at = -math.inf  # when another instance was last seen folding (monotonic)
+        self._yield_s = yield_s
         self._shaped: set[str] = set()  # processes whose stored shape was found to be ours
 
     def _model(self, process: str, after: int) -> ReadModel:
@@ -130,18 +140,21 @@ class ReadModels:
                  yielding: bool = False) -> int:
         """Fold the stored events after the mark (all of them, or batches until at least
         ``limit`` were folded); how many this instance folded. ``yielding`` (a reader: the web,
-        the API): stop as soon as another instance is seen folding (the mark moved since this
-        instance last looked, or another save came first) and read what it folds, rather than
-        race it batch for batch, reloading the models each time it loses."""
+        the API): fold nothing while another instance was seen folding (the mark moved since
+        this instance last looked, or another save came first) in the last ``yield_s``
+        seconds, and read what it folds, rather than race it batch for batch, reloading the
+        models each time either saves."""
         folded = 0
         while limit is None or folded < limit:
             after = self._tables.mark(self.name)
             if after != self._after:
                 self._models.clear()  # another instance folded meanwhile: read its result
                 self._after = after
-                if yielding and self._looked:
-                    return folded
+                if self._looked:
+                    self._others_at = time.monotonic()
             self._looked = True
+            if yielding and time.monotonic() - self._others_at < self._yield_s:
+                return folded
             rows = self._store.since(after, self._batch)
             if not rows:
                 return folded
@@ -152,8 +165,8 @@ class ReadModels:
                 folded += len(events)
                 if progress is not None:
                     progress(len(events))
-            elif yielding:
-                return folded
+            else:
+                self._others_at = time.monotonic()
         return folded
 
     def behind(self) -> int:

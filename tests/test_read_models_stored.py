@@ -212,13 +212,13 @@ def test_a_bounded_catch_up_folds_whole_batches_and_says_what_is_left(store_url:
 def test_a_reader_leaves_the_folding_to_an_instance_it_sees_folding(store_url: str) -> None:
     """A yielding catch-up (the web's) folds while nobody else does; once it sees another
     instance move the mark it folds nothing and reads that instance's figures, and when that
-    instance stops it folds again."""
+    instance has not folded for ``yield_s`` it folds again."""
     events = stream()
     third = len(events) // 3
     store = open_store(store_url)
     tables = ReadModelTables(store_url)
     try:
-        reader = ReadModels(store, tables, ENDS, batch=500)
+        reader = ReadModels(store, tables, ENDS, batch=500, yield_s=3.0)
         folder = ReadModels(store, tables, ENDS, batch=500)
         write(store, events[:third])
         assert reader.catch_up(limit=10_000, yielding=True) == third
@@ -226,7 +226,9 @@ def test_a_reader_leaves_the_folding_to_an_instance_it_sees_folding(store_url: s
         assert folder.catch_up() == third
         write(store, events[2 * third:])
         assert reader.catch_up(limit=10_000, yielding=True) == 0
+        assert reader.catch_up(limit=10_000, yielding=True) == 0
         assert reader.behind() == len(events) - 2 * third
+        time.sleep(3.1)
         assert reader.catch_up(limit=10_000, yielding=True) == len(events) - 2 * third
         assert reader.behind() == 0
         for process in ENDS:
