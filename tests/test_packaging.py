@@ -5,17 +5,22 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 from conftest import ROOT
 
-PACKAGES = ("backlight", "ingest", "mining", "alerts", "schemas")
+PACKAGES = sorted({name.split(".")[0] for name in tomllib.loads(
+    (ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]})
+"""The top-level packages pyproject.toml names (backlight, ingest, mining, alerts, schemas,
+storage)."""
 
 
 def test_wheel_contains_every_package_and_the_embedded_config(tmp_path: Path) -> None:
-    """Every Python module of the five packages (subpackages included) is in the wheel, with
+    """Every Python module of the packages (subpackages included) is in the wheel, with
     the embedded default config, the event schema, and the web app's templates and assets."""
+    assert {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"} == set(PACKAGES)
     source = tmp_path / "source"  # a clean copy: no build/ left over from an earlier build
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         source.mkdir(exist_ok=True)
