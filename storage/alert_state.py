@@ -28,99 +28,65 @@ from storage.errors import AlertStateError, LeaseLost
 from storage.migrations import Migration, Schema
 from storage.times import stored_us
 
-SCHEMA = Schema("alerts", "the alert state", "alert_states", (
-    Migration(1, "alerts, silences, acknowledgements, reviews and the change history", (
-        """CREATE TABLE IF NOT EXISTS alert_states (
-            key        TEXT PRIMARY KEY,
-            process    TEXT NOT NULL,
-            status     TEXT NOT NULL,
-            body       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS alert_states_process ON alert_states (process, status)",
-        """CREATE TABLE IF NOT EXISTS alert_silences (
-            id         TEXT PRIMARY KEY,
-            created_us INTEGER NOT NULL,
-            until_us   INTEGER NOT NULL,
-            body       TEXT NOT NULL,
-            expired_by TEXT,
-            expired_us INTEGER)""",
-        """CREATE TABLE IF NOT EXISTS alert_acks (
-            seq        INTEGER PRIMARY KEY,
-            key        TEXT NOT NULL,
-            who        TEXT NOT NULL,
-            at_us      INTEGER NOT NULL,
-            note       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS alert_acks_key ON alert_acks (key, at_us)",
-        """CREATE TABLE IF NOT EXISTS process_reviews (
-            seq        INTEGER PRIMARY KEY,
-            process    TEXT NOT NULL,
-            who        TEXT NOT NULL,
-            at_us      INTEGER NOT NULL,
-            note       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS process_reviews_process ON process_reviews (process, at_us)",
-        """CREATE TABLE IF NOT EXISTS alert_history (
-            seq        INTEGER PRIMARY KEY,
-            key        TEXT NOT NULL,
-            change     TEXT NOT NULL,
-            status     TEXT NOT NULL,
-            at_us      INTEGER NOT NULL,
-            summary    TEXT NOT NULL,
-            body       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
-    )),
-    Migration(2, "evaluation leases: one worker at a time evaluates a process", (
-        """CREATE TABLE IF NOT EXISTS alert_leases (
-            name       TEXT PRIMARY KEY,
-            holder     TEXT NOT NULL,
-            until_us   INTEGER NOT NULL)""",
-    )),
-), AlertStateError)
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS alert_states (
+        key        TEXT PRIMARY KEY,
+        process    TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        body       TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alert_states_process ON alert_states (process, status)",
+    """CREATE TABLE IF NOT EXISTS alert_silences (
+        id         TEXT PRIMARY KEY,
+        created_us {int} NOT NULL,
+        until_us   {int} NOT NULL,
+        body       TEXT NOT NULL,
+        expired_by TEXT,
+        expired_us {int})""",
+    """CREATE TABLE IF NOT EXISTS alert_acks (
+        seq        {seq},
+        key        TEXT NOT NULL,
+        who        TEXT NOT NULL,
+        at_us      {int} NOT NULL,
+        note       TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alert_acks_key ON alert_acks (key, at_us)",
+    """CREATE TABLE IF NOT EXISTS process_reviews (
+        seq        {seq},
+        process    TEXT NOT NULL,
+        who        TEXT NOT NULL,
+        at_us      {int} NOT NULL,
+        note       TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS process_reviews_process ON process_reviews (process, at_us)",
+    """CREATE TABLE IF NOT EXISTS alert_history (
+        seq        {seq},
+        key        TEXT NOT NULL,
+        change     TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        at_us      {int} NOT NULL,
+        summary    TEXT NOT NULL,
+        body       TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
+)
+_LEASES = """CREATE TABLE IF NOT EXISTS alert_leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        until_us   {int} NOT NULL)"""
+
+
+def _schema(int_type: str, seq_type: str) -> Schema:
+    """The alert state's versioned tables with a dialect's integer and identity column types."""
+    def typed(statement: str) -> str:
+        return statement.format(int=int_type, seq=seq_type)
+    return Schema("alerts", "the alert state", "alert_states", (
+        Migration(1, "alerts, silences, acknowledgements, reviews and the change history",
+                  tuple(typed(t) for t in _TABLES)),
+        Migration(2, "evaluation leases: one worker at a time evaluates a process",
+                  (typed(_LEASES),)),
+    ), AlertStateError)
+
+
+SCHEMA = _schema("INTEGER", "INTEGER PRIMARY KEY")
 """The alert state's tables in a SQLite file, versioned as the PostgreSQL ones are."""
-POSTGRES_SCHEMA = Schema("alerts", "the alert state", "alert_states", (
-    Migration(1, "alerts, silences, acknowledgements, reviews and the change history", (
-        """CREATE TABLE IF NOT EXISTS alert_states (
-            key        TEXT PRIMARY KEY,
-            process    TEXT NOT NULL,
-            status     TEXT NOT NULL,
-            body       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS alert_states_process ON alert_states (process, status)",
-        """CREATE TABLE IF NOT EXISTS alert_silences (
-            id         TEXT PRIMARY KEY,
-            created_us BIGINT NOT NULL,
-            until_us   BIGINT NOT NULL,
-            body       TEXT NOT NULL,
-            expired_by TEXT,
-            expired_us BIGINT)""",
-        """CREATE TABLE IF NOT EXISTS alert_acks (
-            seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            key        TEXT NOT NULL,
-            who        TEXT NOT NULL,
-            at_us      BIGINT NOT NULL,
-            note       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS alert_acks_key ON alert_acks (key, at_us)",
-        """CREATE TABLE IF NOT EXISTS process_reviews (
-            seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            process    TEXT NOT NULL,
-            who        TEXT NOT NULL,
-            at_us      BIGINT NOT NULL,
-            note       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS process_reviews_process ON process_reviews (process, at_us)",
-        """CREATE TABLE IF NOT EXISTS alert_history (
-            seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            key        TEXT NOT NULL,
-            change     TEXT NOT NULL,
-            status     TEXT NOT NULL,
-            at_us      BIGINT NOT NULL,
-            summary    TEXT NOT NULL,
-            body       TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
-    )),
-    Migration(2, "evaluation leases: one worker at a time evaluates a process", (
-        """CREATE TABLE IF NOT EXISTS alert_leases (
-            name       TEXT PRIMARY KEY,
-            holder     TEXT NOT NULL,
-            until_us   BIGINT NOT NULL)""",
-    )),
-), AlertStateError)
+POSTGRES_SCHEMA = _schema("BIGINT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
 """The same tables in PostgreSQL (BIGINT times, identity columns)."""
 
 

@@ -1,16 +1,20 @@
 """Helpers for the benchmarks: sizes, peak memory of a running process, configs on a PostgreSQL
 store, many simulated events of one process (tests/test_bench_group.py), and a store of BPIC
-2012 several times over (the read-model and alert-history benchmarks)."""
+2012 several times over (the read-model and alert-history benchmarks), an alert round in its
+own process, a free port."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from conftest import write_config
+from conftest import ROOT, write_config
 from msgspec.structs import replace
 
 from ingest.logfiles import read_log
@@ -93,3 +97,23 @@ def bpic_copies(path: Path, bpic_log: Path, copies: int, shift_days: int) -> lis
     finally:
         store.close()
     return stored
+
+
+def evaluate(config: Path, now: str) -> tuple[float, float]:
+    """`backlight alerts evaluate --dry-run` in its own process: seconds and peak MiB."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "backlight", "--log-level", "WARNING",
+                             "alerts", "evaluate", "--config", str(config), "--dry-run",
+                             "--now", now, "--format", "json"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - started
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read() if proc.stderr else ""
+    return took, usage.ru_maxrss / 1024
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

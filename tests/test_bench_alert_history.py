@@ -12,34 +12,17 @@ most 2 s per process and at most 1.3x its 1M-event time at 5M; the worker at mos
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from bench_support import bpic_copies
-from conftest import ROOT, shared_file
+from bench_support import bpic_copies, evaluate
+from conftest import shared_file
 
 from schemas.event import from_time_us
 
 pytestmark = pytest.mark.bench
 SIZES = (2, 4, 8)
 ENDS = ("A_DECLINED", "A_CANCELLED", "A_REGISTERED")
-
-
-def evaluate(config: Path, now: str) -> tuple[float, float]:
-    """`backlight alerts evaluate --dry-run` in its own process: seconds and peak MiB."""
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "backlight", "--log-level", "WARNING",
-                             "alerts", "evaluate", "--config", str(config), "--dry-run",
-                             "--now", now, "--format", "json"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    took = time.perf_counter() - started
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read() if proc.stderr else ""
-    return took, usage.ru_maxrss / 1024
 
 
 def test_an_alert_round_costs_its_history_not_the_store(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ target: at most 500 MiB).
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from bench_support import bpic_copies
+from bench_support import bpic_copies, free_port
 from conftest import popen_backlight, shared_file
 from web_support import server_ms, web_settings
 
@@ -149,10 +148,3 @@ def serve_peak_mib(tmp_path: Path, url: str, route: str, events: list[CaseEvent]
         status = Path(f"/proc/{proc.pid}/status").read_text()
     line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -37,10 +35,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench_support import peak_rss_kib
-from conftest import ROOT, popen_backlight, shared_file, write_config
+from bench_support import evaluate, free_port, peak_rss_kib
+from conftest import popen_backlight, shared_file, write_config
 from msgspec.structs import replace
-from test_bench_read_model import free_port
 from web_support import server_ms
 
 from backlight.config import load as load_settings
@@ -121,17 +118,7 @@ def config_text(store: Path, port: int) -> str:
 def alert_round(config: Path, now: str) -> tuple[float, float]:
     """`backlight alerts evaluate --dry-run` over all processes in its own process, the best
     of two: seconds and peak MiB."""
-    runs = []
-    for _ in range(2):
-        started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "backlight", "--log-level", "WARNING",
-                                 "alerts", "evaluate", "--config", str(config), "--dry-run",
-                                 "--now", now, "--format", "json"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        took = time.perf_counter() - started
-        assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read() if proc.stderr else ""
-        runs.append((took, usage.ru_maxrss / 1024))
+    runs = [evaluate(config, now) for _ in range(2)]
     return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
