@@ -51,7 +51,12 @@ def test_serve_with_consume_ingests_serves_and_stops_on_sigterm(tmp_path: Path,
                 break
             time.sleep(1)
         assert [p["events"] for p in listed if p["name"] == "claims"] == [events]
+        # the lag is the consumer's as of its last fetch: 0 at the latest one poll after the
+        # last batch was stored
         ready = httpx.get(f"{url}/readyz", timeout=30)
+        while ready.json().get("lag") != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            ready = httpx.get(f"{url}/readyz", timeout=30)
         metrics = httpx.get(f"{url}/metrics", timeout=30).text
         page = httpx.get(f"{url}/", timeout=30)
         proc.send_signal(signal.SIGTERM)
