@@ -301,11 +301,14 @@ class Dispatcher:
         head = self._store_head()
         at = time.perf_counter() if committed_at is None else committed_at
         with self.cond:
+            before = self.head
+        exact = head is not None and self._exactly(before, head, events)
+        with self.cond:
             if head is None or head <= self.head:
                 return
             commit = None
-            if events and head - self.head == len(events):  # nobody else wrote in between
-                commit = _Commit(self.head, events,
+            if exact and self.head == before:  # nobody else wrote in between
+                commit = _Commit(before, events,
                                  [None] * len(events) if origins is None else origins)
             self.head = head
             for worker in self._workers:
@@ -317,6 +320,19 @@ class Dispatcher:
                 else:
                     worker.commits.append((head, at))
             self.cond.notify_all()
+
+    def _exactly(self, before: int, head: int, events: Sequence[CaseEvent]) -> bool:
+        """Whether the seqs ``before + 1 .. head`` are exactly ``events``: as many, and the
+        first of them is the first event (all of a commit's events are visible or none, so
+        they then fill the range). The count alone could match another writer's events on
+        PostgreSQL, where a commit may not be visible yet while one before it is."""
+        if not events or head - before != len(events):
+            return False
+        try:
+            first = self.store.since(before, 1)
+        except StoreError:
+            return False  # read back later instead
+        return bool(first) and first[0][1].event_id == events[0].event_id
 
     def follow_partitions(self, partitions: Collection[Partition]) -> None:
         """This consumer owns ``partitions`` now: the followers hand over on their threads

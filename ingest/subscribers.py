@@ -15,8 +15,9 @@ order, however far behind it is (a fresh live map catches up from the beginning,
 durable subscriber from its mark), and its view is the store's.
 
 A commit's events are known to be exactly the seqs ``(previous head, new head]`` when the
-store's highest seq grew by just their number since the previous notify (the caller is the
-only writer in between); otherwise they are not queued and the worker reads the store.
+store's highest seq grew by just their number since the previous notify and the first seq
+after the previous head is the commit's first event (the caller is the only writer in
+between); otherwise they are not queued and the worker reads the store.
 
 A subscriber that raises is logged (its name, the error, the events it has pending) and
 called again with the same batch after a backoff (doubling up to a cap); ingest goes on
@@ -27,7 +28,10 @@ batch (table ``subscriber_marks``), so a restart resumes right after the last ha
 (a crash between a call and the saving of its mark gets that one batch again).
 
 Seq order is commit order on SQLite (one writer at a time, seqs allocated inside the write
-transaction), so a reader never sees a gap that fills in later.
+transaction), so a reader never sees a gap that fills in later. PostgreSQL's writers commit in
+parallel, out of seq order, and its reads by seq (``last_seq``, ``since``) see only the rows
+no write in flight can precede any more (storage/pg_events.py): the same guarantee, but a
+commit may become visible a moment after it returned (once the writes before it end).
 
 Partitions. A subscription that ``follows_partitions`` (the live map) keeps state only for
 this consumer's Kafka partitions, none at first. When the group moves partitions the consumer

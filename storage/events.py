@@ -59,8 +59,11 @@ class EventStore(Protocol):
     batch. A write that raises may still have committed (the connection dropped after the
     commit was sent): writing the batch again is safe, and reports those events as not new.
 
-    Arrival seqs increase with commit order (a reader following ``since`` never sees a gap
-    that fills in later); they may have gaps (PostgreSQL uses up numbers on duplicates).
+    A reader following the arrival seqs (``since``, ``changed_since``, ``last_seq``) never
+    sees a gap that fills in later: on SQLite seqs increase with commit order; on PostgreSQL,
+    whose writers commit in parallel, those reads see only the rows no write in flight can
+    precede (storage/pg_events.py), so a commit may show there a moment after it returned.
+    Seqs may have gaps (PostgreSQL uses up numbers on duplicates and failed writes).
     A ``StoreError`` is the only error a store raises; its message never shows a password.
     On ``write`` it is either transient (retrying the same batch may succeed) or a
     ``RowRejected``: the database refused the content of a row of the batch (nothing of the

@@ -7,13 +7,34 @@ event_id`` (one multi-row insert per chunk: the rows go as one array per column 
 session commits with ``synchronous_commit = on``, so a batch is on disk (and on a synchronous
 standby, where one is configured) before ``write`` returns and the consumer commits offsets.
 
-Arrival seqs come from an identity column. A write holds a transaction-level advisory lock
-from its first insert to its commit, so seqs are allocated and committed in one order: a
-reader following ``since(seq)`` never sees seq 11 before a seq 10 that is still in flight
-and would fill in later (what SQLite's single writer gives, and what the subscribers rely on,
-ingest/subscribers.py, storage/events.py). Consumers on several hosts still fetch, decode and validate in
-parallel; only their inserts take turns. Without the lock, concurrent overlapping inserts
-could also deadlock on the unique index.
+Writes run in parallel. A write's first statement (``_RESERVE``) takes a session-level
+advisory lock, has the transaction's id (xid) assigned, reserves a block of consecutive seqs
+for the batch from the ``seq`` column's sequence, and lets the lock go: one statement, so the
+lock is held for microseconds of server time, never across a round trip or a client that
+froze. The rows are then inserted with those seqs (in the batch's order) and with the xid in
+column ``tx``, holding no lock of Backlight's. Because xid and seqs are taken together under
+the lock, for any two writes the one with the lower seqs has the lower xid. Rows are inserted
+sorted by event_id, so two writes overlapping in event ids (a replay during a rebalance) wait
+on the unique index in one order and cannot deadlock; a deadlock or serialization failure,
+should one happen anyway, is a transient ``StoreError`` (retried) like any other.
+
+Followers. Commits no longer come in seq order: seq 11 may be committed while seq 10 is in
+flight. So every read that follows the arrival sequence (``since``, ``changed_since``,
+``last_seq``) sees only the rows that can no longer be overtaken: those whose ``tx`` is below
+the xmin of the statement's snapshot (``_FINAL``; NULL: a row from before version 2, long
+committed). The argument: no transaction below xmin is running, so such a row is committed
+and visible; and a row with a lower seq belongs to a write with a lower xid, also below xmin,
+so it is committed too (or rolled back for good). The rows a follower sees are thus a prefix,
+in seq order, of all the rows that will ever be committed: paging by seq skips none. Seqs may
+have gaps (duplicates and rolled-back writes use numbers up). The caveat: xmin is the
+cluster's oldest running transaction that has an xid, so a long transaction that writes
+anything anywhere in the cluster (another database included) holds followers back until it
+ends (they see nothing newer meanwhile, and scan past the newer rows on each read). Reads,
+which take no xid, do not. Other reads (``events``, ``counts``, ...) see every committed row.
+
+A write's seqs are reserved under the same advisory lock key a Backlight before version 2 of
+the schema held (transaction-level) for its whole write, so such a writer still running during
+an upgrade excludes the reservations while it writes, and xid order remains seq order.
 
 Reads: ``events`` goes through a server-side cursor, ``READ_CHUNK`` rows at a time, each chunk
 a small polars frame; ``since`` pages by seq. Each thread has its own read connection, the
@@ -24,13 +45,14 @@ replaced and the call goes on; one dropped during a write fails that write with 
 Errors on a write are either transient (``StoreError``: retried by the consumer) or the
 database refusing a row's content (``RowRejected``; ``storage.errors.rejects_rows`` decides).
 Every connection sets the limits of ``PostgresSession`` (storage/pg_session.py: lock,
-statement and idle-in-transaction timeouts, TCP keepalives), so a writer frozen while holding
-the write lock delays the others by seconds; the schema migration at open runs before they
-apply (it may legitimately take long).
+statement and idle-in-transaction timeouts, TCP keepalives), so a writer frozen inside its
+transaction holds back only the writes of the same event ids (and the followers) for seconds;
+the schema migration at open runs before they apply (it may legitimately take long).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
@@ -63,25 +85,47 @@ from storage.urls import mask_url, scrub
 
 _T = TypeVar("_T")
 CONNECT_TIMEOUT_S = 10
-_WRITE_LOCK = 0x6576656E7473  # "events": the advisory lock a write holds until its commit
+_WRITE_LOCK = 0x6576656E7473  # "events": the advisory lock a write holds to take its xid and seqs
 _ROWS_PER_INSERT = 10_000
-_TYPES = ("text", "text", "text", "text", "bigint", "text", "text", "text", "text", "text",
-          "integer", "bigint")
-_COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+_TYPES = ("bigint", "text", "text", "text", "text", "bigint", "text", "text", "text", "text",
+          "text", "integer", "bigint")
+_COLUMNS = ", ".join(f'"{c}"' for c in ("seq", *EVENT_COLUMNS))
 _INSERT = (
     f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest("  # noqa: S608 (constants)
     + ", ".join(f"%b::{t}[]" for t in _TYPES)
     + f") WITH ORDINALITY AS batch({_COLUMNS}, n) ORDER BY n"
     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
+_RESERVE = (
+    # Nested so that each step runs once the one inside it has given its row: take the lock;
+    # have the xid assigned and move the sequence past a block of n seqs; let the lock go.
+    # (r.tx is selected, else the planner would drop the xid's assignment from the plan.)
+    "SELECT pg_advisory_unlock(%(lock)s), r.tx::text, r.last FROM ("
+    " SELECT pg_current_xact_id() AS tx,"
+    "  setval(%(seqs)s::regclass, nextval(%(seqs)s::regclass) + %(n)s - 1) AS last"
+    " FROM (SELECT pg_advisory_lock(%(lock)s) OFFSET 0) AS l OFFSET 0) AS r"
+)
+_FINAL = "(tx IS NULL OR tx < (SELECT pg_snapshot_xmin(pg_current_snapshot())))"
+"""The rows no write in flight can overtake any more (see the module's docstring)."""
 _SINCE = (
-    "SELECT seq, event_id, process, case_id, activity, time_us, lifecycle, resource, team,"
-    ' attributes, topic, partition, "offset" FROM events WHERE seq > %s ORDER BY seq LIMIT %s'
+    "SELECT seq, event_id, process, case_id, activity, time_us, lifecycle, resource, team,"  # noqa: S608
+    f' attributes, topic, partition, "offset" FROM events WHERE seq > %s AND {_FINAL}'
+    " ORDER BY seq LIMIT %s"
+)
+_LAST_SEQ = f"SELECT COALESCE(MAX(seq), 0) FROM events WHERE {_FINAL}"  # noqa: S608
+_CHANGED_SINCE = (
+    f"SELECT process, MAX(seq) FROM events WHERE seq > %s AND {_FINAL}"  # noqa: S608
+    " GROUP BY process"
 )
 _SAVE_MARK = (
     "INSERT INTO subscriber_marks (name, seq) VALUES (%s, %s)"
     " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
 )
+
+
+def _sort_key(event_id: object) -> str:
+    """The order in which a write inserts its rows: by event id (one order for every writer)."""
+    return event_id if isinstance(event_id, str) else ""
 
 
 def describe(exc: psycopg.Error, url: str) -> str:
@@ -147,6 +191,9 @@ class PostgresStore:
         try:
             migrate_postgres(writer, self.url)
             apply_limits(writer, self._session)
+            found = writer.execute("SELECT pg_get_serial_sequence('events', 'seq')").fetchone()
+            self._seqs = str(found[0]) if found else ""
+            """The sequence the seqs come from (schema-qualified)."""
         except psycopg.Error as exc:
             writer.close()
             raise self._error("cannot upgrade the PostgreSQL store", exc) from exc
@@ -188,20 +235,18 @@ class PostgresStore:
         rows = [event_row(e, o) for e, o in zip(events, origins, strict=True)]
         with self._write_lock:
             for attempt in (1, 2):
-                inserted: set[str] = set()
-                sent = False
+                sent, reserving = False, False
                 try:
                     conn = self._writer_conn()
                     with conn.transaction():
-                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
-                        sent = True
-                        for start in range(0, len(rows), _ROWS_PER_INSERT):
-                            chunk = rows[start:start + _ROWS_PER_INSERT]
-                            columns = [list(c) for c in zip(*chunk, strict=True)]
-                            cursor = conn.execute(_INSERT, columns)
-                            inserted.update(r[0] for r in cursor.fetchall())
+                        reserving = True
+                        last = self._reserve(conn, len(rows))
+                        reserving, sent = False, True
+                        inserted = self._insert(conn, rows, last - len(rows) + 1)
                     break
                 except (psycopg.Error, UnicodeEncodeError, OverflowError) as exc:
+                    if reserving:
+                        self._release(self._writer)
                     if rejects_rows(exc):
                         reason = (describe(exc, self._url) if isinstance(exc, psycopg.Error)
                                   else _encoding_reason(exc))
@@ -212,6 +257,37 @@ class PostgresStore:
                         continue  # dropped while idle (a restart, a failover): nothing was sent
                     raise self._error(f"writing {len(rows)} events", exc) from exc
         return first_inserted([e.event_id for e in events], inserted)
+
+    def _reserve(self, conn: psycopg.Connection[Any], n: int) -> int:
+        """Assign the transaction's xid and reserve seqs ``last - n + 1 .. last`` for it, in
+        one statement under the allocation lock; ``last``."""
+        row = conn.execute(_RESERVE, {"lock": _WRITE_LOCK, "seqs": self._seqs, "n": n}).fetchone()
+        assert row is not None and row[0], "the allocation lock was not held"
+        return int(row[2])
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]],
+                first: int) -> set[str]:
+        """Insert ``rows`` with seqs ``first, first + 1, ...`` in their order, sorted by
+        event_id (overlapping writes then wait on each other in one order: no deadlock);
+        the event ids stored. A repeated id keeps its first row (the sort is stable)."""
+        order = sorted(range(len(rows)), key=lambda i: _sort_key(rows[i][0]))
+        inserted: set[str] = set()
+        for start in range(0, len(order), _ROWS_PER_INSERT):
+            chunk = [(first + i, *rows[i]) for i in order[start:start + _ROWS_PER_INSERT]]
+            columns = [list(c) for c in zip(*chunk, strict=True)]
+            cursor = conn.execute(_INSERT, columns)
+            inserted.update(r[0] for r in cursor.fetchall())
+        return inserted
+
+    @staticmethod
+    def _release(conn: psycopg.Connection[Any] | None) -> None:
+        """After a reservation failed (its transaction rolled back): make sure the session
+        does not keep the allocation lock (a cancel could land between lock and unlock)."""
+        if conn is None or conn.closed or conn.broken:
+            return  # the server releases a lost session's locks
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock_all()")
 
     @staticmethod
     def _dropped(exc: psycopg.Error, conn: psycopg.Connection[Any] | None) -> bool:
@@ -276,12 +352,11 @@ class PostgresStore:
         return int(rows[0][0])
 
     def last_seq(self) -> int:
-        rows = self._query("reading the last seq", "SELECT COALESCE(MAX(seq), 0) FROM events")
+        rows = self._query("reading the last seq", _LAST_SEQ)
         return int(rows[0][0])
 
     def changed_since(self, seq: int) -> dict[str, int]:
-        rows = self._query(f"reading the processes changed after seq {seq}",
-                           "SELECT process, MAX(seq) FROM events WHERE seq > %s GROUP BY process",
+        rows = self._query(f"reading the processes changed after seq {seq}", _CHANGED_SINCE,
                            (seq,))
         return {str(p): int(m) for p, m in rows}
 

@@ -168,7 +168,9 @@ class ReadModelTables:
     def case_events(self, process: str, case_ids: Collection[str],
                     up_to_seq: int) -> dict[str, list[CaseEvent]]:
         """The stored events of these cases with seq at most ``up_to_seq``, each case's in case
-        order (time, then seq): what the read model folded of them before."""
+        order (time, then seq): what the read model folded of them before. (``up_to_seq`` is a
+        mark read through ``since``: every row up to it is committed already, so a plain read
+        sees them all, on PostgreSQL too.)"""
         out: dict[str, list[CaseEvent]] = {}
         for row in self._select_in(f"reading cases of {process!r}", _CASE_EVENTS,
                                    (process, up_to_seq), case_ids):

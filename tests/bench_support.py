@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from conftest import ROOT, write_config
@@ -53,14 +54,15 @@ def store_config(path: Path, bootstrap: str, store_url: str, topic: str, process
 
 
 def event_chunks(process: str, events: int, cases_per_chunk: int = 20_000,
-                 first_chunk: int = 0) -> Iterator[list[CaseEvent]]:
+                 first_chunk: int = 0, start: datetime | None = None) -> Iterator[list[CaseEvent]]:
     """At least ``events`` simulated events of one process, a simulation of
-    ``cases_per_chunk`` cases at a time (seed = chunk number), the ids of each chunk prefixed
-    with its number so that no two chunks share a case or an event id. The last chunk is cut
-    so that exactly ``events`` come out."""
+    ``cases_per_chunk`` cases at a time (seed = chunk number; each from ``start``, the
+    simulator's default when None), the ids of each chunk prefixed with its number so that
+    no two chunks share a case or an event id. The last chunk is cut so that exactly
+    ``events`` come out."""
     left, chunk = events, first_chunk
     while left > 0:
-        sim = simulate(process, cases_per_chunk, seed=chunk)
+        sim = simulate(process, cases_per_chunk, seed=chunk, start=start)
         out = [replace(e, event_id=f"{chunk}.{e.event_id}", case_id=f"{chunk}.{e.case_id}")
                for e in sim.events[:left]]
         left -= len(out)

@@ -9,16 +9,30 @@ In one run:
    until the whole backlog is stored (the catch-up time of a 1M-event backlog), events/s over
    that time and from the first stored event on, each consumer's peak RSS (VmHWM, read just
    before SIGTERM), how many events each stored, the share of its time spent in the store's
-   write (from its /metrics), and how many sessions wait for PostgreSQL's write lock.
-2. Mine. 1,000,000 and then 5,000,000 simulated onboarding events written straight into a
+   write (from its /metrics), and the lock waits on PostgreSQL: how many sessions of the
+   store's database wait for a lock, on average, by kind (sampled from ``pg_locks`` every
+   20 ms): ``advisory``, the allocation lock a write holds while it takes its xid and seqs
+   (the only store-wide lock), and ``transactionid``, a write waiting for another's
+   transaction (overlapping event ids: none here, each partition has one consumer).
+   Then the ratios of PostgreSQL with 2 and 3 consumers to 1.
+2. Store writes alone. 1, 2 and 3 processes write 300,000 simulated events at once (disjoint
+   shares, 5,000-event batches) straight into a fresh PostgreSQL store: with the store's
+   parallel writes, and with the lock of before held across each write, alternating in the
+   same run; events/s, the ratios 2/1 and 3/1 of each, and the lock waits.
+3. Mine. 1,000,000 and then 5,000,000 simulated onboarding events written straight into a
    SQLite store and a PostgreSQL database through the store API; `backlight mine --format
    json` run as a subprocess on each: wall time, peak RSS of the process, and (in this
    process) the time `store.events` alone takes to read them.
 
 Targets (failing only on a wide miss, the machine is shared and timings are noisy):
-- Three PostgreSQL consumers are not slower than one (fail below 0.5x). The PostgreSQL store
-  takes an advisory lock around every write (single writer, seqs in commit order): only
-  fetching, decoding and validating run in parallel, so more consumers need not be faster.
+- No store-wide lock wait: writes run in parallel (no lock held across a write's insert or
+  commit; storage/pg_events.py), so sessions waiting for the allocation lock stay under 0.05 on
+  average (fail above 0.5; with the lock of before, 2 and 3 consumers had 0.5 and 1.2 waiting).
+- PostgreSQL consumers scale as far as the cores let them: 3 consumers at least 1.5x one
+  where the database has cores of its own. On the shared 2-core machine, broker, PostgreSQL
+  and consumers are CPU-bound already with one consumer (0.99x and 1.08x measured for 3 in
+  two runs, 1.03x with the lock of before), so only a wide miss fails: 3 below 0.8x one.
+- Parallel store writes by 3 processes no slower than one at a time (fail below 0.8x).
 - One PostgreSQL consumer within 2x of one SQLite consumer (fail below 0.25x).
 - A consumer's peak RSS does not grow with the backlog: under 1 GiB (fail above 2 GiB).
 - `mine` from PostgreSQL within 1.5x of the same from SQLite (fail above 3x), and its peak RSS
@@ -33,15 +47,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -64,11 +83,16 @@ from ingest.consumer import dead_letter_topic
 from ingest.transport import ensure_topics
 from schemas.event import CaseEvent
 from storage import EventStore, open_store
+from storage.pg_events import _WRITE_LOCK, PostgresStore
 
 pytestmark = pytest.mark.bench
 PARTITIONS, PROCESS = 6, "onboarding"
 BACKLOG, MINE_SIZES = 1_000_000, (1_000_000, 5_000_000)
 WRITE_BATCH = 50_000
+MINE_START = datetime(2000, 1, 3, 9, 0)  # each chunk: 20,000 cases, about 25 months
+BACKLOG_START = "2000-01-03"
+"""The backlog's first case: about 800 cases arrive a month, so 1M events (133,000 cases) end
+some 14 years later, before now (the consumer dead-letters times more than a day ahead)."""
 GIB = 1024 * 1024  # KiB
 DEADLINE_S = 3600  # only proves that nothing hangs
 
@@ -82,7 +106,7 @@ class Ingest:
     peaks_kib: list[int]
     stored: list[int]  # events each consumer stored, as it reported at exit
     write_s: list[float]  # each consumer's seconds in store writes (lock wait and commit included)
-    lock_waiters: float | None  # PostgreSQL: consumers waiting for the write lock, on average
+    lock_waiters: dict[str, float] | None  # PostgreSQL: sessions waiting for a lock, by kind
 
 
 def publish_backlog(bootstrap: str, topic: str, tmp_path: Path, events: int) -> tuple[int, float]:
@@ -92,7 +116,7 @@ def publish_backlog(bootstrap: str, topic: str, tmp_path: Path, events: int) -> 
     started = time.monotonic()
     proc = backlight("--log-level", "WARNING", "simulate", "--config", str(cfg), "--process",
                      PROCESS, "--cases", str(round(events / EVENTS_PER_CASE)), "--seed", "8",
-                     timeout=DEADLINE_S)
+                     "--start", BACKLOG_START, timeout=DEADLINE_S)
     found = re.search(r"published (\d+) events", proc.stdout)
     assert found, proc.stdout
     return int(found.group(1)), time.monotonic() - started
@@ -107,24 +131,45 @@ def alive(running: list[Running]) -> None:
 
 
 class LockWaiters:
-    """Samples how many sessions wait for the store's write lock (a PostgreSQL advisory lock),
-    from pg_stat_activity; nothing on SQLite."""
+    """Samples, on a thread of its own every ``every_s``, how many sessions of the store's
+    database wait for a lock, by kind (``pg_locks.locktype``); nothing on SQLite."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, every_s: float = 0.02) -> None:
         self.conn = psycopg.connect(url, autocommit=True) if url.startswith("postgresql") else None
-        self.samples: list[int] = []
-
-    def sample(self) -> None:
+        self.every_s = every_s
+        self.samples = 0
+        self.waiting: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
         if self.conn is not None:
-            row = self.conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                                    " current_database() AND wait_event = 'advisory'").fetchone()
-            self.samples.append(int(row[0]) if row else 0)
+            self._thread.start()
 
-    def mean(self) -> float | None:
-        return sum(self.samples) / len(self.samples) if self.samples else None
+    def _run(self) -> None:
+        assert self.conn is not None
+        while not self._stop.wait(self.every_s):
+            rows = self.conn.execute(
+                "SELECT l.locktype, count(*) FROM pg_locks l JOIN pg_stat_activity a"
+                " USING (pid) WHERE NOT l.granted AND a.datname = current_database()"
+                " GROUP BY l.locktype").fetchall()
+            self.waiting.update({str(kind): int(n) for kind, n in rows})
+            self.samples += 1
+
+    def restart(self) -> None:
+        """Forget the samples so far (count from now)."""
+        self.waiting.clear()
+        self.samples = 0
+
+    def mean(self) -> dict[str, float] | None:
+        """Sessions waiting, on average, per kind of lock (None on SQLite)."""
+        if self.conn is None:
+            return None
+        return {kind: self.waiting[kind] / max(1, self.samples)
+                for kind in ("advisory", "transactionid", *sorted(self.waiting))}
 
     def close(self) -> None:
+        self._stop.set()
         if self.conn is not None:
+            self._thread.join(5)
             self.conn.close()
 
 
@@ -146,11 +191,10 @@ def run_group(label: str, url: str, consumers: int, bootstrap: str, topic: str, 
 
             def stored(at_least: int) -> bool:
                 alive(running)
-                waiters.sample()
                 return store.last_seq() >= at_least
 
             first = wait_until("a first event stored", lambda: stored(1), DEADLINE_S, 0.2)
-            waiters.samples.clear()  # from the first stored event on
+            waiters.restart()  # from the first stored event on
             done = wait_until(f"{total} events stored", lambda: stored(total), DEADLINE_S)
             peaks = [peak_rss_kib(p.pid) for p in procs]
             write_s = [total_of(r.scrape(), "backlight_store_write_seconds_sum") for r in running]
@@ -196,24 +240,34 @@ def test_consumer_group_ingest_sqlite_and_postgresql(kafka_bootstrap: str, postg
     for r in results:
         peaks = ", ".join(f"{k / 1024:.0f}" for k in r.peaks_kib)
         shares = ", ".join(f"{w / r.stored_s:.0%}" for w in r.write_s)
-        lock = "-" if r.lock_waiters is None else f"{r.lock_waiters:.2f}"
+        lock = "-" if r.lock_waiters is None else ", ".join(
+            f"{kind} {n:.3f}" for kind, n in r.lock_waiters.items())
         print(f"{r.label:11} {r.consumers:>9} {r.wall_s:>7.1f} s {total / r.wall_s:>8,.0f} "
               f"{total / r.stored_s:>8,.0f}  {peaks:15} {', '.join(f'{n:,}' for n in r.stored):27} "
               f"{shares:16} {lock}")
+    sqlite, pg1, pg2, pg3 = (total / r.wall_s for r in results)
+    star = [total / r.stored_s for r in results[1:]]
+    print(f"PostgreSQL 2/1 consumers: {pg2 / pg1:.2f}x, 3/1: {pg3 / pg1:.2f}x (ev/s*: "
+          f"{star[1] / star[0]:.2f}x, {star[2] / star[0]:.2f}x); 1 PostgreSQL / 1 SQLite: "
+          f"{pg1 / sqlite:.2f}x")
     print("catch-up and ev/s: from starting the processes; ev/s*: from the first stored event;\n"
           "peak RSS and events stored per consumer; in store write: each consumer's share of the\n"
-          "time from the first stored event in the store's write (waiting for the write lock and\n"
-          "the commit included); lock waiters: sessions waiting for PostgreSQL's write lock\n"
-          "(the advisory lock), on average over that time (sampled every 0.5 s)")
-    sqlite, pg1, _, pg3 = (total / r.wall_s for r in results)
+          "time from the first stored event in the store's write (the commit included); lock\n"
+          "waiters: sessions of the store's database waiting for a lock, on average over that\n"
+          "time, by kind (advisory: the allocation lock; sampled from pg_locks every 20 ms)")
     print(json.dumps({"events": total, "catch_up_s": {f"{r.label}x{r.consumers}": round(r.wall_s, 1)
                                                       for r in results},
+                      "ratios": {"pg2/pg1": round(pg2 / pg1, 2), "pg3/pg1": round(pg3 / pg1, 2)},
+                      "lock_waiters": {f"{r.label}x{r.consumers}": r.lock_waiters
+                                       for r in results[1:]},
                       "peak_rss_mib": {f"{r.label}x{r.consumers}": [round(k / 1024) for k in
                                                                      r.peaks_kib]
                                        for r in results}}))
+    allocation = max((r.lock_waiters or {}).get("advisory", 0.0) for r in results)
     if full_scale():
-        assert pg3 >= 0.5 * pg1, "3 PostgreSQL consumers far slower than 1"
+        assert pg3 >= 0.8 * pg1, "3 PostgreSQL consumers far slower than 1"
         assert pg1 >= 0.25 * sqlite, "PostgreSQL far slower than SQLite"
+    assert allocation <= 0.5, "writes wait for a store-wide lock"
     assert max(k for r in results for k in r.peaks_kib) < 2 * GIB, "a consumer above 2 GiB"
 
 
@@ -223,6 +277,82 @@ def full_scale() -> bool:
     if scale() < 1:
         print("reduced scale (BACKLIGHT_BENCH_SCALE < 1): speed targets not checked")
     return scale() >= 1
+
+
+# -- the store's writes alone: in parallel against one at a time -------------------------
+
+STORE_WRITES, STORE_BATCH = 300_000, 5_000
+
+
+class OneAtATime(PostgresStore):
+    """The store's writes as before issue 15: a transaction-level advisory lock held from the
+    transaction's first statement to its commit (taken here before the reservation)."""
+
+    def _reserve(self, conn: psycopg.Connection[Any], n: int) -> int:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+        return super()._reserve(conn, n)
+
+
+def _writer(url: str, serial: bool, events: list[CaseEvent], ready: Any) -> None:
+    """One writer process: open the store, wait for the others, write its share in batches."""
+    store = (OneAtATime if serial else PostgresStore)(url)
+    ready.wait()
+    for at in range(0, len(events), STORE_BATCH):
+        assert all(store.write(events[at:at + STORE_BATCH]))
+    store.close()
+
+
+def timed_writers(url: str, writers: int, serial: bool,
+                  events: list[CaseEvent]) -> tuple[float, dict[str, float] | None]:
+    """``writers`` processes writing disjoint shares of ``events`` at once into a fresh
+    store: the seconds from their start until the last one is done, and the lock waits."""
+    PostgresStore(url).close()  # the schema
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Barrier(writers + 1)
+    share = -(-len(events) // writers)
+    procs = [ctx.Process(target=_writer, args=(url, serial, events[w * share:(w + 1) * share],
+                                                 ready)) for w in range(writers)]
+    for p in procs:
+        p.start()
+    waiters = LockWaiters(url)
+    try:
+        ready.wait(DEADLINE_S)
+        started = time.monotonic()
+        waiters.restart()
+        for p in procs:
+            p.join(DEADLINE_S)
+        took = time.monotonic() - started
+        assert [p.exitcode for p in procs] == [0] * writers
+        return took, waiters.mean()
+    finally:
+        waiters.close()
+
+
+def test_store_writes_in_parallel_against_one_at_a_time(postgres_url: str) -> None:
+    """Prints events/s of 1, 2 and 3 processes writing 300,000 events (5,000-event batches,
+    disjoint shares) straight into a fresh PostgreSQL store, with the store's parallel writes
+    and with the lock of before held across each write, alternating in one run; and the lock
+    waits. Without Kafka and decoding, this is what the store itself lets writers do."""
+    events = [e for chunk in event_chunks(PROCESS, scaled(STORE_WRITES)) for e in chunk]
+    plan = [(1, True), (1, False), (2, False), (2, True), (3, True), (3, False)]
+    rates: dict[tuple[int, bool], float] = {}
+    print(f"\n{len(events):,} events written through PostgresStore in {STORE_BATCH:,}-event "
+          "batches by 1-3 processes at once (disjoint shares), one fresh database each")
+    print(f"{'writers':>7} {'writes':17} {'seconds':>8} {'ev/s':>8}  lock waiters")
+    for writers, serial in plan:
+        took, waits = timed_writers(fresh_database(postgres_url), writers, serial, events)
+        rates[writers, serial] = len(events) / took
+        shown = ", ".join(f"{k} {n:.3f}" for k, n in (waits or {}).items())
+        print(f"{writers:>7} {'one at a time' if serial else 'in parallel':17} {took:>8.1f} "
+              f"{len(events) / took:>8,.0f}  {shown}")
+    for serial in (False, True):
+        one = rates[1, serial]
+        print(f"{'one at a time' if serial else 'in parallel':17} 2/1: "
+              f"{rates[2, serial] / one:.2f}x, 3/1: {rates[3, serial] / one:.2f}x")
+    print(json.dumps({f"{w}x{'serial' if s else 'parallel'}": round(r) for (w, s), r in
+                      rates.items()}))
+    if full_scale():
+        assert rates[3, False] >= 0.8 * rates[3, True], "parallel writes slower than serial"
 
 
 # -- mine on millions of stored events -----------------------------------------------------
@@ -289,7 +419,7 @@ def test_mine_millions_from_postgresql_vs_sqlite(postgres_url: str, tmp_path: Pa
     sizes = [scaled(n) for n in MINE_SIZES[:1 if os.environ.get("BACKLIGHT_BENCH_NO_5M") else 2]]
     urls = {"SQLite": f"sqlite:///{tmp_path}/mine.db", "PostgreSQL": fresh_database(postgres_url)}
     stores = {name: open_store(url) for name, url in urls.items()}
-    chunks = event_chunks(PROCESS, sizes[-1])
+    chunks = event_chunks(PROCESS, sizes[-1], start=MINE_START)  # all before now: all mined
     pending: list[CaseEvent] = []
     have, write_s = 0, dict.fromkeys(urls, 0.0)
     results: list[Mined] = []
