@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
@@ -55,8 +54,8 @@ def _loads(text: str) -> Any:
 NAME: Final = "read-models"
 BATCH: Final = 5_000
 YIELD_S: Final = 10.0
-"""A reader (the web) that saw another instance fold within this many seconds leaves the
-folding to it: two folders would each reload the models whenever the other saved."""
+"""A reader (the web) leaves the folding to another instance that moved the mark within this
+many seconds: two folders would each reload the models whenever the other saved."""
 Progress = Callable[[int], None]
 """Called with the number of events just folded."""
 
@@ -72,8 +71,8 @@ class ReadModels:
                  yield_s: float = YIELD_S) -> None:
         """``end_activities`` and ``calendars``: per process (a process not named completes
         no case, and counts its working time in ``default_calendar``; none: no working time).
-        ``yield_s``: how long a yielding catch-up leaves the folding to another instance it
-        saw fold."""
+        ``yield_s``: how long a yielding catch-up leaves the folding to another instance after
+        that instance last moved the mark."""
         self._store, self._tables = store, tables
         self._ends = {p: tuple(a) for p, a in (end_activities or {}).items()}
         self._calendars = dict(calendars or {})
@@ -81,8 +80,7 @@ class ReadModels:
         self._batch, self.name = batch, name
         self._models: dict[str, ReadModel] = {}
         self._after = 0  # the mark the cached models were folded up to
-        self._looked = False  # whether this instance has read the mark yet
-        self._others_at = -math.inf  # when another instance was last seen folding (monotonic)
+        self._saved = -1  # the mark this instance's last save moved to
         self._yield_s = yield_s
         self._shaped: set[str] = set()  # processes whose stored shape was found to be ours
 
@@ -140,21 +138,19 @@ class ReadModels:
                  yielding: bool = False) -> int:
         """Fold the stored events after the mark (all of them, or batches until at least
         ``limit`` were folded); how many this instance folded. ``yielding`` (a reader: the web,
-        the API): fold nothing while another instance was seen folding (the mark moved since
-        this instance last looked, or another save came first) in the last ``yield_s``
-        seconds, and read what it folds, rather than race it batch for batch, reloading the
-        models each time either saves."""
+        the API): fold nothing while another instance is folding (it moved the mark in the
+        last ``yield_s`` seconds: the tables say when the mark last moved), and read what it
+        folds, rather than race it batch for batch, reloading the models each time either
+        saves."""
         folded = 0
         while limit is None or folded < limit:
-            after = self._tables.mark(self.name)
+            after, saved_us = self._tables.saved_at(self.name)
             if after != self._after:
                 self._models.clear()  # another instance folded meanwhile: read its result
                 self._after = after
-                if self._looked:
-                    self._others_at = time.monotonic()
-            self._looked = True
-            if yielding and time.monotonic() - self._others_at < self._yield_s:
-                return folded
+            if yielding and after != self._saved and \
+                    time.time_ns() // 1000 - saved_us < self._yield_s * 1_000_000:
+                return folded  # another instance moved the mark lately: it is folding
             rows = self._store.since(after, self._batch)
             if not rows:
                 return folded
@@ -165,8 +161,6 @@ class ReadModels:
                 folded += len(events)
                 if progress is not None:
                     progress(len(events))
-            else:
-                self._others_at = time.monotonic()
         return folded
 
     def behind(self) -> int:
@@ -213,7 +207,7 @@ class ReadModels:
             self._models.clear()  # folded but not saved: the cache is ahead of the tables
             raise
         if saved:
-            self._after = mark
+            self._after = self._saved = mark
         else:
             self._models.clear()
         return saved

@@ -7,7 +7,7 @@ mining's (`Figures.to_doc`, `CaseFacts.to_doc`).
 
 Tables (component ``read_models``, both databases; each query written once over
 storage/tables.py, the dialects agree on ``INSERT ... ON CONFLICT ... DO UPDATE``):
-- ``read_model_marks (name, seq)``: the last arrival seq folded;
+- ``read_model_marks (name, seq, saved_us)``: the last arrival seq folded, and when it moved;
 - ``read_model_days (process, day_us, doc)``: the figures of the cases completed that UTC day;
 - ``read_model_open (process, case_id, doc)``: the facts of each open case;
 - ``read_model_totals (process, completed, open)``: the figures of all completed and of all
@@ -22,6 +22,7 @@ twice, none is skipped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +53,15 @@ _REFOLD = Migration(2, "read models with working time, rework cases, loops and t
 """New figures in the documents: the tables are emptied, and the next fold (any folder) starts
 from the first event, as `backlight rebuild` would. ``shape`` is what a process was folded with
 (its end activities and calendar): a folder with another shape folds that process again."""
+_SAVED_AT = Migration(3, "when the mark was last moved, so that a reader can tell another "
+                        "instance is folding", (
+                            "ALTER TABLE read_model_marks ADD COLUMN saved_us BIGINT NOT NULL DEFAULT 0",))
 SQLITE_SCHEMA = Schema("read_models", "the read models", "read_model_marks", (
     Migration(1, "read model marks, days and open cases", tuple(t.format(int="INTEGER") for t in _TABLES)),
-    _REFOLD))
+    _REFOLD, _SAVED_AT))
 POSTGRES_SCHEMA = Schema("read_models", "the read models", "read_model_marks", (
     Migration(1, "read model marks, days and open cases", tuple(t.format(int="BIGINT") for t in _TABLES)),
-    _REFOLD))
+    _REFOLD, _SAVED_AT))
 
 _CASE_EVENTS = (
     "SELECT case_id, event_id, process, activity, time_us, lifecycle, resource, team, attributes"
@@ -97,6 +101,13 @@ class ReadModelTables:
         rows = self._read("reading the read models' mark",
                           "SELECT seq FROM read_model_marks WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
+
+    def saved_at(self, name: str) -> tuple[int, int]:
+        """The named read models' mark and when it was last moved (wall clock, µs since the
+        epoch; 0 before any save)."""
+        rows = self._read("reading the read models' mark",
+                          "SELECT seq, saved_us FROM read_model_marks WHERE name = ?", (name,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
     def load(self, process: str) -> Stored:
         """One process's stored days and open cases."""
@@ -193,8 +204,8 @@ class ReadModelTables:
                       " ON CONFLICT (name) DO NOTHING", (name,))
             # A conditional update, not a read then a write: on PostgreSQL a concurrent saver
             # waits for this row and then finds the mark moved (READ COMMITTED re-checks).
-            if run.count("UPDATE read_model_marks SET seq = ? WHERE name = ? AND seq = ?",
-                         (mark, name, after)) != 1:
+            if run.count("UPDATE read_model_marks SET seq = ?, saved_us = ?"
+                         " WHERE name = ? AND seq = ?", (mark, time.time_ns() // 1000, name, after)) != 1:
                 return False
             for (process, day), doc in days.items():
                 if doc is None:
