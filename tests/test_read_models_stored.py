@@ -15,12 +15,14 @@ from conftest import event_frame
 from pg import fresh_database
 
 from alerts.calendar import WorkCalendar
-from backlight.figures_view import figures_view
+from backlight.figures_view import figures_view, window_days
 from backlight.read_models import ReadModels, figures, working_time
 from ingest.simulate import simulate
 from mining.read_model import DAY_US, ReadModel
+from mining.render import MapData, MapOptions, build_map
 from mining.summary import summarize
-from schemas.event import CaseEvent
+from mining.windows import completed_between
+from schemas.event import CaseEvent, from_time_us
 from storage import EventStore, ReadModelTables, open_store
 
 T_NOW = int(time.time()) * 1_000_000
@@ -255,6 +257,35 @@ def test_a_case_stored_at_year_9999_counts_in_all_time_not_in_a_recent_window(st
         recent = figures_view(models, tables, "claims", "4w")
         assert (whole.cases, recent.cases) == (2, 1)
         json.loads(recent.model_dump_json(), parse_constant=lambda bad: pytest.fail(f"not JSON: {bad}"))
+    finally:
+        tables.close()
+        store.close()
+
+
+def test_a_window_map_from_the_days_is_the_map_of_the_window_cases_events(store_url: str) -> None:
+    """The map of the last 4 weeks and of the quarter drawn from the stored days (what the web
+    draws with every activity shown) has the activities, paths and counts of the map drawn
+    from the events of the cases completed in those days."""
+    events = stream()
+    store = open_store(store_url)
+    tables = ReadModelTables(store_url)
+    try:
+        write(store, events)
+        ReadModels(store, tables, ENDS).catch_up()
+        now = from_time_us(max(e.time_us for e in events))
+        assert now is not None
+        for window in ("4w", "quarter"):
+            span = window_days(tables, "claims", window, now)
+            assert span is not None
+            first, until = from_time_us(span[0]), from_time_us(span[1] + DAY_US)
+            assert first is not None and until is not None
+            claims = sorted((e for e in events if e.process == "claims"), key=lambda e: e.time_us)
+            cases = completed_between(event_frame(claims), first, until, ENDS["claims"])
+            ours = build_map(MapData.of(figures(tables, "claims", *span)), MapOptions(paths=1.0))
+            theirs = build_map(cases, MapOptions(paths=1.0))
+            assert cases.height > 0 and ours.activities == theirs.activities
+            assert [(e.source, e.target, e.count) for e in ours.edges] == [
+                (e.source, e.target, e.count) for e in theirs.edges]
     finally:
         tables.close()
         store.close()

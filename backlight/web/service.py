@@ -271,16 +271,20 @@ class WebService:
     def map_svg(self, name: str, window: str, view: View, activities: float,
                 paths: float) -> str:
         """The map of the window's cases, its thresholds snapped to 5% steps, drawn through
-        ``self.maps`` (bounded in concurrency and time, cached with its data version): for all
-        time with every activity shown from the read model (never the history), else from the
-        window's events (hiding activities projects the traces, which only the events can)."""
-        if window == "all" and quantise(activities, STEP) >= 1.0:
+        ``self.maps`` (bounded in concurrency and time, cached with its data version): with
+        every activity shown from the read model, the window's days added up (never the
+        history), else from the window's events (hiding activities projects the traces, which
+        only the events can)."""
+        if quantise(activities, STEP) >= 1.0:
             self.definition(name)
             self._fold()
+            span = None if window == "all" else window_days(self.read_model_tables, name, window)
             with self._models_lock:
-                figures = self.read_models.figures(name)
-            return self.maps.svg(name, window, MapData.of(figures), figures.events, view,
-                                 activities, paths)
+                figures = (self.read_models.figures(name) if window == "all" else
+                           self.read_models.figures(name, *span) if span is not None else None)
+            if figures is not None:
+                return self.maps.svg(name, window, MapData.of(figures), figures.events, view,
+                                     activities, paths)
         frame = self.window_events(name, window)
         return self.maps.svg(name, window, frame, frame.height, view, activities, paths)
 
