@@ -102,6 +102,12 @@ class ReadModelTables:
                           "SELECT seq FROM read_model_marks WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
 
+    def processes(self) -> list[str]:
+        """The processes the read models hold (every process folded so far)."""
+        rows = self._read("reading the read models' processes",
+                          "SELECT process FROM read_model_totals ORDER BY process")
+        return [str(p) for (p,) in rows]
+
     def saved_at(self, name: str) -> tuple[int, int]:
         """The named read models' mark and when it was last moved (wall clock, µs since the
         epoch; 0 before any save)."""

@@ -4,7 +4,8 @@ events a second arriving through the real consumer, in one run.
 
 The store (SQLite, written through the store's API): BPIC 2012 copies as three processes,
 "loans", "claims" and "payments", 8, 6 and 5 copies (4,981,800 events; each copy's cases renamed
-and shifted by 183 days, so each process spans three to four years and all end on the same day).
+and shifted by a year after the one before, aligned so that all three end on the same day: each
+process's last year holds one copy, the years before it are history a round must not pay for).
 It is filled in two stages: first the newest copies, 2, 1 and 1 (1,048,800 events), then the
 older ones. At each stage an alert round over all three processes (`backlight alerts evaluate
 --dry-run`, its own process, the best of two): wall time and peak resident memory, and the
@@ -50,7 +51,7 @@ from storage import ReadModelTables, SQLiteStore
 
 pytestmark = [pytest.mark.bench, pytest.mark.kafka]
 DAY_US = 86_400_000_000
-SHIFT_DAYS = 183
+SHIFT_DAYS = 365
 ENDS = ("A_DECLINED", "A_CANCELLED", "A_REGISTERED")
 PROCESSES = ("loans", "claims", "payments")
 SPLIT = (8, 6, 5)
@@ -84,14 +85,19 @@ class Plan:
         return out
 
 
-def fill(path: Path, bpic: list[CaseEvent], wanted: dict[str, range]) -> int:
+def shift_us(plan: Plan, process: str, copy: int) -> int:
+    """How far a copy of the log is moved: a year per copy, the newest of every process last."""
+    return (copy + max(plan.total.values()) - plan.total[process]) * SHIFT_DAYS * DAY_US
+
+
+def fill(path: Path, bpic: list[CaseEvent], plan: Plan, wanted: dict[str, range]) -> int:
     """Write these copies of BPIC 2012 per process; how many events."""
     store = SQLiteStore(path)
     written = 0
     try:
         for process, numbers in wanted.items():
             for copy in numbers:
-                shift = copy * SHIFT_DAYS * DAY_US
+                shift = shift_us(plan, process, copy)
                 batch = [replace(e, event_id=f"{process}-{copy}-{e.event_id}", process=process,
                                  case_id=f"{process}-{copy}-{e.case_id}", time_us=e.time_us + shift)
                          for e in bpic]
@@ -199,7 +205,7 @@ def test_five_million_events_over_three_processes_under_a_stream(
     stored = 0
     for first in (True, False):
         started = time.perf_counter()
-        stored += fill(path, bpic, plan.stage(first))
+        stored += fill(path, bpic, plan, plan.stage(first))
         print(f"{stored:,} events stored ({time.perf_counter() - started:.0f} s)")
         rounds[first] = alert_round(config, moment.isoformat())
         took, mib = rounds[first]
@@ -223,7 +229,7 @@ def test_five_million_events_over_three_processes_under_a_stream(
                                   [(t, p) for p, t in topics.items()], f"bench-{port}",
                                   extra=processes_text())
     late = [replace(e, process=p, case_id=f"{p}-{plan.total[p] - 1}-{e.case_id}",
-                    time_us=e.time_us + (plan.total[p] - 1) * SHIFT_DAYS * DAY_US + 60_000_000)
+                    time_us=e.time_us + shift_us(plan, p, plan.total[p] - 1) + 60_000_000)
             for i, e in enumerate(bpic[:: len(bpic) // 60]) for p in (PROCESSES[i % 3],)]
     times: dict[str, list[float]] = {}
     with popen_backlight("--log-level", "WARNING", "consume", "--config", str(consume_config),

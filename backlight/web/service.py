@@ -126,6 +126,11 @@ class WebService:
         """Configured processes first, in config order, then those only seen in the store."""
         configured = [p.name for p in self.settings.processes]
         with self._seen_lock:  # only the rows stored since the last call are read
+            if not self._seen and self._seen_seq == 0:
+                # the processes folded so far, from the read models: the rows up to their mark
+                # are never scanned (a full scan of the store was most of a first view)
+                self._seen_seq = self.read_model_tables.mark(self.read_models.name)
+                self._seen.update(self.read_model_tables.processes())
             changed = self.store.changed_since(self._seen_seq)
             if changed:
                 self._seen.update(changed)
