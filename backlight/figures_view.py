@@ -23,11 +23,19 @@ from mining.figures import Figures
 from mining.read_model import DAY_US, day_of
 from mining.rework import MAX_LOOPS
 from mining.sketch import QuantileSketch
+from schemas.errors import BacklightError
 from schemas.event import from_time_us
 from storage import ReadModelTables
 
 Window = Literal["4w", "quarter", "all"]
 WINDOW_DAYS: Final[dict[str, int | None]] = {"4w": 28, "quarter": 91, "all": None}
+
+
+class UnknownWindow(BacklightError):
+    """A window that is none of ``WINDOW_DAYS``'s."""
+
+    def __init__(self, window: str) -> None:
+        super().__init__(f"unknown window {window!r}; allowed: {', '.join(WINDOW_DAYS)}")
 TOP_VARIANTS: Final = 50
 
 

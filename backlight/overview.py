@@ -33,7 +33,7 @@ from typing import Any, Final
 import msgspec
 
 from alerts.registry import ProcessDefinition
-from backlight.figures_view import WINDOW_DAYS, window_days
+from backlight.figures_view import WINDOW_DAYS, UnknownWindow, window_days
 from mining.read_model import DAY_US
 from mining.sketch import QuantileSketch
 from mining.timerange import latest_allowed
@@ -84,7 +84,7 @@ def process_figures(definition: ProcessDefinition, window: str, tables: ReadMode
     """The process's line in ``window`` ("4w", "quarter" or "all"), as the read models hold it
     now (fold first: `ReadModels.catch_up`)."""
     if window not in WINDOW_DAYS:
-        raise ValueError(f"unknown window {window!r}; allowed: {', '.join(WINDOW_DAYS)}")
+        raise UnknownWindow(window)
     process = definition.name
     now = now or datetime.now(UTC)
     span = window_days(tables, process, window, now)

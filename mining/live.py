@@ -40,6 +40,7 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Self
 
 from mining.counts import bump, ranked
+from mining.errors import FrameError
 from schemas.event import LIFECYCLES, CaseEvent, format_time
 from schemas.frame import Coordinates
 
@@ -90,7 +91,7 @@ class LiveDfg:
                  idle_horizon: timedelta = timedelta(days=30), retain: timedelta | None = None,
                  lifecycle: str | None = None) -> None:
         if lifecycle is not None and lifecycle not in LIFECYCLES:
-            raise ValueError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
+            raise FrameError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
         self.process, self.lifecycle = process, lifecycle
         self.closing: frozenset[str] = frozenset(end_activities)
         self.idle_horizon_us = _micros(idle_horizon)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Final, Protocol, Self
 
 from mining.case_facts import CaseFacts, case_facts
+from mining.errors import FrameError
 from mining.figures import Figures
 from mining.sketch import DEFAULT_ALPHA
 from schemas.event import LIFECYCLES, CaseEvent
@@ -140,7 +141,7 @@ class ReadModel:
         then be the stored ones (else they are summed from ``days`` and ``open_cases``).
         ``business``: the process's working time, for durations in business time."""
         if lifecycle is not None and lifecycle not in LIFECYCLES:
-            raise ValueError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
+            raise FrameError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
         if stored is not None and totals is None:
             raise ValueError("a model over stored days and open cases needs their stored totals")
         self.process, self.lifecycle, self.alpha = process, lifecycle, alpha

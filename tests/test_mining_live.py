@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import mining
 from ingest.consumer import Subscriber
 from ingest.simulate import simulate
+from mining.errors import FrameError
 from mining.live import LiveDfg
 from mining.live_maps import LiveMaps
 from schemas.event import CaseEvent, to_time_us
@@ -278,7 +279,7 @@ def test_rejects_events_of_another_process_and_bad_options() -> None:
     """A LiveDfg bound to a process refuses other processes' events; bad options fail early."""
     with pytest.raises(ValueError, match="process 'q'"):
         LiveDfg("p").update([ev("c", "a", 0, process="q")])
-    with pytest.raises(ValueError, match="lifecycle"):
+    with pytest.raises(FrameError, match="lifecycle"):
         LiveMaps(lifecycle="done")
     with pytest.raises(ValueError, match="negative"):
         LiveDfg(idle_horizon=timedelta(days=-1))

@@ -16,6 +16,7 @@ import pytest
 from alerts.duration import parse_duration
 from alerts.registry import ProcessDefinition
 from backlight.config import Settings, load
+from backlight.figures_view import UnknownWindow
 from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
 from backlight.web.server import running
@@ -148,3 +149,9 @@ def test_a_store_never_folded_says_it_is_catching_up(tmp_path: Path) -> None:
     assert left > 0
     assert "catching up" in first and f"{left} stored events not in these figures yet" in first
     assert "catching up" not in second
+
+
+def test_an_unknown_window_is_an_error_that_names_the_windows(onboarding: Settings) -> None:
+    """A line asked for a window that does not exist is refused with the allowed windows."""
+    with pytest.raises(UnknownWindow, match="unknown window 'year'; allowed: 4w, quarter, all"):
+        line(onboarding, "year")

@@ -17,6 +17,7 @@ from backlight.read_models import working_time
 from ingest.logfiles import read_log
 from ingest.simulate import simulate
 from mining.case_facts import CaseFacts
+from mining.errors import FrameError
 from mining.figures import Figures
 from mining.read_model import DAY_US, Changes, MemoryHistory, ReadModel, day_of
 from mining.rework import MAX_LOOPS
@@ -190,7 +191,7 @@ def test_events_of_other_processes_and_lifecycles_are_left_out() -> None:
     model.update([event("a", "Register", 0, "1"), CaseEvent("2", "payments", "p", "Pay", T0),
                   CaseEvent("3", "claims", "a", "Check", T0 + 1, "start")])
     assert (model.figures().events, model.figures().cases) == (1, 1)
-    with pytest.raises(ValueError, match="lifecycle"):
+    with pytest.raises(FrameError, match="lifecycle"):
         ReadModel("claims", lifecycle="finished")
 
 

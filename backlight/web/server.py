@@ -97,7 +97,7 @@ def running(settings: Settings, host: str = "127.0.0.1", port: int = 0,
     try:
         while not server.started:
             if not thread.is_alive():
-                raise RuntimeError("the web server stopped while starting")
+                raise ServeError("the web server stopped while starting")
             threading.Event().wait(0.02)
         yield address(sock)
     finally:
