@@ -119,3 +119,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# Runs the CLI and prints its peak RSS. VmHWM is the high-water mark of this process's own
+# address space; ru_maxrss is not usable here, as Linux carries it over fork and exec from
+# the parent (a benchmark holding a million simulated events would be measured instead).
+PEAK_RSS = """
+import sys
+from backlight.cli import main
+sys.argv = ["backlight", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("peak_rss_kib", hwm.split()[1], file=sys.stderr)
+"""

@@ -1,10 +1,11 @@
 """Helpers for consumer-group tests on a shared store: a config per consumer process (its own
 client id, so the broker can tell the members apart), the group's assignment as the group
 coordinator has it, the store read back page by page, and the live maps checked against
-pm4py on the store's events."""
+pm4py on the store's events; a member of the group wired as `backlight consume` wires it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -12,11 +13,16 @@ from pathlib import Path
 
 import psycopg
 from conftest import write_config
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
-from test_rebalance import Member
 
-from storage import EventStore
+from backlight.config import Settings
+from backlight.jobs import live_maps, live_subscription
+from ingest.consumer import Consumer, ConsumerStats
+from ingest.rdkafka import RdKafkaSource
+from ingest.transport import KafkaSink, KafkaSource
+from storage import EventStore, open_store
 
 PAGE = 20_000
 
@@ -120,3 +126,63 @@ def check_live_sum(members: Sequence[Member], store: EventStore, process: str) -
     assert dict(last) == dict(ends)
     assert sum(v.events for v in views) == len(frame)
     assert sum(v.cases for v in views) == frame["case_id"].nunique()
+
+
+PARTITIONS = 6
+
+
+CLIENTS = {"confluent-kafka": RdKafkaSource, "kafka-python": KafkaSource}
+"""The consumer's two sources (``[kafka] client``): each must keep the same contract."""
+
+
+class Member:
+    """One consumer of the group in this process, wired as `backlight consume` wires it."""
+
+    def __init__(self, settings: Settings, name: str, batch_size: int = 40) -> None:
+        k = settings.kafka
+        self.name = name
+        self.store = open_store(settings.store.url)
+        self.source = CLIENTS[k.client](k.bootstrap_servers, k.group_id,
+                                  [s.topic for s in settings.sources], client_id=name,
+                                  max_poll_records=batch_size, session_timeout_ms=6000,
+                                  heartbeat_interval_ms=1000)
+        self.sink = KafkaSink(k.bootstrap_servers, client_id=f"{name}-dlq")
+        self.live = live_maps(settings)
+        self.consumer = Consumer(self.source, self.sink, self.store, settings.specs(),
+                                 [live_subscription(self.live)], batch_size)
+        self.stop = threading.Event()
+        self.stats: ConsumerStats | None = None
+        self.thread = threading.Thread(target=self._run, name=f"member-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.stats = self.consumer.run(self.stop)
+
+    def halt(self) -> ConsumerStats:
+        """Finish the batch in hand and return (still a member of the group)."""
+        self.stop.set()
+        self.thread.join(60)
+        assert self.stats is not None, f"{self.name} did not stop"
+        return self.stats
+
+    def close(self) -> None:
+        """Leave the group (its partitions are revoked) and let go of everything."""
+        for part in (self.source, self.sink, self.store):
+            part.close()
+
+    def settled(self, head: int) -> bool:
+        """Its live map follows exactly its partitions and has handled the store up to head."""
+        live = self.consumer.dispatcher.stats()[0]
+        owned = self.consumer.stats.partitions
+        return (live.partitions == owned == self.live.following == self.source.partitions()
+                and live.mark >= head)
+
+
+def committed_offsets(settings: Settings, topic: str) -> dict[int, int | None]:
+    """The group's committed offset per partition, as the broker has it."""
+    probe = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
+                          group_id=settings.kafka.group_id, enable_auto_commit=False)
+    try:
+        return {p: probe.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
+    finally:
+        probe.close()

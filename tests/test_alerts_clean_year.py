@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import sim_frame
-from test_alerts_detection_rework import evening, run
+from detection_support import evening, run
 
 from alerts.calendar import WorkCalendar
 from alerts.context import RuleContext

@@ -3,43 +3,19 @@ that appear mid-way, found with their onset; detection delay printed (-s)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import polars as pl
 from conftest import sim_frame
+from detection_support import CAL, evening, run
 
-from alerts.calendar import WorkCalendar
-from alerts.context import RuleContext
-from alerts.registry import ProcessDefinition
 from alerts.rules.rework import rework
 from ingest.simulate import Anomalies, ReworkLoop
-from mining.frame import prepare
-from schemas.alerts import Finding
 
-AMS = ZoneInfo("Europe/Amsterdam")
-CAL = WorkCalendar()
-START = date(2026, 1, 5)  # the simulator's default first day, a Monday
 ONSET_DAY = 45  # business days after START: enough history for the 60-day baseline
 SEEDS = range(5)
 REQUEST, RECEIVED = "Request missing documents", "Documents received"
-
-
-def evening(business_day: int) -> datetime:
-    """18:00 on the n-th business day after START."""
-    day = CAL.add_business_days(START, business_day)
-    return datetime.combine(day, datetime.min.time(), tzinfo=AMS).replace(hour=18)
-
-
-def run(rule: Callable[[RuleContext], list[Finding]], df: pl.DataFrame, truth: dict[str, Any],
-        now: datetime) -> list[Finding]:
-    """The rule on the events up to ``now`` (what a store would hold then)."""
-    process = ProcessDefinition(name=truth["process"],
-                                end_activities=tuple(truth["end_activities"]))
-    seen = prepare(df.filter(pl.col("timestamp") <= now.astimezone(UTC)))
-    return rule(RuleContext(process, seen, now))
 
 
 def injected(loop: tuple[str, ...], share: float, seed: int) -> tuple[pl.DataFrame, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_alerts_detection_waits import ONSET, business_days_off, context, events_of, last_arrival
+from detection_support import ONSET, business_days_off, context, events_of, last_arrival
 
 from alerts.rules.throughput import throughput
 from ingest.simulate import Anomalies, Bottleneck, simulate

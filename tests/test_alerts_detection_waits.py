@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from conftest import event_frame
-from test_alerts_detection_rework import evening
+from detection_support import (
+    AMS,
+    CALENDAR,
+    ONSET,
+    business_days_off,
+    context,
+    evening,
+    events_of,
+    last_arrival,
+)
 
-from alerts.calendar import WorkCalendar
 from alerts.context import RuleContext
-from alerts.registry import ProcessDefinition
 from alerts.rules.handoff import handoff
 from alerts.rules.throughput import throughput
 from alerts.rules.waits import bottleneck
@@ -29,9 +34,6 @@ from ingest.simulate import (
 )
 from mining.frame import Events, prepare
 
-AMS = ZoneInfo("Europe/Amsterdam")
-CALENDAR = WorkCalendar()  # the simulator's working hours: Mon-Fri 09:00-17:30 Amsterdam
-ONSET = datetime(2026, 4, 27, 9, 0, tzinfo=AMS)  # working day 80 of a simulation from 5 January
 PER_DAY = {"onboarding": 40, "payments": 60, "claims": 25}  # the simulator's arrivals per day
 SCENARIOS = [  # (process, activity slowed five-fold from ONSET, seed)
     ("onboarding", "Risk review", 0),
@@ -43,17 +45,6 @@ SCENARIOS = [  # (process, activity slowed five-fold from ONSET, seed)
 ]
 
 
-def events_of(sim: Simulation) -> Events:
-    """The simulated events as the store hands them to mining (arrival order = list order)."""
-    return prepare(event_frame(sim.events))
-
-
-def last_arrival(sim: Simulation) -> datetime:
-    """When the last case arrived: the end of the simulated period. Later events only drain the
-    work in progress (no new cases), which is no state a running process is ever in."""
-    return max(e.timestamp for e in sim.events if e.event_id.endswith("-1"))
-
-
 @cache
 def simulated(process: str, days: int, seed: int, activity: str | None = None,
               segment: tuple[str, str] | None = None) -> tuple[Simulation, Events]:
@@ -63,17 +54,6 @@ def simulated(process: str, days: int, seed: int, activity: str | None = None,
         anomalies = Anomalies(bottleneck=Bottleneck(activity, ONSET, 5.0, segment=segment))
     sim = simulate(process, PER_DAY[process] * days, seed=seed, anomalies=anomalies)
     return sim, events_of(sim)
-
-
-def context(process: str, events: Events, now: datetime) -> RuleContext:
-    """A context with the default thresholds and calendar."""
-    return RuleContext(ProcessDefinition(process), events, now)
-
-
-def business_days_off(since: object) -> int:
-    """How many business days a finding's "since" is from the injected onset."""
-    assert since is not None
-    return abs(CALENDAR.count_business_days(ONSET.date(), since))  # type: ignore[arg-type]
 
 
 def test_bottleneck_precision_recall_and_since_over_seeds() -> None:

@@ -5,43 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from chat_support import MAP, T0, make_alert, make_notification
 
 from alerts.channels import BUILDERS, build_payload, cloudevent, googlechat, mattermost, slack, teams, webhook
 from alerts.channels.text import encode
-from schemas.alerts import Alert, AlertChange, Change, Notification, Severity, Status
+from schemas.alerts import AlertChange, Change, Notification
 
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-MAP = "https://backlight.example/maps/claims?view=performance&x=1"
 HOSTILE = "<script>alert(1)</script> <!channel> *bold* [x](http://evil) @channel"
-
-
-def make_alert(i: int = 0, *, subject: str = "Assessment", summary: str | None = None,
-               severity: Severity = Severity.WARNING, owner: str | None = "claims-team",
-               url: str | None = MAP, evidence: dict[str, Any] | None = None,
-               segment: dict[str, str] | None = None, **state: Any) -> Alert:
-    """A firing bottleneck alert on claims."""
-    segment = {"region": "east"} if segment is None else segment
-    return Alert(
-        key=f"bottleneck/claims/{subject}-{i}", rule="bottleneck", process="claims",
-        subject=f"{subject}-{i}", severity=severity, status=state.pop("status", Status.FIRING),
-        summary=summary or f"wait before {subject}-{i}: 6.1 business days, baseline 0.8",
-        evidence=evidence if evidence is not None else {
-            "recent_median_days": 6.1, "baseline_median_days": 0.8, "cases": 42,
-            "window": "2026-10-19..2026-11-02"},
-        segment=segment, since=date(2026, 10, 19), cases=("c-1", "c-2", "c-3", "c-4", "c-5", "c-6"),
-        owner=owner, first_seen=T0 - timedelta(days=3), last_seen=T0,
-        fired_at=state.pop("fired_at", T0 - timedelta(days=1)), url=url, **state)
-
-
-def make_notification(alerts: list[Alert], change: Change = Change.FIRING,
-                      owner: str | None = "claims-team") -> Notification:
-    """One notification announcing the same change for every alert."""
-    return Notification(id="f" * 64, channel="chat", process="claims", owner=owner,
-                        changes=tuple(AlertChange(change, a, T0) for a in alerts), created_at=T0)
 
 
 def texts(payload: Any) -> Iterator[str]:

@@ -66,6 +66,7 @@ import psycopg
 import pytest
 from bench_support import (
     EVENTS_PER_CASE,
+    PEAK_RSS,
     event_chunks,
     peak_rss_kib,
     scale,
@@ -74,10 +75,9 @@ from bench_support import (
     wait_until,
 )
 from conftest import ROOT, backlight, popen_backlight
+from consume_support import Running
+from consume_support import total as total_of
 from pg import fresh_database
-from test_bench_ingest import PEAK_RSS
-from test_consume_ops import Running
-from test_consume_ops import total as total_of
 
 from ingest.consumer import dead_letter_topic
 from ingest.transport import ensure_topics

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bench_support import PEAK_RSS
 from bench_targets import Targets
 from conftest import ROOT, backlight, shared_file, write_config
 from kafka import KafkaConsumer
@@ -46,20 +47,6 @@ ROUNDS = 3
 TARGET_VS_BARE, TARGET_VS_NAIVE, TARGET_RSS_MIB = 0.5, 1.0, 134
 FAIL_VS_BARE, FAIL_VS_NAIVE, FAIL_RSS_MIB = 0.5 / 1.5, 1.0 / 1.3, 134 * 1.3
 """A wide miss: only then does the benchmark fail (tests/bench_targets.py: the machine is shared)."""
-# Runs the CLI and prints its peak RSS. VmHWM is the high-water mark of this process's own
-# address space; ru_maxrss is not usable here, as Linux carries it over fork and exec from
-# the parent (a benchmark holding a million simulated events would be measured instead).
-PEAK_RSS = """
-import sys
-from backlight.cli import main
-sys.argv = ["backlight", *sys.argv[1:]]
-try:
-    main()
-except SystemExit:
-    pass
-hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print("peak_rss_kib", hwm.split()[1], file=sys.stderr)
-"""
 Result = tuple[float, dict[str, float]]
 """Events/s, and seconds per phase (empty for the bare loop)."""
 

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_support import PEAK_RSS
 from bench_targets import Targets
 from conftest import ROOT, write_config
-from test_bench_ingest import PEAK_RSS
 
 from backlight.config import load
 from backlight.jobs import simulate

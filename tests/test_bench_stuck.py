@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 from bench_targets import Targets
 from conftest import sim_frame
-from test_alerts_detection_rework import evening
+from detection_support import evening
 
 from alerts.calendar import WorkCalendar
 from alerts.context import RuleContext

@@ -10,12 +10,15 @@ import os
 import signal
 from pathlib import Path
 
+import mine_oracle as oracle
 import pytest
-import test_mine_kafka as oracle
 from conftest import SHARED_DATA, popen_backlight, shared_file
 from group_support import (
+    PARTITIONS,
+    Member,
     assignment,
     check_live_sum,
+    committed_offsets,
     group_config,
     owns_everything,
     read_back,
@@ -24,7 +27,6 @@ from group_support import (
     wait_until,
 )
 from pg import fresh_database
-from test_rebalance import PARTITIONS, Member, committed_offsets
 
 from backlight.config import load
 from ingest.consumer import dead_letter_topic

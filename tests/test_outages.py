@@ -23,18 +23,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from broker_support import own_broker, relaunch  # noqa: F401 (own_broker: a fixture)
 from conftest import write_config
+from consume_support import SESSION_TIMEOUT_S, Running, consuming, event, total, wait_for
 from pg import Cluster, cluster, fresh_database
-from test_consume_ops import (
-    SESSION_TIMEOUT_S,
-    Running,
-    consuming,
-    event,
-    own_broker,  # noqa: F401 (a fixture)
-    relaunch,
-    total,
-    wait_for,
-)
 
 from ingest.broker import BrokerState, LocalBroker
 from ingest.consumer import dead_letter_topic

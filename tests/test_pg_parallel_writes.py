@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from pg import fresh_database
-from test_subscribers import Recorder
+from subscribers_support import Recorder
 
 from ingest.dispatcher import Dispatcher
 from ingest.subscribers import Subscription

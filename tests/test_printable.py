@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import click
 import pytest
+from chat_support import make_alert, make_notification
 from click.testing import CliRunner
-from test_alerts_payloads import make_alert, make_notification
 
 from backlight.alerting import EvaluationReport
 from backlight.cli_alerts import _alert_line

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 import time
 import zlib
 from collections import Counter
@@ -18,25 +17,21 @@ from pathlib import Path
 
 import pytest
 from conftest import event_frame, popen_backlight, write_config
-from kafka import KafkaConsumer, TopicPartition
+from group_support import CLIENTS, PARTITIONS, Member, committed_offsets
 
 from backlight.config import Settings, load
-from backlight.jobs import live_maps, live_subscription
-from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
+from backlight.jobs import live_subscription
+from ingest.consumer import dead_letter_topic
 from ingest.dispatcher import Dispatcher
 from ingest.publish import encode
-from ingest.rdkafka import RdKafkaSource
 from ingest.simulate import simulate
-from ingest.transport import KafkaSink, KafkaSource, ensure_topics
+from ingest.transport import KafkaSink, ensure_topics
 from mining.dfg import discover_dfg
 from mining.live_maps import LiveMaps
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 from storage import EventStore, SQLiteStore, open_store
 
-PARTITIONS = 6
-CLIENTS = {"confluent-kafka": RdKafkaSource, "kafka-python": KafkaSource}
-"""The consumer's two sources (``[kafka] client``): each must keep the same contract."""
 LIVE = "[live]\nidle_horizon_days = 3650\n"
 Lane = tuple[str, int]
 
@@ -174,48 +169,6 @@ def test_dispatcher_builds_assigned_partitions_from_the_store_in_pages(tmp_path:
 
 # -- real Kafka: members joining, leaving and killed -----------------------------------------
 
-class Member:
-    """One consumer of the group in this process, wired as `backlight consume` wires it."""
-
-    def __init__(self, settings: Settings, name: str, batch_size: int = 40) -> None:
-        k = settings.kafka
-        self.name = name
-        self.store = open_store(settings.store.url)
-        self.source = CLIENTS[k.client](k.bootstrap_servers, k.group_id,
-                                  [s.topic for s in settings.sources], client_id=name,
-                                  max_poll_records=batch_size, session_timeout_ms=6000,
-                                  heartbeat_interval_ms=1000)
-        self.sink = KafkaSink(k.bootstrap_servers, client_id=f"{name}-dlq")
-        self.live = live_maps(settings)
-        self.consumer = Consumer(self.source, self.sink, self.store, settings.specs(),
-                                 [live_subscription(self.live)], batch_size)
-        self.stop = threading.Event()
-        self.stats: ConsumerStats | None = None
-        self.thread = threading.Thread(target=self._run, name=f"member-{name}", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.stats = self.consumer.run(self.stop)
-
-    def halt(self) -> ConsumerStats:
-        """Finish the batch in hand and return (still a member of the group)."""
-        self.stop.set()
-        self.thread.join(60)
-        assert self.stats is not None, f"{self.name} did not stop"
-        return self.stats
-
-    def close(self) -> None:
-        """Leave the group (its partitions are revoked) and let go of everything."""
-        for part in (self.source, self.sink, self.store):
-            part.close()
-
-    def settled(self, head: int) -> bool:
-        """Its live map follows exactly its partitions and has handled the store up to head."""
-        live = self.consumer.dispatcher.stats()[0]
-        owned = self.consumer.stats.partitions
-        return (live.partitions == owned == self.live.following == self.source.partitions()
-                and live.mark >= head)
-
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
@@ -264,16 +217,6 @@ def check_live_union(members: Sequence[Member], store: EventStore, process: str)
     assert dict(total) == batch.counts()
     assert dict(starts) == batch.start_activities
     assert sum(v.events for v in views) == len(stored_ids(store))
-
-
-def committed_offsets(settings: Settings, topic: str) -> dict[int, int | None]:
-    """The group's committed offset per partition, as the broker has it."""
-    probe = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                          group_id=settings.kafka.group_id, enable_auto_commit=False)
-    try:
-        return {p: probe.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
-    finally:
-        probe.close()
 
 
 @pytest.fixture(params=list(CLIENTS))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from subscribers_support import Recorder
 
 from ingest.consumer import BatchReport, Consumer
 from ingest.dispatcher import Dispatcher
@@ -82,33 +83,6 @@ class NoDeadLetters:
 
     def close(self) -> None:
         pass
-
-
-class Recorder:
-    """A subscriber that records what it got; raises on the calls numbered in ``fail_on``,
-    sleeps ``sleep_s`` per call, and notes when it first succeeded after failing."""
-
-    def __init__(self, fail_on: set[int] | None = None, fail_from: int | None = None,
-                 sleep_s: float = 0.0) -> None:
-        self.fail_on, self.fail_from, self.sleep_s = fail_on or set(), fail_from, sleep_s
-        self.calls = 0
-        self.ids: list[str] = []
-        self.sizes: list[int] = []
-        self.failed_at: list[float] = []
-        self.recovered_at: float | None = None
-
-    def __call__(self, events: Sequence[CaseEvent],
-                 origins: Sequence[Coordinates | None]) -> None:
-        self.calls += 1
-        if self.calls in self.fail_on or (self.fail_from and self.calls >= self.fail_from):
-            self.failed_at.append(time.monotonic())
-            raise RuntimeError(f"downstream refused batch {self.calls}")
-        time.sleep(self.sleep_s)
-        if self.failed_at and self.recovered_at is None:
-            self.recovered_at = time.monotonic()
-        assert len(events) == len(origins)
-        self.ids.extend(e.event_id for e in events)
-        self.sizes.append(len(events))
 
 
 def messages(cases: int = 40, seed: int = 1) -> list[Msg]:
