@@ -38,3 +38,17 @@ def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
     wrong = {str(path.relative_to(ROOT)): sorted(project_imports(path) - ALLOWED[package] - {package})
              for path in sorted((ROOT / package).rglob("*.py"))}
     assert {path: names for path, names in wrong.items() if names} == {}
+
+
+def test_no_test_module_imports_another() -> None:
+    """What several test modules share lives in a ``*_support`` module (or conftest), never in
+    another test module (importing one runs its module-level setup and ties them together)."""
+    wrong = {}
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        found = sorted(n for n in names if n.split(".")[0].startswith("test_"))
+        if found:
+            wrong[path.name] = found
+    assert wrong == {}
