@@ -46,7 +46,7 @@ Recovering -> Resolved), on business timescales. Per alert key, at each evaluati
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -107,9 +107,6 @@ class _Round:
         if self.base_url is None:
             return None
         return f"{self.base_url.rstrip('/')}/processes/{quote(process, safe='')}"
-
-    def silence_for(self, alert: Alert) -> str | None:
-        return next((s.id for s in self.silences if s.matches(alert)), None)
 
 
 def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: datetime,
@@ -216,10 +213,35 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
 def _dress(alert: Alert, rnd: _Round) -> Alert:
     """Refresh owner, URL, silence and acknowledgement for this round."""
     alert = replace(alert, owner=rnd.owners.get(alert.process), url=rnd.url(alert.process))
-    ack = rnd.acks.get(alert.key)
-    if ack is not None and ack.at >= alert.first_seen:
+    return with_acks_and_silences(alert, rnd.acks, rnd.silences)
+
+
+def episode_ack(alert: Alert, acks: Mapping[str, Acknowledgement]) -> Acknowledgement | None:
+    """The acknowledgement that counts for the alert now: the one recorded for its key, if the
+    alert is open (pending or firing) and it was given in this episode (at or after
+    ``first_seen``); None otherwise."""
+    ack = acks.get(alert.key)
+    if ack is None or alert.status is Status.RESOLVED or ack.at < alert.first_seen:
+        return None
+    return ack
+
+
+def matching_silence(alert: Alert, silences: Iterable[Silence]) -> Silence | None:
+    """The first of ``silences`` (the ones active now) that matches the alert, if any."""
+    return next((s for s in silences if s.matches(alert)), None)
+
+
+def with_acks_and_silences(alert: Alert, acks: Mapping[str, Acknowledgement],
+                           silences: Iterable[Silence]) -> Alert:
+    """The alert as an evaluation stores it: acknowledged by its episode's acknowledgement
+    (``episode_ack``; an earlier one is kept), silenced by the first matching silence of
+    ``silences`` (the ones active now), or by none. The lifecycle applies it at each evaluation;
+    the web applies it to show what was recorded since the last one."""
+    ack = episode_ack(alert, acks)
+    if ack is not None:
         alert = replace(alert, acknowledged_by=ack.by, acknowledged_at=ack.at)
-    return replace(alert, silenced_by=rnd.silence_for(alert))
+    silence = matching_silence(alert, silences)
+    return replace(alert, silenced_by=None if silence is None else silence.id)
 
 
 def _notices(before: Alert | None, after: Alert) -> Iterator[Change]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.lifecycle import LifecyclePolicy, advance
+from alerts.lifecycle import LifecyclePolicy, advance, with_acks_and_silences
 from schemas.alerts import (
     Acknowledgement,
     Alert,
@@ -418,3 +418,24 @@ def test_firing_and_resolved_alternate_for_any_sequence(
                 assert after.alert.severity.rank > told[-1].alert.severity.rank
     escalated_episodes = [c.alert.fired_at for c in run.sent if c.change is Change.ESCALATED]
     assert len(escalated_episodes) == len(set(escalated_episodes))  # at most once per episode
+
+
+def test_acks_and_silences_apply_to_the_open_episode_as_the_web_shows_them() -> None:
+    """What the web shows between evaluations: an acknowledgement counts for an open alert's
+    current episode only (not one given before it began, not on a resolved alert), and the
+    first active silence that matches names it silenced; none matching clears it."""
+    run = Runner()
+    run.round(T0, [finding()])
+    alert = run.state[KEY]
+    older = {KEY: Acknowledgement(KEY, "alice", T0 - HOUR)}
+    newer = {KEY: Acknowledgement(KEY, "bob", T0 + HOUR)}
+    assert with_acks_and_silences(alert, older, []).acknowledged_by is None
+    assert with_acks_and_silences(alert, newer, []).acknowledged_by == "bob"
+    resolved = replace(alert, status=Status.RESOLVED, resolved_at=T0 + DAY)
+    assert with_acks_and_silences(resolved, newer, []).acknowledged_by is None
+    silences = [Silence(id=name, until=T0 + DAY, by="carol", why="known", created_at=T0,
+                        process=process) for name, process in
+                (("other", "payments"), ("first", "claims"), ("second", "cl*"))]
+    assert with_acks_and_silences(alert, {}, silences).silenced_by == "first"
+    silenced = replace(alert, silenced_by="expired")
+    assert with_acks_and_silences(silenced, {}, silences[:1]).silenced_by is None

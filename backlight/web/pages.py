@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from alerts.lifecycle import episode_ack, matching_silence
 from backlight.web import forms
 from backlight.web.auth import (
     CSRF_COOKIE,
@@ -214,10 +215,8 @@ def _alert_views(svc: WebService, alerts: list[Alert], history: bool) -> list[di
 def _alert_view(svc: WebService, a: Alert, acks: dict[str, Acknowledgement],
                 silences: list[Silence], history: bool) -> dict[str, Any]:
     is_open = a.status in (Status.FIRING, Status.PENDING)
-    ack = acks.get(a.key)
-    if ack is not None and not (is_open and ack.at >= a.first_seen):
-        ack = None
-    silence = next((s for s in silences if s.matches(a)), None)
+    ack = episode_ack(a, acks)
+    silence = matching_silence(a, silences)
     state = ("resolved" if not is_open else "silenced" if silence or a.silenced
              else "acknowledged" if ack or a.acknowledged else "open")
     return {

@@ -12,12 +12,13 @@ import io
 import json
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
 
+from alerts.lifecycle import with_acks_and_silences
 from alerts.registry import ProcessDefinition, review_due
 from backlight import alerting
 from backlight.config import ProcessSettings, Settings
@@ -329,7 +330,7 @@ class WebService:
         """Every known alert, open ones first, then newest first, with the acknowledgements and
         silences recorded since the last evaluation already applied."""
         acks, silences = self.acknowledgements(), self.silences()
-        found = [self._dressed(a, acks, silences) for a in self.state.alerts().values()
+        found = [with_acks_and_silences(a, acks, silences) for a in self.state.alerts().values()
                  if process is None or a.process == process]
         rank = {Status.FIRING: 0, Status.PENDING: 1, Status.RESOLVED: 2}
         order = list(Severity)
@@ -340,18 +341,7 @@ class WebService:
         found = self.state.alerts().get(key)
         if found is None:
             raise NotFound(f"no alert with key {key!r}")
-        return self._dressed(found, self.acknowledgements(), self.silences())
-
-    @staticmethod
-    def _dressed(alert: Alert, acks: dict[str, Acknowledgement],
-                 silences: list[Silence]) -> Alert:
-        """The alert as the next evaluation will store it: acknowledged by whoever took this
-        episode on, silenced by an active silence that matches it (as ``alerts.lifecycle``)."""
-        ack = acks.get(alert.key)
-        if ack is not None and ack.at >= alert.first_seen and alert.status is not Status.RESOLVED:
-            alert = replace(alert, acknowledged_by=ack.by, acknowledged_at=ack.at)
-        silenced = next((s.id for s in silences if s.matches(alert)), None)
-        return replace(alert, silenced_by=silenced)
+        return with_acks_and_silences(found, self.acknowledgements(), self.silences())
 
     def history(self, key: str | None = None, limit: int = 50) -> list[AlertChange]:
         return self.state.history(key, limit=limit)
