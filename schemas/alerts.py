@@ -24,13 +24,21 @@ JsonValue = Any
 
 
 class Severity(enum.StrEnum):
+    """How bad a finding is. The members are declared from the least to the most severe: that
+    order is the one severity order (``rank``), which the lifecycle, the routes, the CLI and the
+    web sort and compare by."""
+
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
 
     @property
     def rank(self) -> int:
-        return ("info", "warning", "critical").index(self.value)
+        """The place in the severity order: 0 for the least severe, higher is more severe."""
+        return _SEVERITY_RANKS[self]
+
+
+_SEVERITY_RANKS: Mapping[Severity, int] = {severity: i for i, severity in enumerate(Severity)}
 
 
 class Status(enum.StrEnum):

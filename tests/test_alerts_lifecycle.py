@@ -439,3 +439,10 @@ def test_acks_and_silences_apply_to_the_open_episode_as_the_web_shows_them() -> 
     assert with_acks_and_silences(alert, {}, silences).silenced_by == "first"
     silenced = replace(alert, silenced_by="expired")
     assert with_acks_and_silences(silenced, {}, silences[:1]).silenced_by is None
+
+
+def test_severities_rank_from_info_to_critical() -> None:
+    """The one severity order, the one every list sorts by: info, then warning, then critical."""
+    assert sorted(["critical", "info", "warning"], key=lambda v: Severity(v).rank) == [
+        "info", "warning", "critical"]
+    assert [s.rank for s in Severity] == [0, 1, 2]

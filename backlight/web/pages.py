@@ -39,7 +39,7 @@ from backlight.web.forms import FormError, q
 from backlight.web.limits import AttemptLimiter, quantise
 from backlight.web.service import ProcessRow, WebService
 from backlight.web.windows import DEFAULT_WINDOW, WINDOWS
-from schemas.alerts import Acknowledgement, Alert, Silence, Status
+from schemas.alerts import Acknowledgement, Alert, Severity, Silence, Status
 from schemas.printable import printable
 
 router = APIRouter(include_in_schema=False)
@@ -136,7 +136,7 @@ def _row(row: ProcessRow, today: datetime) -> dict[str, Any]:
     s, g = row.figures, row.governance
     if s is None or g is None:
         return {"name": row.name, "error": row.error or "no figures", "alerts": sorted(
-            row.open_alerts.items(), key=lambda kv: -_SEVERITY_RANK.get(kv[0], 0))}
+            row.open_alerts.items(), key=lambda kv: -Severity(kv[0]).rank)}
     medians = [w.median_seconds for w in s.weekly]
     label = ("weekly median throughput: " + ", ".join(forms.duration(m) for m in medians)
              if medians else "no closed cases")
@@ -147,15 +147,12 @@ def _row(row: ProcessRow, today: datetime) -> dict[str, Any]:
         "weeks": len(medians),
         "trend": _trend(medians), "sla": g.sla, "sla_met": s.sla_met,
         "rework": s.rework_share, "alerts": sorted(row.open_alerts.items(),
-                                                   key=lambda kv: -_SEVERITY_RANK.get(kv[0], 0)),
+                                                   key=lambda kv: -Severity(kv[0]).rank),
         "owners": g.owners, "owner": g.owner, "team": g.team,
         "ownerless": g.owner is None, "configured": g.configured,
         "last_reviewed": g.last_reviewed, "reviewed_by": g.reviewed_by, "due": g.review_due,
         "stale": g.stale(today.date()),
     }
-
-
-_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 def _trend(medians: list[float]) -> str:

@@ -38,7 +38,7 @@ from mining.render import MapData, View
 from mining.summary import summarize
 from mining.timerange import latest_allowed, within_range
 from mining.windows import completed_between
-from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Severity, Silence, Status
+from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Silence, Status
 from schemas.errors import BacklightError
 from schemas.event import from_time_us
 from schemas.frame import FRAME_SCHEMA
@@ -333,8 +333,7 @@ class WebService:
         found = [with_acks_and_silences(a, acks, silences) for a in self.state.alerts().values()
                  if process is None or a.process == process]
         rank = {Status.FIRING: 0, Status.PENDING: 1, Status.RESOLVED: 2}
-        order = list(Severity)
-        return sorted(found, key=lambda a: (rank.get(a.status, 3), -order.index(a.severity),
+        return sorted(found, key=lambda a: (rank.get(a.status, 3), -a.severity.rank,
                                             -a.last_seen.timestamp()))
 
     def alert(self, key: str) -> Alert:
