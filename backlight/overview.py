@@ -35,6 +35,7 @@ import msgspec
 from alerts.registry import ProcessDefinition
 from backlight.figures_view import WINDOW_DAYS, UnknownWindow, window_days
 from mining.read_model import DAY_US
+from mining.rework import rework_share
 from mining.sketch import QuantileSketch
 from mining.timerange import latest_allowed
 from mining.variants import WeekThroughput
@@ -106,7 +107,7 @@ def process_figures(definition: ProcessDefinition, window: str, tables: ReadMode
         weekly=_weekly(tables, process, span, TREND_WEEKS[window]),
         sla_met=(business.count_at_most_s(limit) / business.count
                  if limit is not None and business.count else None),
-        rework_share=counted.rework_cases / counted.cases if counted.cases else None,
+        rework_share=rework_share(counted.rework_cases, counted.cases),
         out_of_range=store.out_of_range(process, latest_allowed(now)))
 
 

@@ -6,8 +6,8 @@ and added to or taken out of the figures with a sign (`mining.figures.Figures.ad
 definitions are the batch mining's, case by case, so that a sum of facts equals `summarize`:
 - steps and waits are `mining.dfg`'s (each event and the next one of its case);
 - hand-offs are `mining.handoffs`' (consecutive events of two known, different teams);
-- rework is `mining.rework`'s, over the case's ``complete`` events (the basis the batch uses
-  whenever a process has completions, which every real log has): an execution repeats an
+- rework is `mining.rework`'s, over the case's completions (``mining.rework.EXECUTION``, the
+  basis the batch uses whenever a process has completions, which every real log has): an execution repeats an
   activity when the case did it before, a self-loop when directly before, a loop otherwise, a
   repeat when the same known resource did both, a redo when another did.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from mining.rework import MAX_CYCLE_LENGTH, canonical
+from mining.rework import EXECUTION, MAX_CYCLE_LENGTH, canonical
 from schemas.event import CaseEvent
 
 Pair = tuple[str, str]
@@ -92,7 +92,7 @@ def _rework(events: Sequence[CaseEvent]) -> tuple[Rework, ...]:
     flags: dict[str, list[bool]] = {}
     position = 0
     for event in events:
-        if event.lifecycle != "complete":
+        if event.lifecycle != EXECUTION:
             continue
         before = last.get(event.activity)
         if before is not None:
@@ -114,7 +114,7 @@ def loops_of(events: Sequence[CaseEvent],
     the case's completions go round, sorted: ``k`` consecutive distinct activities followed by
     the first of them again (``a, a`` for a self-loop), ``mining.rework.discover_loops``' rule
     for one case."""
-    trace = [e.activity for e in events if e.lifecycle == "complete"]
+    trace = [e.activity for e in events if e.lifecycle == EXECUTION]
     found: set[tuple[str, ...]] = set()
     for i, first in enumerate(trace):
         seen = {first}

@@ -10,10 +10,12 @@ import polars as pl
 
 from mining.frame import Events, EventsLike, only, prepare
 
-# Basis: rework and loops count executions, so they use the `complete` events when the frame
-# has any (else every event). Otherwise the schedule -> start -> complete of a single
-# execution would look like a -> a -> a, a self-loop that is no rework. An explicit
-# `lifecycle` overrides this.
+EXECUTION: Final = "complete"
+"""The lifecycle of the events rework and loops count. They count executions, and an activity's
+completion is one execution; otherwise the schedule -> start -> complete of a single execution
+would look like a -> a -> a, a self-loop that is no rework. The batch (``rework_basis``) counts
+every event of a frame without any completion, and an explicit ``lifecycle`` overrides it; the
+read models (``mining.case_facts``) count completions, the same whenever a process has any."""
 MAX_CYCLE_LENGTH: Final = 5  # longest cycle enumerated, in activities
 MAX_ENUMERATED: Final = 10_000  # networkx enumeration budget, in cycles
 MAX_LOOPS: Final = 50  # loops reported, the ones most cases go round
@@ -48,10 +50,17 @@ class Loop:
 def rework_basis(data: EventsLike, lifecycle: str | None = None) -> Events:
     """The events rework and loops count: `lifecycle` if given, else completions if any."""
     events = prepare(data)
-    complete = (events.df["lifecycle"] == "complete").any()
+    complete = (events.df["lifecycle"] == EXECUTION).any()
     if lifecycle is None and events.lifecycle is None and complete:
-        lifecycle = "complete"
+        lifecycle = EXECUTION
     return only(events, lifecycle)
+
+
+def rework_share(rework_cases: int, cases: int) -> float | None:
+    """The share of the cases with rework: ``rework_cases`` of ``cases`` had some activity (or
+    the one activity counted) executed more than once, on the basis above. The overview's and
+    the process page's share; None without cases."""
+    return rework_cases / cases if cases else None
 
 
 def _executions(basis: pl.DataFrame) -> pl.DataFrame:

@@ -10,6 +10,9 @@ import pytest
 
 import mining
 from mining import Loop, Rework
+from mining.read_model import ReadModel
+from mining.rework import rework_share
+from schemas.event import CaseEvent, to_time_us
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -118,3 +121,21 @@ def test_rework_parts_never_exceed_cases(name: str) -> None:
     """Each kind of rework counts at most the cases with rework of that activity."""
     for row in mining.discover_rework(frame(LOG)):
         assert getattr(row, name) <= row.cases
+
+
+def test_rework_share_counts_completions_alike_in_the_batch_and_the_read_models() -> None:
+    """An activity started and completed once is no rework, one completed twice is: the
+    read models' share of cases with rework (the overview's) is the batch's, 1 case of 2."""
+    steps = {"once": [("a", "start"), ("a", "complete"), ("b", "complete")],
+             "twice": [("a", "start"), ("a", "complete"), ("a", "start"), ("a", "complete")]}
+    rows = [(case, i, activity, lifecycle) for case, case_steps in steps.items()
+            for i, (activity, lifecycle) in enumerate(case_steps)]
+    events = [CaseEvent(f"{case}-{i}", "p", case, activity, to_time_us(T0 + timedelta(hours=i)),
+                        lifecycle) for case, i, activity, lifecycle in rows]
+    figures = ReadModel("p").update(events).figures()
+    assert rework_share(figures.rework_cases, figures.cases) == 0.5
+    assert {a: r.cases for a, r in figures.rework.items()} == {"a": 1}
+    batch = mining.discover_rework(mining.frame_from_rows(
+        {"case_id": case, "activity": activity, "lifecycle": lifecycle,
+         "timestamp": T0 + timedelta(hours=i)} for case, i, activity, lifecycle in rows))
+    assert [(r.activity, r.cases, r.share) for r in batch] == [("a", 1, 0.5)]

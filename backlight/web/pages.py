@@ -39,6 +39,7 @@ from backlight.web.forms import FormError, q
 from backlight.web.limits import AttemptLimiter, quantise
 from backlight.web.service import ProcessRow, WebService
 from backlight.web.windows import DEFAULT_WINDOW, WINDOWS
+from mining.rework import rework_share
 from schemas.alerts import Acknowledgement, Alert, Severity, Silence, Status
 from schemas.printable import printable
 
@@ -248,8 +249,8 @@ def process_page(name: str, request: Request) -> Response:
                      for v in figures.variants[:TOP_VARIANTS]],
         "variant_count": figures.variant_count,
         "handoffs": figures.handoffs,
-        "rework": [{"activity": r.activity, "cases": r.cases, "share": r.cases / cases}
-                   for r in figures.rework],
+        "rework": [{"activity": r.activity, "cases": r.cases,
+                    "share": rework_share(r.cases, figures.cases)} for r in figures.rework],
         "loops": figures.loops, "conformance": svc.conformance(name, window),
         "stuck": svc.stuck(name), "alerts": _alert_views(svc, svc.alerts(name), history=True),
         "reviews": svc.reviews(name)[:10], "until": forms.default_until(),
