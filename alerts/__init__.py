@@ -43,7 +43,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "alerts.rules": ("RULES",),
     "alerts.thresholds": ("RuleSettings",),
 }
-_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "RULES", "AlertConfigError", "AlertError", "AlertStateError",
@@ -55,5 +54,4 @@ __all__ = [
     "route", "run_rules",
 ]
 
-
-__getattr__, __dir__ = lazy_exports(globals(), _HOME, __all__)
+lazy_exports(__name__, _HOMES)

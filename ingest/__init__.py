@@ -7,10 +7,9 @@ loads its module on first use (PEP 562), so that importing one part (``ingest.lo
 
 from __future__ import annotations
 
-import importlib
-import sys
-from types import ModuleType
 from typing import TYPE_CHECKING
+
+from schemas.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ingest.broker import LocalBroker
@@ -44,7 +43,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "ingest.subscribers": ("SubscriberStats", "Subscription"),
     "ingest.transport": ("KafkaSink", "KafkaSource", "Message", "Sink", "Source", "ensure_topics"),
 }
-_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "FRAME_SCHEMA", "BacklightError", "BrokerError", "Consumer", "ConsumerStats", "Dispatcher",
@@ -55,28 +53,4 @@ __all__ = [
     "dead_letter_topic", "ensure_topics", "open_store", "publish", "read_log",
 ]
 
-
-class _Package(ModuleType):
-    """The ``ingest`` module: loads an exported name's module when the name is first read."""
-
-    def __getattr__(self, name: str) -> object:
-        home = _HOME.get(name)
-        if home is None:
-            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(home), name)
-        setattr(self, name, value)
-        return value
-
-    def __setattr__(self, name: str, value: object) -> None:
-        # ``ingest.publish`` is a module and the function the package exports under that name;
-        # the import system binds the module to the package when it first loads it: the
-        # package keeps exporting the function, as it did when it imported it eagerly.
-        if isinstance(value, ModuleType) and _HOME.get(name) == value.__name__:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(__all__))
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_exports(__name__, _HOMES)

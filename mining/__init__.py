@@ -83,7 +83,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "mining.variants": ("DurationStats", "Variant", "WeekThroughput", "case_durations",
                         "discover_variants", "duration_stats", "throughput_by_week"),
 }
-_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "DEFAULT_COVERAGE",
@@ -140,5 +139,4 @@ __all__ = [
     "write_xes",
 ]
 
-
-__getattr__, __dir__ = lazy_exports(globals(), _HOME, __all__)
+lazy_exports(__name__, _HOMES)

@@ -48,7 +48,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "storage.outbox_tables": ("Outbox",),
     "storage.urls": ("mask_url", "parse_url", "scrub"),
 }
-_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "AlertState", "AlertStateError", "EventStore", "LeaseLost", "OpenCase", "Outbox",
@@ -58,4 +57,4 @@ __all__ = [
     "open_store", "parse_url", "scrub",
 ]
 
-__getattr__, __dir__ = lazy_exports(globals(), _HOME, __all__)
+lazy_exports(__name__, _HOMES)
