@@ -15,3 +15,7 @@ class FrameError(MiningError):
 
 class Pm4pyError(MiningError):
     """pm4py failed on a frame that the mining core handed to it."""
+
+
+class LiveMergeError(MiningError):
+    """Two live maps cannot be merged: other options, or a case fed to both."""

@@ -8,11 +8,13 @@ last. Re-deliveries of an event the case holds are ignored.
 
 Bounded memory. At the end of each `update` a case is *compacted* when its last event (in time
 order) is one of `end_activities`, or when it had no event for more than `idle_horizon` of
-event time (watermark = latest event time seen). Its counts stay; its events go, except a
-*tombstone* of its last event (key, activity, event_id), kept for at least `retain` (default
-`idle_horizon`) of watermark progress. An event for a tombstoned case that sorts after that
-last event *reopens* the case with it as anchor, exactly; one that sorts before cannot be placed
-and is left out (`skipped_events`). State follows the cases active in about two horizons.
+event time (watermark = latest event time seen; one map per Kafka partition, so that a
+partition read ahead of the others does not make a lagging one's cases look idle). Its counts
+stay; its events go, except a *tombstone* of its last event (key, activity, event_id), kept
+for at least `retain` (default `idle_horizon`) of watermark progress. An event for a
+tombstoned case that sorts after that last event *reopens* the case with it as anchor,
+exactly; one that sorts before cannot be placed and is left out (`skipped_events`). State
+follows the cases active in about two horizons.
 
 Exactness. Let E be the distinct events (by event_id; of `lifecycle` if given) passed so far,
 each case ordered by (time_us, order of first arrival): `mining.discover_dfg` on a frame of E
@@ -26,23 +28,25 @@ store's unique event_id rules this out). Breaking (2) shows in `skipped_events`;
 or (3) cannot be seen (the event starts a new case, or counts twice).
 Not thread-safe; `LiveMaps` (mining/live_maps.py) serialises updates and snapshots with a lock.
 
-Partitions: mining/live_maps.py (`LiveMaps`, one `LiveDfg` per Kafka partition).
+Merging (river-style). `a.merge(b)` folds in a map of the same process and options fed other
+cases: the result reads as one map fed both streams (a DFG is a sum over cases), and takes
+further events as it would. The read API (`LiveReads`) is shared with `LiveView`, the sum of a
+process's maps over partitions (mining/live_maps.py: `LiveMaps`, one `LiveDfg` per partition).
 """
 
 from __future__ import annotations
 
+import abc
 import heapq
 from bisect import bisect_right
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from datetime import timedelta
-from itertools import repeat
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Self
 
 from mining.counts import bump, ranked
-from mining.errors import FrameError
+from mining.errors import FrameError, LiveMergeError
 from schemas.event import LIFECYCLES, CaseEvent, format_time
-from schemas.frame import Coordinates
 
 _B: Final = 64  # sort key = time_us * 2**64 + arrival seq: (time, arrival) order in one int
 Pair = tuple[str, str]
@@ -62,57 +66,66 @@ def _add(into: dict[Any, int], counts: Mapping[Any, int]) -> None:
 
 
 class _Tomb(NamedTuple):
-    """What a compacted case keeps: its last event, until its lane's watermark passes `expires`."""
+    """What a compacted case keeps: its last event, until the watermark passes `expires`."""
 
     key: int
     activity: str
     event_id: str
     expires: int
-    lane: Hashable
 
 
 class _Case:
     """An open case: sort keys and activities in (time, arrival) order, event ids held."""
 
-    __slots__ = ("acts", "anchored", "ids", "keys", "lane")
+    __slots__ = ("acts", "anchored", "ids", "keys")
 
-    def __init__(self, lane: Hashable, anchor: _Tomb | None = None) -> None:
-        self.lane = lane
+    def __init__(self, anchor: _Tomb | None = None) -> None:
         self.keys: list[int] = [] if anchor is None else [anchor.key]
         self.acts: list[str] = [] if anchor is None else [anchor.activity]
         self.ids: dict[str, int] = {} if anchor is None else {anchor.event_id: anchor.key}
         self.anchored = anchor is not None  # keys[0] is a compacted case's last event
 
+    def copy(self) -> _Case:
+        twin = _Case()
+        twin.keys, twin.acts, twin.ids = list(self.keys), list(self.acts), dict(self.ids)
+        twin.anchored = self.anchored
+        return twin
 
-class LiveDfg:
-    """Stateful live DFG of one process: `update(events)` then read the properties."""
 
-    def __init__(self, process: str | None = None, *, end_activities: Collection[str] = (),
-                 idle_horizon: timedelta = timedelta(days=30), retain: timedelta | None = None,
-                 lifecycle: str | None = None) -> None:
-        if lifecycle is not None and lifecycle not in LIFECYCLES:
-            raise FrameError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
-        self.process, self.lifecycle = process, lifecycle
-        self.closing: frozenset[str] = frozenset(end_activities)
-        self.idle_horizon_us = _micros(idle_horizon)
-        self.retain_us = self.idle_horizon_us if retain is None else _micros(retain)
-        self._open: dict[str, _Case] = {}
-        self._tombs: dict[str, _Tomb] = {}
-        # Per lane (a Kafka partition: all events of a case come through one), its watermark
-        # (latest event time seen) and a heap of (when to look again, case) per open/tomb case.
-        # Idle and expiry are judged by the case's own lane, so a partition read ahead of the
-        # others does not make the cases of a lagging one look idle.
-        self._marks: dict[Hashable, int] = {}
-        self._due: dict[Hashable, list[tuple[int, str]]] = {}
+STATE: Final = ("open_cases", "tombstones", "compacted_cases", "late_events", "reopened_cases",
+                "skipped_events", "duplicates")
+"""The state figures of a live map (its snapshot's ``state``)."""
+
+
+class LiveReads(abc.ABC):
+    """What a live map reads as, whether one `LiveDfg` or a `LiveView` summing several: the
+    DFG's counts (read-only views; copy them to keep a value across updates) and its state."""
+
+    def __init__(self, process: str | None) -> None:
+        self.process = process
         self._counts: dict[Pair, int] = {}
         self._waits: dict[Pair, int] = {}  # sum of waits in microseconds, exact
         self._starts, self._ends = dict[str, int](), dict[str, int]()  # first / last activity counts
-        self._names: dict[str, str] = {}  # one string object per activity name
-        self._seq = 0
+        self._mark: int | None = None  # the watermark
         self._events = self._cases = self._compacted = self._late = 0
         self._reopened = self._skipped = self._duplicates = 0
 
-    # -- results (read-only views; copy them to keep a value across updates) --
+    def _add_reads(self, other: LiveReads) -> None:
+        """Add another map's counts and figures to these (a sum over disjoint cases)."""
+        _add(self._counts, other._counts)
+        _add(self._waits, other._waits)
+        _add(self._starts, other._starts)
+        _add(self._ends, other._ends)
+        if other._mark is not None and (self._mark is None or other._mark > self._mark):
+            self._mark = other._mark
+        self._events += other._events
+        self._cases += other._cases
+        self._compacted += other._compacted
+        self._late += other._late
+        self._reopened += other._reopened
+        self._skipped += other._skipped
+        self._duplicates += other._duplicates
+
     @property
     def edge_counts(self) -> Mapping[Pair, int]:
         """How often target directly follows source, keyed by (source, target)."""
@@ -150,18 +163,18 @@ class LiveDfg:
 
     @property
     def watermark_us(self) -> int | None:
-        """Latest event time seen in any lane (UTC microseconds), None before the first event."""
-        return max(self._marks.values(), default=None)
+        """Latest event time seen (UTC microseconds), None before the first event."""
+        return self._mark
 
     @property
+    @abc.abstractmethod
     def open_cases(self) -> int:
         """Cases whose events are held in full."""
-        return len(self._open)
 
     @property
+    @abc.abstractmethod
     def tombstones(self) -> int:
         """Compacted cases whose last event is still remembered."""
-        return len(self._tombs)
 
     @property
     def compacted_cases(self) -> int:
@@ -188,21 +201,61 @@ class LiveDfg:
         """Re-delivered events ignored (event_id held by an open case or a tombstone)."""
         return self._duplicates
 
-    # -- updates --
-    def update(self, events: Iterable[CaseEvent], lanes: Iterable[Hashable] | None = None) -> Self:
-        """Fold a batch of events in; then close and compact cases. Returns self.
+    def snapshot(self) -> dict[str, Any]:
+        """The live map as plain JSON-ready data (the shape of `mine --format json`, in part)."""
+        dfg = [
+            {"source": s, "target": t, "count": n,
+             "wait_seconds": {"mean": round(self._waits[(s, t)] / n / 1e6, 3)}}
+            for (s, t), n in sorted(self._counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        return {
+            "process": self.process, "events": self.events, "cases": self.cases,
+            "watermark": None if self._mark is None else format_time(self._mark),
+            "start_activities": ranked(self._starts),
+            "end_activities": ranked(self._ends), "dfg": dfg,
+            "state": {name: getattr(self, name) for name in STATE},
+        }
 
-        ``lanes`` gives each event's lane (e.g. its Kafka topic and partition); without it all
-        events share one lane. A case stays in the lane of its first event.
-        """
+
+class LiveDfg(LiveReads):
+    """Stateful live DFG of one process: `update(events)` then read the properties."""
+
+    def __init__(self, process: str | None = None, *, end_activities: Collection[str] = (),
+                 idle_horizon: timedelta = timedelta(days=30), retain: timedelta | None = None,
+                 lifecycle: str | None = None) -> None:
+        if lifecycle is not None and lifecycle not in LIFECYCLES:
+            raise FrameError(f"unknown lifecycle {lifecycle!r}; allowed: {LIFECYCLES}")
+        super().__init__(process)
+        self.lifecycle = lifecycle
+        self.closing: frozenset[str] = frozenset(end_activities)
+        self.idle_horizon_us = _micros(idle_horizon)
+        self.retain_us = self.idle_horizon_us if retain is None else _micros(retain)
+        self._open: dict[str, _Case] = {}
+        self._tombs: dict[str, _Tomb] = {}
+        self._due: list[tuple[int, str]] = []  # (when to look again, case) per open/tomb case
+        self._names: dict[str, str] = {}  # one string object per activity name
+        self._seq = 0
+
+    @property
+    def open_cases(self) -> int:
+        """Cases whose events are held in full."""
+        return len(self._open)
+
+    @property
+    def tombstones(self) -> int:
+        """Compacted cases whose last event is still remembered."""
+        return len(self._tombs)
+
+    # -- updates --
+    def update(self, events: Iterable[CaseEvent]) -> Self:
+        """Fold a batch of events in; then close and compact cases. Returns self."""
         touched: set[str] = set()
-        pairs = zip(events, repeat(None)) if lanes is None else zip(events, lanes, strict=True)
         process, lifecycle, place, touch = self.process, self.lifecycle, self._place, touched.add
-        for event, lane in pairs:
+        for event in events:
             if process is not None and event.process != process:
                 raise ValueError(f"event {event.event_id!r} is of process {event.process!r}, "
                                  f"not {process!r}")
-            if (lifecycle is None or event.lifecycle == lifecycle) and place(event, lane):
+            if (lifecycle is None or event.lifecycle == lifecycle) and place(event):
                 touch(event.case_id)
         for case_id in touched:
             case = self._open.get(case_id)
@@ -211,7 +264,7 @@ class LiveDfg:
         self._sweep()
         return self
 
-    def _place(self, event: CaseEvent, lane: Hashable) -> bool:
+    def _place(self, event: CaseEvent) -> bool:
         """Insert one event into its case and apply the deltas; False if ignored."""
         case_id, time_us, event_id = event.case_id, event.time_us, event.event_id
         case = self._open.get(case_id)
@@ -219,19 +272,15 @@ class LiveDfg:
             self._duplicates += 1
             return False
         key = (time_us << _B) + self._seq
-        if case is not None:
-            lane = case.lane
-        elif (tomb := self._tombs.get(case_id)) is not None:
-            lane = tomb.lane
-        if time_us > self._marks.get(lane, time_us - 1):
-            self._marks[lane] = time_us
+        mark = self._mark
+        if mark is None or time_us > mark:
+            self._mark = time_us
         if case is None:
             tomb = self._tombs.get(case_id)
             if tomb is None:
-                case = self._open[case_id] = _Case(lane)
+                case = self._open[case_id] = _Case()
                 self._cases += 1
-                heapq.heappush(self._due.setdefault(lane, []),
-                               (time_us + self.idle_horizon_us, case_id))
+                heapq.heappush(self._due, (time_us + self.idle_horizon_us, case_id))
             elif event_id == tomb.event_id:
                 self._duplicates += 1
                 return False
@@ -240,7 +289,7 @@ class LiveDfg:
                 return False
             else:
                 del self._tombs[case_id]
-                case = self._open[case_id] = _Case(lane, tomb)
+                case = self._open[case_id] = _Case(tomb)
                 self._reopened += 1
         keys, acts = case.keys, case.acts
         n, pos = len(keys), bisect_right(keys, key)
@@ -298,17 +347,16 @@ class LiveDfg:
         """Drop a case's events, keeping its last one as a tombstone."""
         last = case.keys[-1]
         event_id = next(i for i, k in case.ids.items() if k == last)
-        expires = self._marks[case.lane] + self.retain_us
-        self._tombs[case_id] = _Tomb(last, case.acts[-1], event_id, expires, case.lane)
+        assert self._mark is not None  # the case holds an event
+        self._tombs[case_id] = _Tomb(last, case.acts[-1], event_id, self._mark + self.retain_us)
         del self._open[case_id]
         self._compacted += 1
 
     def _sweep(self) -> None:
-        """Compact idle cases and drop expired tombstones, lane by lane (lazy heaps)."""
-        for lane, due in self._due.items():
-            self._sweep_lane(self._marks[lane], due)
-
-    def _sweep_lane(self, mark: int, due: list[tuple[int, str]]) -> None:
+        """Compact idle cases and drop expired tombstones (a lazy heap)."""
+        mark, due = self._mark, self._due
+        if mark is None:
+            return
         while due and due[0][0] < mark:
             _, case_id = heapq.heappop(due)
             case = self._open.get(case_id)
@@ -324,31 +372,31 @@ class LiveDfg:
                 else:
                     heapq.heappush(due, (tomb.expires, case_id))
 
-    def snapshot(self) -> dict[str, Any]:
-        """The live map as plain JSON-ready data (the shape of `mine --format json`, in part)."""
-        return snapshot(self)
+    def merge(self, other: LiveDfg) -> Self:
+        """Fold in ``other``, a map of the same process and options fed other cases: this map
+        then reads as one fed both streams, and takes further events as that one would (its
+        watermark the later of the two; idle cases compacted by it). ``other`` is left as it
+        was. Returns self; LiveMergeError if the options differ or a case is in both."""
+        if other is self:
+            raise LiveMergeError("a live map cannot be merged with itself")
+        if self._options() != other._options():
+            raise LiveMergeError(f"live maps with other options cannot be merged: "
+                                 f"{self._options()} and {other._options()}")
+        mine = self._open.keys() | self._tombs.keys()
+        shared = sorted(mine & (other._open.keys() | other._tombs.keys()))
+        if shared:
+            raise LiveMergeError(f"live maps fed the same cases cannot be merged: {shared[:5]}")
+        self._add_reads(other)
+        self._open.update((case_id, case.copy()) for case_id, case in other._open.items())
+        self._tombs.update(other._tombs)
+        self._due.extend(other._due)
+        heapq.heapify(self._due)
+        for name in other._names:
+            self._names.setdefault(name, name)
+        self._seq = max(self._seq, other._seq)  # later arrivals sort after both maps' events
+        self._sweep()
+        return self
 
-
-Batch = tuple[Sequence[CaseEvent], Sequence[Coordinates | None] | None]  # events, origins
-
-
-TOTALS = ("events", "cases", "open_cases", "tombstones", "compacted_cases", "late_events",
-          "reopened_cases", "skipped_events", "duplicates")
-"""The state figures of a live map, summed over lanes by `LiveView`."""
-
-
-def snapshot(live: LiveDfg | Any) -> dict[str, Any]:
-    """A live map (a `LiveDfg` or a `LiveView`) as plain JSON-ready data (the shape of
-    `mine --format json`, in part)."""
-    dfg = [
-        {"source": s, "target": t, "count": n,
-         "wait_seconds": {"mean": round(live.wait_sums_us[(s, t)] / n / 1e6, 3)}}
-        for (s, t), n in sorted(live.edge_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-    return {
-        "process": live.process, "events": live.events, "cases": live.cases,
-        "watermark": None if live.watermark_us is None else format_time(live.watermark_us),
-        "start_activities": ranked(live.start_activities),
-        "end_activities": ranked(live.end_activities), "dfg": dfg,
-        "state": {name: getattr(live, name) for name in TOTALS[2:]},
-    }
+    def _options(self) -> tuple[object, ...]:
+        return (self.process, self.lifecycle, sorted(self.closing), self.idle_horizon_us,
+                self.retain_us)

@@ -16,55 +16,39 @@ import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from itertools import repeat
-from types import MappingProxyType
 from typing import Any
 
-from mining.live import TOTALS as _TOTALS
-from mining.live import LiveDfg, Pair, _add, snapshot
+from mining.live import LiveDfg, LiveReads
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 
 Batch = tuple[Sequence[CaseEvent], Sequence[Coordinates | None] | None]  # events, origins
 
-class LiveView:
+class LiveView(LiveReads):
     """One process's live DFG summed over lanes (Kafka partitions): a copy taken at one moment.
 
     Exact as a sum because a DFG is a sum over cases and a case lives in one lane (events are
-    keyed by case id). It reads like a `LiveDfg` (`edge_counts`, `mean_waits`, `snapshot()`...).
+    keyed by case id). It reads as a `LiveDfg` does (`LiveReads`: `edge_counts`, `mean_waits`,
+    `snapshot()`...).
     """
 
-    def __init__(self, process: str | None, parts: Iterable[LiveDfg],
-                 lanes: Collection[Hashable] = ()) -> None:
-        self.process = process
-        self.lanes = frozenset(lanes)
-        sums: tuple[dict[Any, int], ...] = ({}, {}, {}, {})
-        totals = dict.fromkeys(_TOTALS, 0)
-        marks: list[int] = []
+    def __init__(self, process: str | None, parts: Iterable[LiveDfg]) -> None:
+        super().__init__(process)
+        self._open_cases = self._tombstones = 0
         for part in parts:
-            parts_counts: tuple[Mapping[Any, int], ...] = (
-                part.edge_counts, part.wait_sums_us, part.start_activities, part.end_activities)
-            for into, counts in zip(sums, parts_counts, strict=True):
-                _add(into, counts)
-            for name in _TOTALS:
-                totals[name] += getattr(part, name)
-            marks += [] if part.watermark_us is None else [part.watermark_us]
-        self.edge_counts: Mapping[Pair, int] = MappingProxyType(sums[0])
-        self.wait_sums_us: Mapping[Pair, int] = MappingProxyType(sums[1])
-        self.start_activities: Mapping[str, int] = MappingProxyType(sums[2])
-        self.end_activities: Mapping[str, int] = MappingProxyType(sums[3])
-        self.watermark_us = max(marks, default=None)
-        (self.events, self.cases, self.open_cases, self.tombstones, self.compacted_cases,
-         self.late_events, self.reopened_cases, self.skipped_events, self.duplicates) = (
-            totals.values())
+            self._add_reads(part)
+            self._open_cases += part.open_cases
+            self._tombstones += part.tombstones
 
     @property
-    def mean_waits(self) -> dict[Pair, float]:
-        """Mean wait per edge in seconds (exact sum / count)."""
-        return {pair: self.wait_sums_us[pair] / n / 1e6 for pair, n in self.edge_counts.items()}
+    def open_cases(self) -> int:
+        """Cases whose events are held in full, in any lane."""
+        return self._open_cases
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plain JSON-ready data (the shape of `mine --format json`, in part)."""
-        return snapshot(self)
+    @property
+    def tombstones(self) -> int:
+        """Compacted cases whose last event is still remembered, in any lane."""
+        return self._tombstones
 
 
 class LiveMaps(Mapping[str, LiveView]):
@@ -169,12 +153,12 @@ class LiveMaps(Mapping[str, LiveView]):
         """Plain JSON-ready data of one process's live map (empty before its first event)."""
         with self._lock:
             parts = self._maps.get(process, {})
-            return LiveView(process, parts.values(), parts).snapshot()
+            return LiveView(process, parts.values()).snapshot()
 
     def __getitem__(self, process: str) -> LiveView:
         with self._lock:
             parts = self._maps[process]
-            return LiveView(process, parts.values(), parts)
+            return LiveView(process, parts.values())
 
     def __iter__(self) -> Iterator[str]:
         with self._lock:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import mining
 from ingest.consumer import Subscriber
 from ingest.simulate import simulate
-from mining.errors import FrameError
+from mining.errors import FrameError, LiveMergeError
 from mining.live import LiveDfg
 from mining.live_maps import LiveMaps
 from schemas.event import CaseEvent, to_time_us
@@ -152,6 +152,72 @@ def test_compaction_and_reopening_stay_exact(drawn: tuple[list[CaseEvent], list[
     assert_matches_batch(live, stream)
     assert live.skipped_events == 0
     assert live.open_cases + live.tombstones == live.cases
+
+
+def halves(events: Iterable[CaseEvent]) -> tuple[list[CaseEvent], list[CaseEvent]]:
+    """The events of the even-numbered cases, and those of the odd ones (disjoint cases)."""
+    events = list(events)
+    even = [e for e in events if int(e.case_id[1:]) % 2 == 0]
+    return even, [e for e in events if int(e.case_id[1:]) % 2]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shuffled_streams(), st.integers(0, 99))
+def test_merging_maps_fed_disjoint_cases_equals_one_map_fed_all(
+        drawn: tuple[list[CaseEvent], list[int]], cut: int) -> None:
+    """Two maps fed the cases split in two, merged, read as one map fed every event (and as the
+    batch DFG); events after the merge keep it so; the map merged in is left as it was."""
+    stream, sizes = drawn
+    cut %= len(stream) + 1
+    even, odd = halves(stream[:cut])
+    left, right = feed(LiveDfg("p"), even, sizes), feed(LiveDfg("p"), odd, sizes)
+    before = right.snapshot()
+    merged = left.merge(right)
+    assert merged is left
+    feed(merged, stream[cut:], sizes)
+    everything = feed(LiveDfg("p"), stream, sizes)
+    assert_matches_batch(merged, stream)
+    assert merged.snapshot() == everything.snapshot()
+    assert right.snapshot() == before
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(resumed_streams(), st.integers(0, 99))
+def test_merging_compacted_maps_stays_exact(
+        drawn: tuple[list[CaseEvent], list[list[CaseEvent]]], cut: int) -> None:
+    """Maps that closed, idled out and remember cases, merged midway, take the later events as
+    one map would: the batch DFG, nothing skipped, every case open or remembered."""
+    stream, batches = drawn
+    cut %= len(batches) + 1
+
+    def new() -> LiveDfg:
+        return LiveDfg("p", end_activities={"d"}, idle_horizon=timedelta(minutes=1),
+                       retain=timedelta(days=1))
+
+    left, right = new(), new()
+    for batch in batches[:cut]:
+        even, odd = halves(batch)
+        left.update(even)
+        right.update(odd)
+    merged = left.merge(right)
+    for batch in batches[cut:]:
+        merged.update(batch)
+    assert_matches_batch(merged, stream)
+    assert merged.skipped_events == 0
+    assert merged.open_cases + merged.tombstones == merged.cases
+
+
+def test_maps_sharing_a_case_or_options_do_not_merge() -> None:
+    """Merging maps fed the same case, or built with other options, or a map with itself, is
+    refused (LiveMergeError) and leaves the map as it was."""
+    left = LiveDfg("p").update([ev("c", "a", 0)])
+    with pytest.raises(LiveMergeError, match="same cases"):
+        left.merge(LiveDfg("p").update([ev("c", "b", 1)]))
+    with pytest.raises(LiveMergeError, match="other options"):
+        left.merge(LiveDfg("p", lifecycle="complete"))
+    with pytest.raises(LiveMergeError, match="itself"):
+        left.merge(left)
+    assert (left.events, left.cases, dict(left.start_activities)) == (1, 1, {"a": 1})
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
