@@ -1,12 +1,20 @@
 """Alerts: pure rules over a process's events, an Alertmanager-style lifecycle, and delivery to
 chat from a persisted outbox.
 
-The public surface is re-exported here; the modules behind it are free to change. I/O lives
-at the edge: the alert state and the outbox are the storage package's (storage/alert_state.py,
-storage/outbox.py), ``alerts.delivery`` sends (HTTP, Kafka).
-Each name loads its module on first use (PEP 562), so that importing one part (``alerts.calendar``
-for the config's validation) does not load the others (httpx and kafka-python for delivery, the
-rules and through them the mining core).
+Owns what is watched and who is told: the process definitions (owner, calendar, SLA, review),
+the rules and their thresholds, the lifecycle (pending, firing, resolved; acknowledgements,
+silences, repeats, escalation, inhibition), routing to channels and the channels' payloads,
+and delivery. I/O lives at the edge: the alert state and the outbox are the storage package's
+(storage/alert_state.py, storage/outbox.py), ``alerts.delivery`` sends (HTTP, Kafka).
+
+Above mining, below the shell: it imports ``schemas``, ``storage`` and ``mining``, and must
+never import ingest or the ``backlight`` shell (the shell runs it, on a schedule or as a
+subscriber).
+
+The public surface is re-exported here; the modules behind it are free to change. Each name
+loads its module on first use (``schemas.lazy``), so that importing one part
+(``alerts.calendar`` for the config's validation) does not load the others (httpx and
+kafka-python for delivery, the rules and through them the mining core).
 """
 
 from __future__ import annotations

@@ -1,4 +1,13 @@
-"""Backlight: event-driven process mining for back-office operations."""
+"""Backlight: event-driven process mining for back-office operations.
+
+The shell: it wires the domain packages into the ``backlight`` command line, the config
+(``backlight.toml`` and the environment), the logs, the metrics, the jobs (consume with its
+subscribers, replay, simulate, mine, the alert evaluator and the outbox worker, the demo) and
+the web app (``backlight.web``).
+
+The top layer: it may import every package (schemas, storage, ingest, mining, alerts), and
+none of them must ever import it.
+"""
 
 import os as _os
 import sys as _sys

@@ -1,8 +1,19 @@
 """Ingest: Kafka in, every case event stored exactly once, bad messages to <topic>.dlq.
 
+Owns the way in: the Kafka sources and sinks, the consumer (decode, store, commit offsets
+only after the store commit, dead letters with the reason in their headers), the dispatcher
+that hands each stored batch to the subscribers the shell wires in (the live map, the
+read-model folder, the alert evaluator), the local broker for development, and the producers
+of events (``replay`` of log files, ``simulate``).
+
+Beside mining and alerts, not below them: it imports only ``schemas`` and ``storage``, and must
+never import mining, alerts or the ``backlight`` shell; what it feeds is handed to it as
+subscribers.
+
 The public surface is re-exported here; the modules behind it are free to change. Each name
-loads its module on first use (PEP 562), so that importing one part (``ingest.logfiles`` for
-``backlight mine``) does not load the others (kafka-python, the consumer, the broker).
+loads its module on first use (``schemas.lazy``), so that importing one part
+(``ingest.logfiles`` for ``backlight mine``) does not load the others (kafka-python, the
+consumer, the broker).
 """
 
 from __future__ import annotations

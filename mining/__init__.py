@@ -1,8 +1,18 @@
-"""Backlight's mining core: pure functions from an event frame (polars) to process facts.
+"""Mining: pure functions from a process's events to the facts about its flow.
 
-The public surface is re-exported here. Each name loads its module on first use (PEP 562), so
-that importing one part (``mining.summary`` for ``backlight mine``) does not load the others
-(the live maps and through them the store, pm4py's wrapper, the SVG renderer).
+Owns what is computed from events: the exact batch path that equals pm4py (the event frame,
+the directly-follows graph, variants and durations, rework and loops, hand-offs, service
+times, model discovery and conformance, the SVG map, XES export: what ``mine`` prints), and
+the incremental models folded as events arrive (the live map ``LiveDfg``/``LiveMaps``, the read
+models' figures and quantile sketches), each equal to the batch on the same events.
+
+Below alerts and the shell: it imports only ``schemas`` and ``storage``, and must never import
+ingest, alerts or the ``backlight`` shell.
+
+The public surface is re-exported here. Each name loads its module on first use
+(``schemas.lazy``), so that importing one part (``mining.summary`` for ``backlight mine``)
+does not load the others (the live maps and through them the store, pm4py's wrapper, the SVG
+renderer).
 """
 
 from __future__ import annotations

@@ -1,4 +1,15 @@
-"""The case event contract: the dataclass, the JSON Schema, and decoding of Kafka messages."""
+"""Schemas: the contracts every other package agrees on, each stated once.
+
+Owns the case event (``CaseEvent``, its lifecycles, its time in microseconds, the JSON Schema
+in case-event.schema.json) and the decoding of Kafka messages into it (field mappings,
+CloudEvents); the event frame's columns (``schemas.frame``); the alert contract (findings,
+alerts, their status and severity order, changes, silences, acknowledgements, reviews); the
+root of the error tree (``BacklightError``); and the lazy package surface the other packages
+use (``schemas.lazy``).
+
+The bottom layer: everything may import it, and it must never import anything of the project
+(storage, ingest, mining, alerts or the ``backlight`` shell).
+"""
 
 from schemas.decode import IDENTITY, FieldMapping, SourceSpec, decode, derive_event_id
 from schemas.errors import BacklightError, InvalidEvent

@@ -5,11 +5,15 @@ The domain packages use it through small interfaces: ``EventStore`` (storage/eve
 ``AlertState`` (storage/alert_state.py), ``OutboxQueue`` (storage/outbox.py) and
 ``ReadModelTables`` (storage/read_models.py), each opened from a store URL (storage/open.py).
 Each interface has a SQLite implementation (``sqlite_*.py``) and a PostgreSQL one (``pg_*.py``)
-that import what they share from the interface's module, never from each other. It imports
-nothing from ingest, mining, alerts or the shell.
+that import what they share from the interface's module, never from each other. It stores
+documents and rows; what they mean (folding events into figures, an alert's lifecycle) belongs
+to the packages above.
 
-The public surface is re-exported here; each name loads its module on first use (PEP 562), so
-that opening a SQLite store never loads the PostgreSQL driver.
+Below the domain packages, above ``schemas``: it imports only ``schemas``, and must never
+import ingest, mining, alerts or the ``backlight`` shell.
+
+The public surface is re-exported here; each name loads its module on first use
+(``schemas.lazy``), so that opening a SQLite store never loads the PostgreSQL driver.
 """
 
 from __future__ import annotations

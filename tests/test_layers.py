@@ -40,6 +40,20 @@ def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
     assert {path: names for path, names in wrong.items() if names} == {}
 
 
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_a_package_says_what_it_must_never_import(package: str) -> None:
+    """The docstring atop the package's __init__.py has a paragraph on its imports that names
+    every package it must never import (the rule above); the shell says it may import all."""
+    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+    rule = next((p for p in doc.split("\n\n") if "never import" in " ".join(p.split())
+                 or "may import every package" in p), "")
+    forbidden = set(ALLOWED) - ALLOWED[package] - {package}
+    assert rule, doc
+    assert {name for name in forbidden if name not in rule} == set()
+    if not forbidden:
+        assert "may import every package" in rule
+
+
 def test_no_test_module_imports_another() -> None:
     """What several test modules share lives in a ``*_support`` module (or conftest), never in
     another test module (importing one runs its module-level setup and ties them together)."""

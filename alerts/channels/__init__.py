@@ -4,6 +4,10 @@ Each builder (``slack``, ``teams``, ``mattermost``, ``googlechat``, ``webhook``,
 ``cloudevent``) is a pure function from a ``Notification`` to the platform's JSON body. A
 channel's URL and header values are secrets (they usually carry a token): they are held as
 ``SecretStr``, never echoed in a validation message, a log line or an error.
+
+Part of alerts: it says what a message looks like, not when to send it (the lifecycle and
+routing) nor how (``alerts.delivery``). Of the project it uses the alert contract in ``schemas``;
+like all of alerts it must never import ingest or the ``backlight`` shell.
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """The alert rules: pure functions from a RuleContext (process, events, now) to findings.
 
 ``RULES`` lists them by name in evaluation order; the names match ``alerts.thresholds``.
+
+Owns the detection methods (no events, bottlenecks and waits, throughput, hand-offs, stuck
+cases, rework and loops, conformance, governance): each says what holds now for one key and
+knows nothing of history, which is the lifecycle's. A rule reads the mining core's figures;
+like all of alerts it must never import ingest or the ``backlight`` shell, and it does no I/O.
 """
 
 from __future__ import annotations
