@@ -1,20 +1,20 @@
 """``backlight.toml``: read, overridden from the environment, validated into one frozen object.
 
-Precedence: embedded defaults < the TOML file < ``BACKLIGHT_*`` environment variables
-(``BACKLIGHT_KAFKA__BOOTSTRAP_SERVERS``: the key's path in upper case, ``__`` between levels,
-list items by index, e.g. ``BACKLIGHT_SOURCES__0__TOPIC``, the next index adding an item; list
-values as JSON; see ``config_env``). A ``BACKLIGHT_*`` variable that is not a config key is
-ignored with a warning naming it. String values may name environment variables as ``${NAME}``;
+Precedence: embedded defaults < the TOML file < ``BACKLIGHT_*`` environment variables, read by
+pydantic-settings (``BACKLIGHT_KAFKA__BOOTSTRAP_SERVERS``: the key's path in upper case, ``__``
+between levels, list items by index, e.g. ``BACKLIGHT_SOURCES__0__TOPIC``, the next index adding
+an item; list values as JSON; see ``config_env``). A ``BACKLIGHT_*`` variable that is not a
+config key is ignored with a warning naming it. String values may name environment variables as ``${NAME}``;
 that is how secrets such as webhook URLs get in.
 Any problem raises ``ConfigError`` naming the key and the reason; the CLI exits 2 on it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -29,6 +29,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from alerts.calendar import CalendarSettings
 from alerts.channels import ChannelSettings
@@ -36,15 +42,13 @@ from alerts.duration import parse_duration
 from alerts.errors import AlertConfigError
 from alerts.routing import RouteSettings
 from alerts.thresholds import RuleSettings
-from backlight.config_env import Applied, apply_env, referenced
+from backlight.config_env import ENVIRON, REFERENCE, EnvSource, origin
 from schemas.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, FieldMapping, SourceSpec
 from schemas.errors import BacklightError
 from storage import PostgresSession
 
 DEFAULT_PATH = "backlight.toml"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-log = logging.getLogger("backlight.config")
 _PG = PostgresSession()
 
 
@@ -341,7 +345,12 @@ class BrokerSettings(_Model):
     directory: str = ".backlight/broker"
 
 
-class Settings(_Model):
+class Settings(BaseSettings):
+    """The whole config: the file's table (given as init values) under ``BACKLIGHT_*``."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="BACKLIGHT_",
+                                      env_nested_delimiter="__", case_sensitive=False)
+
     kafka: KafkaSettings = KafkaSettings()
     store: StoreSettings = StoreSettings()
     broker: BrokerSettings = BrokerSettings()
@@ -376,6 +385,24 @@ class Settings(_Model):
         if dupes:
             raise ValueError(f"process {dupes[0]!r} is configured twice")
         return procs
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment over the file (no .env file, no secrets directory)."""
+        assert isinstance(init_settings, InitSettingsSource)
+        return EnvSource(settings_cls, init_settings.init_kwargs), init_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_variables(cls, data: Any) -> Any:
+        """``${NAME}`` in a string value, from the file or the environment, is NAME's value
+        (in ``load``; plain ``model_validate`` takes values as given, as before)."""
+        env = ENVIRON.get()
+        return data if env is None else _expand(data, env, "")
 
     @model_validator(mode="before")
     @classmethod
@@ -430,29 +457,32 @@ def load(path: str | os.PathLike[str] | None = None,
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    applied = _apply_env(data, env, where)
-    raw, data = data, _expand(data, env, where, "")
+    reset = ENVIRON.set(env)  # what the sources and ${NAME} read, for this load only
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings(**data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = _key(err["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        origin = applied.origin(err["loc"])
-        by = f" (set by environment {origin})" if origin else ""
+        setter = origin(err["loc"], env)
+        by = f" (set by environment {setter})" if setter else ""
         raise ConfigError(f"{where}: {key}: {_reason(err)}{more}{by}") from None
-    _no_token_written_out(raw, applied, where)
+    except (ConfigError, ValueError) as exc:  # ${NAME} unset; a variable that cannot be set
+        raise ConfigError(f"{where}: {exc}") from None
+    finally:
+        ENVIRON.reset(reset)
+    _no_token_written_out(data, env, where)
     return settings
 
 
-def _no_token_written_out(data: dict[str, Any], applied: Applied, where: str) -> None:
+def _no_token_written_out(data: dict[str, Any], env: dict[str, str], where: str) -> None:
     """Web tokens are kept hashed (``sha256``) or come from the environment: a token written
     out in the file (readable by whoever reads the config) is refused, naming its key."""
     tokens = data.get("web", {}).get("tokens", [])
     for i, entry in enumerate(tokens if isinstance(tokens, list) else []):
         value = entry.get("token") if isinstance(entry, dict) else None
         if (isinstance(value, str) and "${" not in value
-                and applied.origin(("web", "tokens", i, "token")) is None):
+                and origin(("web", "tokens", i, "token"), env) is None):
             raise ConfigError(
                 f"{where}: web.tokens[{i}].token: written out in the file; give its SHA-256 as "
                 'sha256 instead, or name an environment variable (token = "${VARIABLE}")')
@@ -479,29 +509,17 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _apply_env(data: dict[str, Any], env: dict[str, str], where: str) -> Applied:
-    """Lay ``BACKLIGHT_*`` over the file; warn (by name, never value) of those not config keys."""
-    try:
-        applied = apply_env(data, env, Settings)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    wanted = referenced(data)
-    for name, why in applied.ignored:
-        if name not in wanted:  # ``token = "${BACKLIGHT_TOKEN_ALICE}"`` is not stray
-            log.warning("environment variable ignored: not a config key", extra={
-                "fields": {"variable": name, "why": why}})
-    return applied
-
-
-def _expand(value: Any, env: dict[str, str], where: str, key: str) -> Any:
+def _expand(value: Any, env: Mapping[str, str], key: str) -> Any:
+    """``value`` with ``${NAME}`` replaced; ConfigError (not a validation error: it names the
+    key itself, and ``load`` adds the file) when NAME is not set."""
     if isinstance(value, dict):
-        return {k: _expand(v, env, where, f"{key}.{k}" if key else k) for k, v in value.items()}
+        return {k: _expand(v, env, f"{key}.{k}" if key else k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, where, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, env, f"{key}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in env:
-                raise ConfigError(f"{where}: {key}: environment variable {m.group(1)} is not set")
+                raise ConfigError(f"{key}: environment variable {m.group(1)} is not set")
             return env[m.group(1)]
-        return _VAR.sub(sub, value)
+        return REFERENCE.sub(sub, value)
     return value

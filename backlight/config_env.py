@@ -1,53 +1,43 @@
-"""``BACKLIGHT_*`` environment variables laid over the config file, guided by the settings' schema.
+"""``BACKLIGHT_*`` environment variables over the config file: pydantic-settings' environment source.
 
-The conventions are pydantic-settings' (prefix ``BACKLIGHT_``, ``__`` between levels, names
-case-insensitive, JSON for list and table values) plus what it lacks: list items by index,
-merged into the file's list (``BACKLIGHT_SOURCES__0__TOPIC``), and the next index appends an
-item. Each variable is resolved against the ``Settings`` model, not guessed from its name:
-
-- a path the model has is set (tables created as needed; ``[``/``{`` values parsed as JSON
-  where the key holds a list, table or either);
-- a name that is not a config key (``BACKLIGHT_VERSION``, ``BACKLIGHT_HOME``, a misspelt
-  section, or an unknown key inside a real section) is *ignored*, and returned so that the
-  caller can log its name (never its value);
-- a path that is a config key but cannot be applied (an index past the next free one, a list
-  addressed by name, a value under a scalar, bad JSON) raises ``ValueError`` naming the variable.
+``Settings``' config (prefix ``BACKLIGHT_``, ``__`` between levels, case-insensitive) lets
+pydantic-settings read each variable that names a key through tables. Each is first resolved
+against the model here, for what pydantic-settings cannot express: list items by index
+(``BACKLIGHT_SOURCES__0__TOPIC``) merged into the file's list, the next index appending one (it
+would make a table ``{"0": ...}`` replacing the list); names that are not config keys ignored and
+logged by name, never value (it would pass them on, for the model to refuse); a key that cannot
+be set (an index past the next free one, a list addressed by name, a value under a single value,
+bad JSON) a ``ValueError`` naming the variable (it names only the top-level key).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
+import logging
+import os
 import re
 import types
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource
 
 ENV_PREFIX = "BACKLIGHT_"
 NOT_CONFIG = frozenset({"BACKLIGHT_CACHE", "BACKLIGHT_LOG_FORMAT"})
 """``BACKLIGHT_*`` variables that Backlight reads itself, outside the config; never warned about."""
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("backlight_environ", default=None)
+"""The environment ``config.load`` reads (else ``os.environ``): pydantic-settings builds the
+sources inside the model, where no argument of ``load`` reaches."""
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+log = logging.getLogger("backlight.config")
 
 Path = tuple[int | str, ...]
-
-
-@dataclass
-class Applied:
-    """What the environment did: the keys it set (path -> variable) and the names it ignored."""
-
-    origins: dict[Path, str] = field(default_factory=dict)
-    ignored: list[tuple[str, str]] = field(default_factory=list)
-    """(variable, why) for each ``BACKLIGHT_*`` variable that is not a config key."""
-
-    def origin(self, loc: tuple[int | str, ...]) -> str | None:
-        """The variable that set ``loc`` or a table above it, if one did."""
-        for n in range(len(loc), 0, -1):
-            if loc[:n] in self.origins:
-                return self.origins[loc[:n]]
-        return None
 
 
 @dataclass(frozen=True)
@@ -60,6 +50,10 @@ class _Kind:
     @property
     def container(self) -> bool:
         return bool(self.models) or self.item is not None or self.value is not None or self.anything
+
+    @property
+    def sequence(self) -> bool:
+        return self.item is not None and not self.models and self.value is None
 
 
 def _kind(tp: Any) -> _Kind:
@@ -109,7 +103,15 @@ def _order(name: str) -> tuple[tuple[int, int | str], ...]:
                  for p in name[len(ENV_PREFIX):].lower().split("__"))
 
 
-def _leaf(kind: _Kind, value: str, name: str) -> Any:
+def _dotted(path: Path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out or "the top level"
+
+
+def _json(kind: _Kind, value: str, name: str) -> Any:
+    """``value`` decoded when the key holds a list or table and it reads as JSON, else as is."""
     if kind.container and value.lstrip()[:1] in ("[", "{"):
         try:
             return json.loads(value)
@@ -119,88 +121,132 @@ def _leaf(kind: _Kind, value: str, name: str) -> Any:
     return value
 
 
-def apply_env(data: dict[str, Any], env: dict[str, str], model: type[BaseModel]) -> Applied:
-    """Lay the ``BACKLIGHT_*`` variables of ``env`` over ``data`` (the parsed file), in place."""
-    applied = Applied()
-    names = [n for n in env if n.startswith(ENV_PREFIX) and n not in NOT_CONFIG]
-    for name in sorted(names, key=_order):
-        why = _apply_one(data, name, env[name], model, applied)
-        if why is not None:
-            applied.ignored.append((name, why))
-    return applied
+@dataclass(frozen=True)
+class Variable:
+    """A ``BACKLIGHT_*`` variable resolved against the model: the key it sets, and its value."""
+
+    name: str
+    path: Path
+    value: Any
+    seeds: tuple[list[Any], ...]
+    """Per level, what a list that is in neither the file nor the environment starts from."""
 
 
-def _put(container: dict[str, Any] | list[Any], key: int | str, value: Any) -> None:
-    if isinstance(container, list):
-        container[int(key)] = value
-    else:
-        container[str(key)] = value
-
-
-def _dotted(path: list[int | str]) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-    return out or "the top level"
-
-
-def _apply_one(data: dict[str, Any], name: str, value: str, model: type[BaseModel],
-               applied: Applied) -> str | None:
-    """Apply one variable; return why it is not a config key, or None once it is applied."""
+def resolve(name: str, value: str, model: type[BaseModel]) -> Variable | str:
+    """The key ``name`` sets, or why it is not a config key (raises ValueError when it is one
+    but cannot be set)."""
     parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
     if not all(parts):
         return "an empty level in the name (a single _ where __ was meant?)"
-    node: Any = data
     kind = _Kind(models=(model,))
     path: list[int | str] = []
+    seeds: list[list[Any]] = []
     for i, part in enumerate(parts):
-        where = _dotted(path)
-        key: int | str
+        where = _dotted(tuple(path))
         info: FieldInfo | None = None
+        key: int | str
         if kind.anything or kind.value is not None:
-            key, child_tp = part, (Any if kind.anything else kind.value)
+            key, tp = part, (Any if kind.anything else kind.value)
         elif kind.models:
             fields = _fields(kind.models)
             if part not in fields:
                 near = difflib.get_close_matches(part, list(fields), n=1)
                 return f"{where} has no key {part}" + (f"; did you mean {near[0]}?" if near else "")
             key, info = part, fields[part]
-            child_tp = info.annotation
+            tp = info.annotation
         elif kind.item is not None:
             if not part.isdigit():
                 above = ENV_PREFIX + "__".join(parts[:i]).upper()
                 raise ValueError(f"environment {name}: {where} is a list; name an item by its "
                                  f"index ({above}__0__...) or set the whole list as JSON")
-            key, child_tp = int(part), kind.item
+            key, tp = int(part), kind.item
         else:
             raise ValueError(f"environment {name}: {where} is a single value, not a table")
-        container: dict[str, Any] | list[Any] = node
-        if isinstance(key, int) != isinstance(container, list) or not isinstance(node, dict | list):
-            raise ValueError(f"environment {name}: {where} is not a "
-                             f"{'list' if isinstance(key, int) else 'table'} in the file")
         path.append(key)
-        child = _kind(child_tp)
-        current: Any
-        if isinstance(container, list):
-            assert isinstance(key, int)
-            if key > len(container):
-                raise ValueError(f"environment {name}: {where} has {len(container)} item(s); "
-                                 f"the next one is index {len(container)}, not {key}")
-            if key == len(container):
-                container.append(None)
-            current = container[key]
-        else:
-            assert isinstance(key, str)
-            current = container.get(key)
-        if i == len(parts) - 1:
-            _put(container, key, _leaf(child, value, name))
-            applied.origins[tuple(path)] = name
-            return None
+        kind = _kind(tp)
+        seeds.append(_default_list(info) if kind.sequence else [])
+    return Variable(name, tuple(path), _json(kind, value, name), tuple(seeds))
+
+
+def _set(data: dict[str, Any], file: dict[str, Any], var: Variable) -> None:
+    """Set a variable's list item in ``data`` (the environment's tables); a list that is not
+    there yet is copied from the file (or the key's default) first, so the item lands in it."""
+    node: Any = data
+    base: Any = file  # the file's value at ``node``'s place, until a list is copied from it
+    for i, key in enumerate(var.path):
+        where = _dotted(var.path[:i])
+        if isinstance(key, int) != isinstance(node, list) or not isinstance(node, dict | list):
+            raise ValueError(f"environment {var.name}: {where} is not a "
+                             f"{'list' if isinstance(key, int) else 'table'} in the file")
+        slot: Any = node  # a list indexed by int, or a table by str (checked above)
+        if isinstance(key, int) and key > len(slot):
+            raise ValueError(f"environment {var.name}: {where} has {len(slot)} item(s); "
+                             f"the next one is index {len(slot)}, not {key}")
+        if isinstance(key, int) and key == len(slot):
+            slot.append(None)
+        if i == len(var.path) - 1:
+            slot[key] = var.value
+            return
+        below = base.get(key) if isinstance(base, dict) else None
+        current = slot[key] if isinstance(key, int) else slot.get(key)
         if current is None:
-            sequence = child.item is not None and not child.models and child.value is None
-            current = _default_list(info) if sequence else {}
-            _put(container, key, current)
-        node, kind = current, child
+            if isinstance(var.path[i + 1], int):
+                current = copy.deepcopy(below) if below is not None else list(var.seeds[i])
+            else:
+                current = {}
+            slot[key] = current
+        node, base = current, below
+
+
+class EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, given only the variables that are config keys
+    outside lists; list items by index are set after it has read those."""
+
+    def __init__(self, settings_cls: type[BaseSettings], file: dict[str, Any]) -> None:
+        self.file = file
+        self.items: list[Variable] = []
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = ENVIRON.get()
+        env = os.environ if env is None else env
+        names = [n for n in env if n.upper().startswith(ENV_PREFIX) and n.upper() not in NOT_CONFIG]
+        plain: dict[str, str | None] = {}
+        stray: list[tuple[str, str]] = []
+        for name in sorted(names, key=_order):
+            var = resolve(name, env[name], self.settings_cls)
+            if isinstance(var, str):
+                stray.append((name, var))
+            elif any(isinstance(p, int) for p in var.path):
+                self.items.append(var)
+            else:
+                plain[name.lower()] = env[name]
+        wanted = referenced([self.file, list(plain.values()), [v.value for v in self.items]])
+        for name, why in stray:
+            if name not in wanted:  # ``token = "${BACKLIGHT_TOKEN_ALICE}"`` is not stray
+                log.warning("environment variable ignored: not a config key", extra={
+                    "fields": {"variable": name, "why": why}})
+        return plain
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        # A value not written as JSON stays a string, for the model to accept (a calendar's
+        # weekdays = "Mon-Fri") or refuse naming the key (pydantic-settings would fail on it).
+        return json.loads(value) if value.lstrip()[:1] in ("[", "{") else value
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for var in self.items:
+            _set(data, self.file, var)
+        return data
+
+
+def origin(loc: tuple[int | str, ...], env: Mapping[str, str]) -> str | None:
+    """The variable that set ``loc`` or a key above it, if one did."""
+    names = {n.upper(): n for n in env}
+    for n in range(len(loc), 0, -1):
+        name = names.get(ENV_PREFIX + "__".join(str(p) for p in loc[:n]).upper())
+        if name is not None:
+            return name
     return None
 
 
@@ -211,5 +257,5 @@ def referenced(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(referenced(v) for v in value))
     if isinstance(value, str):
-        return set(_VAR.findall(value))
+        return set(REFERENCE.findall(value))
     return set()

@@ -285,3 +285,20 @@ def test_cli_warns_of_stray_variable_and_runs(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "not running"
     assert "BACKLIGHT_VERSION" in proc.stderr and "v-9.9-value" not in proc.stderr
+
+
+def test_env_names_are_case_insensitive(tmp_path: Path) -> None:
+    """A BACKLIGHT_* name is read whatever its case, list items by index too."""
+    env = {"backlight_kafka__batch_size": "9", "Backlight_Web__Trusted_Proxies__2": "10.0.0.9"}
+    settings = load(_defaults_file(tmp_path), environ=env)
+    assert settings.kafka.batch_size == 9
+    assert settings.web.trusted_proxies == ("127.0.0.1", "::1", "10.0.0.9")
+
+
+def test_load_reads_the_environment_it_is_given(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """load(environ=...) reads that mapping only, even an empty one; without it, the process's."""
+    monkeypatch.setenv("BACKLIGHT_KAFKA__BATCH_SIZE", "7")
+    path = _defaults_file(tmp_path)
+    assert load(path, environ={}).kafka.batch_size == 5000
+    assert load(path).kafka.batch_size == 7
