@@ -43,7 +43,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -62,7 +62,7 @@ from alerts.changepoint import (
     confirm,
     current_onset,
 )
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.duration import Duration, parse_duration
 from alerts.facts import segment_column
 from alerts.thresholds import WaitDrift
@@ -326,6 +326,9 @@ def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[st
         facts["recent"]["still_waiting"] = hit.waiting.height
     if others:
         facts["also_drifted"] = others
-    return Finding(rule="bottleneck", process=ctx.process.name, subject=f"wait before {target}",
+    return Finding(rule=BOTTLENECK.name, process=ctx.process.name, subject=f"wait before {target}",
                    severity=severity(rule, drift), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
+
+
+BOTTLENECK: Final = Rule(name="bottleneck", settings=WaitDrift, run=bottleneck)
