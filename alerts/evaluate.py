@@ -35,7 +35,7 @@ def run_rules(process: ProcessDefinition, events: Events, now: datetime,
             continue
         try:
             found.extend(rule.run(ctx))
-        except (BacklightError, ValueError, ArithmeticError) as exc:
+        except BacklightError as exc:
             log.error("rule failed", extra={"fields": {
                 "rule": rule.name, "process": process.name, "error": str(exc)}})
     return found

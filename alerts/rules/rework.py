@@ -54,6 +54,7 @@ import polars as pl
 from alerts.calendar import WorkCalendar
 from alerts.context import Rule, RuleContext
 from alerts.duration import Duration, parse_duration
+from alerts.errors import DateRangeError
 from alerts.thresholds import Rework as ReworkSettings
 from mining.frame import Events
 from mining.rework import discover_loops, discover_rework, rework_basis
@@ -69,9 +70,14 @@ ALL_LOOPS: Final = 10_000
 
 def window_start(calendar: WorkCalendar, end: datetime, length: Duration) -> datetime:
     """The start of a window of ``length`` ending at ``end``: business time counts whole
-    business days back (to local midnight), wall-clock time is subtracted as it is."""
+    business days back (to local midnight), wall-clock time is subtracted as it is; a start
+    before year 1 raises ``DateRangeError``."""
     if not length.business:
-        return end - timedelta(seconds=length.wall_seconds)
+        try:
+            return end - timedelta(seconds=length.wall_seconds)
+        except OverflowError:
+            raise DateRangeError(f"a window of {length} before {end.isoformat()} starts before "
+                                 "year 1") from None
     days = max(1, math.ceil(calendar.seconds(length) / calendar.day_seconds - 1e-9))
     first = calendar.add_business_days(calendar.business_day_of(end), -days)
     return datetime.combine(first, time(0), tzinfo=ZoneInfo(calendar.timezone))
