@@ -36,7 +36,9 @@ def disagreement(rules: Sequence[Rule[Any]]) -> str | None:
     if twice:
         return f"rule {twice[0]!r} is declared twice"
     fields = RuleSettings.model_fields
-    for name in sorted(set(names) ^ set(fields)):
+    unmatched = sorted(set(names) ^ set(fields))
+    if unmatched:
+        name = unmatched[0]
         return (f"rule {name!r} has no RuleSettings field" if name in names
                 else f"RuleSettings.{name} is no declared rule")
     for rule in rules:
