@@ -26,7 +26,7 @@ from schemas.lazy import lazy_exports
 if TYPE_CHECKING:
     from alerts.calendar import CalendarSettings, WorkCalendar
     from alerts.channels import ChannelSettings, build_payload
-    from alerts.context import Rule, RuleContext
+    from alerts.context import Rule, RuleContext, RuleFunction
     from alerts.delivery import DeliveryReport, HttpxTransport, Transport, deliver
     from alerts.duration import Duration, parse_duration
     from alerts.errors import AlertConfigError, AlertError, AlertStateError, DeliveryError
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _HOMES: dict[str, tuple[str, ...]] = {
     "alerts.calendar": ("CalendarSettings", "WorkCalendar"),
     "alerts.channels": ("ChannelSettings", "build_payload"),
-    "alerts.context": ("Rule", "RuleContext"),
+    "alerts.context": ("Rule", "RuleContext", "RuleFunction"),
     "alerts.delivery": ("DeliveryReport", "HttpxTransport", "Transport", "deliver"),
     "alerts.duration": ("Duration", "parse_duration"),
     "alerts.errors": ("AlertConfigError", "AlertError", "AlertStateError", "DeliveryError"),
@@ -56,7 +56,7 @@ __all__ = [
     "RULES", "AlertConfigError", "AlertError", "AlertStateError",
     "CalendarSettings", "ChannelSettings", "DeliveryError", "DeliveryReport", "Duration",
     "Evaluation", "HttpxTransport", "LifecyclePolicy",
-    "ProcessDefinition", "RouteSettings", "Rule", "RuleContext", "RuleSettings",
+    "ProcessDefinition", "RouteSettings", "Rule", "RuleContext", "RuleFunction", "RuleSettings",
     "Transport", "WorkCalendar", "advance", "build_definition",
     "build_payload", "deliver", "learn_end_activities", "parse_duration",
     "route", "run_rules",

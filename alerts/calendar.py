@@ -28,7 +28,7 @@ import holidays as holidays_lib
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from alerts.duration import Duration
-from alerts.errors import AlertConfigError
+from alerts.errors import AlertConfigError, DateRangeError
 from schemas.event import to_time_us
 
 if TYPE_CHECKING:
@@ -275,7 +275,10 @@ class WorkCalendar:
             moved = np.busday_offset(start, days, roll="backward", busdaycal=cal)
         else:
             moved = np.busday_offset(start, days, roll="forward", busdaycal=cal)
-        result: date = moved[0].astype(object)
+        result: object = moved[0].astype(object)  # an int when outside Python's dates
+        if not isinstance(result, date):
+            raise DateRangeError(f"{days} business days from {day.isoformat()}: outside the "
+                                 "years 1 to 9999")
         return result
 
     def count_business_days(self, start: date, end: date) -> int:

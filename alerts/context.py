@@ -1,5 +1,11 @@
-"""What every rule gets: one process, its events, and "now". Rules share one signature,
-``Rule = Callable[[RuleContext], list[Finding]]``, and are chained by the evaluator."""
+"""What every rule gets and how a rule is declared.
+
+A rule is a function ``RuleFunction = Callable[[RuleContext], list[Finding]]`` over one process,
+its events and "now", declared once as a ``Rule``: its name (the ``[alerts.rules.<name>]`` key
+and every finding's ``rule``), its thresholds model, its function and its lifecycle policy
+(whether its findings inhibit a process's other alerts, whether its own can be inhibited).
+``alerts.rules.RULES`` lists the declarations in evaluation order.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from alerts.registry import ProcessDefinition
+from alerts.thresholds import RuleSettings, Thresholds
 from mining.frame import Events
 from schemas.alerts import Finding
 
@@ -36,4 +43,30 @@ class RuleContext:
                            end_activities=self.process.end_activities, segment_keys=keys)
 
 
-Rule = Callable[[RuleContext], list[Finding]]
+RuleFunction = Callable[[RuleContext], list[Finding]]
+"""The one signature of a rule's function."""
+
+S = TypeVar("S", bound=Thresholds)
+
+
+@dataclass(frozen=True)
+class Rule(Generic[S]):
+    """One alert rule, declared once, next to its function."""
+
+    name: str
+    """The rule's key: ``[alerts.rules.<name>]``, ``Finding.rule``, the alert keys."""
+    settings: type[S]
+    """Its thresholds model: the type of ``RuleSettings.<name>``."""
+    run: RuleFunction
+    inhibits: bool = False
+    """While a finding of this rule is present (pending or firing) for a process, the
+    process's inhibitable alerts freeze: the rule says the data behind them stopped."""
+    inhibitable: bool = True
+    """Frozen while an inhibiting finding is present; False for a rule whose findings do not
+    come from the events' flow (governance) or that inhibits itself."""
+
+    def settings_in(self, rules: RuleSettings) -> S:
+        """This rule's thresholds in a process's (or the config's) rule settings."""
+        settings = getattr(rules, self.name)
+        assert isinstance(settings, self.settings), f"RuleSettings.{self.name} is not {self.settings}"
+        return settings

@@ -6,7 +6,9 @@ from __future__ import annotations
 from schemas.errors import BacklightError
 from storage.errors import AlertStateError, LeaseLost
 
-__all__ = ["AlertConfigError", "AlertError", "AlertStateError", "DeliveryError", "LeaseLost"]
+__all__ = [
+    "AlertConfigError", "AlertError", "AlertStateError", "DateRangeError", "DeliveryError", "LeaseLost",
+]
 
 
 class AlertError(BacklightError):
@@ -16,6 +18,11 @@ class AlertError(BacklightError):
 class AlertConfigError(AlertError, ValueError):
     """A rule threshold, duration, calendar, route or channel is not usable. A ValueError too,
     so the config model reports it against the key that holds the value."""
+
+
+class DateRangeError(AlertError):
+    """A date a rule counts to falls outside the calendar's years 1 to 9999 (events dated near
+    year 1, or a window of millions of days): the rule cannot judge that process."""
 
 
 class DeliveryError(AlertError):

@@ -47,7 +47,7 @@ Recovering -> Resolved), on business timescales. Per alert key, at each evaluati
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from urllib.parse import quote
@@ -77,9 +77,25 @@ class LifecyclePolicy:
     """Re-send an unchanged, unacknowledged firing alert after this."""
     escalate_after: timedelta | None = None
     """Firing and not acknowledged this long: one ESCALATED change per episode."""
-    inhibited_by: tuple[str, ...] = ("no_events",)
-    """While a finding of one of these rules is present for a process, its other alerts freeze."""
-    never_inhibited: tuple[str, ...] = ("no_events", "stale_review", "no_owner")
+    inhibited_by: tuple[str, ...] = field(default_factory=lambda: _inhibiting())
+    """While a finding of one of these rules is present for a process, its other alerts freeze.
+    By default the rules declared so (``Rule.inhibits``)."""
+    never_inhibited: tuple[str, ...] = field(default_factory=lambda: _never_inhibited())
+    """Rules whose alerts never freeze. By default those declared so (``Rule.inhibitable``)."""
+
+
+# The registry is imported when a policy takes its defaults, not at the top: this module stays
+# free of the rules' dependencies (polars, the mining core) until then.
+def _inhibiting() -> tuple[str, ...]:
+    from alerts.rules import RULES
+
+    return tuple(rule.name for rule in RULES if rule.inhibits)
+
+
+def _never_inhibited() -> tuple[str, ...]:
+    from alerts.rules import RULES
+
+    return tuple(rule.name for rule in RULES if not rule.inhibitable)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def learn_end_activities(events: EventsLike, min_share: float = 0.9, *,
     its cases look open forever.
     """
     if not 0 < min_share <= 1:
-        raise ValueError(f"min_share {min_share}: must be in (0, 1]")
+        raise AlertConfigError(f"min_share {min_share}: must be in (0, 1]")
     prepared = prepare(events)
     df = prepared.df
     if df.height == 0:

@@ -3,6 +3,11 @@
 ``[alerts.rules.<rule>]`` in the config sets them for every process and
 ``[processes.rules.<rule>]`` overrides them for one (``RuleSettings.merged``). An unknown rule
 or key, or a bad value, fails config loading with the key named (exit 2).
+
+The models live here, not beside their rules, so that validating the config does not load the
+rules (and through them polars and the mining core). ``RuleSettings`` has one field per rule
+declared in ``alerts.rules.RULES``, named as the rule and typed by its ``Rule.settings``;
+``alerts.rules`` refuses to load when the two disagree.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from alerts.duration import Duration, parse_duration
 from schemas.alerts import Severity
 
 
-class _Rule(BaseModel):
+class Thresholds(BaseModel):
+    """What every rule has: whether it runs, and the severity of its findings."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     enabled: bool = True
     severity: Severity = Severity.WARNING
@@ -26,7 +33,7 @@ def _duration(value: str) -> str:
     return value
 
 
-class WaitDrift(_Rule):
+class WaitDrift(Thresholds):
     """bottleneck: the wait before an activity (or on an edge) drifted up against baseline."""
 
     baseline: str = "60 days"
@@ -63,7 +70,7 @@ class Handoff(WaitDrift):
     segments: tuple[str, ...] = ()
 
 
-class Rework(_Rule):
+class Rework(Thresholds):
     """rework: an activity's rework share, a newly appeared loop, repeated requests."""
 
     max_share: float = Field(0.3, gt=0, le=1)
@@ -85,7 +92,7 @@ class Rework(_Rule):
     _durations = field_validator("baseline", "recent")(_duration)
 
 
-class Stuck(_Rule):
+class Stuck(Thresholds):
     """stuck: open cases idle longer than the SLA, or far longer than normal at their step."""
 
     idle_factor: float = Field(5.0, gt=1)
@@ -100,15 +107,15 @@ class Stuck(_Rule):
     _durations = field_validator("min_idle")(_duration)
 
 
-class StaleReview(_Rule):
+class StaleReview(Thresholds):
     """stale_review: last review older than the process's interval, or never reviewed."""
 
 
-class NoOwner(_Rule):
+class NoOwner(Thresholds):
     """no_owner: a process without exactly one accountable owner."""
 
 
-class Conformance(_Rule):
+class Conformance(Thresholds):
     """conformance: fitness to the reference model below a threshold."""
 
     min_fitness: float = Field(0.8, gt=0, le=1)
@@ -118,7 +125,7 @@ class Conformance(_Rule):
     _durations = field_validator("recent")(_duration)
 
 
-class NoEvents(_Rule):
+class NoEvents(Thresholds):
     """no_events: a process whose events stopped arriving (inhibits the data-driven rules)."""
 
     quiet_for: str = "2 business days"
@@ -151,6 +158,3 @@ class RuleSettings(BaseModel):
             data.setdefault(rule, {}).update(values)
         return RuleSettings.model_validate(data)
 
-
-RULES: tuple[str, ...] = tuple(RuleSettings.model_fields)
-"""Every rule's name, in evaluation order."""

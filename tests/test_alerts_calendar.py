@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from alerts.calendar import CalendarSettings, WorkCalendar, parse_weekdays, to_us
 from alerts.duration import parse_duration
-from alerts.errors import AlertConfigError
+from alerts.errors import AlertConfigError, DateRangeError
 
 AMS = ZoneInfo("Europe/Amsterdam")
 NL = WorkCalendar(country="NL")  # Europe/Amsterdam, Mon-Fri, 09:00-17:30
@@ -129,6 +129,15 @@ def test_add_business_days_skips_weekends_and_holidays() -> None:
     assert NL.add_business_days(date(2026, 4, 25), 0) == date(2026, 4, 28)
     assert NL.add_business_days(date(2026, 12, 24), 1) == date(2026, 12, 28)  # Christmas
     assert NL.count_business_days(date(2026, 4, 20), date(2026, 5, 4)) == 9
+
+
+def test_business_days_before_year_one_are_a_date_range_error() -> None:
+    """Counting business days back past 0001-01-01 (or on past 9999) raises DateRangeError
+    saying so, never a number in place of a date."""
+    with pytest.raises(DateRangeError, match="-5 business days from 0001-01-03: outside the years"):
+        WorkCalendar().add_business_days(date(1, 1, 3), -5)
+    with pytest.raises(DateRangeError, match="outside the years 1 to 9999"):
+        WorkCalendar().add_business_days(date(9999, 12, 29), 5)
 
 
 def test_business_day_of_uses_the_local_date() -> None:

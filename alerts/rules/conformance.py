@@ -20,15 +20,15 @@ from typing import Final
 
 import polars as pl
 
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.duration import parse_duration
 from alerts.rules.rework import window_start
+from alerts.thresholds import Conformance
 from mining.errors import MiningError
 from mining.frame import Events
 from mining.model import check_conformance, load_reference_model
 from schemas.alerts import Finding, Severity
 
-RULE: Final = "conformance"
 SUBJECT: Final = "conformance to reference model"
 TOP: Final = 5  # deviations named
 
@@ -40,7 +40,7 @@ def _unreadable(ctx: RuleContext, error: Exception) -> Finding:
     log.warning("reference model unreadable", extra={"fields": {
         "process": ctx.process.name, "model": model, "error": str(error)}})
     return Finding(
-        rule=RULE, process=ctx.process.name, subject=SUBJECT, severity=Severity.WARNING,
+        rule=CONFORMANCE.name, process=ctx.process.name, subject=SUBJECT, severity=Severity.WARNING,
         summary=f"the reference model {model} of {ctx.process.name} cannot be read: {error}",
         evidence={"model": str(ctx.process.reference_model), "error": str(error)})
 
@@ -72,7 +72,7 @@ def conformance(ctx: RuleContext) -> list[Finding]:
     lines = result.findings(TOP)
     main = lines[1] if len(lines) > 1 else ""
     return [Finding(
-        rule=RULE, process=ctx.process.name, subject=SUBJECT, severity=s.severity,
+        rule=CONFORMANCE.name, process=ctx.process.name, subject=SUBJECT, severity=s.severity,
         summary=(f"{result.fitting_share:.0%} of {ctx.process.name} cases started since "
                  f"{start.date()} follow the documented model {Path(model).name} (replay "
                  f"fitness {fitness:.2f}, threshold {s.min_fitness:g}). {main}").rstrip(),
@@ -82,3 +82,6 @@ def conformance(ctx: RuleContext) -> list[Finding]:
                   "window": {"from": start.isoformat(), "to": ctx.now.isoformat(),
                              "length": s.recent}},
         since=ctx.process.calendar.business_day_of(start))]
+
+
+CONFORMANCE: Final = Rule(name="conformance", settings=Conformance, run=conformance)

@@ -3,8 +3,11 @@ one accountable owner. Pure, and they need no events (they hold for a process wi
 
 from __future__ import annotations
 
-from alerts.context import RuleContext
+from typing import Final
+
+from alerts.context import Rule, RuleContext
 from alerts.registry import months_between, review_due
+from alerts.thresholds import NoOwner, StaleReview
 from schemas.alerts import Finding
 
 
@@ -26,7 +29,7 @@ def stale_review(ctx: RuleContext) -> list[Finding]:
                 "reviewed_by": process.reviewed_by, "review_interval_months": interval}
     if last is None:
         summary = f"{process.name}: process definition never reviewed ({every})"
-        return [Finding(rule="stale_review", process=process.name, subject="review",
+        return [Finding(rule=STALE_REVIEW.name, process=process.name, subject="review",
                         severity=settings.severity, summary=summary,
                         evidence={**evidence, "due": None, "months_since_review": None})]
     due = review_due(last, interval)
@@ -37,7 +40,7 @@ def stale_review(ctx: RuleContext) -> list[Finding]:
     when = f"due today, {due.isoformat()}" if today == due else f"overdue since {due.isoformat()}"
     summary = (f"{process.name}: process definition last reviewed {last.isoformat()}{by}, "
                f"{_plural(ago, 'month')} ago ({every}, {when})")
-    return [Finding(rule="stale_review", process=process.name, subject="review",
+    return [Finding(rule=STALE_REVIEW.name, process=process.name, subject="review",
                     severity=settings.severity, summary=summary, since=due,
                     evidence={**evidence, "due": due.isoformat(), "months_since_review": ago,
                               "days_overdue": (today - due).days})]
@@ -56,7 +59,13 @@ def no_owner(ctx: RuleContext) -> list[Finding]:
     else:
         summary = (f"{process.name} has {len(owners)} owners ({', '.join(owners)}): "
                    "one person must be accountable")
-    return [Finding(rule="no_owner", process=process.name, subject="owner",
+    return [Finding(rule=NO_OWNER.name, process=process.name, subject="owner",
                     severity=settings.severity, summary=summary,
                     evidence={"owners": list(owners), "team": process.team,
                               "configured": process.configured})]
+
+
+STALE_REVIEW: Final = Rule(name="stale_review", settings=StaleReview, run=stale_review,
+                           inhibitable=False)
+NO_OWNER: Final = Rule(name="no_owner", settings=NoOwner, run=no_owner, inhibitable=False)
+"""Governance holds without events: a stopped feed never freezes these."""

@@ -13,9 +13,11 @@ apart (rule and subject differ) so each has one alert.
 
 from __future__ import annotations
 
+from typing import Final
+
 import polars as pl
 
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.rules.waits import (
     Hit,
     Window,
@@ -74,6 +76,9 @@ def _finding(ctx: RuleContext, rule: Handoff, window: Window, subject: str, hit:
                             for s, t, n in edges.head(MAX_EDGES).iter_rows()]
     if others:
         facts["also_drifted"] = others
-    return Finding(rule="handoff", process=ctx.process.name, subject=subject,
+    return Finding(rule=HANDOFF.name, process=ctx.process.name, subject=subject,
                    severity=severity(rule, drift), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
+
+
+HANDOFF: Final = Rule(name="handoff", settings=Handoff, run=handoff)

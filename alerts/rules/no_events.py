@@ -20,11 +20,11 @@ import numpy as np
 import polars as pl
 
 from alerts.calendar import to_us
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.duration import parse_duration
+from alerts.thresholds import NoEvents
 from schemas.alerts import Finding
 
-RULE: Final = "no_events"
 HISTORY: Final = 20_000  # the most recent events whose gaps make "usual"
 MIN_EVENTS: Final = 10
 
@@ -55,7 +55,7 @@ def no_events(ctx: RuleContext) -> list[Finding]:
         return []
     last = datetime.fromtimestamp(last_us / 1e6, tz=UTC).astimezone(ZoneInfo(calendar.timezone))
     return [Finding(
-        rule=RULE, process=ctx.process.name, subject="no events", severity=s.severity,
+        rule=NO_EVENTS.name, process=ctx.process.name, subject="no events", severity=s.severity,
         summary=(f"no {ctx.process.name} events since {last:%Y-%m-%d %H:%M} (usually a gap of "
                  f"at most {_say(usual, calendar.day_seconds)})"),
         evidence={"last_event": last.isoformat(),
@@ -65,3 +65,9 @@ def no_events(ctx: RuleContext) -> list[Finding]:
                   "quiet_for": s.quiet_for, "gap_factor": s.gap_factor,
                   "events_considered": int(recent.size)},
         since=calendar.business_day_of(last))]
+
+
+NO_EVENTS: Final = Rule(name="no_events", settings=NoEvents, run=no_events, inhibits=True,
+                        inhibitable=False)
+"""Its findings freeze the process's data-driven alerts: with the feed stopped, neither the
+presence nor the absence of a derived finding is evidence."""

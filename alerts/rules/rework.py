@@ -52,15 +52,15 @@ import numpy.typing as npt
 import polars as pl
 
 from alerts.calendar import WorkCalendar
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.duration import Duration, parse_duration
+from alerts.errors import DateRangeError
 from alerts.thresholds import Rework as ReworkSettings
 from mining.frame import Events
 from mining.rework import discover_loops, discover_rework, rework_basis
 from schemas.alerts import Finding
 from schemas.event import to_time_us
 
-RULE: Final = "rework"
 MIN_Z: Final = 3.0  # one-sided test every shift must also pass
 NONE_SHARE: Final = 0.005  # a baseline share below this counts as "almost none"
 MAX_CASES_LISTED: Final = 50
@@ -70,9 +70,14 @@ ALL_LOOPS: Final = 10_000
 
 def window_start(calendar: WorkCalendar, end: datetime, length: Duration) -> datetime:
     """The start of a window of ``length`` ending at ``end``: business time counts whole
-    business days back (to local midnight), wall-clock time is subtracted as it is."""
+    business days back (to local midnight), wall-clock time is subtracted as it is; a start
+    before year 1 raises ``DateRangeError``."""
     if not length.business:
-        return end - timedelta(seconds=length.wall_seconds)
+        try:
+            return end - timedelta(seconds=length.wall_seconds)
+        except OverflowError:
+            raise DateRangeError(f"a window of {length} before {end.isoformat()} starts before "
+                                 "year 1") from None
     days = max(1, math.ceil(calendar.seconds(length) / calendar.day_seconds - 1e-9))
     first = calendar.add_business_days(calendar.business_day_of(end), -days)
     return datetime.combine(first, time(0), tzinfo=ZoneInfo(calendar.timezone))
@@ -289,7 +294,7 @@ def _loops(w: _Windows, process: str) -> list[Finding]:
             continue
         was = "none" if new else f"{shift.baseline_share:.1%}"
         found.append(Finding(
-            rule=RULE, process=process, subject=f"loop {name}", severity=s.severity,
+            rule=REWORK.name, process=process, subject=f"loop {name}", severity=s.severity,
             summary=(f"{'New' if new else 'Growing'} rework loop {name} -> {cycle[0]}: "
                      f"{shift.since_hits} {process} cases since {since} "
                      f"({shift.since_share:.1%} of the cases started since; baseline {was})"),
@@ -325,7 +330,7 @@ def _requests(w: _Windows, seconds: pl.DataFrame, process: str) -> list[Finding]
                 or not (shift.baseline_share < NONE_SHARE or higher)):
             continue
         found.append(Finding(
-            rule=RULE, process=process, subject=f"repeated request: {activity}",
+            rule=REWORK.name, process=process, subject=f"repeated request: {activity}",
             severity=s.severity,
             summary=(f"{_asked_again(activity)}: {shift.since_hits} cases since {since} "
                      f"({shift.since_share:.1%} of the cases started since; baseline "
@@ -358,7 +363,7 @@ def _activities(w: _Windows, seconds: pl.DataFrame, process: str,
             ids = tuple(sorted(recent["case_id"])[:MAX_CASES_LISTED])
         was = f"baseline {shift.baseline_share:.1%}" if has_base else "no baseline"
         found.append(Finding(
-            rule=RULE, process=process, subject=f"rework at {activity}", severity=s.severity,
+            rule=REWORK.name, process=process, subject=f"rework at {activity}", severity=s.severity,
             summary=(f"{activity} done again in {hits / cases:.1%} of {process} cases "
                      f"started since {since} ({hits} of {cases}; {was}): "
                      f"{figures.repeat_cases} repeated by the same person, "
@@ -385,3 +390,6 @@ def rework(ctx: RuleContext) -> list[Finding]:
         found += _requests(w, seconds, ctx.process.name)
     explained = {a for f in found for a in f.evidence.get("cycle", [f.evidence.get("activity")])}
     return found + _activities(w, seconds, ctx.process.name, explained)
+
+
+REWORK: Final = Rule(name="rework", settings=ReworkSettings, run=rework)

@@ -69,12 +69,12 @@ import numpy.typing as npt
 import polars as pl
 
 from alerts.calendar import WorkCalendar, to_us
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.duration import parse_duration
 from alerts.registry import learn_end_activities
+from alerts.thresholds import Stuck
 from schemas.alerts import Finding
 
-RULE: Final = "stuck"
 MIN_TRANSITIONS: Final = 5  # completed transitions from a step before its own figures are trusted
 MIN_FIT: Final = 40  # positive waits before a branch gets its own log-normal
 FALSE_ALARMS_PER_YEAR: Final = 0.001  # chance alarms per step and year allowed to each test
@@ -341,7 +341,7 @@ def _finding(ctx: RuleContext, step: str, group: pl.DataFrame, sla: float | None
     first = group.row(0, named=True)
     single = first.get("single_s")
     return Finding(
-        rule=RULE, process=ctx.process.name, subject=f"stuck at {step}", severity=s.severity,
+        rule=STUCK.name, process=ctx.process.name, subject=f"stuck at {step}", severity=s.severity,
         summary=(f"{group.height} {ctx.process.name} {plural} stuck at {step} for {span} "
                  f"business days ({'; '.join(terms)})"),
         evidence={"step": step, "count": group.height, "cases": cases,
@@ -355,3 +355,6 @@ def _finding(ctx: RuleContext, step: str, group: pl.DataFrame, sla: float | None
                   "min_idle": s.min_idle,
                   "sla_days": None if sla is None else _days(calendar, sla)},
         since=since, cases=tuple(str(c) for c in listed["case_id"]))
+
+
+STUCK: Final = Rule(name="stuck", settings=Stuck, run=stuck)

@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from typing import Final
 
 import numpy as np
 import polars as pl
 
 from alerts.changepoint import confirm, in_scope, onset_up_to
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.facts import Facts
 from alerts.rules.waits import (
     Hit,
@@ -128,6 +129,9 @@ def _finding(ctx: RuleContext, rule: Throughput, window: Window, hit: Hit,
     facts["baseline"]["p10_days"] = round(then.p10, 2)
     if others:
         facts["also_drifted"] = others
-    return Finding(rule="throughput", process=ctx.process.name, subject=SUBJECT,
+    return Finding(rule=THROUGHPUT.name, process=ctx.process.name, subject=SUBJECT,
                    severity=severity(rule, drift), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("duration_s"))
+
+
+THROUGHPUT: Final = Rule(name="throughput", settings=Throughput, run=throughput)

@@ -43,7 +43,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -62,8 +62,9 @@ from alerts.changepoint import (
     confirm,
     current_onset,
 )
-from alerts.context import RuleContext
+from alerts.context import Rule, RuleContext
 from alerts.duration import Duration, parse_duration
+from alerts.errors import DateRangeError
 from alerts.facts import segment_column
 from alerts.thresholds import WaitDrift
 from schemas.alerts import Finding, Severity
@@ -91,11 +92,18 @@ class Window:
 
     @classmethod
     def of(cls, ctx: RuleContext, rule: WaitDrift) -> Window:
-        """The recent and baseline windows of ``rule`` ending at ``ctx.now``."""
+        """The recent and baseline windows of ``rule`` ending at ``ctx.now``. Every date the
+        drift method counts back to (a baseline before the oldest onset) must be a date:
+        ``DateRangeError`` otherwise."""
         calendar = ctx.process.calendar
         today = calendar.business_day_of(ctx.now)
-        recent_from = today - timedelta(days=days_before(calendar, today, parse_duration(rule.recent)))
         baseline = days_before(calendar, today, parse_duration(rule.baseline))
+        recent = days_before(calendar, today, parse_duration(rule.recent))
+        if max(recent, 2 * baseline + HORIZON_DAYS) >= today.toordinal():  # 0001-01-01 is 1
+            raise DateRangeError(f"{ctx.process.name}: windows of {rule.recent} and {rule.baseline} "
+                                 f"(and their lookback) before {today.isoformat()} reach before "
+                                 "year 1")
+        recent_from = today - timedelta(days=recent)
         increase = calendar.seconds(rule.min_increase_duration) / calendar.day_seconds
         return cls(DriftSettings(today=today, recent_from=recent_from, baseline_days=baseline,
                                  min_cases=rule.min_cases, min_ratio=rule.min_ratio,
@@ -326,6 +334,9 @@ def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[st
         facts["recent"]["still_waiting"] = hit.waiting.height
     if others:
         facts["also_drifted"] = others
-    return Finding(rule="bottleneck", process=ctx.process.name, subject=f"wait before {target}",
+    return Finding(rule=BOTTLENECK.name, process=ctx.process.name, subject=f"wait before {target}",
                    severity=severity(rule, drift), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
+
+
+BOTTLENECK: Final = Rule(name="bottleneck", settings=WaitDrift, run=bottleneck)
