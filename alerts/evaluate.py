@@ -8,9 +8,10 @@ one broken rule never hides what the others found.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime
+
+import structlog
 
 from alerts.context import Rule, RuleContext
 from alerts.registry import ProcessDefinition
@@ -19,7 +20,7 @@ from mining.frame import Events
 from schemas.alerts import Finding
 from schemas.errors import BacklightError
 
-log = logging.getLogger("backlight.alerts.evaluate")
+log = structlog.stdlib.get_logger("backlight.alerts.evaluate")
 
 
 def run_rules(process: ProcessDefinition, events: Events, now: datetime,
@@ -33,6 +34,5 @@ def run_rules(process: ProcessDefinition, events: Events, now: datetime,
         try:
             found.extend(rule(ctx))
         except (BacklightError, ValueError, ArithmeticError) as exc:
-            log.error("rule failed", extra={"fields": {
-                "rule": name, "process": process.name, "error": str(exc)}})
+            log.error("rule failed", rule=name, process=process.name, error=str(exc))
     return found
