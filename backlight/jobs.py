@@ -174,10 +174,9 @@ def _run(settings: Settings, store: EventStore, source: Source, sink: Sink,
         stats = consumer.run(stop, exit_when_idle)
     for process in live:
         state = live.snapshot(process)
-        log.info("live map", **{
-            "process": process, "events": state["events"], "cases": state["cases"],
-            "edges": len(state["dfg"]), **state["state"],
-            "delivery_max_ms": round(stats.delivery_max_s * 1000, 1)})
+        log.info("live map", process=process, events=state["events"], cases=state["cases"],
+                 edges=len(state["dfg"]), **state["state"],
+                 delivery_max_ms=round(stats.delivery_max_s * 1000, 1))
     return stats
 
 

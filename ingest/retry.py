@@ -51,10 +51,9 @@ class Retrying:
         self.attempts += 1
         if now - self._logged >= self.log_every_s:
             self._logged = now
-            self.log.warning(f"{self.what} failed; trying again", **{
-                **fields, "attempts": self.attempts,
-                "failing_for_s": round(now - self._started, 1), "retry_in_s": wait,
-                "error": str(error)})
+            self.log.warning(f"{self.what} failed; trying again", **fields, attempts=self.attempts,
+                             failing_for_s=round(now - self._started, 1), retry_in_s=wait,
+                             error=str(error))
         return not self.stop.wait(wait)
 
     def succeeded(self) -> None:
