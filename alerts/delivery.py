@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
+import structlog
 
 from alerts.channels import ChannelSettings
 from alerts.channels.cloudevent import CONTENT_TYPE
@@ -32,7 +33,7 @@ from alerts.channels.googlechat import REPLY_OPTION
 from alerts.errors import AlertError, DeliveryError, LeaseLost
 from storage import OutboxItem, OutboxQueue
 
-log = logging.getLogger("backlight.alerts.delivery")
+log = structlog.stdlib.get_logger("backlight.alerts.delivery")
 
 MAX_BACKOFF_S = 600.0
 MAX_RETRY_AFTER_S = 3600.0
@@ -183,9 +184,9 @@ def _headers(channel: ChannelSettings, item: OutboxItem) -> dict[str, str]:
     return headers
 
 
-def _fields(item: OutboxItem, **more: Any) -> dict[str, Any]:
-    return {"fields": {"channel": item.channel, "notification": item.id,
-                       "attempt": item.attempts + 1, **more}}
+def _item_log(item: OutboxItem) -> structlog.stdlib.BoundLogger:
+    """The log bound to one notification's attempt: its channel, id and attempt number."""
+    return log.bind(channel=item.channel, notification=item.id, attempt=item.attempts + 1)
 
 
 def _attempt(outbox: OutboxQueue, item: OutboxItem, channel: ChannelSettings | None,
@@ -200,10 +201,10 @@ def _attempt(outbox: OutboxQueue, item: OutboxItem, channel: ChannelSettings | N
             return
         report.count(item.channel, "dead" if dead else "failed")
         if dead:
-            log.error("notification dead", extra=_fields(item, error=error, expired=expired))
+            _item_log(item).error("notification dead", error=error, expired=expired)
         else:
-            log.warning("notification failed", extra=_fields(item, error=error,
-                                                            retry_in_s=round(wait_s, 1)))
+            _item_log(item).warning("notification failed", error=error,
+                                    retry_in_s=round(wait_s, 1))
 
     if channel is None:
         fail("the channel is no longer configured", 0.0, permanent=True)
@@ -228,7 +229,7 @@ def _attempt(outbox: OutboxQueue, item: OutboxItem, channel: ChannelSettings | N
                                                       claim_token=item.claim_token)):
             return
         report.count(item.channel, "sent")
-        log.info("notification sent", extra=_fields(item, status=status))
+        _item_log(item).info("notification sent", status=status)
     elif status == 429:
         wait = reply.retry_after_s if reply.retry_after_s is not None else backoff_s(item.attempts + 1)
         fail("HTTP 429 (rate limited)", min(wait, MAX_RETRY_AFTER_S), permanent=False)
@@ -245,7 +246,7 @@ def _fenced(item: OutboxItem, mark: Callable[[], None]) -> bool:
     try:
         mark()
     except LeaseLost as exc:
-        log.warning("notification claim lost", extra=_fields(item, error=str(exc)))
+        _item_log(item).warning("notification claim lost", error=str(exc))
         return False
     return True
 
@@ -319,6 +320,6 @@ def run_worker(outbox: OutboxQueue, channels: Mapping[str, ChannelSettings],
                 wait = min(idle_sleep, max(0.0, (nxt - now()).total_seconds()))
         except Exception as exc:  # the worker outlives any one round
             error = str(exc) if isinstance(exc, AlertError) else type(exc).__name__
-            log.error("delivery round failed", extra={"fields": {"error": error}})
+            log.error("delivery round failed", error=error)
             wait = idle_sleep
         stop.wait(wait)

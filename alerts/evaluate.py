@@ -10,10 +10,11 @@ found. Anything else is a bug and propagates.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import structlog
 
 from alerts.context import Rule, RuleContext
 from alerts.registry import ProcessDefinition
@@ -22,7 +23,7 @@ from mining.frame import Events
 from schemas.alerts import Finding
 from schemas.errors import BacklightError
 
-log = logging.getLogger("backlight.alerts.evaluate")
+log = structlog.stdlib.get_logger("backlight.alerts.evaluate")
 
 
 def run_rules(process: ProcessDefinition, events: Events, now: datetime,
@@ -36,6 +37,5 @@ def run_rules(process: ProcessDefinition, events: Events, now: datetime,
         try:
             found.extend(rule.run(ctx))
         except BacklightError as exc:
-            log.error("rule failed", extra={"fields": {
-                "rule": rule.name, "process": process.name, "error": str(exc)}})
+            log.error("rule failed", rule=rule.name, process=process.name, error=str(exc))
     return found

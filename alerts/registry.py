@@ -9,7 +9,6 @@ learned from the events when the config names none (``learn_end_activities``).
 from __future__ import annotations
 
 import calendar as gregorian
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import polars as pl
+import structlog
 
 from alerts.calendar import CalendarSettings, WorkCalendar
 from alerts.duration import Duration, parse_duration
@@ -25,7 +25,7 @@ from alerts.thresholds import RuleSettings
 from mining.frame import EventsLike, prepare
 from schemas.alerts import Review
 
-log = logging.getLogger("backlight.alerts.registry")
+log = structlog.stdlib.get_logger("backlight.alerts.registry")
 
 
 @dataclass(frozen=True)
@@ -200,8 +200,7 @@ def build_definition(name: str, *, owners: str | Sequence[str] | None = (),
         ends = learn_end_activities(events, min_share, now=now)
         learned = bool(ends)
         if learned:
-            log.info("end activities learned", extra={"fields": {
-                "process": name, "end_activities": ",".join(ends)}})
+            log.info("end activities learned", process=name, end_activities=",".join(ends))
     return ProcessDefinition(
         name=name, owners=normalise_owners(owners), team=team, last_reviewed=reviewed,
         reviewed_by=by, review_interval_months=review_interval_months,

@@ -4,7 +4,6 @@ pure rules and lifecycle (read the store, keep the state, fill the outbox, deliv
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 import threading
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import structlog
 
 from alerts.channels import payload_for
 from alerts.delivery import DeliveryReport, HttpxTransport, Transport, deliver
@@ -40,7 +40,7 @@ from schemas.errors import BacklightError
 from schemas.printable import printable
 from storage import AlertState, EventStore, evaluation_lease, open_alert_state, open_outbox, open_store
 
-log = logging.getLogger("backlight.alerts")
+log = structlog.stdlib.get_logger("backlight.alerts")
 
 
 @dataclass(frozen=True)
@@ -184,10 +184,9 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                 lease.release()
     shown = tuple(a for a in result.alerts if a.process in {d.name for d in evaluated}
                   and (a.status.value != "resolved" or a.resolved_at == now))
-    log.info("alerts evaluated", extra={"fields": {
-        "processes": len(evaluated), "failed": len(failed), "findings": len(findings),
-        "changes": len(result.changes), "notifications": len(notifications),
-        "dry_run": dry_run}})
+    log.info("alerts evaluated", processes=len(evaluated), failed=len(failed),
+             findings=len(findings), changes=len(result.changes),
+             notifications=len(notifications), dry_run=dry_run)
     return EvaluationReport(now, tuple(findings), shown, tuple(result.changes),
                             tuple(notifications), tuple(notes), dry_run, tuple(failed))
 
@@ -221,7 +220,7 @@ def _failure(process: str, exc: Exception) -> ProcessFailure:
     """The failure of one process's evaluation, logged with its traceback."""
     error = printable(f"{type(exc).__name__}: {exc}")[:500]
     log.error("could not evaluate a process; the others were evaluated", exc_info=exc,
-              extra={"fields": {"process": printable(process), "summary": error}})
+              process=printable(process), summary=error)
     return ProcessFailure(process, error)
 
 
@@ -255,8 +254,7 @@ class _Leases:
         try:
             self.state.release_leases([evaluation_lease(p) for p in self.held], self.holder)
         except BacklightError as exc:
-            log.warning("could not release evaluation leases", extra={"fields": {
-                "error": str(exc)}})
+            log.warning("could not release evaluation leases", error=str(exc))
 
 
 def _definition_learning(settings: Settings, definition: ProcessDefinition,
@@ -307,7 +305,7 @@ def run(settings: Settings, every: timedelta, stop: threading.Event,
         except ConfigError:
             raise
         except BacklightError as exc:  # the store is busy or gone: try again next round
-            log.error("alert round failed", extra={"fields": {"error": str(exc)}})
+            log.error("alert round failed", error=str(exc))
         else:
             if on_round:
                 on_round(report, delivered)

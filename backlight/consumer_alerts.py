@@ -9,10 +9,11 @@ it did not take stays in the outbox for the next round (or for ``backlight alert
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Sequence
+
+import structlog
 
 from backlight import alerting
 from backlight.config import Settings
@@ -20,7 +21,7 @@ from ingest.subscribers import Subscription
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 
-log = logging.getLogger("backlight.alerts.consumer")
+log = structlog.stdlib.get_logger("backlight.alerts.consumer")
 
 
 class ConsumerAlerts:
@@ -58,8 +59,7 @@ class ConsumerAlerts:
         self._dirty.set()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            log.warning("alert round still running at exit", extra={"fields": {
-                "waited_s": timeout_s}})
+            log.warning("alert round still running at exit", waited_s=timeout_s)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -82,10 +82,9 @@ class ConsumerAlerts:
             report = alerting.evaluate(self.settings)
             delivered = alerting.deliver_outbox(self.settings) if deliver else None
         except Exception as exc:  # never let an alert round take the consumer down
-            log.error("alert round failed", extra={"fields": {"error": str(exc)}})
+            log.error("alert round failed", error=str(exc))
             return
         self.rounds += 1
-        log.info("alert round", extra={"fields": {
-            "alerts": len(report.alerts), "changes": len(report.changes),
-            "sent": delivered.sent if delivered else 0,
-            "failed": delivered.failed if delivered else 0}})
+        log.info("alert round", alerts=len(report.alerts), changes=len(report.changes),
+                 sent=delivered.sent if delivered else 0,
+                 failed=delivered.failed if delivered else 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
+import structlog
 from tqdm import tqdm
 
 from backlight.config import ConfigError, Settings
@@ -29,7 +29,7 @@ from ingest.transport import KafkaSink, KafkaSource, Sink, Source, ensure_topics
 from mining.live_maps import LiveMaps
 from storage import EventStore, open_store
 
-log = logging.getLogger("backlight")
+log = structlog.stdlib.get_logger("backlight.jobs")
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 SIMULATION_START = datetime(2026, 1, 5, 9, tzinfo=AMSTERDAM)
 
@@ -42,7 +42,7 @@ def local_broker(settings: Settings) -> LocalBroker:
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM and SIGINT ask the loop to finish its batch, commit and return."""
     def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received, finishing the batch", extra={"fields": {"signal": signum}})
+        log.info("signal received, finishing the batch", signal=signum)
         stop.set()
 
     if threading.current_thread() is not threading.main_thread():
@@ -153,9 +153,8 @@ def _consume(settings: Settings, exit_when_idle: float | None, live: LiveMaps | 
         sink = RdKafkaSink(k.bootstrap_servers, client_id=f"{k.client_id}-dlq",
                            **k.client_options())
         closing.callback(sink.close)
-        log.info("consuming", extra={"fields": {"topics": ",".join(topics),
-                                                "group": k.group_id,
-                                                "bootstrap": k.bootstrap_servers}})
+        log.info("consuming", topics=",".join(topics), group=k.group_id,
+                 bootstrap=k.bootstrap_servers)
         return _run(settings, store, source, sink, live, stop, exit_when_idle,
                     subscriptions, drain_timeout_s, metrics)
 
@@ -175,10 +174,9 @@ def _run(settings: Settings, store: EventStore, source: Source, sink: Sink,
         stats = consumer.run(stop, exit_when_idle)
     for process in live:
         state = live.snapshot(process)
-        log.info("live map", extra={"fields": {
-            "process": process, "events": state["events"], "cases": state["cases"],
-            "edges": len(state["dfg"]), **state["state"],
-            "delivery_max_ms": round(stats.delivery_max_s * 1000, 1)}})
+        log.info("live map", process=process, events=state["events"], cases=state["cases"],
+                 edges=len(state["dfg"]), **state["state"],
+                 delivery_max_ms=round(stats.delivery_max_s * 1000, 1))
     return stats
 
 

@@ -21,13 +21,13 @@ CLI, ``alerts run`` and other processes did too.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections import Counter as Counter_
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -45,7 +45,7 @@ from storage import (
     open_store,
 )
 
-log = logging.getLogger("backlight.metrics")
+log = structlog.stdlib.get_logger("backlight.metrics")
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 READ_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -211,7 +211,7 @@ class StoreCollector(Collector):
             try:
                 families = list(self._read())
             except (BacklightError, OSError) as exc:
-                log.warning("metrics: the store cannot be read: %s", exc)
+                log.warning(f"metrics: the store cannot be read: {exc}")
                 self._close()
                 up.add_metric([], 0)
                 yield up

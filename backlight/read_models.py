@@ -18,7 +18,6 @@ a new event touches it.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
@@ -26,6 +25,7 @@ from typing import Any, Final
 
 import msgspec
 import numpy as np
+import structlog
 
 from alerts.calendar import WorkCalendar
 from backlight.config import Settings
@@ -37,7 +37,7 @@ from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 from storage import EventStore, ReadModelTables, open_store
 
-log = logging.getLogger("backlight.read_models")
+log = structlog.stdlib.get_logger("backlight.read_models")
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -128,8 +128,8 @@ class ReadModels:
         stale = [p for p in processes if p not in self._shaped
                  and self._tables.shape(p) not in (None, self.shape(p))]
         for process in stale:
-            log.warning("the read models of %r were folded with other end activities or another "
-                        "calendar: folding them again from the events", process)
+            log.warning(f"the read models of {process!r} were folded with other end activities or "
+                        "another calendar: folding them again from the events")
             self._rebuild_one(process, None)
         self._shaped.update(processes)
         return bool(stale)

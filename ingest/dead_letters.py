@@ -28,10 +28,11 @@ a batch before the batch's offsets may be committed:
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+
+import structlog
 
 from ingest.errors import DeliveryFailed, KafkaUnavailable
 from ingest.retry import RETRY_S, Retrying
@@ -47,7 +48,7 @@ REASON_MAX = 1000
 FLUSH_SLICE_S = 1.0
 """How long one wait for acknowledgements lasts before the stop flag is looked at again."""
 DLQ_SUFFIX = ".dlq"
-log = logging.getLogger("backlight.consume")
+log = structlog.stdlib.get_logger("backlight.consume")
 
 
 def dead_letter_topic(topic: str) -> str:

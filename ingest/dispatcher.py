@@ -6,7 +6,6 @@ ingest/subscribers.py; this module implements it.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -15,6 +14,8 @@ from collections import deque
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, cast
+
+import structlog
 
 from ingest.errors import StoreError
 from ingest.subscribers import (
@@ -29,7 +30,7 @@ from ingest.subscribers import (
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 
-log = logging.getLogger("backlight.consume.subscribers")
+log = structlog.stdlib.get_logger("backlight.consume.subscribers")
 
 _PENDING_COMMITS = 1024  # commit times remembered per subscriber for the delivery delay
 _QUEUED_BATCHES = 4  # handed-over events queued per subscriber, in its batch_limits; then read back
@@ -180,10 +181,10 @@ class _Worker:
             s.busy_s += took
             read = s.handover_read - read
             self.dispatcher.cond.notify_all()
-        log.info("subscriber follows its partitions", extra={"fields": {
-            "subscriber": self.sub.name, "partitions": len(target),
-            "assigned": len(target - before), "revoked": len(before - target), "mark": mark,
-            "history_read": read, "history_taken": taken, "seconds": round(took, 3)}})
+        log.info("subscriber follows its partitions", subscriber=self.sub.name,
+                 partitions=len(target), assigned=len(target - before),
+                 revoked=len(before - target), mark=mark, history_read=read,
+                 history_taken=taken, seconds=round(took, 3))
         return "handled"
 
     def step(self) -> Literal["handled", "empty", "failed"]:
@@ -205,8 +206,8 @@ class _Worker:
             try:
                 self.store.save_subscriber_mark(sub.name, new_mark)
             except Exception as exc:  # handled all the same: the next batch saves the mark
-                log.warning("could not save the subscriber's mark", extra={"fields": {
-                    "subscriber": sub.name, "mark": new_mark, "error": redact(str(exc))[:500]}})
+                log.warning("could not save the subscriber's mark", subscriber=sub.name,
+                            mark=new_mark, error=redact(str(exc))[:500])
         self._handled(new_mark, len(events), time.perf_counter() - started)
         return "handled"
 
@@ -223,7 +224,7 @@ class _Worker:
                 "failing": s.failing, "retry_in_s": round(self.sub.retry.delay(s.failing), 3)}
         if fields["failing"] == 1:  # the first of a run of failures says where it came from
             fields["traceback"] = redact("".join(traceback.format_exception(exc)))[-3000:]
-        log.warning("subscriber failed, will retry from the store", extra={"fields": fields})
+        log.warning("subscriber failed, will retry from the store", **fields)
 
     def _handled(self, new_mark: int, count: int, took: float) -> None:
         d, s = self.dispatcher, self.stats
@@ -240,9 +241,8 @@ class _Worker:
                 s.delivery_max_s = max(s.delivery_max_s, now - committed)
             d.cond.notify_all()
         if recovered:
-            log.info("subscriber recovered", extra={"fields": {
-                "subscriber": s.name, "failed_calls": recovered, "mark": new_mark,
-                "pending": s.lag}})
+            log.info("subscriber recovered", subscriber=s.name, failed_calls=recovered,
+                     mark=new_mark, pending=s.lag)
 
 
 class Dispatcher:
@@ -274,7 +274,7 @@ class Dispatcher:
             return self.store.last_seq()
         except StoreError as exc:
             log.warning("could not read the store's last seq; the subscribers catch up at the "
-                        "next commit", extra={"fields": {"error": str(exc)}})
+                        "next commit", error=str(exc))
             return None
 
     def start(self) -> None:
@@ -374,9 +374,9 @@ class Dispatcher:
                     return False
                 self.cond.wait(poll_s)
         for w in behind:
-            log.warning("subscriber did not catch up before exit", extra={"fields": {
-                "subscriber": w.sub.name, "pending": target - w.stats.mark,
-                "failures": w.stats.failures, "error": w.stats.last_error}})
+            log.warning("subscriber did not catch up before exit", subscriber=w.sub.name,
+                        pending=target - w.stats.mark, failures=w.stats.failures,
+                        error=w.stats.last_error)
         return False
 
     def stop(self, timeout_s: float = 10.0) -> bool:
@@ -394,13 +394,12 @@ class Dispatcher:
             if worker.thread.is_alive():
                 stuck.append(worker.sub.name)
         for s in self.stats():
-            log.info("subscriber stopped", extra={"fields": {
-                "subscriber": s.name, "handled": s.handled, "read_back": s.read_back,
-                "mark": s.mark, "pending": s.lag, "failures": s.failures,
-                "handovers": s.handovers, "delivery_max_ms": round(s.delivery_max_s * 1000, 1)}})
+            log.info("subscriber stopped", subscriber=s.name, handled=s.handled,
+                     read_back=s.read_back, mark=s.mark, pending=s.lag, failures=s.failures,
+                     handovers=s.handovers, delivery_max_ms=round(s.delivery_max_s * 1000, 1))
         if stuck:
-            log.warning("subscriber still busy at stop, left running", extra={"fields": {
-                "subscribers": ",".join(stuck), "timeout_s": timeout_s}})
+            log.warning("subscriber still busy at stop, left running",
+                        subscribers=",".join(stuck), timeout_s=timeout_s)
         return not stuck
 
     def stats(self) -> list[SubscriberStats]:

@@ -20,13 +20,14 @@ import functools
 import logging
 from typing import Any
 
+import structlog
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ingest.errors import DeliveryFailed, KafkaUnavailable
 from ingest.rdkafka import OPTIONS
 from ingest.transport import HeaderList, Undelivered
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger("backlight.consume.dead_letters")
 DELIVERY_TIMEOUT_S = 30.0
 """How long librdkafka tries to deliver a message before reporting it failed (its
 ``message.timeout.ms``); the caller decides what then (the consumer waits and sends again)."""
@@ -102,5 +103,4 @@ class RdKafkaSink:
         """Give what is queued a moment, then let it go (the caller did not commit it)."""
         left = self._producer.flush(min(3.0, DELIVERY_TIMEOUT_S))
         if left:
-            log.warning("closing the producer with messages not acknowledged",
-                        extra={"fields": {"messages": left}})
+            log.warning("closing the producer with messages not acknowledged", messages=left)

@@ -14,18 +14,28 @@ import threading
 import time
 from typing import Any
 
+import structlog
+
 RETRY_S = (0.5, 1.0, 2.0, 5.0)
 """Waits before each new attempt (then the last, repeated)."""
 LOG_EVERY_S = 60.0
 """At most one warning per outage per this many seconds."""
+Log = structlog.stdlib.BoundLogger | logging.Logger
+"""Where an outage is logged. Transitional: also a standard-library logger (``ingest/consumer.py``
+passes one until it logs through structlog); then only ``structlog.stdlib.BoundLogger``."""
+
+
+def bound(log: Log) -> structlog.stdlib.BoundLogger:
+    """Transitional: ``log`` as a structlog logger (a standard-library one: the same name)."""
+    return structlog.stdlib.get_logger(log.name) if isinstance(log, logging.Logger) else log
 
 
 class Retrying:
     """One outage of one action (``what``: "storing the batch"), as seen by the loop retrying it."""
 
-    def __init__(self, what: str, stop: threading.Event, log: logging.Logger,
+    def __init__(self, what: str, stop: threading.Event, log: Log,
                  waits: tuple[float, ...] = RETRY_S, log_every_s: float = LOG_EVERY_S) -> None:
-        self.what, self.stop, self.log = what, stop, log
+        self.what, self.stop, self.log = what, stop, bound(log)
         self.waits, self.log_every_s = waits, log_every_s
         self.attempts = 0
         self._started = 0.0
@@ -41,14 +51,13 @@ class Retrying:
         self.attempts += 1
         if now - self._logged >= self.log_every_s:
             self._logged = now
-            self.log.warning(f"{self.what} failed; trying again", extra={"fields": {
-                **fields, "attempts": self.attempts, "failing_for_s": round(now - self._started, 1),
-                "retry_in_s": wait, "error": str(error)}})
+            self.log.warning(f"{self.what} failed; trying again", **fields, attempts=self.attempts,
+                             failing_for_s=round(now - self._started, 1), retry_in_s=wait,
+                             error=str(error))
         return not self.stop.wait(wait)
 
     def succeeded(self) -> None:
         """Log the recovery, if there was an outage."""
         if self.attempts:
-            self.log.warning(f"{self.what} succeeded again", extra={"fields": {
-                "attempts": self.attempts,
-                "failed_for_s": round(time.monotonic() - self._started, 1)}})
+            self.log.warning(f"{self.what} succeeded again", attempts=self.attempts,
+                             failed_for_s=round(time.monotonic() - self._started, 1))

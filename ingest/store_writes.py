@@ -15,14 +15,13 @@ A store write fails in one of two ways (``ingest.errors.rejects_rows`` tells the
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ingest.errors import RowRejected, StoreError
-from ingest.retry import RETRY_S, Retrying
+from ingest.retry import RETRY_S, Log, Retrying, bound
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 from storage import EventStore
@@ -49,12 +48,13 @@ class Written:
 
 def write_batch(store: EventStore, events: Sequence[CaseEvent],
                 origins: Sequence[Coordinates | None], stop: threading.Event,
-                log: logging.Logger, waits: tuple[float, ...] = RETRY_S) -> Written | None:
+                log: Log, waits: tuple[float, ...] = RETRY_S) -> Written | None:
     """Store ``events``, setting aside the rows the database refuses; None when ``stop`` is
     set while the store cannot be written (nothing of the rest is known to be stored)."""
     new = [False] * len(events)
     refused: list[Refused] = []
     todo = [(0, len(events))] if events else []  # ranges still to write, the next one last
+    log = bound(log)
     retrying = Retrying("storing the batch", stop, log, waits)
     seconds = 0.0
     while todo:
@@ -81,6 +81,5 @@ def write_batch(store: EventStore, events: Sequence[CaseEvent],
     if refused:
         refused.sort(key=lambda r: r.index)
         log.warning("the store refused rows of the batch; they go to the dead-letter topic",
-                    extra={"fields": {"events": len(events), "refused": len(refused),
-                                      "reason": refused[0].reason}})
+                    events=len(events), refused=len(refused), reason=refused[0].reason)
     return Written(new, refused, seconds)

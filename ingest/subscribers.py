@@ -45,7 +45,6 @@ revoked and assigned back costs nothing); a failed handover is retried like a fa
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -54,7 +53,6 @@ from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 from storage import StoredEvent
 
-log = logging.getLogger("backlight.consume.subscribers")
 Subscriber = Callable[[Sequence[CaseEvent], Sequence[Coordinates | None]], None]
 """Called with a batch of stored events, in store order, and where each came from in Kafka."""
 Partition = tuple[str, int]

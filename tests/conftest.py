@@ -16,9 +16,12 @@ import polars as pl
 import pytest
 from broker_support import own_broker  # noqa: F401 (a fixture: a broker a test may stop)
 
+from backlight import logs
 from ingest.simulate import Anomalies, simulate
 from mining.frame import SCHEMA, check_frame
 from schemas.event import CaseEvent
+
+logs.configure()  # structlog's loggers log through the standard library, as under the CLI
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -5,11 +5,11 @@ real SQLite store), and outages logged at most once a minute."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from pathlib import Path
 
 import pytest
+import structlog
 
 from ingest.dead_letters import (
     HEADER_NAME_MAX,
@@ -27,7 +27,7 @@ from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 from storage import SQLiteStore
 
-log = logging.getLogger("test.dead_letter_rules")
+log = structlog.stdlib.get_logger("test.dead_letter_rules")
 
 
 def ev(i: int, activity: str | None = "A", resource: str | None = "u-1",
@@ -118,7 +118,7 @@ def test_the_rows_sqlite_refuses_are_set_aside_and_the_rest_stored(tmp_path: Pat
 
 
 def test_a_transient_store_error_is_retried_and_logged_once_a_minute(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path) -> None:
     """With the events table away, the write is retried without end (logged once, with the
     attempt count); with it back, the batch is stored; stopped meanwhile, None."""
     import sqlite3
@@ -136,14 +136,15 @@ def test_a_transient_store_error_is_retried_and_logged_once_a_minute(
         return real_write(events, origins)
 
     store.write = write  # type: ignore[method-assign]
-    with caplog.at_level(logging.WARNING, logger=log.name):
+    with structlog.testing.capture_logs() as logged:
         written = write_batch(store, [ev(1), ev(2)], [None, None], threading.Event(), log,
                               waits=(0.0,))
     assert written is not None and written.new == [True, True]
-    failures = [r for r in caplog.records if "storing the batch failed" in r.getMessage()]
+    failures = [e for e in logged if e["event"] == "storing the batch failed; trying again"]
     assert len(failures) == 1 and tries["n"] == 6
-    assert any("succeeded again" in r.getMessage() and r.fields["attempts"] == 5  # type: ignore[attr-defined]
-               for r in caplog.records)
+    assert failures[0]["attempts"] == 1 and failures[0]["log_level"] == "warning"
+    [recovered] = [e for e in logged if e["event"] == "storing the batch succeeded again"]
+    assert recovered["attempts"] == 5
     db.execute("ALTER TABLE events RENAME TO away")
     stop = threading.Event()
     stop.set()
@@ -152,10 +153,10 @@ def test_a_transient_store_error_is_retried_and_logged_once_a_minute(
     store.close()
 
 
-def test_retrying_logs_again_only_after_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+def test_retrying_logs_again_only_after_a_minute() -> None:
     """100 failures in a row: one warning (the next would come a minute after the first)."""
     retrying = Retrying("dead-lettering the batch", threading.Event(), log, waits=(0.0,))
-    with caplog.at_level(logging.WARNING, logger=log.name):
+    with structlog.testing.capture_logs() as logged:
         for _ in range(100):
             assert retrying.failed(StoreError("down"))
-    assert len(caplog.records) == 1 and retrying.attempts == 100
+    assert len(logged) == 1 and retrying.attempts == 100

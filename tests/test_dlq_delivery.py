@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import signal
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from broker_support import (
     own_broker,  # noqa: F401 (a fixture)
     relaunch,
@@ -37,7 +37,6 @@ from storage import SQLiteStore
 pytestmark = pytest.mark.kafka
 DLQ_MAX_BYTES = 2048
 BIG = 10_000
-log = logging.getLogger("test.dlq_delivery")
 
 
 def valid(i: int) -> bytes:
@@ -244,7 +243,7 @@ def wait(check: Any, seconds: float, what: str) -> None:
 
 def test_broker_stopped_with_dead_letters_in_hand_is_waited_out_nothing_lost(
         tmp_path: Path, own_broker: tuple[LocalBroker, BrokerState],  # noqa: F811
-        members: list[Member], caplog: pytest.LogCaptureFixture) -> None:
+        members: list[Member]) -> None:
     """The broker stops just as a batch's dead letters are handed to the producer (whose
     delivery timeout is 3 s) and stays down 15 s: the consumer keeps running, retrying; once
     the broker is back every invalid message is in the DLQ (by source offset, at least once),
@@ -258,7 +257,7 @@ def test_broker_stopped_with_dead_letters_in_hand_is_waited_out_nothing_lost(
     sink = StopsTheBroker(RdKafkaSink(state.bootstrap, delivery_timeout_s=3.0), broker)
     sink.armed.set()
     db = tmp_path / "s.db"
-    with caplog.at_level(logging.WARNING, logger="backlight.consume"):
+    with structlog.testing.capture_logs() as logged:
         member = start_member(state, topic, group, db, sink, members)
         wait(sink.stopped.is_set, 120, "the broker stopped with dead letters in hand")
         time.sleep(15)
@@ -272,7 +271,7 @@ def test_broker_stopped_with_dead_letters_in_hand_is_waited_out_nothing_lost(
     offsets = {int(dict(m.headers())["backlight.source.offset"]) for m in letters}
     assert offsets == {i for i in range(100) if i % 4 == 0}
     assert during == 0, "the batch with undelivered dead letters was stored before them"
-    assert any("dead-lettering the batch failed" in r.getMessage() for r in caplog.records)
+    assert any(e["event"] == "dead-lettering the batch failed; trying again" for e in logged)
     print(f"DLQ outage: {len(letters)} letters for 25 invalid messages; stored during it: "
           f"{during}")
 

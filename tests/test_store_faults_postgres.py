@@ -6,7 +6,6 @@ timeouts, from ``[store]``), not for as long as it stays frozen."""
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition
 from conftest import ROOT
@@ -37,7 +37,7 @@ from schemas.frame import Coordinates
 from storage import PostgresSession, ReadModelTables, open_alert_state, open_outbox, open_store
 from storage.pg_events import PostgresStore
 
-log = logging.getLogger("test.store_faults")
+log = structlog.stdlib.get_logger("test.store_faults")
 T0 = 1_770_000_000_000_000
 
 

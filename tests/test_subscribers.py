@@ -7,7 +7,6 @@ runs the same contract on the real broker.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 from subscribers_support import Recorder
 
 from ingest.consumer import BatchReport, Consumer
@@ -122,7 +122,7 @@ def test_offsets_are_committed_at_most_every_interval_and_all_once_caught_up(
 
 
 def test_failing_subscriber_sees_every_event_once_in_order_while_ingest_goes_on(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path) -> None:
     """A subscriber raising on its 2nd and 3rd call gets every stored event exactly once, in
     store order, after retries (partly handed over, partly read back from the store once its
     bounded queue overflowed); ingest kept committing while it failed and finished before it
@@ -132,7 +132,7 @@ def test_failing_subscriber_sees_every_event_once_in_order_while_ingest_goes_on(
     flaky = Recorder(fail_on={2, 3})
     run = consumer(source, store, [Subscription("flaky", flaky, batch_limit=30,
                                                 retry=Backoff(0.5, 2.0))])
-    with caplog.at_level(logging.WARNING, "backlight.consume.subscribers"):
+    with structlog.testing.capture_logs() as logged:
         stats = run.run(exit_when_idle_s=0.05)
 
     assert stats.stored == 292 and stats.duplicates == 20
@@ -145,11 +145,10 @@ def test_failing_subscriber_sees_every_event_once_in_order_while_ingest_goes_on(
     assert (sub.failures, sub.failing, sub.handled, sub.lag) == (2, 0, 292, 0)
     assert 0 < sub.read_back < 292 and max(flaky.sizes) <= 30
     assert sub.last_error == "RuntimeError: downstream refused batch 3" and stats.drained
-    failures = [r for r in caplog.records if r.getMessage().startswith("subscriber failed")]
-    assert len(failures) == 2
-    fields = failures[0].fields  # type: ignore[attr-defined]
-    assert fields["subscriber"] == "flaky" and fields["pending"] > 0
-    assert fields["error"] == "RuntimeError: downstream refused batch 2"
+    failures = [e for e in logged if e["event"].startswith("subscriber failed")]
+    assert len(failures) == 2 and failures[0]["log_level"] == "warning"
+    assert failures[0]["subscriber"] == "flaky" and failures[0]["pending"] > 0
+    assert failures[0]["error"] == "RuntimeError: downstream refused batch 2"
     store.close()
 
 
@@ -274,8 +273,7 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     assert [backoff.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
-def test_failure_logs_and_stats_never_show_a_webhook_secret(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_failure_logs_and_stats_never_show_a_webhook_secret(tmp_path: Path) -> None:
     """A subscriber whose error names its webhook URL (as HTTP clients' errors do) is logged
     and reported with the URL cut to its host: the token in the path never appears."""
     store = SQLiteStore(tmp_path / "s.db")
@@ -286,14 +284,14 @@ def test_failure_logs_and_stats_never_show_a_webhook_secret(
         raise RuntimeError(f"Server error '503 Service Unavailable' for url '{secret}'")
 
     dispatcher = Dispatcher(store, [Subscription("chat", webhook, retry=Backoff(0.01, 0.02))])
-    with caplog.at_level(logging.WARNING, "backlight.consume.subscribers"):
+    with structlog.testing.capture_logs() as logged:
         dispatcher.start()
         assert not dispatcher.drain(stall_timeout_s=0.2)
         dispatcher.stop(1.0)
-    records = [r for r in caplog.records if r.getMessage().startswith("subscriber failed")]
-    assert len(records) >= 2 and "traceback" in records[0].fields  # type: ignore[attr-defined]
-    logged = " ".join(str(v) for r in records for v in r.fields.values())  # type: ignore[attr-defined]
-    assert "s3cr3tT0k3n" not in logged and "hooks.slack.com/<redacted>" in logged
+    failures = [e for e in logged if e["event"].startswith("subscriber failed")]
+    assert len(failures) >= 2 and "traceback" in failures[0]
+    text = " ".join(str(v) for e in logged for v in e.values())
+    assert "s3cr3tT0k3n" not in text and "hooks.slack.com/<redacted>" in text
     [stats] = dispatcher.stats()
     assert stats.last_error is not None and "s3cr3tT0k3n" not in stats.last_error
     store.close()

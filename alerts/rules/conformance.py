@@ -13,12 +13,12 @@ be read is a warning finding saying so, never a crash.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC
 from pathlib import Path
 from typing import Final
 
 import polars as pl
+import structlog
 
 from alerts.context import Rule, RuleContext
 from alerts.duration import parse_duration
@@ -32,13 +32,13 @@ from schemas.alerts import Finding, Severity
 SUBJECT: Final = "conformance to reference model"
 TOP: Final = 5  # deviations named
 
-log = logging.getLogger("backlight.alerts.rules.conformance")
+log = structlog.stdlib.get_logger("backlight.alerts.rules.conformance")
 
 
 def _unreadable(ctx: RuleContext, error: Exception) -> Finding:
     model = Path(str(ctx.process.reference_model)).name
-    log.warning("reference model unreadable", extra={"fields": {
-        "process": ctx.process.name, "model": model, "error": str(error)}})
+    log.warning("reference model unreadable", process=ctx.process.name, model=model,
+                error=str(error))
     return Finding(
         rule=CONFORMANCE.name, process=ctx.process.name, subject=SUBJECT, severity=Severity.WARNING,
         summary=f"the reference model {model} of {ctx.process.name} cannot be read: {error}",

@@ -8,7 +8,6 @@ act as the signed-in user, through the same functions as the CLI.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from urllib.parse import urlencode
 
 import jinja2
 import markupsafe
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -44,7 +44,7 @@ from schemas.alerts import Acknowledgement, Alert, Severity, Silence, Status
 from schemas.printable import printable
 
 router = APIRouter(include_in_schema=False)
-log = logging.getLogger("backlight.web.auth")
+log = structlog.stdlib.get_logger("backlight.web.auth")
 VIEWS = ("frequency", "performance")
 TOP_VARIANTS = 15
 
@@ -351,8 +351,8 @@ async def login(request: Request) -> Response:
     limiter: AttemptLimiter = request.app.state.login_limiter
     wait = limiter.attempt(client)
     if wait is not None:
-        log.warning("sign-in refused from %r: %d failed attempts within a minute", client,
-                    limiter.limit)
+        log.warning(f"sign-in refused from {client!r}: {limiter.limit:d} failed attempts within "
+                    "a minute")
         refused = render(request, "login.html", {
             "next": "/", "error": f"Too many failed sign-ins from your address: try again "
                                   f"in {wait} s."}, 429)
@@ -362,14 +362,14 @@ async def login(request: Request) -> Response:
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
     target = forms.safe_next(form.get("next"))
     if not auth.csrf_ok(request, form.get(CSRF_FIELD)):
-        log.warning("sign-in failed from %r: CSRF token missing or wrong (%d within a minute)",
-                    client, limiter.failures(client))
+        log.warning(f"sign-in failed from {client!r}: CSRF token missing or wrong "
+                    f"({limiter.failures(client):d} within a minute)")
         return error_page(request, 403, "This sign-in form has expired (CSRF token missing or "
                                         "wrong). Reload the page and retry.")
     token = auth.from_token(form.get("token", "").strip()) if form.get("token") else None
     if token is None:
-        log.warning("sign-in failed from %r: unknown token (%d within a minute)", client,
-                    limiter.failures(client))
+        log.warning(f"sign-in failed from {client!r}: unknown token "
+                    f"({limiter.failures(client):d} within a minute)")
         return render(request, "login.html", {
             "next": target, "error": "That token is not known here."}, 401)
     limiter.succeeded(client)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import glob
 import io
 import json
-import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
+import structlog
 
 from alerts.lifecycle import with_acks_and_silences
 from alerts.registry import ProcessDefinition, review_due
@@ -44,7 +44,7 @@ from schemas.event import from_time_us
 from schemas.frame import FRAME_SCHEMA
 from storage import ReadModelTables, open_alert_state, open_store
 
-log = logging.getLogger("backlight.web")
+log = structlog.stdlib.get_logger("backlight.web")
 
 
 def _describe(exc: BaseException) -> str:
@@ -265,8 +265,8 @@ class WebService:
                 rows.append(ProcessRow(name, self._line(definition, window),
                                        self.governance(definition), counts))
             except Exception as exc:  # one process's data never hides the others
-                log.exception("overview: the figures of one process failed",
-                              extra={"fields": {"process": name, "window": window}})
+                log.exception("overview: the figures of one process failed", process=name,
+                              window=window)
                 rows.append(ProcessRow(name, None, None, counts, error=_describe(exc)))
         return rows
 
