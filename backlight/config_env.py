@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import logging
 import os
 import re
 import types
@@ -24,6 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
+import structlog
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource
@@ -35,7 +35,7 @@ ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("backlight_environ", 
 """The environment ``config.load`` reads (else ``os.environ``): pydantic-settings builds the
 sources inside the model, where no argument of ``load`` reaches."""
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-log = logging.getLogger("backlight.config")
+log = structlog.stdlib.get_logger("backlight.config")
 
 Path = tuple[int | str, ...]
 
@@ -224,8 +224,7 @@ class EnvSource(EnvSettingsSource):
         wanted = referenced([self.file, list(plain.values()), [v.value for v in self.items]])
         for name, why in stray:
             if name not in wanted:  # ``token = "${BACKLIGHT_TOKEN_ALICE}"`` is not stray
-                log.warning("environment variable ignored: not a config key", extra={
-                    "fields": {"variable": name, "why": why}})
+                log.warning("environment variable ignored: not a config key", variable=name, why=why)
         return plain
 
     def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:

@@ -3,11 +3,11 @@ is logged and skipped while the others still run, and only errors of the hierarc
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from alerts.context import Rule, RuleContext
 from alerts.evaluate import run_rules
@@ -30,17 +30,16 @@ def year_one_events() -> list[dict[str, Any]]:
              "timestamp": YEAR_ONE + timedelta(hours=k)} for k in range(90)]
 
 
-def test_a_rule_that_cannot_judge_the_data_is_reported_and_the_others_run(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_rule_that_cannot_judge_the_data_is_reported_and_the_others_run() -> None:
     """The drift and rework rules cannot place their baseline before year 1: each is logged
     ("rule failed", naming rule, process and why) and skipped, while no_events still finds the
     feed quiet and the governance rules an unowned, never reviewed process."""
     process = ProcessDefinition("claims", end_activities=("Pay",))
     events = prepare(frame_from_rows(year_one_events()))
-    with caplog.at_level(logging.ERROR, logger="backlight.alerts.evaluate"):
+    with capture_logs() as logged:
         found = run_rules(process, events, YEAR_ONE + timedelta(days=40))
     assert [f.rule for f in found] == ["no_events", "stale_review", "no_owner"]
-    failed = {r.fields["rule"]: r.fields for r in caplog.records if r.getMessage() == "rule failed"}
+    failed = {e["rule"]: e for e in logged if e["event"] == "rule failed"}
     assert sorted(failed) == ["bottleneck", "handoff", "rework", "throughput"]
     assert all(f["process"] == "claims" and f["error"].endswith("before year 1")
                for f in failed.values())
