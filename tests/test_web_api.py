@@ -4,6 +4,7 @@ what it writes are the records the CLI reads back."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,6 +81,21 @@ def test_process_document_is_the_mine_json(client: httpx.Client, settings: Setti
         response = client.get(f"/api/processes/{quote(name)}", params={"window": "all"})
         assert response.status_code == 200
         assert response.json() == json.loads(mine(settings, name, "json").text), name
+
+
+def test_downloads_are_the_mine_documents(client: httpx.Client, settings: Settings) -> None:
+    """model.bpmn and events.xes for window=all are `backlight mine --format bpmn/xes` of the
+    same events (the model with its note on what it leaves out), up to the model's generated ids
+    and the order of its elements."""
+    def ids_out(text: str) -> list[str]:
+        return sorted(re.sub(r"id[0-9a-f]{8}-[0-9a-f-]{27}", "id", text).splitlines())
+
+    for fmt, path in (("bpmn", "model.bpmn"), ("xes", "events.xes")):
+        response = client.get(f"/api/processes/payments/{path}", params={"window": "all"})
+        assert response.status_code == 200
+        assert ids_out(response.text) == ids_out(mine(settings, "payments", fmt).text), fmt
+    model = client.get("/api/processes/payments/model.bpmn", params={"window": "all"}).text
+    assert "Backlight discovered this model" in model
 
 
 def test_four_week_window_holds_the_cases_completed_in_its_days(client: httpx.Client) -> None:

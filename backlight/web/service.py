@@ -8,7 +8,6 @@ records. Names that reach here come from URLs: an unknown process or alert raise
 from __future__ import annotations
 
 import glob
-import io
 import json
 import threading
 from dataclasses import dataclass
@@ -23,19 +22,15 @@ from alerts.registry import ProcessDefinition, review_due
 from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view, window_days
-from backlight.mine import conformance
+from backlight.mine import bpmn_document, conformance, json_document, xes_document
 from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
 from backlight.web.cache import ProcessCache
 from backlight.web.limits import STEP, quantise
 from backlight.web.maps import MapRenderer
 from backlight.web.windows import WINDOWS, StuckCase
-from mining.export import write_xes
-from mining.frame import prepare
-from mining.model import discover_model
 from mining.read_model import DAY_US
 from mining.render import MapData, View
-from mining.summary import summarize
 from mining.timerange import latest_allowed, within_range
 from mining.windows import completed_between
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Silence, Status
@@ -224,13 +219,9 @@ class WebService:
         reference model when the config names one."""
         frame = self.window_events(name, window)
         def build() -> str:
-            doc = summarize(prepare(frame), name)
-            doc["out_of_range_events"] = self.store.out_of_range(
-                name, latest_allowed(datetime.now(UTC)))
-            checked = self.conformance(name, window)
-            if checked is not None:
-                doc["conformance"] = checked
-            return json.dumps(doc, allow_nan=False)
+            out_of_range = self.store.out_of_range(name, latest_allowed(datetime.now(UTC)))
+            return json.dumps(json_document(self.settings, name, [frame], out_of_range),
+                              allow_nan=False)
         return self.documents.get((name, window, frame.height, "document"), build)
 
     def figures(self, name: str, window: Window) -> FiguresOut:
@@ -299,16 +290,12 @@ class WebService:
         if frame.is_empty():
             raise NotFound(f"no case of {name!r} in the window {window!r}: no model to discover")
         return self.documents.get((name, window, frame.height, "bpmn"),
-                                  lambda: discover_model(frame).bpmn_xml)
+                                  lambda: bpmn_document(frame)[0])
 
     def xes(self, name: str, window: str) -> str:
         frame = self.window_events(name, window)
-
-        def build() -> str:
-            buffer = io.StringIO()
-            write_xes(frame, name, buffer)
-            return buffer.getvalue()
-        return self.documents.get((name, window, frame.height, "xes"), build)
+        return self.documents.get((name, window, frame.height, "xes"),
+                                  lambda: xes_document(frame, name))
 
     def conformance(self, name: str, window: str) -> dict[str, Any] | None:
         """Fitness of the window's events against the process's documented model; None without
