@@ -19,6 +19,7 @@ import structlog
 
 from alerts.lifecycle import with_acks_and_silences
 from alerts.registry import ProcessDefinition, review_due
+from alerts.rules.stuck import STUCK
 from backlight import alerting
 from backlight.config import ProcessSettings, Settings
 from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view, window_days
@@ -203,7 +204,7 @@ class WebService:
         self.definition(name)
         out = []
         for alert in self.alerts(name):
-            if alert.rule != "stuck" or alert.status not in (Status.FIRING, Status.PENDING):
+            if alert.rule != STUCK.name or alert.status not in (Status.FIRING, Status.PENDING):
                 continue
             cases = alert.evidence.get("cases")
             for case in cases if isinstance(cases, list) else []:
