@@ -197,6 +197,7 @@ def simulate(config_path: str | None, processes: tuple[str, ...], cases: int, se
              ground_truth: str | None) -> None:
     """Publish realistic synthetic cases, with known injected anomalies on request."""
     from backlight import jobs
+    from ingest.errors import SimulationError
 
     settings = _settings(config_path)
     segment = None
@@ -212,7 +213,7 @@ def simulate(config_path: str | None, processes: tuple[str, ...], cases: int, se
                              bottleneck_factor=bottleneck_factor, bottleneck_segment=segment,
                              rework=rework, rework_since=rework_since,
                              stuck_after=stuck_after, ground_truth=ground_truth)
-    except ValueError as exc:
+    except SimulationError as exc:
         raise click.BadParameter(str(exc)) from None
     for process, (events, topic) in done.items():
         click.echo(f"{process}: published {events} events of {cases} cases to {topic}")

@@ -20,6 +20,7 @@ from backlight.metrics import Metrics
 from ingest import simulate as sim
 from ingest.broker import LocalBroker
 from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
+from ingest.errors import SimulationError
 from ingest.logfiles import read_log
 from ingest.publish import publish
 from ingest.rdkafka import RdKafkaSource
@@ -264,5 +265,5 @@ def _check_applied(requested: dict[str, str | None], applied: Sequence[sim.Anoma
     for flag, value in requested.items():
         if value and not any(getattr(a, fields[flag]) for a in applied):
             known = sorted({name for p in processes for name in sim.activities(p)})
-            raise ValueError(f"{flag} {value!r}: no simulated process "
+            raise SimulationError(f"{flag} {value!r}: no simulated process "
                              f"({', '.join(processes)}) has that; activities: {', '.join(known)}")

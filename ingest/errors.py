@@ -10,7 +10,7 @@ from storage.errors import RowRejected, StoreError, rejects_rows
 
 __all__ = [
     "BacklightError", "BrokerError", "DeliveryFailed", "InvalidEvent", "KafkaUnavailable",
-    "LogFileError", "RowRejected", "StoreError", "rejects_rows",
+    "LogFileError", "RowRejected", "SimulationError", "StoreError", "rejects_rows",
 ]
 
 
@@ -36,3 +36,8 @@ class DeliveryFailed(KafkaUnavailable):
 
 class LogFileError(BacklightError):
     """An event log file (XES, CSV, Parquet) could not be read as case events."""
+
+
+class SimulationError(BacklightError, ValueError):
+    """The simulator was asked for something it cannot make (an unknown process or activity, a
+    share outside 0-1, an anomaly that would change every case), or its flow table is broken."""

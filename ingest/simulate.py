@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ingest.errors import SimulationError
 from schemas.event import CaseEvent, format_time, to_time_us
 
 PROCESSES: tuple[str, ...] = ("onboarding", "payments", "claims")
@@ -216,7 +217,7 @@ _FLOWS: dict[str, _Flow] = {
 
 def _flow(process: str) -> _Flow:
     if process not in _FLOWS:
-        raise ValueError(f"unknown process {process!r}; valid processes: {', '.join(PROCESSES)}")
+        raise SimulationError(f"unknown process {process!r}; valid processes: {', '.join(PROCESSES)}")
     return _FLOWS[process]
 
 
@@ -228,13 +229,13 @@ def activities(process: str) -> tuple[str, ...]:
 def _check_activity(process: str, what: str, name: str) -> None:
     valid = activities(process)
     if name not in valid:
-        raise ValueError(f"{what} {name!r} is not an activity of {process}; "
+        raise SimulationError(f"{what} {name!r} is not an activity of {process}; "
                          f"valid activities: {', '.join(valid)}")
 
 
 def _check_share(what: str, share: float) -> None:
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"{what} share {share!r} must be between 0 and 1")
+        raise SimulationError(f"{what} share {share!r} must be between 0 and 1")
 
 
 def _check(process: str, anomalies: Anomalies) -> None:
@@ -242,14 +243,14 @@ def _check(process: str, anomalies: Anomalies) -> None:
     if (bottleneck := anomalies.bottleneck) is not None:
         _check_activity(process, "bottleneck activity", bottleneck.activity)
         if bottleneck.activity == next(iter(flow.steps)):
-            raise ValueError(f"bottleneck activity {bottleneck.activity!r} starts every {process}"
+            raise SimulationError(f"bottleneck activity {bottleneck.activity!r} starts every {process}"
                              f" case, so nothing waits before it; choose one of: "
                              f"{', '.join(list(flow.steps)[1:])}")
         if not bottleneck.factor > 0:
-            raise ValueError(f"bottleneck factor {bottleneck.factor!r} must be positive")
+            raise SimulationError(f"bottleneck factor {bottleneck.factor!r} must be positive")
     if (rework := anomalies.rework) is not None:
         if not rework.activities:
-            raise ValueError("rework loop needs at least one activity")
+            raise SimulationError("rework loop needs at least one activity")
         for name in rework.activities:
             _check_activity(process, "rework activity", name)
         _check_share("rework", rework.share)
@@ -257,7 +258,7 @@ def _check(process: str, anomalies: Anomalies) -> None:
         _check_activity(process, "stuck activity", stuck.after_activity)
         if all(t == _END for t, _ in flow.steps[stuck.after_activity].next):
             going_on = [n for n, s in flow.steps.items() if any(t != _END for t, _ in s.next)]
-            raise ValueError(f"stuck activity {stuck.after_activity!r} ends every {process} case; "
+            raise SimulationError(f"stuck activity {stuck.after_activity!r} ends every {process} case; "
                              f"choose one of: {', '.join(going_on)}")
         _check_share("stuck", stuck.share)
 
@@ -313,7 +314,7 @@ def _walk(flow: _Flow, rng: random.Random) -> list[str]:
                                   and not (asks and visits[here] >= _MAX_VISITS)):
                 options.append((target, weight))
         if not options:
-            raise RuntimeError(f"flow table dead end after {here!r} in {path}")
+            raise SimulationError(f"flow table dead end after {here!r} in {path}")
         chosen = rng.choices([t for t, _ in options], weights=[w for _, w in options])[0]
         if chosen == _END:
             return path
@@ -428,7 +429,7 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
     flow = _flow(process)
     _check(process, anomalies)
     if cases < 0:
-        raise ValueError(f"cases {cases!r} must be zero or more")
+        raise SimulationError(f"cases {cases!r} must be zero or more")
     first = _opening(_local(start or _DEFAULT_START))
     master = random.Random(seed)
     plans: list[_Case] = []

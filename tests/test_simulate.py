@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.errors import SimulationError
 from ingest.simulate import (
     PROCESSES,
     Anomalies,
@@ -206,13 +207,14 @@ def test_ground_truth_round_trips_through_json(tmp_path: Path) -> None:
     ("payments", Anomalies(bottleneck=Bottleneck("Exception raised", datetime(2026, 1, 5))),
      "Exception raised"),
 ])
-def test_bad_names_raise_value_error_naming_them(
+def test_bad_names_raise_a_simulation_error_naming_them(
         process: str, anomalies: Anomalies, bad: str) -> None:
-    """An unknown process or an activity the process cannot use raises ValueError naming it."""
-    with pytest.raises(ValueError, match=re.escape(repr(bad))) as caught:
+    """An unknown process or an activity the process cannot use raises SimulationError (of the
+    one hierarchy) naming it."""
+    with pytest.raises(SimulationError, match=re.escape(repr(bad))) as caught:
         simulate(process, 5, anomalies=anomalies)
     valid = PROCESSES if process not in PROCESSES else activities(process)
     assert any(name in str(caught.value) for name in valid if name != bad)
     if process not in PROCESSES:
-        with pytest.raises(ValueError, match="mortgages"):
+        with pytest.raises(SimulationError, match="mortgages"):
             activities(process)
