@@ -19,7 +19,7 @@ from backlight.config import ConfigError, Settings
 from backlight.metrics import Metrics
 from ingest import simulate as sim
 from ingest.broker import LocalBroker
-from ingest.consumer import Consumer, ConsumerStats, dead_letter_topic
+from ingest.consumer import Consumer, ConsumerOptions, ConsumerStats, dead_letter_topic
 from ingest.errors import SimulationError
 from ingest.logfiles import read_log
 from ingest.publish import publish
@@ -169,7 +169,8 @@ def _run(settings: Settings, store: EventStore, source: Source, sink: Sink,
     live = live if live is not None else live_maps(settings)
     consumer = Consumer(source, sink, store, settings.specs(),
                         [live_subscription(live), *subscriptions],
-                        settings.kafka.batch_size, drain_timeout_s=drain_timeout_s,
+                        options=ConsumerOptions(settings.kafka.batch_size,
+                                                drain_timeout_s=drain_timeout_s),
                         on_batch=metrics.observe_batch if metrics is not None else None)
     with stop_on_signals(stop), switch_interval(GIL_SWITCH_S):
         stats = consumer.run(stop, exit_when_idle)

@@ -24,7 +24,14 @@ from schemas.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ingest.broker import LocalBroker
-    from ingest.consumer import Consumer, ConsumerStats, Policy, Subscriber, dead_letter_topic
+    from ingest.consumer import (
+        Consumer,
+        ConsumerOptions,
+        ConsumerStats,
+        Policy,
+        Subscriber,
+        dead_letter_topic,
+    )
     from ingest.dispatcher import Dispatcher
     from ingest.errors import (
         BacklightError,
@@ -43,7 +50,8 @@ if TYPE_CHECKING:
 
 _HOMES: dict[str, tuple[str, ...]] = {
     "ingest.broker": ("LocalBroker",),
-    "ingest.consumer": ("Consumer", "ConsumerStats", "Policy", "Subscriber", "dead_letter_topic"),
+    "ingest.consumer": ("Consumer", "ConsumerOptions", "ConsumerStats", "Policy", "Subscriber",
+                        "dead_letter_topic"),
     "ingest.dispatcher": ("Dispatcher",),
     "ingest.errors": ("BacklightError", "BrokerError", "InvalidEvent", "KafkaUnavailable",
                       "LogFileError", "StoreError"),
@@ -56,7 +64,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
 }
 
 __all__ = [
-    "FRAME_SCHEMA", "BacklightError", "BrokerError", "Consumer", "ConsumerStats", "Dispatcher",
+    "FRAME_SCHEMA", "BacklightError", "BrokerError", "Consumer", "ConsumerOptions", "ConsumerStats",
+    "Dispatcher",
     "EventStore",
     "InvalidEvent", "KafkaSink", "KafkaSource", "KafkaUnavailable", "LocalBroker", "LogFileError",
     "Message", "Policy", "SQLiteStore", "Sink", "Source", "StoreError", "Subscriber",

@@ -9,8 +9,14 @@ anywhere before the commit replays the batch; the store ignores what it already 
 Outages are waited out, never raised: a store that cannot be written, or a dead-letter topic
 that does not acknowledge (the broker away, a letter too large for the topic: it is sent
 truncated), holds the batch on the writer thread, retried with a growing wait and logged at
-most once a minute (``ingest.retry``, ``ingest.dead_letters``, ``ingest.store_writes``),
-until it succeeds or the consumer is stopped (then nothing of that batch is committed).
+most once a minute (``ingest.batch_writer``), until it succeeds or the consumer is stopped
+(then nothing of that batch is committed).
+
+The parts, each in its module: the decode policy (``ingest.decode_policy``: a ``Policy`` per
+message, a batch ``Prepared``), the writer (``ingest.batch_writer``: dead letters, the store,
+the retries, the writer thread), the committer (``ingest.committer``: offset commits and the
+rebalance hand-over) and the observer's reports (``ingest.batch_reports``). ``Consumer``
+composes them and runs the poll loop; ``ConsumerOptions`` are its settings.
 
 Pipelined. The store writes a batch on the consumer's writer thread while the poll loop polls
 and decodes the next one (the database does its work without Python's GIL, the poll and the
@@ -45,69 +51,61 @@ rules read the store, not a live map, so what they show does not depend on the i
 serves it.
 
 An optional observer (``on_batch``, e.g. ``backlight.metrics.Metrics.observe_batch``) gets a
-``BatchReport`` after each handled batch, and lag-only reports while idle; it runs in the poll
-loop, so it must be quick, and an exception it raises is logged and otherwise ignored.
+``BatchReport`` after each handled batch, and lag-only reports while idle
+(``ingest.batch_reports``).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ingest.batch_reports import BatchReports
+from ingest.batch_writer import STORE_REJECTED, BatchWriter
+from ingest.committer import HANDOVER_WAIT_S, Committer
 from ingest.consumer_stats import BatchObserver, BatchReport, ConsumerStats
-from ingest.dead_letters import DeadLetters, Letter, dead_letter_topic, letter
+from ingest.dead_letters import dead_letter_topic
+from ingest.decode_policy import DecodePolicy, Policy, Prepared
 from ingest.dispatcher import Dispatcher
 from ingest.retry import RETRY_S
-from ingest.store_writes import write_batch
 from ingest.subscribers import Subscriber, Subscription
-from ingest.transport import Message, Partition, Rebalancing, Sink, Source
-from schemas.decode import SourceSpec, decode
+from ingest.transport import Message, Rebalancing, Sink, Source
+from schemas.decode import SourceSpec
 from schemas.errors import InvalidEvent
 from schemas.event import CaseEvent
-from schemas.frame import Coordinates
 from storage import EventStore
 
 log = logging.getLogger("backlight.consume")
-__all__ = ["BatchReport", "Consumer", "ConsumerStats", "Policy", "Subscriber", "Subscription",
+__all__ = ["HANDOVER_WAIT_S", "STORE_REJECTED", "BatchReport", "Consumer", "ConsumerOptions",
+           "ConsumerStats", "Policy", "Prepared", "Subscriber", "Subscription",
            "dead_letter_topic"]
 
-STORE_REJECTED = "store_rejected"
-"""The dead-letter code of a valid event whose row the database refused for its content."""
-HANDOVER_WAIT_S = 10.0
-"""On revoke, how long the handover waits for the batch being stored (the group waits too); a
-batch stored later is not committed with the revoke, and its partitions' next owner re-reads it."""
 
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """How a ``Consumer`` batches, waits, commits and reports."""
 
-class Policy(enum.Enum):
-    STORE = "store"
-    DEAD_LETTER = "dead_letter"
-    SKIP = "skip"
-
-
-@dataclass
-class Prepared:
-    """A decoded batch: the events to store, the dead letters' reasons, the offsets to commit."""
-
-    batch: Sequence[Message]
-    events: list[CaseEvent] = field(default_factory=list)
-    origins: list[Coordinates | None] = field(default_factory=list)
-    messages: list[Message] = field(default_factory=list)
-    """The message of each event (dead-lettered as it is if the database refuses the row)."""
-    letters: list[Letter] = field(default_factory=list)
-    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    bad: Counter[str] = field(default_factory=Counter)
-    bad_by_topic: Counter[tuple[str, str]] = field(default_factory=Counter)
-    store_seconds: float | None = None
-    """How long the store took to write it (its transaction, commit included); None before."""
-    started: float = 0.0
-    """``time.perf_counter()`` when the poll handed the batch over."""
+    batch_size: int = 5000
+    """Messages polled at most per batch."""
+    poll_timeout_s: float = 0.5
+    """How long a poll waits for the first message when nothing is being stored."""
+    drain_timeout_s: float = 30.0
+    """On exit when idle, how long the subscribers still behind may make no progress before
+    ``run`` returns anyway."""
+    stop_timeout_s: float = 10.0
+    """On stop, how long ``run`` waits for the subscribers' calls in flight."""
+    lag_interval_s: float = 1.0
+    """With an observer, how often at most the lag per partition is looked up."""
+    commit_interval_s: float = 1.0
+    """Offsets of stored batches are committed at most this often while busy, and at once
+    when caught up, on revoke and on exit (a crash re-reads what was stored since: the store
+    keeps each event once)."""
+    retry_s: tuple[float, ...] = RETRY_S
+    """Waits between attempts to store a batch."""
 
 
 class Consumer:
@@ -115,135 +113,62 @@ class Consumer:
 
     def __init__(self, source: Source, dead_letters: Sink, store: EventStore,
                  specs: Mapping[str, SourceSpec],
-                 subscribers: Sequence[Subscriber | Subscription] = (),
-                 batch_size: int = 5000, poll_timeout_s: float = 0.5, *,
-                 drain_timeout_s: float = 30.0, stop_timeout_s: float = 10.0,
-                 on_batch: BatchObserver | None = None, lag_interval_s: float = 1.0,
-                 commit_interval_s: float = 1.0) -> None:
-        """``drain_timeout_s``: on exit when idle, how long the subscribers still behind may
-        make no progress before ``run`` returns anyway; ``stop_timeout_s``: on stop, how long
-        ``run`` waits for calls in flight. ``on_batch`` observes each batch (``BatchReport``);
-        only with it does the consumer look up its lag per partition (``Source.lags``), at most
-        every ``lag_interval_s``. Offsets of stored batches are committed at most every
-        ``commit_interval_s`` while busy, and at once when caught up, on revoke and on exit (a
-        crash re-reads what was stored since: the store keeps each event once)."""
+                 subscribers: Sequence[Subscriber | Subscription] = (), *,
+                 options: ConsumerOptions | None = None,
+                 on_batch: BatchObserver | None = None) -> None:
+        """``on_batch`` observes each batch (``BatchReport``); only with it does the consumer
+        look up its lag per partition (``Source.lags``)."""
+        self.options = options = options or ConsumerOptions()
         self.source = source
-        self.dead_letters = DeadLetters(dead_letters)
-        self.retry_s = RETRY_S
-        """Waits between attempts to store a batch or deliver its dead letters."""
         self.store = store
-        self.specs = dict(specs)
-        self.dispatcher = Dispatcher(store, subscribers)
-        self.batch_size = batch_size
-        self.poll_timeout_s = poll_timeout_s
-        self.drain_timeout_s = drain_timeout_s
-        self.stop_timeout_s = stop_timeout_s
         self.stats = ConsumerStats()
-        self.on_batch = on_batch
-        self.lag_interval_s = lag_interval_s
-        self.commit_interval_s = commit_interval_s
-        self._pending: dict[Partition, int] = {}  # stored, not committed yet: next offsets
-        self._committed_at = float("-inf")
-        self._lag_looked_at = float("-inf")
+        self.policy = DecodePolicy(specs)
+        self.writer = BatchWriter(store, dead_letters, self.stats, options.retry_s)
+        self.committer = Committer(source, self.stats, options.commit_interval_s)
+        self.reports = BatchReports(source, on_batch, options.lag_interval_s)
+        self.dispatcher = Dispatcher(store, subscribers)
         self._head_looked_at = float("-inf")
-        self._stop = threading.Event()
-        self._writer: ThreadPoolExecutor | None = None
-        self._in_flight: tuple[Prepared, Future[list[bool] | None]] | None = None
         if isinstance(source, Rebalancing):
             source.set_handover(self._handover)
 
     def classify(self, msg: Message) -> tuple[Policy, CaseEvent | InvalidEvent | None]:
         """Decide what happens to one message, and why."""
-        if msg.value is None:
-            return Policy.SKIP, None
-        spec = self.specs.get(msg.topic)
-        if spec is None:
-            return Policy.DEAD_LETTER, InvalidEvent("unknown_topic",
-                                                    f"no source is configured for {msg.topic}")
-        try:
-            return Policy.STORE, decode(msg.value, msg.headers, spec)
-        except InvalidEvent as err:
-            return Policy.DEAD_LETTER, err
+        return self.policy.classify(msg)
 
     def prepare(self, batch: Sequence[Message]) -> Prepared:
         """Classify a batch: its events, its dead letters (``write`` delivers them) and the
         offsets it covers."""
-        t0 = time.perf_counter()
-        out = Prepared(batch, started=t0)
-        events, origins, next_offsets, specs = out.events, out.origins, out.next_offsets, self.specs
-        messages = out.messages
-        for msg in batch:
-            topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
-            spec = specs.get(topic)
-            if value is not None and spec is not None:
-                # The usual message, inlined (this loop runs once per event): what ``classify``
-                # decides for a value on a configured topic, STORE unless the decode refuses it.
-                try:
-                    event = decode(value, msg.headers, spec)
-                except InvalidEvent as err:
-                    self._dead_letter(out, msg, err)
-                else:
-                    events.append(event)
-                    origins.append(Coordinates(topic, partition, offset))
-                    messages.append(msg)
-            else:
-                policy, outcome = self.classify(msg)
-                if policy is Policy.DEAD_LETTER and isinstance(outcome, InvalidEvent):
-                    self._dead_letter(out, msg, outcome)
-                else:
-                    self.stats.skipped += 1
-            tp = (topic, partition)
-            if offset >= next_offsets.get(tp, 0):
-                next_offsets[tp] = offset + 1
-        self.stats.seconds["decode"] += time.perf_counter() - t0
-        return out
-
-    def _dead_letter(self, out: Prepared, msg: Message, error: InvalidEvent) -> None:
-        out.letters.append(letter(msg, error.code, str(error)))
-        out.bad[error.code] += 1
-        out.bad_by_topic[(msg.topic, error.code)] += 1
-
-    def _deliver(self, letters: list[Letter]) -> bool:
-        """Deliver dead letters, waiting out the broker (False: stopped first)."""
-        t0 = time.perf_counter()
-        try:
-            return self.dead_letters.publish(letters, self._stop)
-        finally:
-            self.stats.seconds["dead_letter"] += time.perf_counter() - t0
+        prepared = self.policy.prepare(batch)
+        self.stats.skipped += prepared.skipped
+        self.stats.seconds["decode"] += time.perf_counter() - prepared.started
+        return prepared
 
     def write(self, prepared: Prepared) -> list[bool] | None:
-        """Deliver a prepared batch's dead letters, store its events in one transaction, and
-        dead-letter the rows the database refused (``store_rejected``; they leave
-        ``prepared.events``); say which events were new. While the store cannot be written
-        (a database restarting or failing over, a locked file) or the dead-letter topic does
-        not acknowledge, the same work is tried again after a growing wait; None when the
-        consumer is stopped meanwhile: the batch is not committed, so it is read again by
-        the partition's next owner (or this consumer restarted), and the store keeps each
-        event once."""
-        if prepared.letters and not self._deliver(prepared.letters):
-            return None
-        written = write_batch(self.store, prepared.events, prepared.origins, self._stop, log,
-                              self.retry_s)
-        if written is None:
-            return None
-        prepared.store_seconds = written.seconds
-        self.stats.seconds["store"] += written.seconds
-        if not written.refused:
-            return written.new
-        refused = {r.index: r.reason for r in written.refused}
-        rejected = [letter(prepared.messages[i], STORE_REJECTED,
-                           f"{STORE_REJECTED}: the database refused the event: {reason}")
-                    for i, reason in refused.items()]
-        if not self._deliver(rejected):
-            return None
-        for i in refused:
-            prepared.bad[STORE_REJECTED] += 1
-            prepared.bad_by_topic[(prepared.messages[i].topic, STORE_REJECTED)] += 1
-        keep = [i for i in range(len(prepared.events)) if i not in refused]
-        prepared.events = [prepared.events[i] for i in keep]
-        prepared.origins = [prepared.origins[i] for i in keep]
-        prepared.messages = [prepared.messages[i] for i in keep]
-        return [written.new[i] for i in keep]
+        """Write a prepared batch (``BatchWriter.write``): which of its events were new, None
+        when the consumer was stopped before it was stored."""
+        return self.writer.write(prepared)
+
+    def handle(self, batch: Sequence[Message]) -> None:
+        """Decode a polled batch (while the one before it is being stored), finish the one
+        before it, and hand this one to the writer thread (or write it here without one)."""
+        prepared = self.prepare(batch)
+        self.settle()
+        if self.writer.threaded:
+            self.writer.submit(prepared)
+        else:
+            self._finish(prepared, self.writer.write(prepared))
+
+    def settle(self) -> None:
+        """Wait for the batch being stored, if any, and finish it (subscribers, offsets)."""
+        written = self.writer.settle()
+        if written is not None:
+            self._finish(*written)
+
+    def _finish(self, prepared: Prepared, new: list[bool] | None) -> None:
+        if new is None:  # stopped while the store could not be written: nothing committed
+            return
+        self.finish(prepared, new, time.perf_counter())
+        self.reports.batch(prepared, new)
 
     def finish(self, prepared: Prepared, new: list[bool], stored_at: float) -> None:
         """After the store commit: hand the new events to the subscribers' threads, commit
@@ -257,121 +182,18 @@ class Consumer:
                 origins = [o for o, n in zip(origins, new, strict=True) if n]
             self.dispatcher.notify(stored_at, events, origins)
             self.stats.seconds["dispatch"] += time.perf_counter() - t
-        for tp, offset in prepared.next_offsets.items():
-            self._pending[tp] = max(offset, self._pending.get(tp, 0))
-        if time.monotonic() - self._committed_at >= self.commit_interval_s:
-            self.commit()
+        self.committer.stored(prepared.next_offsets)
         self._count(len(prepared.batch), len(prepared.events), fresh, prepared.bad)
         self.stats.busy_until = time.monotonic()
 
-    def handle(self, batch: Sequence[Message]) -> None:
-        """Decode a polled batch (while the one before it is being stored), finish the one
-        before it, and hand this one to the writer thread (or write it here without one)."""
-        prepared = self.prepare(batch)
-        self.settle()
-        if self._writer is None:
-            self._finish(prepared, self.write(prepared))
-            return
-        self._in_flight = (prepared, self._writer.submit(self.write, prepared))
-
-    def settle(self) -> None:
-        """Wait for the batch being stored, if any, and finish it (subscribers, offsets)."""
-        if self._in_flight is None:
-            return
-        (prepared, writing), self._in_flight = self._in_flight, None
-        t0 = time.perf_counter()
-        new = writing.result()
-        self.stats.seconds["store_wait"] += time.perf_counter() - t0
-        self._finish(prepared, new)
-
-    def _finish(self, prepared: Prepared, new: list[bool] | None) -> None:
-        if new is None:  # stopped while the store could not be written: nothing committed
-            return
-        self.finish(prepared, new, time.perf_counter())
-        if self.on_batch is not None:
-            self._observe(self._report(prepared.batch, prepared, new,
-                                       time.perf_counter() - prepared.started))
-
     def commit(self) -> None:
         """Commit the offsets of the batches stored so far (and finished)."""
-        if not self._pending:
-            return
-        t0 = time.perf_counter()
-        pending, self._pending = self._pending, {}
-        self.source.commit(pending)
-        self._committed_at = time.monotonic()
-        self.stats.seconds["commit"] += time.perf_counter() - t0
+        self.committer.commit()
 
     def _handover(self) -> None:
-        """The source's revoke listener calls this (on Kafka's IO thread, while the poll loop
-        waits in ``poll``): record as handled the offsets stored and not committed yet, after
-        waiting for the batch being stored, so the revoke commits them. The poll loop finishes
-        that batch (its subscribers) after the poll."""
-        if not isinstance(self.source, Rebalancing):
-            return
-        if self._pending:
-            self.source.handled(self._pending)
-        in_flight = self._in_flight
-        if in_flight is None:
-            return
-        prepared, writing = in_flight
-        try:
-            new = writing.result(timeout=HANDOVER_WAIT_S)
-        except FutureTimeout:
-            log.warning("the batch being stored was not stored in time for the handover; the "
-                        "partitions' next owner re-reads it", extra={"fields": {
-                            "events": len(prepared.events), "waited_s": HANDOVER_WAIT_S}})
-            return
-        except Exception:  # a bug in the write: the poll loop's ``settle`` raises it
-            return
-        if new is not None:
-            self.source.handled(prepared.next_offsets)
-
-    def _report(self, batch: Sequence[Message], prepared: Prepared, new: list[bool],
-                seconds: float) -> BatchReport:
-        stored: Counter[str] = Counter()
-        valid: Counter[str] = Counter()
-        for origin, fresh in zip(prepared.origins, new, strict=True):
-            topic = origin.topic if origin else ""
-            valid[topic] += 1
-            stored[topic] += fresh
-        return BatchReport(
-            consumed=dict(Counter(m.topic for m in batch)),
-            stored={t: n for t, n in stored.items() if n},
-            duplicates={t: valid[t] - stored[t] for t in valid if valid[t] > stored[t]},
-            dead_letters=dict(prepared.bad_by_topic), seconds=seconds,
-            store_seconds=prepared.store_seconds, lags=self._lags())
-
-    def _lags(self, force: bool = False) -> dict[tuple[str, int], int] | None:
-        """The lag per partition, for the observer: None without one, when the last look was
-        less than ``lag_interval_s`` ago (unless ``force``), or when the source cannot say."""
-        now = time.monotonic()
-        if self.on_batch is None or (not force and now - self._lag_looked_at < self.lag_interval_s):
-            return None
-        self._lag_looked_at = now
-        try:
-            return dict(self.source.lags())
-        except Exception as exc:  # a metric must never stop ingest
-            log.warning("could not look up the consumer lag: %r", exc)
-            return None
-
-    def _observe(self, report: BatchReport) -> None:
-        assert self.on_batch is not None
-        try:
-            self.on_batch(report)
-        except Exception:  # the observer's failure is not ingest's
-            log.exception("the batch observer failed; ingest goes on")
-
-    def _lag_when_idle(self, exiting: bool) -> int | None:
-        """The total lag while idle (None when not looked up); with an observer, reported per
-        partition (always when about to exit, else at most every ``lag_interval_s``)."""
-        if self.on_batch is None:
-            return self.source.lag()
-        lags = self._lags(force=exiting)
-        if lags is not None:
-            self._observe(BatchReport(lags=lags))
-            return sum(lags.values())
-        return self.source.lag() if exiting else None
+        """The source's revoke listener calls this: the committer hands over the offsets
+        stored, and those of the batch being stored (``Committer.handover``)."""
+        self.committer.handover(self.writer.in_flight)
 
     def _count(self, messages: int, valid: int, new: int, bad: Counter[str]) -> None:
         s = self.stats
@@ -391,9 +213,9 @@ class Consumer:
         """Consume until ``stop`` is set (then let the subscribers finish their calls in
         flight), or until caught up and idle for ``exit_when_idle_s`` (then wait until the
         subscribers have handled everything stored, unless they stall)."""
-        stop = self._stop = stop or threading.Event()
+        stop = stop or threading.Event()
         self.dispatcher.start()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="backlight-store")
+        self.writer.start(stop)
         try:
             try:
                 caught_up = self._poll_loop(stop, exit_when_idle_s)
@@ -401,11 +223,10 @@ class Consumer:
                 self.settle()  # the batch in flight is stored and committed before leaving
                 self.commit()
             if caught_up and not stop.is_set():
-                self.dispatcher.drain(self.drain_timeout_s, stop)
+                self.dispatcher.drain(self.options.drain_timeout_s, stop)
         finally:
-            self._writer.shutdown()
-            self._writer = None
-            self.dispatcher.stop(self.stop_timeout_s)
+            self.writer.shutdown()
+            self.dispatcher.stop(self.options.stop_timeout_s)
             subscribers = self.dispatcher.stats()
             self.stats.drained = not any(s.lag for s in subscribers)
             self.stats.subscribers = {s.name: s for s in subscribers}
@@ -436,12 +257,13 @@ class Consumer:
     def _poll_loop(self, stop: threading.Event, exit_when_idle_s: float | None) -> bool:
         """Poll and handle batches until stopped (False) or caught up and idle (True)."""
         idle_since: float | None = None
+        options = self.options
         while not stop.is_set():
             t0 = time.perf_counter()
             # With a batch being stored, take only what the client has fetched already: when
             # nothing is there, that batch is finished (its offsets committed) without waiting.
-            writing = self._in_flight is not None
-            batch = self.source.poll(0.0 if writing else self.poll_timeout_s, self.batch_size)
+            writing = self.writer.in_flight is not None
+            batch = self.source.poll(0.0 if writing else options.poll_timeout_s, options.batch_size)
             if isinstance(self.source, Rebalancing):
                 self._follow_rebalances(self.source)
             if batch:
@@ -459,19 +281,19 @@ class Consumer:
                 # A member without partitions (more members than partitions, or waiting for
                 # its assignment) still reports the group's lag: it is healthy, and readiness
                 # judges a consumer by its reports.
-                if self.on_batch is not None:
-                    self._lag_when_idle(exiting=False)
+                if self.reports.observed:
+                    self.reports.idle(exiting=False)
                 continue
             now = time.monotonic()
             if idle_since is None:
                 idle_since = now
-            if now - self._head_looked_at >= self.lag_interval_s:
+            if now - self._head_looked_at >= options.lag_interval_s:
                 self._head_looked_at = now  # subscribers also get what other instances stored
                 self.dispatcher.notify()
             if exit_when_idle_s is None or now - idle_since < exit_when_idle_s:
-                if self.on_batch is not None:
-                    self._lag_when_idle(exiting=False)
-            elif self._lag_when_idle(exiting=True) == 0:
+                if self.reports.observed:
+                    self.reports.idle(exiting=False)
+            elif self.reports.idle(exiting=True) == 0:
                 log.info("caught up and idle, exiting", extra={"fields": {
                     "idle_s": round(now - idle_since, 1), "stored": self.stats.stored}})
                 return True

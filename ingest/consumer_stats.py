@@ -52,7 +52,7 @@ class BatchReport:
     """What one handled batch did, for an observer such as the Prometheus metrics.
 
     A report with ``seconds`` None handled no batch: the consumer was idle and reports only
-    its lag (at most every ``Consumer.lag_interval_s``, and when it exits caught up)."""
+    its lag (at most every ``ConsumerOptions.lag_interval_s``, and when it exits caught up)."""
 
     consumed: Mapping[str, int] = field(default_factory=dict)
     """Messages polled, per topic (valid, malformed and tombstones)."""

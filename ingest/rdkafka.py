@@ -43,15 +43,8 @@ from confluent_kafka import Consumer as _Consumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ingest.errors import KafkaUnavailable
-from ingest.transport import (
-    CLOSE_TIMEOUT_MS,
-    LOOKUP_TIMEOUT_MS,
-    Handled,
-    HeaderList,
-    Message,
-    Partition,
-    Rebalance,
-)
+from ingest.group_offsets import GroupOffsets, Partition, Rebalance
+from ingest.transport import CLOSE_TIMEOUT_MS, LOOKUP_TIMEOUT_MS, HeaderList, Message
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +126,8 @@ class RdKafkaSource:
             self._consumer.close()
             raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
         self._topics = list(topics)
-        self._lock = threading.Lock()
-        self._changes: list[Rebalance] = []
-        self._handled = Handled()
-        self._handover: Callable[[], None] | None = None
+        self._group = GroupOffsets(log)
         self._warned: dict[int, float] = {}
-        self._commit_warned: dict[int | None, float] = {}
         self._parts: tuple[float, list[TopicPartition]] | None = None  # (looked up, partitions)
         self._consumer.subscribe(self._topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -176,19 +165,16 @@ class RdKafkaSource:
                                               "topic": m.topic()}})
 
     def set_handover(self, handover: Callable[[], None]) -> None:
-        self._handover = handover
+        self._group.set_handover(handover)
 
     def handled(self, next_offsets: Mapping[Partition, int]) -> None:
-        self._handled.add(next_offsets)
+        self._group.handled(next_offsets)
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit, with any earlier refused commit of partitions still ours; partitions no
         longer assigned are left out (the revoke callback committed what was handled).
         Asynchronous: ``_on_commit`` learns the answer (module docstring)."""
-        if not next_offsets:
-            return
-        self.handled(next_offsets)
-        offsets = self._handled.to_commit(self.partitions())
+        offsets = self._group.to_commit(next_offsets, self.partitions)
         if offsets:
             self._commit(offsets)
 
@@ -211,37 +197,24 @@ class RdKafkaSource:
             if error.code() != KafkaError._NO_OFFSET:  # (that one: nothing new to commit)
                 self._commit_failed(error, len(partitions))
             return
-        self._handled.committed({(tp.topic, tp.partition): tp.offset for tp in partitions
-                                 if tp.error is None and tp.offset >= 0})
+        self._group.committed({(tp.topic, tp.partition): tp.offset for tp in partitions
+                               if tp.error is None and tp.offset >= 0})
         failed = [tp for tp in partitions if tp.error is not None]
         if failed:
             self._commit_failed(failed[0].error, len(failed))
 
     def _commit_failed(self, error: object, partitions: int) -> None:
         code = error.code() if isinstance(error, KafkaError) else None
-        now = time.monotonic()
-        if now - self._commit_warned.get(code, float("-inf")) < _REPEAT_WARNING_S:
-            return
-        self._commit_warned[code] = now
-        if code in _REBALANCING:
-            log.warning("offset commit refused during a rebalance; kept for the handover",
-                        extra={"fields": {"partitions": partitions}})
-        else:
-            log.warning("offset commit failed; kept for the next commit", extra={"fields": {
-                "partitions": partitions, "error": str(error)}})
+        self._group.commit_failed(code, code in _REBALANCING, partitions, str(error))
 
     def rebalances(self) -> list[Rebalance]:
-        with self._lock:
-            changes, self._changes = self._changes, []
-        return changes
+        return self._group.rebalances()
 
     def partitions(self) -> frozenset[Partition]:
         return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
     def _on_assign(self, _: Any, assigned: list[TopicPartition]) -> None:
-        with self._lock:
-            self._changes.append(Rebalance(
-                "assigned", frozenset((tp.topic, tp.partition) for tp in assigned)))
+        self._group.assigned(frozenset((tp.topic, tp.partition) for tp in assigned))
 
     def _on_revoke(self, _: Any, revoked: list[TopicPartition]) -> None:
         self._revoked(revoked, lost=False)
@@ -252,22 +225,12 @@ class RdKafkaSource:
     def _revoked(self, revoked: list[TopicPartition], lost: bool) -> None:
         """Commit what was handled of the revoked partitions and not committed yet (unless
         lost), and record the change. A callback must not raise into librdkafka."""
-        gone = frozenset((tp.topic, tp.partition) for tp in revoked)
         try:
-            if self._handover is not None:
-                self._handover()  # waits (bounded) for a batch being stored; records offsets
-            offsets = self._handled.take(gone)
-            with self._lock:
-                self._changes.append(Rebalance("lost" if lost else "revoked", gone))
-            if not offsets:
-                return
-            if lost:
-                log.warning("partitions lost before their offsets were committed; the next "
-                            "owner re-reads them", extra={"fields": {"partitions": len(offsets)}})
-                return
-            if self._commit(offsets):  # answered before librdkafka finishes the unassignment
-                log.info("offsets committed on revoke", extra={"fields": {
-                    "partitions": len(offsets)}})
+            offsets = self._group.revoke(frozenset((tp.topic, tp.partition) for tp in revoked),
+                                         lost)
+            # Answered before librdkafka finishes the unassignment.
+            if offsets and self._commit(offsets):
+                self._group.committed_on_revoke(len(offsets))
         except Exception:
             log.exception("the revoke handover failed; the next owner re-reads what was not "
                           "committed")

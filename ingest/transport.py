@@ -16,17 +16,18 @@ owns them, the revoked partitions' handled offsets not committed yet (that batch
 whose commit failed earlier), so the next owner starts right after what is stored; and it
 forgets them when the partitions are lost instead (evicted: committing is no longer
 possible; the next owner re-reads them and the store keeps each event once). A later
-``commit`` leaves out the partitions no longer assigned.
+``commit`` leaves out the partitions no longer assigned. That bookkeeping, and the warnings
+when a commit fails, are ``ingest.group_offsets.GroupOffsets``, shared by both sources: each
+only sends the commits through its own client.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -41,6 +42,9 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata
 
 from ingest.errors import DeliveryFailed, KafkaUnavailable
+from ingest.group_offsets import GroupOffsets
+from ingest.group_offsets import Partition as Partition
+from ingest.group_offsets import Rebalance as Rebalance
 
 log = logging.getLogger(__name__)
 LOOKUP_TIMEOUT_MS = 2000
@@ -99,18 +103,6 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-Partition = tuple[str, int]
-
-
-@dataclass(frozen=True)
-class Rebalance:
-    """One change of a consumer's partitions, as the group coordinator made it."""
-
-    kind: Literal["assigned", "revoked", "lost"]
-    """``revoked``: given up cleanly; ``lost``: taken away (this member was evicted)."""
-    partitions: frozenset[Partition]
-
-
 @runtime_checkable
 class Rebalancing(Protocol):
     """A source in a consumer group, whose partitions change when members come and go."""
@@ -160,42 +152,6 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class Handled:
-    """Offsets stored and not committed yet, per partition (the next offset to read): what a
-    source commits next, and what its revoke listener commits for the partitions it gives up.
-    Shared by both sources; thread-safe (the revoke listener runs on the client's thread)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._offsets: dict[Partition, int] = {}
-
-    def add(self, next_offsets: Mapping[Partition, int]) -> None:
-        """Record that the messages before these offsets are stored."""
-        with self._lock:
-            for tp, offset in next_offsets.items():
-                self._offsets[tp] = max(offset, self._offsets.get(tp, 0))
-
-    def to_commit(self, owned: frozenset[Partition]) -> dict[Partition, int]:
-        """Everything to commit now: partitions no longer ``owned`` are forgotten (their
-        revoke committed what was handled, or they were lost)."""
-        with self._lock:
-            for tp in [tp for tp in self._offsets if tp not in owned]:
-                del self._offsets[tp]
-            return dict(self._offsets)
-
-    def take(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
-        """Remove and return the offsets of ``partitions`` (those being revoked or lost)."""
-        with self._lock:
-            return {tp: self._offsets.pop(tp) for tp in partitions if tp in self._offsets}
-
-    def committed(self, offsets: Mapping[Partition, int]) -> None:
-        """Forget what was committed, unless a later batch was handled meanwhile."""
-        with self._lock:
-            for tp, offset in offsets.items():
-                if self._offsets.get(tp) == offset:
-                    del self._offsets[tp]
-
-
 class KafkaSource:
     """A kafka-python consumer in a group, auto-commit off (Backlight commits after storing)."""
 
@@ -213,10 +169,7 @@ class KafkaSource:
         except KafkaTimeoutError as exc:
             raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap}") from exc
         self._topics = list(topics)
-        self._lock = threading.Lock()
-        self._changes: list[Rebalance] = []
-        self._handled = Handled()
-        self._handover: Callable[[], None] | None = None
+        self._group = GroupOffsets(log)
         self._consumer.subscribe(self._topics, listener=_Listener(self))
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
@@ -226,41 +179,32 @@ class KafkaSource:
         return [r for batch in records.values() for r in batch]
 
     def set_handover(self, handover: Callable[[], None]) -> None:
-        self._handover = handover
+        self._group.set_handover(handover)
 
     def handled(self, next_offsets: Mapping[Partition, int]) -> None:
-        self._handled.add(next_offsets)
+        self._group.handled(next_offsets)
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit, with any earlier refused commit of partitions still ours; partitions no
         longer assigned are left out (the revoke listener committed what was handled)."""
-        if not next_offsets:
-            return
-        self.handled(next_offsets)
-        offsets = self._handled.to_commit(self.partitions())
+        offsets = self._group.to_commit(next_offsets, self.partitions)
         if not offsets:
             return
         try:
             self._consumer.commit(_offsets(offsets), timeout_ms=COMMIT_TIMEOUT_MS)
-        except CommitFailedError:
-            # The group is rebalancing: the revoke listener commits these while this member
-            # still owns the partitions; if it lost them, their new owner re-reads the
-            # messages and the idempotent store keeps each event once.
-            log.warning("offset commit refused during a rebalance; kept for the handover",
-                        extra={"fields": {"partitions": len(offsets)}})
-            return
         except KafkaError as exc:
-            # The broker or the group coordinator cannot be reached (an outage): the batch
-            # is stored; its offsets go with the next commit (or the revoke listener's).
-            log.warning("offset commit failed; kept for the next commit", extra={"fields": {
-                "partitions": len(offsets), "error": repr(exc)}})
+            # CommitFailedError: the group is rebalancing: the revoke listener commits these
+            # while this member still owns the partitions; if it lost them, their new owner
+            # re-reads the messages and the idempotent store keeps each event once. Any other:
+            # the broker or the group coordinator cannot be reached (an outage): the batch is
+            # stored; its offsets go with the next commit (or the revoke listener's).
+            self._group.commit_failed(type(exc), isinstance(exc, CommitFailedError),
+                                      len(offsets), repr(exc))
             return
-        self._handled.committed(offsets)
+        self._group.committed(offsets)
 
     def rebalances(self) -> list[Rebalance]:
-        with self._lock:
-            changes, self._changes = self._changes, []
-        return changes
+        return self._group.rebalances()
 
     def partitions(self) -> frozenset[Partition]:
         return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
@@ -268,17 +212,8 @@ class KafkaSource:
     async def _revoked(self, revoked: Iterable[TopicPartition], lost: bool) -> None:
         """The listener's part (kafka-python's IO thread): commit what was handled of the
         revoked partitions and not committed yet (unless lost), and record the change."""
-        gone = frozenset((tp.topic, tp.partition) for tp in revoked)
-        if self._handover is not None:
-            self._handover()  # waits (bounded) for a batch being stored; records its offsets
-        offsets = self._handled.take(gone)
-        with self._lock:
-            self._changes.append(Rebalance("lost" if lost else "revoked", gone))
+        offsets = self._group.revoke(frozenset((tp.topic, tp.partition) for tp in revoked), lost)
         if not offsets:
-            return
-        if lost:
-            log.warning("partitions lost before their offsets were committed; the next owner "
-                        "re-reads them", extra={"fields": {"partitions": len(offsets)}})
             return
         try:
             await self._consumer.commit_async(_offsets(offsets))
@@ -286,13 +221,10 @@ class KafkaSource:
             log.warning("offset commit on revoke failed; the next owner re-reads the batch",
                         extra={"fields": {"partitions": len(offsets), "error": repr(exc)}})
         else:
-            log.info("offsets committed on revoke", extra={"fields": {
-                "partitions": len(offsets)}})
+            self._group.committed_on_revoke(len(offsets))
 
     def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        with self._lock:
-            self._changes.append(Rebalance(
-                "assigned", frozenset((tp.topic, tp.partition) for tp in assigned)))
+        self._group.assigned(frozenset((tp.topic, tp.partition) for tp in assigned))
 
     def assigned(self) -> bool:
         return bool(self._consumer.assignment())

@@ -19,7 +19,7 @@ from kafka.errors import KafkaError
 
 from backlight.config import Settings
 from backlight.jobs import live_maps, live_subscription
-from ingest.consumer import Consumer, ConsumerStats
+from ingest.consumer import Consumer, ConsumerOptions, ConsumerStats
 from ingest.rdkafka import RdKafkaSource
 from ingest.transport import KafkaSink, KafkaSource
 from storage import EventStore, open_store
@@ -149,7 +149,8 @@ class Member:
         self.sink = KafkaSink(k.bootstrap_servers, client_id=f"{name}-dlq")
         self.live = live_maps(settings)
         self.consumer = Consumer(self.source, self.sink, self.store, settings.specs(),
-                                 [live_subscription(self.live)], batch_size)
+                                 [live_subscription(self.live)],
+                                 options=ConsumerOptions(batch_size))
         self.stop = threading.Event()
         self.stats: ConsumerStats | None = None
         self.thread = threading.Thread(target=self._run, name=f"member-{name}", daemon=True)

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import popen_backlight, stored_count, write_config
 
 from ingest.broker import BrokerState, LocalBroker
-from ingest.consumer import Consumer
+from ingest.consumer import Consumer, ConsumerOptions
 from ingest.rdkafka import RdKafkaSource
 from ingest.rdkafka_sink import RdKafkaSink
 from ingest.transport import HeaderList, ensure_topics
@@ -217,8 +217,8 @@ def start_member(state: BrokerState, topic: str, group: str, db: Path,
     source = RdKafkaSource(state.bootstrap, group, [topic], session_timeout_ms=6000,
                            heartbeat_interval_ms=2000)
     consumer = Consumer(source, sink, store, {topic: SourceSpec(topic, "claims")},
-                        batch_size=40, poll_timeout_s=0.2, commit_interval_s=0.0)
-    consumer.retry_s = (0.5, 1.0)
+                        options=ConsumerOptions(batch_size=40, poll_timeout_s=0.2,
+                                                commit_interval_s=0.0, retry_s=(0.5, 1.0)))
     stop = threading.Event()
 
     def run() -> None:

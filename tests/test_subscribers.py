@@ -18,7 +18,7 @@ import pytest
 import structlog
 from subscribers_support import Recorder
 
-from ingest.consumer import BatchReport, Consumer
+from ingest.consumer import BatchReport, Consumer, ConsumerOptions
 from ingest.dispatcher import Dispatcher
 from ingest.publish import encode
 from ingest.simulate import simulate
@@ -103,8 +103,8 @@ def consumer(source: ListSource, store: SQLiteStore, subs: Sequence[Subscription
              batch_size: int = 25, **options: float) -> Consumer:
     """A consumer that commits after every batch (``source.commits`` then shows its progress)."""
     return Consumer(source, NoDeadLetters(), store, {TOPIC: SourceSpec(TOPIC, "onboarding")},
-                    subs, batch_size=batch_size, poll_timeout_s=0.01,
-                    **{"commit_interval_s": 0.0, **options})
+                    subs, options=ConsumerOptions(batch_size=batch_size, poll_timeout_s=0.01,
+                                                  **{"commit_interval_s": 0.0, **options}))
 
 
 def test_offsets_are_committed_at_most_every_interval_and_all_once_caught_up(
@@ -314,8 +314,8 @@ def test_a_member_without_partitions_keeps_reporting_the_lag(tmp_path: Path) -> 
     reports: list[BatchReport] = []
     stop = threading.Event()
     worker = Consumer(UnassignedSource([]), NoDeadLetters(), store,
-                      {TOPIC: SourceSpec(TOPIC, "onboarding")}, on_batch=reports.append,
-                      lag_interval_s=0.05)
+                      {TOPIC: SourceSpec(TOPIC, "onboarding")},
+                      options=ConsumerOptions(lag_interval_s=0.05), on_batch=reports.append)
     runner = threading.Thread(target=worker.run, args=(stop,))
     runner.start()
     time.sleep(0.6)
