@@ -34,13 +34,6 @@ def _exc_info_now(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
-def _fields_extra(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Transitional: a standard-library record logged the old way, ``extra={"fields": {...}}``,
-    has its fields lifted into the event. Delete once no module logs that way any more."""
-    event_dict.update(getattr(event_dict["_record"], "fields", {}))
-    return event_dict
-
-
 def _timestamp(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """``ts``: the local time the record was made, to the second."""
     event_dict["ts"] = time.strftime(_TIME_FORMAT, time.localtime(event_dict["_record"].created))
@@ -95,7 +88,7 @@ def formatter(as_json: bool) -> structlog.stdlib.ProcessorFormatter:
     """The one formatter of every log record, Backlight's (structlog) and libraries' (logging)."""
     renderer: Processor = structlog.processors.JSONRenderer(default=str) if as_json else _key_values
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[_fields_extra],
+        foreign_pre_chain=[],
         processors=[_timestamp, _level, _logger_name, _error, _in_order, renderer])
 
 

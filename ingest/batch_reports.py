@@ -8,17 +8,18 @@ consumer look up its lag per partition (``Source.lags``), at most every ``lag_in
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
+
+import structlog
 
 from ingest.consumer_stats import BatchObserver, BatchReport
 from ingest.decode_policy import Prepared
 from ingest.group_offsets import Partition
 from ingest.transport import Source
 
-log = logging.getLogger("backlight.consume")
+log = structlog.stdlib.get_logger("backlight.consume")
 
 
 def batch_report(prepared: Prepared, new: list[bool], seconds: float,
@@ -68,7 +69,7 @@ class BatchReports:
         try:
             return dict(self.source.lags())
         except Exception as exc:  # a metric must never stop ingest
-            log.warning("could not look up the consumer lag: %r", exc)
+            log.warning(f"could not look up the consumer lag: {exc!r}")
             return None
 
     def idle(self, exiting: bool) -> int | None:

@@ -17,10 +17,11 @@ the next one.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+
+import structlog
 
 from ingest.consumer_stats import ConsumerStats
 from ingest.dead_letters import DeadLetters, Letter, letter
@@ -30,7 +31,7 @@ from ingest.store_writes import write_batch
 from ingest.transport import Sink
 from storage import EventStore
 
-log = logging.getLogger("backlight.consume")
+log = structlog.stdlib.get_logger("backlight.consume")
 
 STORE_REJECTED = "store_rejected"
 """The dead-letter code of a valid event whose row the database refused for its content."""

@@ -14,17 +14,18 @@ stored too late for it is re-read by the next owner.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
+
+import structlog
 
 from ingest.batch_writer import InFlight
 from ingest.consumer_stats import ConsumerStats
 from ingest.group_offsets import Handled, Partition
 from ingest.transport import Rebalancing, Source
 
-log = logging.getLogger("backlight.consume")
+log = structlog.stdlib.get_logger("backlight.consume")
 
 HANDOVER_WAIT_S = 10.0
 """On revoke, how long the handover waits for the batch being stored (the group waits too); a
@@ -82,8 +83,8 @@ class Committer:
             new = writing.result(timeout=self.handover_wait_s)
         except FutureTimeout:
             log.warning("the batch being stored was not stored in time for the handover; the "
-                        "partitions' next owner re-reads it", extra={"fields": {
-                            "events": len(prepared.events), "waited_s": self.handover_wait_s}})
+                        "partitions' next owner re-reads it", events=len(prepared.events),
+                        waited_s=self.handover_wait_s)
             return
         except Exception:  # a bug in the write: the poll loop's ``settle`` raises it
             return

@@ -57,12 +57,13 @@ An optional observer (``on_batch``, e.g. ``backlight.metrics.Metrics.observe_bat
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import structlog
 
 from ingest.batch_reports import BatchReports
 from ingest.batch_writer import STORE_REJECTED, BatchWriter
@@ -79,7 +80,7 @@ from schemas.errors import InvalidEvent
 from schemas.event import CaseEvent
 from storage import EventStore
 
-log = logging.getLogger("backlight.consume")
+log = structlog.stdlib.get_logger("backlight.consume")
 __all__ = ["HANDOVER_WAIT_S", "STORE_REJECTED", "BatchReport", "Consumer", "ConsumerOptions",
            "ConsumerStats", "Policy", "Prepared", "Subscriber", "Subscription",
            "dead_letter_topic"]
@@ -204,9 +205,8 @@ class Consumer:
         s.dead_letters += sum(bad.values())
         s.dead_letter_reasons.update(bad)
         s.last_commit_at = time.time()
-        log.info("batch committed", extra={"fields": {
-            "messages": messages, "stored": new, "duplicates": valid - new,
-            "dead_letters": sum(bad.values()), **{f"dlq.{k}": v for k, v in bad.items()}}})
+        log.info("batch committed", messages=messages, stored=new, duplicates=valid - new,
+                 dead_letters=sum(bad.values()), **{f"dlq.{k}": v for k, v in bad.items()})
 
     def run(self, stop: threading.Event | None = None,
             exit_when_idle_s: float | None = None) -> ConsumerStats:
@@ -247,9 +247,9 @@ class Consumer:
                 owned |= change.partitions
             else:
                 owned -= change.partitions
-            log.info("partitions " + change.kind, extra={"fields": {
-                "partitions": ",".join(f"{t}:{p}" for t, p in sorted(change.partitions)),
-                "owned": len(owned)}})
+            log.info("partitions " + change.kind,
+                     partitions=",".join(f"{t}:{p}" for t, p in sorted(change.partitions)),
+                     owned=len(owned))
         self.stats.rebalances += len(changes)
         self.stats.partitions = frozenset(owned)
         self.dispatcher.follow_partitions(self.stats.partitions)
@@ -294,7 +294,7 @@ class Consumer:
                 if self.reports.observed:
                     self.reports.idle(exiting=False)
             elif self.reports.idle(exiting=True) == 0:
-                log.info("caught up and idle, exiting", extra={"fields": {
-                    "idle_s": round(now - idle_since, 1), "stored": self.stats.stored}})
+                log.info("caught up and idle, exiting", idle_s=round(now - idle_since, 1),
+                         stored=self.stats.stored)
                 return True
         return False

@@ -11,12 +11,13 @@ the commits through its own client.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+import structlog
 
 Partition = tuple[str, int]
 REPEAT_WARNING_S = 60.0
@@ -81,7 +82,8 @@ class GroupOffsets:
     """A source's bookkeeping in its consumer group: offsets handled, partition changes, the
     hand-over on revoke. ``log`` is the source's logger (its warnings keep its name)."""
 
-    def __init__(self, log: logging.Logger, repeat_warning_s: float = REPEAT_WARNING_S) -> None:
+    def __init__(self, log: structlog.stdlib.BoundLogger,
+                 repeat_warning_s: float = REPEAT_WARNING_S) -> None:
         self._log = log
         self._repeat_s = repeat_warning_s
         self._lock = threading.Lock()
@@ -136,13 +138,12 @@ class GroupOffsets:
             self._changes.append(Rebalance("lost" if lost else "revoked", partitions))
         if offsets and lost:
             self._log.warning("partitions lost before their offsets were committed; the next "
-                              "owner re-reads them", extra={"fields": {"partitions": len(offsets)}})
+                              "owner re-reads them", partitions=len(offsets))
             return {}
         return offsets
 
     def committed_on_revoke(self, partitions: int) -> None:
-        self._log.info("offsets committed on revoke", extra={"fields": {
-            "partitions": partitions}})
+        self._log.info("offsets committed on revoke", partitions=partitions)
 
     def commit_failed(self, kind: object, rebalancing: bool, partitions: int,
                       error: str) -> None:
@@ -154,7 +155,7 @@ class GroupOffsets:
         self._warned[kind] = now
         if rebalancing:
             self._log.warning("offset commit refused during a rebalance; kept for the handover",
-                              extra={"fields": {"partitions": partitions}})
+                              partitions=partitions)
         else:
-            self._log.warning("offset commit failed; kept for the next commit", extra={"fields": {
-                "partitions": partitions, "error": error}})
+            self._log.warning("offset commit failed; kept for the next commit",
+                              partitions=partitions, error=error)

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
+import structlog
 from confluent_kafka import Consumer as _Consumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -46,7 +47,7 @@ from ingest.errors import KafkaUnavailable
 from ingest.group_offsets import GroupOffsets, Partition, Rebalance
 from ingest.transport import CLOSE_TIMEOUT_MS, LOOKUP_TIMEOUT_MS, HeaderList, Message
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger("backlight.consume.rdkafka")
 
 OPTIONS: Mapping[str, str] = {
     "session_timeout_ms": "session.timeout.ms",
@@ -96,7 +97,7 @@ def settings(bootstrap: str, group_id: str, client_id: str,
         "fetch.max.bytes": 1024 * 1024, "max.partition.fetch.bytes": 512 * 1024,
         "queued.max.messages.kbytes": 4 * 1024, "queued.min.messages": 5_000,
         "fetch.queue.backoff.ms": 5,
-        "logger": logging.getLogger("ingest.rdkafka.librdkafka"),
+        "logger": logging.getLogger("backlight.consume.librdkafka"),
     }
     wait_s = 15.0
     for key, value in overrides.items():
@@ -161,8 +162,7 @@ class RdKafkaSource:
             if now - self._warned.get(error.code(), float("-inf")) >= _REPEAT_WARNING_S:
                 self._warned[error.code()] = now
                 log.warning("the Kafka client reported an error; it retries by itself",
-                            extra={"fields": {"error": error.name(), "reason": error.str(),
-                                              "topic": m.topic()}})
+                            error=error.name(), reason=error.str(), topic=m.topic())
 
     def set_handover(self, handover: Callable[[], None]) -> None:
         self._group.set_handover(handover)
@@ -291,5 +291,4 @@ class RdKafkaSource:
         closing.join(CLOSE_TIMEOUT_MS / 1000)
         if closing.is_alive():
             log.warning("leaving the consumer group took too long; the group hands the "
-                        "partitions on after the session timeout", extra={"fields": {
-                            "waited_s": CLOSE_TIMEOUT_MS / 1000}})
+                        "partitions on after the session timeout", waited_s=CLOSE_TIMEOUT_MS / 1000)

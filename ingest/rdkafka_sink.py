@@ -47,7 +47,7 @@ class RdKafkaSink:
             "bootstrap.servers": bootstrap, "client.id": client_id, "acks": "all",
             "linger.ms": 20, "message.max.bytes": MAX_MESSAGE_BYTES,
             "message.timeout.ms": round(delivery_timeout_s * 1000),
-            "logger": logging.getLogger("ingest.rdkafka.librdkafka"),
+            "logger": logging.getLogger("backlight.consume.librdkafka"),
         }
         for key, value in overrides.items():
             if key not in OPTIONS or key.endswith(("_timeout_ms", "_interval_ms")):

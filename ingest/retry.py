@@ -9,7 +9,6 @@ logged too, so an operator sees how long it lasted.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -20,14 +19,8 @@ RETRY_S = (0.5, 1.0, 2.0, 5.0)
 """Waits before each new attempt (then the last, repeated)."""
 LOG_EVERY_S = 60.0
 """At most one warning per outage per this many seconds."""
-Log = structlog.stdlib.BoundLogger | logging.Logger
-"""Where an outage is logged. Transitional: also a standard-library logger (``ingest/consumer.py``
-passes one until it logs through structlog); then only ``structlog.stdlib.BoundLogger``."""
-
-
-def bound(log: Log) -> structlog.stdlib.BoundLogger:
-    """Transitional: ``log`` as a structlog logger (a standard-library one: the same name)."""
-    return structlog.stdlib.get_logger(log.name) if isinstance(log, logging.Logger) else log
+Log = structlog.stdlib.BoundLogger
+"""Where an outage is logged."""
 
 
 class Retrying:
@@ -35,7 +28,7 @@ class Retrying:
 
     def __init__(self, what: str, stop: threading.Event, log: Log,
                  waits: tuple[float, ...] = RETRY_S, log_every_s: float = LOG_EVERY_S) -> None:
-        self.what, self.stop, self.log = what, stop, bound(log)
+        self.what, self.stop, self.log = what, stop, log
         self.waits, self.log_every_s = waits, log_every_s
         self.attempts = 0
         self._started = 0.0

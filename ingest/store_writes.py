@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ingest.errors import RowRejected, StoreError
-from ingest.retry import RETRY_S, Log, Retrying, bound
+from ingest.retry import RETRY_S, Log, Retrying
 from schemas.event import CaseEvent
 from schemas.frame import Coordinates
 from storage import EventStore
@@ -54,7 +54,6 @@ def write_batch(store: EventStore, events: Sequence[CaseEvent],
     new = [False] * len(events)
     refused: list[Refused] = []
     todo = [(0, len(events))] if events else []  # ranges still to write, the next one last
-    log = bound(log)
     retrying = Retrying("storing the batch", stop, log, waits)
     seconds = 0.0
     while todo:

@@ -24,11 +24,11 @@ only sends the commits through its own client.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
@@ -46,7 +46,7 @@ from ingest.group_offsets import GroupOffsets
 from ingest.group_offsets import Partition as Partition
 from ingest.group_offsets import Rebalance as Rebalance
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger("backlight.consume.kafka")
 LOOKUP_TIMEOUT_MS = 2000
 """Longest wait for the broker in a lag lookup (end offsets, committed offsets): without a
 bound, kafka-python waits ``request_timeout_ms`` (30 s) while the broker is down, and the
@@ -219,7 +219,7 @@ class KafkaSource:
             await self._consumer.commit_async(_offsets(offsets))
         except KafkaError as exc:
             log.warning("offset commit on revoke failed; the next owner re-reads the batch",
-                        extra={"fields": {"partitions": len(offsets), "error": repr(exc)}})
+                        partitions=len(offsets), error=repr(exc))
         else:
             self._group.committed_on_revoke(len(offsets))
 

@@ -4,13 +4,13 @@ over when the partitions are revoked, the batch being stored included if it is s
 
 from __future__ import annotations
 
-import logging
 import time
 from concurrent.futures import Future
 
 import pytest
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition
+from structlog.testing import capture_logs
 
 from ingest.committer import Committer
 from ingest.consumer_stats import ConsumerStats
@@ -96,7 +96,7 @@ def test_a_revoke_commits_the_offsets_pending_and_those_of_the_batch_stored_in_t
 
 
 def test_a_batch_not_stored_in_time_is_left_to_the_next_owner(
-        kafka_bootstrap: str, unique: str, caplog: pytest.LogCaptureFixture) -> None:
+        kafka_bootstrap: str, unique: str) -> None:
     """A write still running when the hand-over's wait ends: its offsets are not committed
     (the next owner re-reads that batch), the ones stored before are, and it is logged."""
     topic, group = f"handover.late.{unique}", f"g-{unique}"
@@ -107,8 +107,8 @@ def test_a_batch_not_stored_in_time_is_left_to_the_next_owner(
     writing: Future[list[bool] | None] = Future()  # never finishes
     in_flight = (Prepared([], next_offsets={(topic, 1): 9}), writing)
     source.set_handover(lambda: committer.handover(in_flight))
-    with caplog.at_level(logging.WARNING, logger="backlight.consume"):
+    with capture_logs() as logged:
         source.close()
     wait_committed(kafka_bootstrap, topic, group, None, {(topic, 0): 4})
     assert ("the batch being stored was not stored in time for the handover; the partitions' "
-            "next owner re-reads it") in [r.getMessage() for r in caplog.records]
+            "next owner re-reads it") in [e["event"] for e in logged]

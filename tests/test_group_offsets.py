@@ -3,13 +3,12 @@ bookkeeping both Kafka sources share (``ingest.group_offsets``), without a broke
 
 from __future__ import annotations
 
-import logging
-
-import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from ingest.group_offsets import GroupOffsets, Handled, Rebalance
 
-log = logging.getLogger("tests.group_offsets")
+log = structlog.stdlib.get_logger("tests.group_offsets")
 A0, A1, B0 = ("a", 0), ("a", 1), ("b", 0)
 
 
@@ -67,32 +66,31 @@ def test_a_revoke_runs_the_handover_first_and_commits_the_revoked_partitions_off
     assert group.to_commit({A1: 3}, lambda: frozenset({A1})) == {A1: 3}
 
 
-def test_lost_partitions_commit_nothing_and_say_their_next_owner_re_reads_them(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_lost_partitions_commit_nothing_and_say_their_next_owner_re_reads_them() -> None:
     """Partitions lost with offsets not committed: nothing to commit (no longer possible),
     one warning under the source's logger, and the offsets are forgotten."""
     group = GroupOffsets(log)
     group.handled({A0: 5})
-    with caplog.at_level(logging.WARNING, logger=log.name):
+    with capture_logs() as logged:
         assert group.revoke(frozenset({A0}), lost=True) == {}
-    assert [(r.name, r.getMessage()) for r in caplog.records] == [
-        (log.name, "partitions lost before their offsets were committed; the next owner "
-                   "re-reads them")]
+    assert [(e["log_level"], e["event"]) for e in logged] == [
+        ("warning", "partitions lost before their offsets were committed; the next owner "
+                    "re-reads them")]
     assert group.rebalances() == [Rebalance("lost", frozenset({A0}))]
     assert group.to_commit({B0: 1}, lambda: frozenset({A0, B0})) == {B0: 1}
 
 
-def test_a_failed_commit_is_warned_once_per_kind_a_minute(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_commit_is_warned_once_per_kind_a_minute() -> None:
     """Repeated failures of one kind warn once; another kind warns on its own, a refusal in
     a rebalance saying its offsets are kept for the hand-over."""
     group = GroupOffsets(log)
-    with caplog.at_level(logging.WARNING, logger=log.name):
+    with capture_logs() as logged:
         for _ in range(3):
             group.commit_failed("timeout", False, 2, "KafkaTimeoutError()")
         group.commit_failed("rebalance", True, 1, "CommitFailedError()")
-    assert [(r.getMessage(), r.__dict__["fields"]) for r in caplog.records] == [
-        ("offset commit failed; kept for the next commit",
-         {"partitions": 2, "error": "KafkaTimeoutError()"}),
-        ("offset commit refused during a rebalance; kept for the handover", {"partitions": 1}),
+    assert logged == [
+        {"event": "offset commit failed; kept for the next commit", "log_level": "warning",
+         "partitions": 2, "error": "KafkaTimeoutError()"},
+        {"event": "offset commit refused during a rebalance; kept for the handover",
+         "log_level": "warning", "partitions": 1},
     ]

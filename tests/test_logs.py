@@ -91,19 +91,6 @@ def test_library_records_share_the_format_and_quiet_levels(
                         line), line
 
 
-def test_old_style_fields_extra_renders_like_keyword_fields(
-        capsys: pytest.CaptureFixture[str], restore_logging: object) -> None:
-    """Transitional (delete with ``logs._fields_extra``): a standard-library call passing
-    ``extra={"fields": {...}}`` renders the same line as the structlog call with those fields."""
-    logs.setup("INFO")
-    logging.getLogger("backlight.test").info("batch committed", extra={"fields": {
-        "messages": 5000, "note": "a b"}})
-    log.info("batch committed", messages=5000, note="a b")
-    old, new = err_lines(capsys)
-    assert old.endswith(' event="batch committed" messages=5000 note="a b"'), old
-    assert old.split(" ", 1)[1] == new.split(" ", 1)[1]
-
-
 def test_json_log_lines_hold_no_raw_control_characters(
         capsys: pytest.CaptureFixture[str], restore_logging: object,
         monkeypatch: pytest.MonkeyPatch) -> None:
