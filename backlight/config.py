@@ -130,30 +130,11 @@ class StoreSettings(_Model):
         return url
 
 
-class MappingSettings(_Model):
-    case_id: str = "case_id"
-    activity: str = "activity"
-    timestamp: str = "timestamp"
-    event_id: str = "event_id"
-    process: str = "process"
-    lifecycle: str = "lifecycle"
-    resource: str = "resource"
-    team: str = "team"
-    attributes: str = "attributes"
-    timezone: str | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, zone: str | None) -> str | None:
-        if zone is not None:
-            FieldMapping(timezone=zone)  # raises ValueError("unknown time zone ...")
-        return zone
-
-
 class SourceSettings(_Model):
     topic: str
     process: str | None = None
-    mapping: MappingSettings = MappingSettings()
+    mapping: FieldMapping = FieldMapping()
+    """Where each event field is in the messages (``schemas.decode.FieldMapping``)."""
     max_event_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024 * 1024)
     max_depth: int = Field(DEFAULT_MAX_DEPTH, ge=2, le=256)
     """Deepest nesting of objects and arrays in a message (the message itself is 1)."""
@@ -178,9 +159,8 @@ class SourceSettings(_Model):
         return topic
 
     def spec(self) -> SourceSpec:
-        mapping = FieldMapping(**self.mapping.model_dump())
         skew_us = round(parse_duration(self.max_future_skew).wall_seconds * 1_000_000)
-        return SourceSpec(self.topic, self.process, mapping, self.max_event_bytes, self.max_depth,
+        return SourceSpec(self.topic, self.process, self.mapping, self.max_event_bytes, self.max_depth,
                           skew_us)
 
 

@@ -38,13 +38,14 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from schemas.errors import InvalidEvent
 from schemas.event import LIFECYCLES, CaseEvent, to_time_us
@@ -72,9 +73,11 @@ without building an encoder per call: the canonical text of an event's attribute
 ``ValueError`` for a non-finite number (which strict JSON, and so the store, cannot hold)."""
 
 
-@dataclass(frozen=True)
-class FieldMapping:
-    """Where each event field is in a source's messages: dotted paths into the JSON."""
+class FieldMapping(BaseModel):
+    """Where each event field is in a source's messages: dotted paths into the JSON. It is
+    also the config's ``[sources.mapping]`` table, key for key (``backlight.config``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     case_id: str = "case_id"
     activity: str = "activity"
@@ -88,17 +91,21 @@ class FieldMapping:
     timezone: str | None = None
     """IANA zone for sources that send naive timestamps; without it they are rejected."""
 
-    def __post_init__(self) -> None:
-        if self.timezone is not None:
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
             try:
-                ZoneInfo(self.timezone)
+                ZoneInfo(zone)
             except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"unknown time zone {self.timezone!r}") from exc
+                raise ValueError(f"unknown time zone {zone!r}") from exc
+        return zone
 
     @cached_property
     def is_identity(self) -> bool:
         """True when messages are in Backlight's own schema (no field is renamed)."""
-        return all(getattr(self, f.name) == f.name for f in fields(self) if f.name != "timezone")
+        return all(getattr(self, name) == name for name in type(self).model_fields
+                   if name != "timezone")
 
     @cached_property
     def zone(self) -> ZoneInfo | None:
