@@ -6,15 +6,24 @@ each needing ``min_cases`` cases. A case "hits" when, on its completions, an act
 second time (rework), a cycle of the map closes (loop), or a request activity is asked a second
 time (repeated request). Three kinds of finding:
 
-- ``rework at A``: the recent share of cases redoing A is above ``max_share``, or clearly above
-  the baseline (below); the summary says how many were repeats (same person) and redos
-  (someone else), as ``mining.rework`` counts them.
+- ``rework at A``: the share of cases redoing A is clearly above the baseline (below); the
+  summary says how many of the cases it counts (those started since the change) were repeats
+  (same person) and redos (someone else), as ``mining.rework`` counts them.
+- ``rework at A above the 30% cap``: the recent share is above the fixed ``max_share``,
+  whatever the baseline (a level, not an increase; said only when no drift of A is). Since:
+  the earliest day from which the cases started that day or later redo A above the cap.
 - ``loop a -> b``: a cycle of the recent map (``mining.rework.discover_loops``) that at least
   ``min_loop_cases`` recent cases go round and no baseline case did (or clearly more often);
   a self-loop (a -> a) is left to ``rework at a``.
 - ``repeated request: A``: a request activity (``request_activities``, default the ones named
   "Request ..." or "Ask ...") asked twice or more in at least ``min_repeat_requests`` recent
   cases, clearly above the baseline share or where the baseline had almost none (< 0.5 %).
+
+Quiet by design. Every count a sentence states comes from the cases started since its "since";
+at least ``min_support_cases`` (and ``min_loop_cases`` / ``min_repeat_requests``) of them, and
+``min_support_share`` of them, must hit. Hysteresis: a finding that is only above the clearing
+levels (z >= ``clear_z``, shares at ``clear_fraction`` of the firing ones) is returned with
+``opens=False``: it keeps an open alert open and never opens one.
 
 "Clearly above". Recent cases are young: a case that started yesterday had no time to be asked
 twice, so its raw share is not comparable with the finished baseline cases'. Each recent case is
