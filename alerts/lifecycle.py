@@ -38,6 +38,17 @@ Recovering -> Resolved), on business timescales. Per alert key, at each evaluati
   frozen: their previous state is kept untouched (no new alert, no firing, repeat, escalation
   or resolve), because with the feed stopped neither the presence nor the absence of a derived
   finding is evidence. They continue from that state once the inhibiting finding is gone.
+- **Hysteresis.** A finding that does not open (``Finding.opens`` False: its condition is
+  above the rule's clearing threshold, not its firing one) counts as present for an open
+  (pending or firing) alert and as absent otherwise: a value hovering between the two
+  thresholds neither opens an alert nor resolves one.
+- **Flapping.** Each time a key fires or resolves is recorded (``Alert.flips``, kept across
+  episodes, within ``flap_window``). A key that would change state more than ``flap_changes``
+  times in the window is flapping (``Alert.flapping``): the firing that makes it so is
+  announced once, marked flapping, and it then stays firing, without further messages (no
+  reminders either; the crossings it keeps making are still counted), until
+  its condition has been clear for the whole ``flap_window`` (one RESOLVED then), instead of
+  firing and resolving at every crossing, as Nagios' flap detection does.
 - **Scope.** Only processes in ``evaluated`` (plus those with a finding this round) advance;
   alerts of other processes are kept untouched. Resolved alerts are kept for history. When
   several findings share a key, the most severe (then the first) counts. Summary, evidence,
@@ -73,8 +84,14 @@ class LifecyclePolicy:
     """The condition must hold this long before firing (0: fire at once)."""
     resolve_after: timedelta = timedelta(hours=24)
     """A firing alert must be clear this long before it resolves (no flapping)."""
-    repeat_interval: timedelta = timedelta(days=7)
-    """Re-send an unchanged, unacknowledged firing alert after this."""
+    repeat_interval: timedelta = timedelta(days=28)
+    """Re-send an unchanged, unacknowledged firing alert after this: far rarer than rounds (the
+    weekly digest lists what is still open; a reminder every round is what gets a channel
+    muted)."""
+    flap_window: timedelta = timedelta(days=28)
+    """How far back flap detection counts a key's state changes."""
+    flap_changes: int = 2
+    """More state changes (fired, resolved) than this within ``flap_window``: flapping."""
     escalate_after: timedelta | None = None
     """Firing and not acknowledged this long: one ESCALATED change per episode."""
     inhibited_by: tuple[str, ...] = field(default_factory=lambda: _inhibiting())
@@ -133,7 +150,8 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
     """Advance every alert by one evaluation at ``now`` (aware) and say what to notify."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    current = _by_key(findings)
+    current = {key: f for key, f in _by_key(findings).items()
+               if f.opens or _open(previous.get(key))}
     scope = set(evaluated) | {f.process for f in current.values()}
     inhibiting = {f.process for f in current.values() if f.rule in policy.inhibited_by}
     exempt = set(policy.never_inhibited) | set(policy.inhibited_by)
@@ -168,6 +186,15 @@ def _by_key(findings: Sequence[Finding]) -> dict[str, Finding]:
     return chosen
 
 
+def _open(alert: Alert | None) -> bool:
+    return alert is not None and alert.status is not Status.RESOLVED
+
+
+def _recent(flips: Iterable[datetime], rnd: _Round) -> tuple[datetime, ...]:
+    """The state changes within the flap window before now."""
+    return tuple(t for t in flips if rnd.now - t < rnd.policy.flap_window)
+
+
 def _step(prev: Alert | None, finding: Finding | None, rnd: _Round) -> tuple[Alert | None, list[Change]]:
     """One key's new state and changes in an evaluated, uninhibited process."""
     if finding is None:
@@ -182,9 +209,17 @@ def _step(prev: Alert | None, finding: Finding | None, rnd: _Round) -> tuple[Ale
 def _clear(prev: Alert, rnd: _Round) -> tuple[Alert, list[Change]]:
     """A firing alert whose condition is clear: recovering, or resolved after resolve_after."""
     alert = _dress(prev, rnd)
-    if rnd.now - prev.last_seen >= rnd.policy.resolve_after:
-        alert = replace(alert, status=Status.RESOLVED, resolved_at=rnd.now)
-        return alert, [Change.RESOLVED] if alert.notified_at is not None else []
+    clear_for = rnd.now - prev.last_seen
+    if clear_for >= rnd.policy.resolve_after:
+        flips = (*_recent(prev.flips, rnd), rnd.now)
+        if len(flips) <= rnd.policy.flap_changes or clear_for >= rnd.policy.flap_window:
+            alert = replace(alert, status=Status.RESOLVED, resolved_at=rnd.now, flips=flips,
+                            flapping=False)
+            return alert, [Change.RESOLVED] if alert.notified_at is not None else []
+        held = _recent(prev.flips, rnd)  # flapping: firing until clear for the whole window
+        if not prev.flips or prev.flips[-1] <= prev.last_seen:
+            held = (*held, rnd.now)  # the condition cleared since it was last recorded
+        alert = replace(alert, flips=held, flapping=True)
     return alert, list(_notices(prev, alert))
 
 
@@ -192,18 +227,24 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
     """The condition holds: open or continue the episode, fire, remind, escalate."""
     now, policy = rnd.now, rnd.policy
     owner = rnd.owners.get(finding.process)
+    flips = _recent(prev.flips, rnd) if prev is not None else ()
+    if prev is not None and prev.flapping and prev.flips and prev.flips[-1] > prev.last_seen:
+        flips = (*flips, now)  # a held flapping alert whose condition came back
     if prev is None or prev.status is Status.RESOLVED:
         episode = None
-        alert = Alert.from_finding(finding, Status.PENDING, owner, now)
+        alert = Alert.from_finding(finding, Status.PENDING, owner, now, flips=flips)
     else:
         episode = prev
         alert = Alert.from_finding(
             finding, prev.status, owner, now, first_seen=prev.first_seen, fired_at=prev.fired_at,
             acknowledged_by=prev.acknowledged_by, acknowledged_at=prev.acknowledged_at,
             escalated_at=prev.escalated_at, notified_at=prev.notified_at,
-            notified_severity=prev.notified_severity)
+            notified_severity=prev.notified_severity, flips=flips,
+            flapping=prev.flapping and len(flips) > policy.flap_changes)
     if alert.status is Status.PENDING and now - alert.first_seen >= policy.pending_for:
-        alert = replace(alert, status=Status.FIRING, fired_at=now)
+        flips = (*flips, now)
+        alert = replace(alert, status=Status.FIRING, fired_at=now, flips=flips,
+                        flapping=len(flips) > policy.flap_changes)
     alert = _dress(alert, rnd)
     if alert.status is not Status.FIRING:
         return alert, []
@@ -217,8 +258,8 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
         if due and policy.escalate_after is not None and now - alert.fired_at >= policy.escalate_after:
             sent.append(Change.ESCALATED)
             alert = replace(alert, escalated_at=now)
-        elif (not sent and not alert.acknowledged and alert.notified_at is not None
-              and now - alert.notified_at >= policy.repeat_interval):
+        elif (not sent and not alert.acknowledged and not alert.flapping
+              and alert.notified_at is not None and now - alert.notified_at >= policy.repeat_interval):
             sent.append(Change.REPEAT)
         if sent:
             alert = replace(alert, notified_at=now, notified_severity=alert.severity)

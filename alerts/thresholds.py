@@ -74,7 +74,8 @@ class Rework(Thresholds):
     """rework: an activity's rework share, a newly appeared loop, repeated requests."""
 
     max_share: float = Field(0.3, gt=0, le=1)
-    """An activity redone in more than this share of cases fires regardless of baseline."""
+    """A fixed cap: an activity redone in more than this share of recent cases is a finding of
+    its own ("rework at A above the 30% cap"), whatever the baseline; it says no increase."""
     min_ratio: float = Field(2.0, gt=1)
     """...or its recent share at least this many times the baseline share..."""
     min_share_increase: float = Field(0.05, gt=0, le=1)
@@ -88,6 +89,17 @@ class Rework(Thresholds):
     min_repeat_requests: int = Field(5, ge=1)
     min_loop_cases: int = Field(5, ge=1)
     """Recent cases that must go round a loop the baseline did not have before it is said."""
+    min_support_cases: int = Field(5, ge=1)
+    """Minimum support: a finding's sentence counts the cases started since its "since"; at
+    least this many of them must hit (and min_loop_cases / min_repeat_requests for those)..."""
+    min_support_share: float = Field(0.02, ge=0, le=1)
+    """...and at least this share of them."""
+    clear_z: float = Field(2.0, gt=0, lt=3)
+    """Hysteresis: a shift fires at z >= 3 and an open alert holds while z >= this."""
+    clear_fraction: float = Field(0.8, gt=0, le=1)
+    """Hysteresis on the share thresholds: an open alert holds while its share is above this
+    fraction of what opened it (max_share, min_share_increase, min_ratio's excess over 1, the
+    minimum support); 1 means no hysteresis."""
 
     _durations = field_validator("baseline", "recent")(_duration)
 

@@ -109,7 +109,8 @@ def policy(settings: Settings) -> LifecyclePolicy:
     a = settings.alerts
     return LifecyclePolicy(
         pending_for=_wall(a.pending_for), resolve_after=_wall(a.resolve_after),
-        repeat_interval=_wall(a.repeat_interval),
+        repeat_interval=_wall(a.repeat_interval), flap_window=_wall(a.flap_window),
+        flap_changes=a.flap_changes,
         escalate_after=_wall(a.escalate_after) if a.escalate_after else None)
 
 

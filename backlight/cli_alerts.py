@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ import click
 from alerts.delivery import DeliveryReport
 from alerts.duration import parse_duration
 from alerts.errors import AlertConfigError
-from backlight import alerting
+from backlight import alerting, strict_json
 from backlight.cli_options import config_option as _config_option
 from backlight.cli_options import errors_exit as _errors_exit
 from backlight.cli_options import settings as _settings
@@ -69,7 +68,7 @@ def evaluate(config_path: str | None, dry_run: bool, fmt: str, now_text: str | N
     for note in report.notes:
         click.echo(f"# {printable(note)}", err=True)
     if fmt == "json":
-        click.echo(json_printable(json.dumps([a.to_json() for a in report.alerts], indent=2,
+        click.echo(json_printable(strict_json.dumps([a.to_json() for a in report.alerts], indent=2,
                                              ensure_ascii=False)))
     else:
         click.echo(render_text(report), nl=False)
@@ -113,7 +112,7 @@ def list_(config_path: str | None, fmt: str, show_all: bool) -> None:
     found, silences = alerting.listing(_settings(config_path))
     shown = [a for a in found if show_all or a.status.value != "resolved"]
     if fmt == "json":
-        click.echo(json_printable(json.dumps({"alerts": [a.to_json() for a in shown],
+        click.echo(json_printable(strict_json.dumps({"alerts": [a.to_json() for a in shown],
                                               "silences": [_silence_json(s) for s in silences]},
                                              indent=2, ensure_ascii=False)))
         return

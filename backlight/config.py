@@ -227,8 +227,14 @@ class AlertSettings(_Model):
     """How long a condition must hold before it fires (default: at once)."""
     resolve_after: str = "1 day"
     """How long it must be clear before it resolves (no flapping at a threshold)."""
-    repeat_interval: str = "7 days"
-    """An unchanged, unacknowledged firing alert is sent again after this."""
+    repeat_interval: str = "28 days"
+    """An unchanged, unacknowledged firing alert is sent again after this: far rarer than the
+    rounds, so that a channel is not reminded every week of what it already knows."""
+    flap_window: str = "28 days"
+    """How far back flap detection counts an alert's state changes."""
+    flap_changes: int = Field(2, ge=1)
+    """More state changes (fired, resolved) than this within flap_window: the alert is
+    flapping, announced once and held firing until it has been clear for flap_window."""
     escalate_after: str | None = None
     """Not acknowledged this long: sent to the routes marked escalation = true."""
     history: str = "365 days"
@@ -239,7 +245,7 @@ class AlertSettings(_Model):
     routes: tuple[RouteSettings, ...] = ()
 
     _durations = field_validator("every", "pending_for", "resolve_after", "repeat_interval",
-                                 "escalate_after", "history")(_wall_duration)
+                                 "escalate_after", "history", "flap_window")(_wall_duration)
 
     @field_validator("base_url")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from backlight import alerting, jobs
+from backlight import alerting, jobs, strict_json
 from backlight.config import Settings
 from backlight.mine import load_events, mine
 from backlight.render_alerts import render_text
@@ -117,7 +116,7 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
             echo(render_text(report).rstrip())
             found.extend(a.to_json() for a in report.alerts)
         alerts_file = workdir / "alerts.json"
-        alerts_file.write_text(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
+        alerts_file.write_text(strict_json.dumps(found, indent=2, ensure_ascii=False) + "\n")
         if demo_settings.channels:
             delivered = alerting.deliver_outbox(demo_settings)
             echo(f"  delivered {delivered.sent}, failed {delivered.failed} (retried by "

@@ -27,7 +27,8 @@ def render_text(report: EvaluationReport) -> str:
         lines.append(f"\n{p(process)} (owner: {p(owner)})")
         for a in sorted(group, key=lambda a: (-a.severity.rank, a.key)):
             flags = "".join([", acknowledged" if a.acknowledged else "",
-                             ", silenced" if a.silenced else ""])
+                             ", silenced" if a.silenced else "",
+                             ", flapping" if a.flapping else ""])
             since = f" since {a.since.isoformat()}" if a.since else ""
             lines.append(f"  [{a.severity.value} {a.status.value}{flags}] {p(a.rule)}{since}")
             lines.append(f"    {p(a.summary)}")

@@ -84,6 +84,9 @@ class Finding:
     segment: Mapping[str, str] = field(default_factory=dict)
     since: date | None = None
     cases: tuple[str, ...] = ()
+    opens: bool = True
+    """False: the condition is only above its clearing threshold (hysteresis), not its firing
+    one; such a finding keeps an open alert open but never opens one."""
 
     @property
     def key(self) -> str:
@@ -125,6 +128,12 @@ class Alert:
     a resolve message is owed."""
     notified_severity: Severity | None = None
     """The severity last announced in this episode: a rise above it is announced again."""
+    flips: tuple[datetime, ...] = ()
+    """When the key last fired or resolved, within the lifecycle's flap window (across
+    episodes): what flap detection counts."""
+    flapping: bool = False
+    """It changed state more often than the flap limit allows within the flap window: it
+    stays firing (one announcement) until it has been clear for the whole window."""
 
     @classmethod
     def from_finding(cls, finding: Finding, status: Status, owner: str | None,
@@ -161,6 +170,7 @@ class Alert:
             "escalated_at": _iso(self.escalated_at), "url": self.url,
             "notified_at": _iso(self.notified_at),
             "notified_severity": self.notified_severity.value if self.notified_severity else None,
+            "flapping": self.flapping, "flips": [t.isoformat() for t in self.flips],
         }
 
 

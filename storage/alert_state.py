@@ -10,11 +10,11 @@ datetimes (storage/times.py); an alert is stored as its ``Alert.to_json`` and re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from schemas import strict_json
 from schemas.alerts import (
     Acknowledgement,
     Alert,
@@ -193,7 +193,9 @@ def alert_from_json(data: Mapping[str, Any]) -> Alert:
             acknowledged_at=_parse_opt(data["acknowledged_at"]),
             silenced_by=data["silenced_by"], escalated_at=_parse_opt(data["escalated_at"]),
             url=data["url"], notified_at=_parse_opt(data.get("notified_at")),
-            notified_severity=Severity(told) if told else None)
+            notified_severity=Severity(told) if told else None,
+            flips=tuple(_parse(t) for t in data.get("flips", ())),
+            flapping=bool(data.get("flapping", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise AlertStateError(f"a stored alert cannot be read: {exc!r}") from exc
 
@@ -220,7 +222,7 @@ def silence_from_json(data: Mapping[str, Any]) -> Silence:
 def history_rows(changes: Sequence[AlertChange]) -> list[tuple[Any, ...]]:
     """The ``alert_history`` rows of some changes (key, change, status, at_us, summary, body)."""
     return [(c.alert.key, c.change.value, c.alert.status.value, stored_us(c.at), c.alert.summary,
-             json.dumps(c.alert.to_json())) for c in changes]
+             strict_json.dumps(c.alert.to_json())) for c in changes]
 
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from schemas import strict_json
 from schemas.alerts import Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
 from storage.alert_state import (
     POSTGRES_SCHEMA,
@@ -55,7 +56,7 @@ class StoredAlertState:
 
     def save(self, evaluation_alerts: Iterable[Alert]) -> None:
         alerts = list(evaluation_alerts)
-        rows = [(a.key, a.process, a.status.value, json.dumps(a.to_json())) for a in alerts]
+        rows = [(a.key, a.process, a.status.value, strict_json.dumps(a.to_json())) for a in alerts]
 
         def work(run: Run) -> None:
             run.many(_UPSERT, rows)
@@ -109,7 +110,7 @@ class StoredAlertState:
         """The lease rows stay locked until the commit, so no worker takes one over half way."""
         scope = sorted(set(processes))
         alerts = [a for a in evaluation_alerts if a.process in scope]
-        rows = [(a.key, a.process, a.status.value, json.dumps(a.to_json())) for a in alerts]
+        rows = [(a.key, a.process, a.status.value, strict_json.dumps(a.to_json())) for a in alerts]
         history = history_rows(changes)
         sql = self._sql
 
@@ -136,7 +137,7 @@ class StoredAlertState:
             raise AlertStateError(f"silence {silence.id!r} has no matcher: give a key, rule,"
                                   " process or severity")
         row = (silence.id, stored_us(silence.created_at), stored_us(silence.until),
-               json.dumps(silence_to_json(silence)))
+               strict_json.dumps(silence_to_json(silence)))
 
         def work(run: Run) -> None:
             if run.count("INSERT INTO alert_silences (id, created_us, until_us, body)"
@@ -165,7 +166,7 @@ class StoredAlertState:
             silence = replace(silence, until=now)
             run.count("UPDATE alert_silences SET until_us = ?, body = ?, expired_by = ?,"
                       " expired_us = ? WHERE id = ?",
-                      (stored_us(now), json.dumps(silence_to_json(silence)), by, stored_us(now), id))
+                      (stored_us(now), strict_json.dumps(silence_to_json(silence)), by, stored_us(now), id))
             return silence
         return self.tables.write(f"expiring silence {id!r}", work)
 

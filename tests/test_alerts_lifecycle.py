@@ -128,15 +128,15 @@ def test_pending_for_is_respected_and_a_pending_alert_that_clears_is_dropped() -
 
 
 def test_repeat_after_repeat_interval_and_none_when_acknowledged() -> None:
-    """Daily evaluations for 15 days: FIRING, then REPEAT every 7 days; an acknowledgement on
-    day 2 stops the repeats (the channel hears ACKNOWLEDGED once)."""
-    run = Runner()
+    """Daily evaluations for 15 days with repeat_interval 7 days: FIRING, then REPEAT every 7
+    days; an acknowledgement on day 2 stops the repeats (the channel hears ACKNOWLEDGED once)."""
+    run = Runner(LifecyclePolicy(repeat_interval=7 * DAY))
     for d in range(15):
         run.round(T0 + d * DAY, [finding()])
     assert run.kinds() == [Change.FIRING, Change.REPEAT, Change.REPEAT]
     assert run.times(Change.REPEAT) == [T0 + 7 * DAY, T0 + 14 * DAY]
 
-    acked = Runner()
+    acked = Runner(LifecyclePolicy(repeat_interval=7 * DAY))
     for d in range(15):
         if d == 2:
             acked.acks[KEY] = Acknowledgement(KEY, "alice", T0 + 2 * DAY - HOUR, "on it")
@@ -446,3 +446,63 @@ def test_severities_rank_from_info_to_critical() -> None:
     assert sorted(["critical", "info", "warning"], key=lambda v: Severity(v).rank) == [
         "info", "warning", "critical"]
     assert [s.rank for s in Severity] == [0, 1, 2]
+
+
+def test_a_finding_only_above_the_clearing_threshold_holds_but_never_opens() -> None:
+    """Hysteresis: a value hovering between the clearing and the firing threshold (weekly rounds
+    alternating firing-level and holding-level findings) gives one FIRING and no RESOLVED; the
+    same holding-level findings alone never open an alert."""
+    hold = replace(finding(), opens=False)
+    run = Runner(LifecyclePolicy(repeat_interval=365 * DAY))
+    for week in range(12):
+        run.round(T0 + week * 7 * DAY, [finding() if week % 2 == 0 else hold])
+    assert run.kinds() == [Change.FIRING]
+    assert run.state[KEY].status is Status.FIRING
+
+    quiet = Runner()
+    for week in range(12):
+        quiet.round(T0 + week * 7 * DAY, [hold])
+    assert quiet.sent == [] and quiet.state == {}
+
+
+def test_an_alert_that_keeps_firing_and_resolving_is_marked_flapping_and_announced_once() -> None:
+    """Weekly rounds crossing the clearing threshold every other week for 16 weeks: FIRING,
+    RESOLVED, then one FIRING marked flapping, after which the alert stays firing and quiet;
+    clear for the whole flap window, it resolves once (four messages against sixteen)."""
+    run = Runner()
+    for week in range(16):
+        run.round(T0 + week * 7 * DAY, [finding()] if week % 2 == 0 else [])
+    assert run.kinds() == [Change.FIRING, Change.RESOLVED, Change.FIRING]
+    flapping = run.sent[-1].alert
+    assert flapping.flapping and flapping.to_json()["flapping"] is True
+    assert run.state[KEY].status is Status.FIRING and run.state[KEY].flapping
+    for week in range(16, 22):
+        run.round(T0 + week * 7 * DAY, [])
+    assert run.kinds() == [Change.FIRING, Change.RESOLVED, Change.FIRING, Change.RESOLVED]
+    assert not run.state[KEY].flapping and run.state[KEY].status is Status.RESOLVED
+
+    plain = Runner(LifecyclePolicy(flap_changes=100))
+    for week in range(16):
+        plain.round(T0 + week * 7 * DAY, [finding()] if week % 2 == 0 else [])
+    assert len(plain.sent) == 16
+
+
+def test_a_condition_that_recurs_after_the_flap_window_is_not_flapping() -> None:
+    """Firing and resolving once every two months never counts as flapping: each episode is
+    announced and resolved."""
+    run = Runner()
+    for episode in range(4):
+        start = T0 + episode * 60 * DAY
+        run.round(start, [finding()])
+        run.round(start + 7 * DAY, [])
+    assert run.kinds() == [Change.FIRING, Change.RESOLVED] * 4
+    assert not any(c.alert.flapping for c in run.sent)
+
+
+def test_the_default_reminder_is_far_rarer_than_weekly_rounds() -> None:
+    """With the default policy an unchanged firing alert evaluated weekly for 16 weeks is
+    announced once and reminded at most every four weeks (3 reminders, not 15)."""
+    run = Runner()
+    for week in range(16):
+        run.round(T0 + week * 7 * DAY, [finding()])
+    assert run.kinds() == [Change.FIRING] + [Change.REPEAT] * 3

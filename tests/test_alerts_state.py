@@ -3,8 +3,10 @@ round trips, restarts, silences, acks."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import multiprocessing.synchronize
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -53,7 +55,7 @@ def full_alert(key_subject: str = "Assessment", status: Status = Status.FIRING) 
         f, status, "claims-lead@example.com", at, first_seen=at - DAY, fired_at=at,
         resolved_at=at + DAY, acknowledged_by="alice", acknowledged_at=at + timedelta(hours=2),
         silenced_by="s1", escalated_at=at + 2 * DAY, url="https://b.example/processes/claims",
-        notified_at=at, notified_severity=Severity.WARNING)
+        notified_at=at, notified_severity=Severity.WARNING, flips=(at - DAY, at), flapping=True)
 
 
 def finding(subject: str = "Assessment") -> Finding:
@@ -261,3 +263,25 @@ def test_store_urls_are_dispatched_without_echoing_secrets() -> None:
     with pytest.raises(StoreError, match="names no file"):
         open_alert_state("sqlite://")
     assert "s3cret" not in str(pg.value) + str(other.value)
+
+
+def test_stored_alerts_and_history_are_strict_json_even_with_non_finite_evidence(
+        tmp_path: Path) -> None:
+    """An alert whose evidence holds Infinity and NaN (a figure from odd data) is stored, and
+    recorded in the history, as JSON a strict parser reads: the non-finite figures are null."""
+    def refuse(literal: str) -> None:
+        raise ValueError(f"not JSON: {literal}")
+
+    alert = replace(full_alert(), evidence={"z": float("inf"), "share": float("nan"), "n": 3})
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    state = open_alert_state(url)
+    state.save([alert])
+    state.record_changes([AlertChange(Change.FIRING, alert, T0, "t")])
+    state.close()
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        bodies = [b for (b,) in db.execute("SELECT body FROM alert_states")]
+        bodies += [b for (b,) in db.execute("SELECT body FROM alert_history")]
+    assert len(bodies) == 2
+    for body in bodies:
+        assert json.loads(body, parse_constant=refuse)["evidence"] == {"z": None, "share": None,
+                                                                       "n": 3}

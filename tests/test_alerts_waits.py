@@ -7,16 +7,19 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import polars as pl
 import pytest
 from conftest import event_frame
 
 from alerts.calendar import WorkCalendar
+from alerts.changepoint import Drift, DriftSettings, Sample
 from alerts.context import RuleContext
 from alerts.facts import Facts, segment_column
 from alerts.registry import ProcessDefinition
 from alerts.rules.handoff import handoff
 from alerts.rules.throughput import entered, throughput
-from alerts.rules.waits import bottleneck
+from alerts.rules.waits import Hit, Window, bottleneck, change_text, evidence, severity
 from alerts.thresholds import RuleSettings
 from ingest.simulate import Anomalies, Bottleneck, Simulation, simulate
 from mining.frame import Events, frame_from_rows, prepare
@@ -116,7 +119,7 @@ def test_bottleneck_names_activity_since_and_evidence(
     [finding] = bottleneck(ctx)
     assert finding.subject == "wait before Risk review" and finding.segment == {}
     assert re.fullmatch(r"Wait before Risk review: \d+\.\d business days since 2026-03-\d\d "
-                        r"\(baseline 0\.\d\)", finding.summary), finding.summary
+                        r"\(baseline \d\.\d business hours\)", finding.summary), finding.summary
     assert finding.since is not None and abs(CALENDAR.count_business_days(ONSET.date(), finding.since)) <= 3
     evidence = finding.evidence
     assert evidence["recent"]["median_days"] >= 2 * evidence["baseline"]["median_days"]
@@ -146,13 +149,14 @@ def test_handoff_names_the_teams(slow_risk_review: tuple[Simulation, RuleContext
 
 def test_throughput_speaks_in_business_day_ranges() -> None:
     """Cases slowed at a step most of them pass read as "now take a-b business days (p10-p90),
-    they took c-d until <since>", since within 3 business days of the onset."""
+    they took c-d business days until <since>", since within 3 business days of the onset."""
     sim = simulate("onboarding", 4000, seed=4,
                    anomalies=Anomalies(bottleneck=Bottleneck("Risk review", ONSET, 10.0)))
     ctx = RuleContext(ProcessDefinition("onboarding"), events_of(sim), last_arrival(sim))
     [finding] = throughput(ctx)
     assert re.fullmatch(r"onboarding cases now take [\d.]+-[\d.]+ business days \(p10-p90\), "
-                        r"they took [\d.]+-[\d.]+ until 2026-\d\d-\d\d", finding.summary), finding.summary
+                        r"they took [\d.]+-[\d.]+ business days until 2026-\d\d-\d\d",
+                        finding.summary), finding.summary
     assert finding.subject == "case duration" and finding.since is not None
     assert abs(CALENDAR.count_business_days(ONSET.date(), finding.since)) <= 3
     assert finding.summary.endswith(f"until {finding.since.isoformat()}")
@@ -187,3 +191,29 @@ def test_disabled_rules_and_no_events_say_nothing(
     assert bottleneck(quiet) == throughput(quiet) == handoff(quiet) == []
     empty = RuleContext(ProcessDefinition("onboarding"), prepare(frame_from_rows([])), ctx.now)
     assert bottleneck(empty) == throughput(empty) == handoff(empty) == []
+
+
+def test_a_wait_against_a_baseline_near_zero_is_said_in_absolute_terms() -> None:
+    """A wait that went from about 20 seconds (median) to 4.6 business days: the sentence says
+    how much longer and the baseline in minutes, never a ratio (the evidence's ratio is null);
+    critical as 4.6 days is over critical_ratio (4) times the practical size (1 business day)."""
+    day = CALENDAR.day_seconds
+    drift = Drift(ONSET.date(), Sample(40, 0.0, 20 / day, 0.01), Sample(30, 2.0, 4.6, 9.0), 1e-6,
+                  np.arange(30))
+    settings = DriftSettings(today=ONSET.date(), recent_from=ONSET.date(), baseline_days=60,
+                             min_cases=20, min_ratio=2.0, min_increase=1.0)
+    window = Window(settings, day)
+    text = change_text(drift, day, {})
+    assert text == ("4.6 business days since 2026-03-30, 4.6 business days more than its "
+                    "baseline of under a minute")
+    assert "x" not in text and "baseline 0.0" not in text
+    facts = evidence(Hit(drift, pl.DataFrame(), day), window)
+    assert facts["ratio"] is None and facts["increase_days"] == 4.6
+    json.loads(json.dumps(facts), parse_constant=lambda c: pytest.fail(c))
+    assert severity(RuleSettings().bottleneck, drift, window) is Severity.CRITICAL
+    slower = Drift(ONSET.date(), Sample(40, 0.0, 0.5, 1.0), Sample(30, 2.0, 1.6, 3.0), 1e-6,
+                   np.arange(30))
+    assert change_text(slower, day, {"region": "east"}) == (
+        "1.6 business days for region=east since 2026-03-30 (baseline 4.2 business hours)")
+    assert severity(RuleSettings().bottleneck, slower, window) is Severity.WARNING
+

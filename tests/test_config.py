@@ -67,6 +67,10 @@ def test_secret_comes_from_environment_and_is_masked(tmp_path: Path) -> None:
     ('[[web.tokens]]\nname = "a"\ntoken = "short"', {}, "at least 16 characters"),
     ('[web]\nread = "token"', {}, "read = 'token' needs at least one token"),
     ('[web]\nread = "closed"', {}, "web.read"),
+    ('[alerts]\nflap_changes = 0', {}, "alerts.flap_changes"),
+    ('[alerts]\nflap_window = "2 business days"', {}, "alerts.flap_window"),
+    ('[alerts.rules.rework]\nclear_z = 3.5', {}, "clear_z"),
+    ('[alerts.rules.rework]\nmin_support_share = 2', {}, "min_support_share"),
 ])
 def test_broken_config_names_key_and_problem(tmp_path: Path, text: str, env: dict[str, str],
                                              needle: str) -> None:
@@ -304,3 +308,14 @@ def test_load_reads_the_environment_it_is_given(tmp_path: Path,
     path = _defaults_file(tmp_path)
     assert load(path, environ={}).kafka.batch_size == 5000
     assert load(path).kafka.batch_size == 7
+
+
+def test_quiet_defaults_remind_monthly_and_detect_flapping(tmp_path: Path) -> None:
+    """The defaults: a firing alert is reminded every 28 days (not every weekly round), flap
+    detection counts over 28 days and more than 2 changes, rework holds down to z 2."""
+    path = tmp_path / "backlight.toml"
+    path.write_text(default_toml())
+    alerts = load(path, environ={}).alerts
+    assert (alerts.repeat_interval, alerts.flap_window, alerts.flap_changes) == (
+        "28 days", "28 days", 2)
+    assert alerts.rules.rework.clear_z == 2.0 and alerts.rules.rework.min_support_cases == 5

@@ -7,11 +7,11 @@ never carries a raw ESC or BEL), and each platform's builder escapes the rest fo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from schemas import strict_json
 from schemas.alerts import Alert, AlertChange, Change, JsonValue, Notification, Severity
 from schemas.printable import printable
 
@@ -114,6 +114,10 @@ def cases_text(cases: tuple[str, ...]) -> str:
 def status_line(change: AlertChange) -> str:
     """What happened to the alert, worded per change."""
     alert = change.alert
+    if change.change is Change.FIRING and alert.flapping:
+        return (f"Started firing again at {_moment(alert.fired_at or change.at)}: it keeps "
+                f"firing and resolving ({len(alert.flips)} changes lately), so it is held as "
+                "flapping and said once; it resolves after a quiet spell.")
     if change.change is Change.FIRING:
         return f"Started firing at {_moment(alert.fired_at or change.at)}."
     if change.change is Change.REPEAT:
@@ -172,4 +176,4 @@ def clip(text: str, limit: int) -> str:
 
 def encode(payload: object) -> bytes:
     """The exact bytes sent for a payload (compact JSON, UTF-8): size limits are checked on these."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return strict_json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

@@ -8,7 +8,9 @@ the main deviations in sentences (activities the model does not know, steps out 
 left undone): the documented procedure no longer describes the work. The share of fitting cases
 is checked too because token replay forgives a lot: receipt's cases with every trace reversed
 still replay with fitness 0.97 on receipt.bpmn, while only 8 % of them fit. A model that cannot
-be read is a warning finding saying so, never a crash.
+be read is a warning finding saying so, never a crash. A finding has no ``since``: the window
+it judges (named in the summary) moves with every round, and when the deviation began is not
+known; a "since" at the window's start would move every week.
 """
 
 from __future__ import annotations
@@ -80,8 +82,7 @@ def conformance(ctx: RuleContext) -> list[Finding]:
                   "cases": result.cases, "fitting_cases": result.fitting_cases,
                   "fitting_share": result.fitting_share, "deviations": lines,
                   "window": {"from": start.isoformat(), "to": ctx.now.isoformat(),
-                             "length": s.recent}},
-        since=ctx.process.calendar.business_day_of(start))]
+                             "length": s.recent}})]  # no since: when it began is not known
 
 
 CONFORMANCE: Final = Rule(name="conformance", settings=Conformance, run=conformance)

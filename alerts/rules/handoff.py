@@ -21,10 +21,9 @@ from alerts.context import Rule, RuleContext
 from alerts.rules.waits import (
     Hit,
     Window,
-    days_text,
+    change_text,
     evidence,
     segment_hits,
-    segment_text,
     series_hit,
     severity,
 )
@@ -65,9 +64,7 @@ def handoff(ctx: RuleContext) -> list[Finding]:
 def _finding(ctx: RuleContext, rule: Handoff, window: Window, subject: str, hit: Hit,
              segment: dict[str, str], others: list[str]) -> Finding:
     drift = hit.drift
-    summary = (f"Hand-off {subject}: {days_text(drift.recent.median)} business days"
-               f"{segment_text(segment)} since {drift.onset.isoformat()} "
-               f"(baseline {days_text(drift.baseline.median)})")
+    summary = f"Hand-off {subject}: {change_text(drift, window.day_seconds, segment)}"
     facts = evidence(hit, window)
     recent = hit.rows[hit.drift.recent_index.tolist()]
     edges = recent.group_by("source", "target").len().sort(["len", "source", "target"],
@@ -77,7 +74,7 @@ def _finding(ctx: RuleContext, rule: Handoff, window: Window, subject: str, hit:
     if others:
         facts["also_drifted"] = others
     return Finding(rule=HANDOFF.name, process=ctx.process.name, subject=subject,
-                   severity=severity(rule, drift), summary=summary, evidence=facts,
+                   severity=severity(rule, drift, window), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
 
 

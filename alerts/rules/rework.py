@@ -6,15 +6,24 @@ each needing ``min_cases`` cases. A case "hits" when, on its completions, an act
 second time (rework), a cycle of the map closes (loop), or a request activity is asked a second
 time (repeated request). Three kinds of finding:
 
-- ``rework at A``: the recent share of cases redoing A is above ``max_share``, or clearly above
-  the baseline (below); the summary says how many were repeats (same person) and redos
-  (someone else), as ``mining.rework`` counts them.
+- ``rework at A``: the share of cases redoing A is clearly above the baseline (below); the
+  summary says how many of the cases it counts (those started since the change) were repeats
+  (same person) and redos (someone else), as ``mining.rework`` counts them.
+- ``rework at A above the 30% cap``: the recent share is above the fixed ``max_share``,
+  whatever the baseline (a level, not an increase; said only when no drift of A is). Since:
+  the earliest day from which the cases started that day or later redo A above the cap.
 - ``loop a -> b``: a cycle of the recent map (``mining.rework.discover_loops``) that at least
   ``min_loop_cases`` recent cases go round and no baseline case did (or clearly more often);
   a self-loop (a -> a) is left to ``rework at a``.
 - ``repeated request: A``: a request activity (``request_activities``, default the ones named
   "Request ..." or "Ask ...") asked twice or more in at least ``min_repeat_requests`` recent
   cases, clearly above the baseline share or where the baseline had almost none (< 0.5 %).
+
+Quiet by design. Every count a sentence states comes from the cases started since its "since";
+at least ``min_support_cases`` (and ``min_loop_cases`` / ``min_repeat_requests``) of them, and
+``min_support_share`` of them, must hit. Hysteresis: a finding that is only above the clearing
+levels (z >= ``clear_z``, shares at ``clear_fraction`` of the firing ones) is returned with
+``opens=False``: it keeps an open alert open and never opens one.
 
 "Clearly above". Recent cases are young: a case that started yesterday had no time to be asked
 twice, so its raw share is not comparable with the finished baseline cases'. Each recent case is
@@ -57,7 +66,7 @@ from alerts.duration import Duration, parse_duration
 from alerts.errors import DateRangeError
 from alerts.thresholds import Rework as ReworkSettings
 from mining.frame import Events
-from mining.rework import discover_loops, discover_rework, rework_basis
+from mining.rework import Rework, discover_loops, discover_rework, rework_basis
 from schemas.alerts import Finding
 from schemas.event import to_time_us
 
@@ -133,17 +142,39 @@ class Shift:
     def baseline_share(self) -> float:
         return self.baseline_hits / self.baseline_n if self.baseline_n else 0.0
 
-    def clear(self, s: ReworkSettings) -> bool:
-        """Clearly above the age-adjusted baseline: ratio, increase and z guards all hold."""
-        return (self.recent_hits >= s.min_ratio * self.expected
-                and self.recent_hits >= self.expected + s.min_share_increase * self.recent_n
-                and self.z >= MIN_Z)
+    def supported(self, s: ReworkSettings, minimum: int, fraction: float = 1.0) -> bool:
+        """Minimum support: enough of the cases the sentence counts (started since) hit."""
+        return (self.since_hits >= fraction * max(minimum, s.min_support_cases)
+                and self.since_share >= fraction * s.min_support_share)
+
+    def above(self, s: ReworkSettings, fraction: float = 1.0, z: float = MIN_Z,
+              ratio: bool = True) -> bool:
+        """Clearly above the age-adjusted baseline: ratio (unless ``ratio`` is False), increase
+        and z guards all hold, each at ``fraction`` of its excess; and the share the sentence
+        states (since) is above the baseline's, so it never says an increase that is not one."""
+        times = 1 + fraction * (s.min_ratio - 1)
+        return ((not ratio or self.recent_hits >= times * self.expected)
+                and self.recent_hits >= self.expected + fraction * s.min_share_increase * self.recent_n
+                and self.z >= z and self.since_share > self.baseline_share)
+
+    def level(self, s: ReworkSettings, minimum: int, new: bool = False,
+              ratio: bool = True) -> bool | None:
+        """True: the shift opens an alert; False: it only holds one open (above the clearing
+        thresholds, ``clear_z`` and ``clear_fraction``: hysteresis); None: neither. ``new``: a
+        subject the baseline never had, which needs only the support."""
+        f = s.clear_fraction
+        if self.supported(s, minimum) and (new or self.above(s, ratio=ratio)):
+            return True
+        if self.supported(s, minimum, f) and (new or self.above(s, f, s.clear_z, ratio)):
+            return False
+        return None
 
     def evidence(self) -> dict[str, Any]:
         return {"since_cases_hit": self.since_hits, "since_cases": self.since_cases,
                 "recent_cases_hit": self.recent_hits, "recent_share": self.recent_share,
                 "baseline_cases_hit": self.baseline_hits, "baseline_share": self.baseline_share,
-                "expected_share_at_same_age": self.expected / self.recent_n, "z": self.z}
+                "expected_share_at_same_age": self.expected / self.recent_n,
+                "z": round(self.z, 2)}
 
 
 @dataclass(frozen=True)
@@ -152,6 +183,8 @@ class _Windows:
 
     cases: pl.DataFrame  # case_id, start (UTC), recent (bool), sorted by start
     basis: pl.DataFrame  # the completions (or all events) of those cases, in case order
+    everything: pl.DataFrame  # the completions (or all events) of every case, up to now
+    starts: pl.DataFrame  # case_id, start (UTC), day (local date) of every case, by start
     lifecycle: str | None
     now: datetime
     recent_start: datetime
@@ -172,6 +205,15 @@ class _Windows:
         ids = self.cases.filter(pl.col("recent") == recent)["case_id"]
         return Events(self.basis.filter(pl.col("case_id").is_in(ids.implode())), self.lifecycle)
 
+    def since(self, day: date) -> pl.DataFrame:
+        """Every case started on ``day`` (local) or later, up to now: case_id, start, day."""
+        return self.starts.filter(pl.col("day") >= day)
+
+    def events_of(self, cases: pl.DataFrame) -> Events:
+        """The scoped events of some cases (a frame with case_id)."""
+        return Events(self.everything.join(cases.select("case_id"), on="case_id", how="semi"),
+                      self.lifecycle)
+
     def measure(self, hits: pl.DataFrame) -> tuple[Shift, date, tuple[str, ...]]:
         """The shift of one subject's hits (case_id, hit time), its since and recent case ids."""
         table = self.cases.join(hits, on="case_id", how="left", maintain_order="left")
@@ -185,11 +227,13 @@ class _Windows:
         p0 = np.searchsorted(delays, ages, side="right") / max(n_base, 1)
         p0 = np.where(recent, p0, delays.size / max(n_base, 1))
         expected = float(p0[recent].sum())
-        spread = float((p0 * (1 - p0))[recent].sum())
-        spread += float(np.sqrt(p0 * (1 - p0) / max(n_base, 1))[recent].sum()) ** 2
+        # the spread of a share the baseline never showed is that of half a case in it, not 0:
+        # z stays a finite figure (never Infinity in the evidence) and large when it should be
+        pv = np.clip(p0, 0.5 / max(n_base, 1), 1 - 0.5 / max(n_base, 1))
+        spread = float((pv * (1 - pv))[recent].sum())
+        spread += float(np.sqrt(pv * (1 - pv) / max(n_base, 1))[recent].sum()) ** 2
         observed = int((hit & recent).sum())
-        z = (observed - expected) / math.sqrt(spread) if spread > 0 else (
-            math.inf if observed > expected else 0.0)
+        z = (observed - expected) / math.sqrt(spread) if spread > 0 else 0.0
         index = self._change(hit, p0, observed / max(expected, 1.0))
         if index is not None:  # once more, with the shift seen after that first estimate
             seen = float(hit[index:].sum()) / max(float(p0[index:].sum()), 1.0)
@@ -238,8 +282,12 @@ def _windows(ctx: RuleContext, s: ReworkSettings) -> _Windows | None:
     if starts.is_empty():
         return None
     scoped = df.filter(pl.col("case_id").is_in(starts["case_id"].implode()))
-    return _Windows(starts, scoped, basis.lifecycle, ctx.now, recent_start, baseline_start,
-                    calendar, s)
+    every = (df.group_by("case_id").agg(pl.col("timestamp").min().alias("start"))
+             .with_columns(pl.col("start").dt.convert_time_zone(calendar.timezone).dt.date()
+                           .alias("day"))
+             .sort(["start", "case_id"]))
+    return _Windows(starts, scoped, df, every, basis.lifecycle, ctx.now, recent_start,
+                    baseline_start, calendar, s)
 
 
 def _second_times(w: _Windows) -> pl.DataFrame:
@@ -282,7 +330,7 @@ def _loops(w: _Windows, process: str) -> list[Finding]:
     s = w.settings
     # a self-loop (a -> a) is the activity's own rework: "rework at a" says it, with who redid it
     candidates = [lp.cycle for lp in discover_loops(w.events(True), max_loops=ALL_LOOPS)
-                  if lp.cases >= s.min_loop_cases and len(lp.cycle) > 1]
+                  if lp.cases >= s.clear_fraction * s.min_loop_cases and len(lp.cycle) > 1]
     times = _loop_times(w, candidates)
     found = []
     for cycle in candidates:
@@ -290,7 +338,8 @@ def _loops(w: _Windows, process: str) -> list[Finding]:
         hits = times.filter(pl.col("cycle") == name).select("case_id", "hit")
         shift, since, ids = w.measure(hits)
         new = shift.baseline_hits == 0
-        if shift.recent_hits < s.min_loop_cases or not (new or shift.clear(s)):
+        opens = shift.level(s, s.min_loop_cases, new=new)
+        if opens is None:
             continue
         was = "none" if new else f"{shift.baseline_share:.1%}"
         found.append(Finding(
@@ -300,7 +349,7 @@ def _loops(w: _Windows, process: str) -> list[Finding]:
                      f"({shift.since_share:.1%} of the cases started since; baseline {was})"),
             evidence={"cycle": list(cycle), **shift.evidence(), "case_ids": list(ids),
                       **w.window_evidence()},
-            since=since, cases=ids))
+            since=since, cases=ids, opens=opens))
     return found
 
 
@@ -325,9 +374,9 @@ def _requests(w: _Windows, seconds: pl.DataFrame, process: str) -> list[Finding]
     found = []
     for activity in sorted(a for a in seconds["activity"].unique() if _is_request(a, s)):
         shift, since, ids = w.measure(seconds.filter(pl.col("activity") == activity))
-        higher = shift.recent_hits >= shift.expected + s.min_share_increase * shift.recent_n
-        if (shift.recent_hits < s.min_repeat_requests or shift.z < MIN_Z
-                or not (shift.baseline_share < NONE_SHARE or higher)):
+        # a request the baseline almost never repeated needs no ratio, only the z-test
+        opens = shift.level(s, s.min_repeat_requests, ratio=shift.baseline_share >= NONE_SHARE)
+        if opens is None:
             continue
         found.append(Finding(
             rule=REWORK.name, process=process, subject=f"repeated request: {activity}",
@@ -337,8 +386,94 @@ def _requests(w: _Windows, seconds: pl.DataFrame, process: str) -> list[Finding]
                      f"{shift.baseline_share:.1%})"),
             evidence={"activity": activity, **shift.evidence(), "case_ids": list(ids),
                       **w.window_evidence()},
-            since=since, cases=ids))
+            since=since, cases=ids, opens=opens))
     return found
+
+
+def _split(w: _Windows, cases: pl.DataFrame, activity: str) -> Rework | None:
+    """Repeats and redos of ``activity`` counted over exactly ``cases`` (the sentence's set)."""
+    return next((r for r in discover_rework(w.events_of(cases)) if r.activity == activity), None)
+
+
+def _who(split: Rework | None) -> str:
+    if split is None:
+        return ""
+    return (f": {split.repeat_cases} repeated by the same person, "
+            f"{split.redo_cases} redone by someone else")
+
+
+def _split_evidence(split: Rework | None) -> dict[str, Any]:
+    return {"repeat_cases": split.repeat_cases if split else 0,
+            "redo_cases": split.redo_cases if split else 0,
+            "self_loop_cases": split.self_loop_cases if split else 0,
+            "loop_cases": split.loop_cases if split else 0}
+
+
+def _drift(w: _Windows, redone: pl.DataFrame, activity: str, process: str) -> Finding | None:
+    """``rework at A``: A redone clearly more often than in the baseline, since its change."""
+    s = w.settings
+    shift, since, ids = w.measure(redone)
+    if shift.baseline_n < s.min_cases:
+        return None
+    opens = shift.level(s, s.min_support_cases)
+    if opens is None:
+        return None
+    split = _split(w, w.since(since), activity)
+    hits, cases = shift.since_hits, shift.since_cases
+    return Finding(
+        rule=REWORK.name, process=process, subject=f"rework at {activity}", severity=s.severity,
+        summary=(f"{activity} done again in {hits / cases:.1%} of {process} cases "
+                 f"started since {since} ({hits} of {cases}; baseline "
+                 f"{shift.baseline_share:.1%}){_who(split)}"),
+        evidence={"activity": activity, **shift.evidence(), **_split_evidence(split),
+                  "case_ids": list(ids), **w.window_evidence()},
+        since=since, cases=ids, opens=opens)
+
+
+def _cap(w: _Windows, activity: str, process: str) -> Finding | None:
+    """``rework at A above the cap``: A redone in more than ``max_share`` of the recent cases,
+    a fixed limit whatever the baseline. Since: the earliest day from which the cases started
+    that day or later, up to now, redo A in more than the cap (the longest such run)."""
+    s = w.settings
+    hit_ids = (w.everything.filter(pl.col("activity") == activity)
+               .group_by("case_id").len().filter(pl.col("len") > 1).select("case_id"))
+    recent = w.cases.filter(pl.col("recent"))
+    share = recent.join(hit_ids, on="case_id", how="semi").height / max(recent.height, 1)
+    limit = s.max_share if share > s.max_share else s.clear_fraction * s.max_share
+    if share <= limit:
+        return None
+    hit = w.starts["case_id"].is_in(hit_ids["case_id"].implode()).to_numpy()
+    n = hit.size
+    suffix_hits = np.cumsum(hit[::-1])[::-1]
+    suffix_n = n - np.arange(n)
+    days = w.starts["day"].to_numpy()
+    first_of_day = np.flatnonzero(np.concatenate(([True], days[1:] != days[:-1])))
+    above = [i for i in first_of_day
+             if suffix_hits[i] > limit * suffix_n[i] and suffix_n[i] >= s.min_cases]
+    if not above:
+        return None
+    i = above[0]
+    since: date = w.starts["day"][int(i)]
+    hits, cases = int(suffix_hits[i]), int(suffix_n[i])
+    if hits < s.min_support_cases:
+        return None
+    started = w.since(since)
+    ids = tuple(sorted(started.join(hit_ids, on="case_id", how="semi")["case_id"])[:MAX_CASES_LISTED])
+    split = _split(w, started, activity)
+    cap = f"{s.max_share:.0%}"
+    state = (f"above the {cap} cap" if limit == s.max_share
+             else f"fired above the {cap} cap, clears at {limit:.0%}")
+    return Finding(
+        rule=REWORK.name, process=process, subject=f"rework at {activity} above the {cap} cap",
+        severity=s.severity,
+        summary=(f"{activity} done again in {hits / cases:.1%} of {process} cases started since "
+                 f"{since} ({hits} of {cases}), {state}{_who(split)}"),
+        evidence={"activity": activity, "since_cases_hit": hits, "since_cases": cases,
+                  "since_share": hits / cases, "recent_cases_hit": round(share * recent.height),
+                  "recent_share": share, "max_share": s.max_share, "clears_at": limit
+                  if limit != s.max_share else s.clear_fraction * s.max_share,
+                  **_split_evidence(split), "case_ids": list(ids), **w.window_evidence()},
+        since=since, cases=ids, opens=limit == s.max_share)
 
 
 def _activities(w: _Windows, seconds: pl.DataFrame, process: str,
@@ -349,31 +484,9 @@ def _activities(w: _Windows, seconds: pl.DataFrame, process: str,
         activity = figures.activity
         if activity in explained or _is_request(activity, s):
             continue
-        redone = seconds.filter(pl.col("activity") == activity)
-        shift, since, ids = w.measure(redone)
-        has_base = shift.baseline_n >= s.min_cases
-        shifted = has_base and shift.clear(s)
-        if not (shift.recent_share > s.max_share or shifted):
-            continue
-        hits, cases = shift.since_hits, shift.since_cases
-        if not shifted:  # always this high: say it of the recent window
-            since, hits, cases = w.calendar.business_day_of(w.recent_start), *(
-                shift.recent_hits, shift.recent_n)
-            recent = w.cases.filter(pl.col("recent")).join(redone, on="case_id", how="semi")
-            ids = tuple(sorted(recent["case_id"])[:MAX_CASES_LISTED])
-        was = f"baseline {shift.baseline_share:.1%}" if has_base else "no baseline"
-        found.append(Finding(
-            rule=REWORK.name, process=process, subject=f"rework at {activity}", severity=s.severity,
-            summary=(f"{activity} done again in {hits / cases:.1%} of {process} cases "
-                     f"started since {since} ({hits} of {cases}; {was}): "
-                     f"{figures.repeat_cases} repeated by the same person, "
-                     f"{figures.redo_cases} redone by someone else"),
-            evidence={"activity": activity, **shift.evidence(),
-                      "repeat_cases": figures.repeat_cases, "redo_cases": figures.redo_cases,
-                      "self_loop_cases": figures.self_loop_cases,
-                      "loop_cases": figures.loop_cases, "max_share": s.max_share,
-                      "case_ids": list(ids), **w.window_evidence()},
-            since=since, cases=ids))
+        drift = _drift(w, seconds.filter(pl.col("activity") == activity), activity, process)
+        cap = None if drift is not None else _cap(w, activity, process)
+        found += [f for f in (drift, cap) if f is not None]
     return found
 
 

@@ -58,6 +58,7 @@ from alerts.rules.waits import (
     segment_text,
     series_hit,
     severity,
+    span_text,
 )
 from alerts.thresholds import Throughput
 from schemas.alerts import Finding
@@ -117,20 +118,27 @@ def _redated(ctx: RuleContext, window: Window, hit: Hit) -> Hit:
     return hit if drift is None else Hit(drift, rows, hit.day_seconds)
 
 
+def _range(low: float, high: float, window: Window) -> str:
+    """``3.1-9.4 business days``, or each end in its own unit below a day."""
+    if low >= 1:
+        return f"{days_text(low)}-{days_text(high)} business days"
+    return f"{span_text(low, window.day_seconds)} to {span_text(high, window.day_seconds)}"
+
+
 def _finding(ctx: RuleContext, rule: Throughput, window: Window, hit: Hit,
              segment: dict[str, str], others: list[str]) -> Finding:
     drift = hit.drift
     now, then = drift.recent, drift.baseline
     summary = (f"{ctx.process.name} cases{segment_text(segment)} now take "
-               f"{days_text(now.p10)}-{days_text(now.p90)} business days (p10-p90), they took "
-               f"{days_text(then.p10)}-{days_text(then.p90)} until {drift.onset.isoformat()}")
+               f"{_range(now.p10, now.p90, window)} (p10-p90), they took "
+               f"{_range(then.p10, then.p90, window)} until {drift.onset.isoformat()}")
     facts = evidence(hit, window)
     facts["recent"]["p10_days"] = round(now.p10, 2)
     facts["baseline"]["p10_days"] = round(then.p10, 2)
     if others:
         facts["also_drifted"] = others
     return Finding(rule=THROUGHPUT.name, process=ctx.process.name, subject=SUBJECT,
-                   severity=severity(rule, drift), summary=summary, evidence=facts,
+                   severity=severity(rule, drift, window), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("duration_s"))
 
 

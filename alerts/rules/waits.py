@@ -71,6 +71,10 @@ from schemas.alerts import Finding, Severity
 
 MAX_CASES = 50
 """Case ids listed in a finding, the slowest first."""
+NEAR_ZERO_DAYS: Final = 0.05
+"""A baseline median below this (about 25 business minutes on an 8.5-hour day) is near zero:
+the change is said in absolute terms (how much longer), never as a ratio, which would only
+measure how small the baseline was."""
 
 
 def days_before(calendar: WorkCalendar, today: date, span: Duration) -> int:
@@ -232,13 +236,45 @@ def evidence(hit: Hit, window: Window) -> dict[str, Any]:
             "from": (drift.onset - timedelta(days=settings.baseline_days)).isoformat(),
             "to": (drift.onset - timedelta(days=1)).isoformat()},
         "since": drift.onset.isoformat(), "p_value": float(f"{drift.p_value:.3g}"),
-        "ratio": round(drift.ratio, 2),
+        "ratio": None if near_zero(drift) else round(drift.ratio, 2),
+        "increase_days": round(drift.recent.median - drift.baseline.median, 2),
     }
 
 
-def severity(rule: WaitDrift, drift: Drift) -> Severity:
-    """The rule's severity, or critical at ``critical_ratio`` times the baseline or more."""
-    return Severity.CRITICAL if drift.ratio >= rule.critical_ratio else rule.severity
+def near_zero(drift: Drift) -> bool:
+    """The baseline median is near zero: no ratio is said (see ``NEAR_ZERO_DAYS``)."""
+    return drift.baseline.median < NEAR_ZERO_DAYS
+
+
+def severity(rule: WaitDrift, drift: Drift, window: Window) -> Severity:
+    """The rule's severity, or critical at ``critical_ratio`` times the baseline or more; against
+    a baseline near zero, at ``critical_ratio`` times the practical size (``min_increase``)."""
+    ratio = (drift.recent.median / max(window.settings.min_increase, NEAR_ZERO_DAYS)
+             if near_zero(drift) else drift.ratio)
+    return Severity.CRITICAL if ratio >= rule.critical_ratio else rule.severity
+
+
+def span_text(days: float, day_seconds: float) -> str:
+    """A span of business time as people say it: ``4.6 business days``, ``3.5 business
+    hours``, ``12 minutes``, ``under a minute``."""
+    if days >= 1:
+        return f"{days_text(days)} business days"
+    seconds = days * day_seconds
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} business hours"
+    return f"{seconds / 60:.0f} minutes" if seconds >= 60 else "under a minute"
+
+
+def change_text(drift: Drift, day_seconds: float, segment: Mapping[str, str]) -> str:
+    """``4.6 business days since D (baseline 2.1 business days)``, or against a baseline near
+    zero, in absolute terms: ``4.6 business days since D, 4.5 business days more than its
+    baseline of 3 minutes``."""
+    now, then = drift.recent.median, drift.baseline.median
+    head = f"{span_text(now, day_seconds)}{segment_text(segment)} since {drift.onset.isoformat()}"
+    if near_zero(drift):
+        return (f"{head}, {span_text(now - then, day_seconds)} more than its baseline of "
+                f"{span_text(then, day_seconds)}")
+    return f"{head} (baseline {span_text(then, day_seconds)})"
 
 
 def days_text(value: float) -> str:
@@ -323,9 +359,7 @@ def bottleneck(ctx: RuleContext) -> list[Finding]:
 def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[str],
              target: str, hit: Hit, segment: dict[str, str], others: list[str]) -> Finding:
     drift = hit.drift
-    summary = (f"Wait before {target}: {days_text(drift.recent.median)} business days"
-               f"{segment_text(segment)} since {drift.onset.isoformat()} "
-               f"(baseline {days_text(drift.baseline.median)})")
+    summary = f"Wait before {target}: {change_text(drift, window.day_seconds, segment)}"
     facts = evidence(hit, window)
     facts["activity"] = target
     waiting = _waiting(ctx, sources, segment)
@@ -335,7 +369,7 @@ def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[st
     if others:
         facts["also_drifted"] = others
     return Finding(rule=BOTTLENECK.name, process=ctx.process.name, subject=f"wait before {target}",
-                   severity=severity(rule, drift), summary=summary, evidence=facts,
+                   severity=severity(rule, drift, window), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
 
 

@@ -20,7 +20,7 @@ import structlog
 from alerts.lifecycle import with_acks_and_silences
 from alerts.registry import ProcessDefinition, review_due
 from alerts.rules.stuck import STUCK
-from backlight import alerting
+from backlight import alerting, strict_json
 from backlight.config import ProcessSettings, Settings
 from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view, window_days
 from backlight.mine import bpmn_document, conformance, json_document, xes_document
@@ -221,8 +221,7 @@ class WebService:
         frame = self.window_events(name, window)
         def build() -> str:
             out_of_range = self.store.out_of_range(name, latest_allowed(datetime.now(UTC)))
-            return json.dumps(json_document(self.settings, name, [frame], out_of_range),
-                              allow_nan=False)
+            return strict_json.dumps(json_document(self.settings, name, [frame], out_of_range))
         return self.documents.get((name, window, frame.height, "document"), build)
 
     def figures(self, name: str, window: Window) -> FiguresOut:
@@ -307,7 +306,7 @@ class WebService:
         frame = self.window_events(name, window)
         if frame.is_empty():
             return None
-        text = self.documents.get((name, window, frame.height, "conformance"), lambda: json.dumps(
+        text = self.documents.get((name, window, frame.height, "conformance"), lambda: strict_json.dumps(
             conformance(self.settings, name, frame, None)))
         result: dict[str, Any] | None = json.loads(text)
         return result
