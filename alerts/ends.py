@@ -188,11 +188,11 @@ def decide(process: str, kept: KeptEnds | None, learning: Learning) -> KeptEnds 
                            f"{learning.finished} finished cases ({share:.0%}), and "
                            f"{evidence.stay:.0%} of the cases resting there stayed ended")
     for activity in kept.activities:
-        evidence = learning.of(activity)
-        if evidence is not None and evidence.resumed >= CHANGE_CASES and evidence.stay < DROP_STAY:
+        now_seen = learning.of(activity)
+        if now_seen is not None and now_seen.resumed >= CHANGE_CASES and now_seen.stay < DROP_STAY:
             activities.remove(activity)
-            reasons.append(f"{activity} removed: {evidence.resumed} cases resting there went "
-                           f"on, {evidence.ends} stayed ended")
+            reasons.append(f"{activity} removed: {now_seen.resumed} cases resting there went "
+                           f"on, {now_seen.ends} stayed ended")
     if not reasons:
         return None
     return kept_from(process, learning, tuple(activities), "; ".join(reasons), kept.version + 1)

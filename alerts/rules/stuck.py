@@ -349,7 +349,7 @@ def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame) -> Fi
     steps = group.group_by("step").len().sort(["len", "step"], descending=[True, False])
     at = ", ".join(f"{step} ({n})" for step, n in steps.iter_rows())
     p999 = float(waits["wait"].quantile(0.999, "linear") or 0.0) if waits.height else 0.0
-    threshold = float(group["abandon_s"].min())
+    threshold = float(group["abandon_s"].min())  # type: ignore[arg-type]
     plural = "case" if group.height == 1 else "cases"
     since = min(_crossed(calendar, ctx.now, float(i - a)) for i, a in
                 listed.select("idle_s", "abandon_s").iter_rows())
