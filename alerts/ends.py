@@ -95,7 +95,8 @@ class Learning:
     """Finished cases (idle longer than ``quiet_s``)."""
     quiet_s: float
     evidence: tuple[EndEvidence, ...]
-    """Every activity where a finished case ends, most ends first."""
+    """Every activity of the finished cases where one ends or where cases resumed after a
+    long rest, most ends first."""
 
     @property
     def chosen(self) -> tuple[str, ...]:
@@ -108,7 +109,8 @@ class Learning:
         return self.finished >= MIN_FINISHED
 
     def of(self, activity: str) -> EndEvidence | None:
-        """The evidence on one activity, None where no finished case ends there."""
+        """The evidence on one activity, None where no finished case ends there and none
+        resumed after resting there."""
         return next((e for e in self.evidence if e.activity == activity), None)
 
     def shares(self, activities: tuple[str, ...]) -> dict[str, float]:
@@ -147,7 +149,7 @@ def learn(events: EventsLike, now: datetime | None = None) -> Learning:
         (pl.col("after") == 0).sum().alias("ends"), pl.len().alias("cases"),
         (pl.col("after") <= TAIL_S).mean().alias("terminal"))
         .join(resumed, on="activity", how="left")
-        .filter(pl.col("ends") > 0)
+        .filter((pl.col("ends") > 0) | (pl.col("resumed") > 0))
         .sort(["ends", "activity"], descending=[True, False]))
     evidence = tuple(EndEvidence(a, int(e), int(c), float(t), int(r or 0))
                      for a, e, c, t, r in stats.select(
