@@ -27,10 +27,11 @@ all the same.
 
 **Kept, changed on strong evidence.** What is learned from at least ``MIN_FINISHED`` finished
 cases is kept (``KeptEnds`` in storage/end_activities.py) and reused every round; ``decide``
-changes it only when a new activity ends at least ``CHANGE_SHARE`` of the recent finished cases
-(and ``CHANGE_CASES`` of them) and qualifies, or when most cases resting at a kept one resume
-(``CHANGE_CASES`` at least): each change says why. The config's ``end_activities`` override all
-of it.
+changes it only when a new activity qualifies and ends at least ``CHANGE_SHARE`` of the recent
+finished cases (and ``CHANGE_CASES`` of them), or is nearly always last in at least
+``CHANGE_ALWAYS`` of them (a path's own end, like receipt's T15), or when most cases resting at
+a kept one resume (``CHANGE_CASES`` at least): each change says why. The config's
+``end_activities`` override all of it.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ MIN_TERMINAL: Final = 0.4
 MIN_STAY: Final = 0.9
 MIN_SHARE: Final = 0.005
 ALWAYS_TERMINAL: Final = 0.9
-MIN_FINISHED: Final = 50
+MIN_FINISHED: Final = 100
 CHANGE_SHARE: Final = 0.05
 CHANGE_CASES: Final = 30
+CHANGE_ALWAYS: Final = 10
 DROP_STAY: Final = 0.5
 
 
@@ -183,12 +185,15 @@ def decide(process: str, kept: KeptEnds | None, learning: Learning) -> KeptEnds 
     reasons, activities = [], list(kept.activities)
     for evidence in learning.evidence:
         share = evidence.ends / learning.finished
+        large = evidence.ends >= CHANGE_CASES and share >= CHANGE_SHARE
+        always = evidence.ends >= CHANGE_ALWAYS and evidence.terminal >= ALWAYS_TERMINAL
         if (evidence.activity not in kept.activities and evidence.qualifies(learning.finished)
-                and evidence.ends >= CHANGE_CASES and share >= CHANGE_SHARE):
+                and (large or always)):
             activities.append(evidence.activity)
             reasons.append(f"{evidence.activity} added: it ends {evidence.ends} of "
-                           f"{learning.finished} finished cases ({share:.0%}), and "
-                           f"{evidence.stay:.0%} of the cases resting there stayed ended")
+                           f"{learning.finished} finished cases ({share:.0%}), is last in "
+                           f"{evidence.terminal:.0%} of those with it, and {evidence.stay:.0%} "
+                           "of the cases resting there stayed ended")
     for activity in kept.activities:
         now_seen = learning.of(activity)
         if now_seen is not None and now_seen.resumed >= CHANGE_CASES and now_seen.stay < DROP_STAY:

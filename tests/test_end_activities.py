@@ -53,7 +53,8 @@ def test_learned_once_from_enough_finished_cases_and_kept() -> None:
 
 def test_a_new_outcome_ending_many_cases_is_added_with_its_reason() -> None:
     """A new outcome (Cancel) ending a large share of recent cases that stay ended is added,
-    as version 2 with why; one ending a handful is not."""
+    as version 2 with why, and so is one always last in a dozen cases; one ending a handful
+    is not."""
     learning = learn(frame(process(BASE)), now=T0 + timedelta(days=90))
     kept = decide("claims", None, learning)
     assert kept is not None
@@ -64,6 +65,9 @@ def test_a_new_outcome_ending_many_cases_is_added_with_its_reason() -> None:
     assert changed is not None and changed.version == 2
     assert changed.activities == ("Approve", "Decline", "Cancel")
     assert changed.reason.startswith("Cancel added: it ends 50 of 270 finished cases (19%)")
+    own_end = [*BASE, (["Open", "Print X"], 12)]  # too few for a large share, but always last
+    printed = decide("claims", kept, learn(frame(process(own_end)), now=T0 + timedelta(days=90)))
+    assert printed is not None and printed.activities == ("Approve", "Decline", "Print X")
 
 
 def test_a_kept_end_where_cases_go_on_after_resting_is_removed() -> None:

@@ -5,7 +5,15 @@ learned by the registry; when the definition has none, learned here the registry
 ``alerts.registry.learn_end_activities``). Its idle time is the business time
 (``ctx.process.calendar``) from its last event to now. It is stuck when idle longer than the
 process's ``sla`` (when one is set: unchanged), or, without an SLA, when ordinary waits at its
-step cannot explain it. One finding per step (``stuck at <step>``), longest idle first.
+step cannot explain it. One finding per step (``stuck at <step>``), longest idle first. A case
+whose last event is an end activity is finished, never stuck. Its "since" is the day the listed
+cases became stuck: when the ``needed``-th of them (the first, where one alone is) crossed the
+step's threshold, not the oldest case's last event.
+
+**Abandoned.** A case idle far beyond anything the process does (``abandon_factor``, 3, times the
+longest of the p99.9 of all its waits, the step's T0 and its one-case extreme T1; or
+``abandon_after``, 250 business days, where shorter) is not "stuck for 475-1660 business days":
+the process's abandoned cases are one finding apart (subject ``abandoned``), which says so.
 
 **Why not a fixed multiple of the p90.** 5 x p90 is crossed by about one ordinary wait in a
 thousand, and a step sees thousands a year (claims Assessment about 6,700, payments Triage
