@@ -103,7 +103,7 @@ class Stuck(Thresholds):
     """...and at least this long."""
     min_cases: int = Field(1, ge=1)
     max_listed: int = Field(50, ge=1)
-    abandon_factor: float = Field(3.0, gt=1)
+    abandon_factor: float = Field(10.0, gt=1)
     """A case idle longer than this times the p99.9 of all the process's waits (or than
     ``abandon_after``, whichever is shorter) is far beyond anything the process does: it is
     reported once as abandoned, apart from the stuck ones ("abandoned" finding)."""

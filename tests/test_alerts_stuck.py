@@ -213,19 +213,19 @@ def test_one_case_past_far_longer_is_ordinary_at_a_busy_step_several_are_not() -
 
 
 def test_cases_idle_far_beyond_any_wait_are_abandoned_not_stuck() -> None:
-    """Where every wait is under 2 business days, cases idle 30 and 60 business days are far
-    beyond anything the process does (3 x its one-case extreme): one "abandoned" finding lists
-    them, apart from the case stuck there 12 days, and never says "stuck for 30-60 days"; its
+    """Where every wait is under 2 business days, cases idle 100 and 130 business days are far
+    beyond anything the process does (10 x its one-case extreme): one "abandoned" finding lists
+    them, apart from the case stuck there 30 days, and never says "stuck for 100-130 days"; its
     "since" is when the first of them crossed the abandonment threshold."""
-    rows = long_tailed_history() + open_case("gone", at(30)) + open_case("long-gone", at(60)) + \
-        open_case("late", at(12))
+    rows = long_tailed_history() + open_case("gone", at(100)) + \
+        open_case("long-gone", at(130)) + open_case("late", at(30))
     found = {f.subject: f for f in evaluate(rows)}
     abandoned = found["abandoned"]
     assert abandoned.cases == ("long-gone", "gone")
     assert abandoned.summary.startswith("2 claims cases abandoned, not stuck: no event for "
-                                        "30-60 business days")
+                                        "100-130 business days")
     assert "left at Register (2)" in abandoned.summary
     after = abandoned.evidence["abandoned_after_days"]
-    assert 20 < after < 30
-    assert abandoned.since == CAL.add_business_days(NOW.date(), -math.floor(60 - after))
+    assert 60 < after < 100
+    assert abandoned.since == CAL.add_business_days(NOW.date(), -math.floor(130 - after))
     assert found["stuck at Register"].cases == ("late",)

@@ -10,7 +10,7 @@ whose last event is an end activity is finished, never stuck. Its "since" is the
 cases became stuck: when the ``needed``-th of them (the first, where one alone is) crossed the
 step's threshold, not the oldest case's last event.
 
-**Abandoned.** A case idle far beyond anything the process does (``abandon_factor``, 3, times the
+**Abandoned.** A case idle far beyond anything the process does (``abandon_factor``, 10, times the
 longest of the p99.9 of all its waits, the step's T0 and its one-case extreme T1; or
 ``abandon_after``, 250 business days, where shorter) is not "stuck for 475-1660 business days":
 the process's abandoned cases are one finding apart (subject ``abandoned``), which says so.
