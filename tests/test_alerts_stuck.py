@@ -229,3 +229,16 @@ def test_cases_idle_far_beyond_any_wait_are_abandoned_not_stuck() -> None:
     assert 60 < after < 100
     assert abandoned.since == CAL.add_business_days(NOW.date(), -math.floor(130 - after))
     assert found["stuck at Register"].cases == ("late",)
+
+
+def test_a_step_normally_left_at_once_says_under_a_tenth_not_under_zero() -> None:
+    """Where Assess is always followed within a minute, a case idle there 6 business days says
+    "normal: under 0.1", never "normal: under 0"."""
+    rows = history() + open_case("late", at(6), ("Register", "Assess"))
+    for row in rows:
+        if row["activity"] == "Close":
+            row["timestamp"] -= timedelta(minutes=59)
+    [finding] = evaluate(rows)
+    assert finding.subject == "stuck at Assess"
+    assert finding.summary.endswith("(normal: under 0.1)")
+    assert finding.evidence["normal_p90_days"] == 0.0

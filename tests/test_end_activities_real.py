@@ -4,27 +4,16 @@ learned set is kept as the log grows, and no case whose last event is an end is 
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cache
 
 import polars as pl
 import pytest
-from conftest import event_frame, shared_file
+from real_logs_support import real
 
 from alerts.context import RuleContext
 from alerts.ends import decide, learn
 from alerts.registry import ProcessDefinition
 from alerts.rules.stuck import ABANDONED, stuck
-from ingest.logfiles import read_log
 from mining.frame import prepare
-
-LOGS = {"loans": "logs/bpic2012.xes.gz", "helpdesk": "logs/helpdesk.xes.gz",
-        "fines": "logs/roadtraffic100traces.xes", "receipt": "logs/receipt.csv"}
-
-
-@cache
-def real(process: str) -> pl.DataFrame:
-    """A public log as the store hands it to the rules."""
-    return event_frame(list(read_log(shared_file(LOGS[process]), process)))
 
 
 def test_bpic2012_outcomes_declined_and_cancelled_are_ends() -> None:

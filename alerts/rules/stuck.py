@@ -403,7 +403,7 @@ def _finding(ctx: RuleContext, step: str, group: pl.DataFrame, sla: float | None
     normal = _days(calendar, float(group["p90_s"][0]))
     span = f"{low:g}" if low == high else f"{low:g}-{high:g}"
     plural = "case" if group.height == 1 else "cases"
-    terms = [f"normal: under {normal:g}"]
+    terms = [f"normal: under {max(normal, 0.1):g}"]  # never "under 0": p90 rounds to 0.0
     if ctx.process.sla is not None:
         terms.insert(0, f"SLA {ctx.process.sla}")
     first = group.row(0, named=True)
