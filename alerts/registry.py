@@ -3,7 +3,8 @@
 ``build_definition`` turns one ``[[processes]]`` entry plus the reviews recorded in the store
 into the ``ProcessDefinition`` the rules see: owners normalised, the latest review winning over
 the config's ``last_reviewed``, the SLA parsed into a typed ``Duration``, and the end activities
-learned from the events when the config names none (``learn_end_activities``).
+learned from the events when the config names none (``learn_end_activities``, alerts/ends.py;
+``alerts evaluate`` keeps what it learns in the store and passes it in as configured).
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-import polars as pl
 import structlog
 
 from alerts.calendar import CalendarSettings, WorkCalendar
 from alerts.duration import Duration, parse_duration
+from alerts.ends import learned_ends
 from alerts.errors import AlertConfigError
 from alerts.thresholds import RuleSettings
-from mining.frame import EventsLike, prepare
+from mining.frame import EventsLike
 from schemas.alerts import Review
 
 log = structlog.stdlib.get_logger("backlight.alerts.registry")
@@ -123,56 +124,10 @@ def normalise_owners(owners: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(seen.values())
 
 
-def learn_end_activities(events: EventsLike, min_share: float = 0.9, *,
-                         now: datetime | None = None, min_terminal: float = 0.5,
-                         always_terminal: float = 0.9,
-                         idle_quantile: float = 0.95) -> tuple[str, ...]:
-    """The activities that end most finished cases, most frequent first.
-
-    Method: a case counts as *finished* when it has been idle (from its last event to ``now``,
-    or to the latest event in the data) longer than the ``idle_quantile`` of all waits between
-    consecutive events of the process, i.e. longer than a case normally waits between two
-    steps; if no case qualifies, every case counts. An activity is a candidate when it is the
-    last one in at least ``min_terminal`` of the finished cases that contain it (so a request
-    that stuck cases happen to stop at, but which other cases go on from, is not taken). The
-    answer is the smallest set of candidates, by the number of finished cases they end,
-    covering at least ``min_share`` of the finished cases, plus any rarer candidate that is
-    last in at least ``always_terminal`` of the (at least two) finished cases containing it: a
-    rare outcome such as a withdrawal is an end all the same, and leaving it out would make
-    its cases look open forever.
-    """
-    if not 0 < min_share <= 1:
-        raise AlertConfigError(f"min_share {min_share}: must be in (0, 1]")
-    prepared = prepare(events)
-    df = prepared.df
-    if df.height == 0:
-        return ()
-    cases = df.group_by("case_id", maintain_order=True).agg(
-        pl.col("activity").last().alias("last"), pl.col("timestamp").last().alias("last_ts"))
-    reference = now if now is not None else df["timestamp"].max()
-    waits = prepared.steps["wait_s"]
-    typical = float(waits.quantile(idle_quantile) or 0.0) if waits.len() else 0.0
-    idle = (pl.lit(reference).cast(pl.Datetime("us", "UTC")) - pl.col("last_ts")).dt.total_seconds()
-    finished = cases.filter(idle > typical)
-    if finished.height == 0:
-        finished = cases
-    ends = finished.group_by("last").agg(pl.len().alias("ends")).rename({"last": "activity"})
-    containing = (df.select("case_id", "activity").unique()
-                  .join(finished.select("case_id"), on="case_id")
-                  .group_by("activity").agg(pl.len().alias("cases")))
-    table = (ends.join(containing, on="activity")
-             .with_columns((pl.col("ends") / pl.col("cases")).alias("terminal"))
-             .sort(["ends", "activity"], descending=[True, False]))
-    candidates = table.filter(pl.col("terminal") >= min_terminal)
-    if candidates.height == 0:
-        candidates = table
-    chosen: list[str] = []
-    covered = 0
-    for activity, count, terminal in candidates.select("activity", "ends", "terminal").iter_rows():
-        if covered < min_share * finished.height or (terminal >= always_terminal and count >= 2):
-            chosen.append(activity)
-            covered += count
-    return tuple(chosen)
+def learn_end_activities(events: EventsLike, *, now: datetime | None = None) -> tuple[str, ...]:
+    """The activities where the finished cases of ``events`` (up to ``now``) end and stay ended,
+    outcomes included, most ends first (``alerts.ends``)."""
+    return learned_ends(events, now)
 
 
 def build_definition(name: str, *, owners: str | Sequence[str] | None = (),
@@ -184,7 +139,7 @@ def build_definition(name: str, *, owners: str | Sequence[str] | None = (),
                      end_activities: Sequence[str] | None = (),
                      rules: RuleSettings | None = None, events: EventsLike | None = None,
                      configured: bool = True, reviewed_by: str | None = None,
-                     now: datetime | None = None, min_share: float = 0.9) -> ProcessDefinition:
+                     now: datetime | None = None) -> ProcessDefinition:
     """One process as the rules see it. ``last_reviewed``/``reviewed_by`` are the config's;
     the latest of ``reviews`` (those of this process) wins over them. Where no end activities
     are configured and ``events`` are given, they are learned (``end_activities_learned``)."""
@@ -197,7 +152,7 @@ def build_definition(name: str, *, owners: str | Sequence[str] | None = (),
     ends = tuple(dict.fromkeys(a for a in (end_activities or ()) if a))
     learned = False
     if not ends and events is not None:
-        ends = learn_end_activities(events, min_share, now=now)
+        ends = learn_end_activities(events, now=now)
         learned = bool(ends)
         if learned:
             log.info("end activities learned", process=name, end_activities=",".join(ends))

@@ -115,8 +115,13 @@ class Stuck(Thresholds):
     """...and at least this long."""
     min_cases: int = Field(1, ge=1)
     max_listed: int = Field(50, ge=1)
+    abandon_factor: float = Field(10.0, gt=1)
+    """A case idle longer than this times the p99.9 of all the process's waits (or than
+    ``abandon_after``, whichever is shorter) is far beyond anything the process does: it is
+    reported once as abandoned, apart from the stuck ones ("abandoned" finding)."""
+    abandon_after: str = "250 business days"
 
-    _durations = field_validator("min_idle")(_duration)
+    _durations = field_validator("min_idle", "abandon_after")(_duration)
 
 
 class StaleReview(Thresholds):

@@ -4,6 +4,7 @@ pure rules and lifecycle (read the store, keep the state, fill the outbox, deliv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -19,6 +20,7 @@ import structlog
 from alerts.channels import payload_for
 from alerts.delivery import DeliveryReport, HttpxTransport, Transport, deliver
 from alerts.duration import parse_duration
+from alerts.ends import decide, learn
 from alerts.evaluate import run_rules
 from alerts.lifecycle import LifecyclePolicy, advance
 from alerts.reach import history_start
@@ -39,6 +41,7 @@ from schemas.alerts import (
 from schemas.errors import BacklightError
 from schemas.printable import printable
 from storage import AlertState, EventStore, evaluation_lease, open_alert_state, open_outbox, open_store
+from storage.end_activities import EndActivityTables, KeptEnds
 
 log = structlog.stdlib.get_logger("backlight.alerts")
 
@@ -144,18 +147,26 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
             now = now or datetime.now(UTC)  # taken under the lease: never older than the state
             failed: list[ProcessFailure] = []
             history = _wall(settings.alerts.history)
-            for definition in defs:
-                stored = history_of(store, definition, now, history)
-                try:
-                    found, learned = _evaluate_one(settings, definition, stored, now)
-                except Exception as exc:  # one process's data never stops the others
-                    failed.append(_failure(definition.name, exc))
-                else:
-                    findings.extend(found)
-                    notes.extend(learned)
-                finally:
-                    if lease is not None:
-                        lease.renew()
+            ends = EndActivityTables(settings.store.url, settings.store.session())
+            try:
+                kept_ends = ends.current()
+                for definition in defs:
+                    stored = history_of(store, definition, now, history)
+                    try:
+                        found, learned, keep = _evaluate_one(
+                            settings, definition, stored, now, kept_ends.get(definition.name))
+                    except Exception as exc:  # one process's data never stops the others
+                        failed.append(_failure(definition.name, exc))
+                    else:
+                        findings.extend(found)
+                        notes.extend(learned)
+                        if keep is not None and lease is not None:
+                            ends.keep(keep)
+                    finally:
+                        if lease is not None:
+                            lease.renew()
+            finally:
+                ends.close()
             notes += [f"{f.process}: could not evaluate it: {f.error}" for f in failed]
             broken = {f.process for f in failed}
             evaluated = [d for d in defs if d.name not in broken]
@@ -204,17 +215,46 @@ def history_of(store: EventStore, definition: ProcessDefinition, now: datetime,
 
 
 def _evaluate_one(settings: Settings, definition: ProcessDefinition, stored: pl.DataFrame,
-                  now: datetime) -> tuple[list[Finding], list[str]]:
-    """One process's rules on its stored events: its findings and notes (raises whatever its
-    data makes the preparation or a rule raise)."""
-    notes = []
+                  now: datetime, kept: KeptEnds | None = None
+                  ) -> tuple[list[Finding], list[str], KeptEnds | None]:
+    """One process's rules on its stored events: its findings, notes, and the end activities to
+    keep when they were learned or changed now (raises whatever its data makes the preparation
+    or a rule raise)."""
+    notes: list[str] = []
+    keep = None
     events = prepare(within_range(stored, now).frame)
     if not definition.end_activities and events.df.height:
-        definition = _definition_learning(settings, definition, events)
-        if definition.end_activities_learned:
-            notes.append(f"{definition.name}: no end_activities configured; learned "
-                         f"from the data: {', '.join(definition.end_activities)}")
-    return list(run_rules(definition, events, now)), notes
+        definition, keep, notes = with_learned_ends(definition, events, now, kept)
+    return list(run_rules(definition, events, now)), notes, keep
+
+
+def with_learned_ends(definition: ProcessDefinition, events: Events, now: datetime,
+                      kept: KeptEnds | None) -> tuple[ProcessDefinition, KeptEnds | None, list[str]]:
+    """A definition without configured end activities, given the kept ones (``kept``, learned
+    in an earlier round) or, the first time there is enough finished history, those learned
+    now; the version to keep when they were learned or changed now, and notes saying which
+    (``alerts.ends``: learned once, changed only on strong evidence)."""
+    learning = learn(events, now)
+    keep = decide(definition.name, kept, learning)
+    current = keep or kept
+    name = definition.name
+    if current is not None:
+        ends, how = current.activities, (f"kept since {current.learned_at.date()}, learned from "
+                                         f"{current.cases} finished cases")
+    else:
+        ends, how = learning.chosen, (f"provisional: {learning.finished} finished cases so far,"
+                                      " too few to keep")
+    notes = [f"{name}: no end_activities configured; learned from the data: {', '.join(ends)}",
+             f"{name}: end activities {how}"] if ends else []
+    if keep is not None:
+        say = log.info if keep.version == 1 else log.warning
+        say("end activities learned" if keep.version == 1 else "end activities changed",
+            process=name, end_activities=",".join(keep.activities), reason=keep.reason,
+            version=keep.version)
+        if keep.version > 1:
+            notes.append(f"{name}: end activities changed: {keep.reason}")
+    learned = dataclasses.replace(definition, end_activities=ends, end_activities_learned=bool(ends))
+    return learned, keep, notes
 
 
 def _failure(process: str, exc: Exception) -> ProcessFailure:
@@ -256,19 +296,6 @@ class _Leases:
             self.state.release_leases([evaluation_lease(p) for p in self.held], self.holder)
         except BacklightError as exc:
             log.warning("could not release evaluation leases", error=str(exc))
-
-
-def _definition_learning(settings: Settings, definition: ProcessDefinition,
-                         events: Events) -> ProcessDefinition:
-    """The definition with end activities learned from the events (none were configured)."""
-    return build_definition(
-        definition.name, owners=definition.owners, team=definition.team,
-        last_reviewed=definition.last_reviewed, reviews=(),
-        review_interval_months=definition.review_interval_months,
-        sla=str(definition.sla) if definition.sla else None, calendar=definition.calendar,
-        reference_model=definition.reference_model, end_activities=(),
-        rules=definition.rules, events=events, configured=definition.configured,
-        reviewed_by=definition.reviewed_by)
 
 
 def transports(settings: Settings) -> dict[str, Transport]:

@@ -9,6 +9,8 @@ like this), with one line of detail and, unless OK, one line saying what to do. 
   group's committed offsets);
 - the store is reachable, at the schema version this Backlight expects, and writable
   (``storage.inspect_store``, which changes nothing);
+- each process's end activities: configured, learned (when, from how many finished cases, the
+  share each ends) or not learned yet, read from the store without changing it;
 - each chat endpoint's host answers a TCP connection (and a TLS handshake for https) without a
   message being sent; each Kafka channel's topic exists.
 
@@ -38,6 +40,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from alerts.channels import ChannelSettings
 from backlight.config import DEFAULT_PATH, KafkaSettings, Settings
 from storage import inspect_store, mask_url, scrub
+from storage.end_activities import KeptEnds, peek_end_activities
 
 Status = Literal["OK", "WARN", "FAIL"]
 T = TypeVar("T")
@@ -292,6 +295,7 @@ def diagnose(settings: Settings, where: str, timeout_s: float = 10.0) -> list[Fi
     url = settings.store.url
     broker = _Bounded(lambda: check_broker(settings.kafka, sources, timeout_s, kafka_topics))
     store = _Bounded(lambda: check_store(url))
+    ends = _Bounded(lambda: check_end_activities(settings))
     chats = {c.name: _Bounded(functools.partial(check_channel, c, timeout_s))
              for c in settings.channels if c.type != "kafka"}
     deadline = time.monotonic() + timeout_s + _GRACE_S
@@ -304,6 +308,9 @@ def diagnose(settings: Settings, where: str, timeout_s: float = 10.0) -> list[Fi
     findings += store.result(deadline, lambda why: [Finding(
         "store", "FAIL", f"{mask_url(url)}: {_scrub(why, url)}",
         "check that the database is up and not held by a long lock")], late)
+    findings += ends.result(deadline, lambda why: [Finding(
+        "end activities", "WARN", f"could not read them: {_scrub(why, url)}",
+        "check the store (above)")], late)
     for channel in settings.channels:
         if channel.type == "kafka":
             findings.append(check_kafka_channel(channel, report.partitions))
@@ -311,6 +318,42 @@ def diagnose(settings: Settings, where: str, timeout_s: float = 10.0) -> list[Fi
         findings.append(chats[channel.name].result(
             deadline, functools.partial(_channel_failed, channel), late))
     return findings
+
+
+def check_end_activities(settings: Settings) -> list[Finding]:
+    """Each process's end activities (what makes a case finished, so never stuck): those of
+    the config, or those the alert rounds learned and keep in the store, or a WARN that none
+    are known yet. Processes the store keeps but the config does not name are shown too."""
+    url = settings.store.url
+    try:
+        kept = peek_end_activities(url, settings.store.session())
+    except Exception as exc:  # shown as a finding, never a traceback
+        return [Finding("end activities", "WARN", f"could not read them: {_scrub(_kind(exc), url)}",
+                        "check the store (above)")]
+    names = [p.name for p in settings.processes] + sorted(set(kept) - {p.name for p in settings.processes})
+    configured = {p.name: tuple(p.end_activities) for p in settings.processes}
+    out = []
+    for name in names:
+        label = f"end activities {name}"
+        if configured.get(name):
+            out.append(Finding(label, "OK", f"configured: {', '.join(configured[name])}"))
+        elif name in kept:
+            out.append(Finding(label, "OK", learned_text(kept[name])))
+        else:
+            out.append(Finding(label, "WARN", "none configured, none learned yet: until enough "
+                               "cases have finished, every case counts as open",
+                               f"set end_activities for {name} in [[processes]], or let "
+                               "`backlight alerts run` learn them"))
+    return out
+
+
+def learned_text(kept: KeptEnds) -> str:
+    """Learned end activities as shown: which, the share of finished cases each ends, when
+    and from how many cases."""
+    shares = ", ".join(f"{a} ({kept.shares.get(a, 0.0):.0%})" for a in kept.activities)
+    changed = f", version {kept.version}: {kept.reason}" if kept.version > 1 else ""
+    return (f"learned {kept.learned_at.date()} from {kept.cases} finished cases: "
+            f"{shares}{changed}")
 
 
 def _channel_failed(channel: ChannelSettings, why: str) -> Finding:

@@ -214,13 +214,14 @@ def test_the_web_app_serves_and_records_over_postgresql(stores: Stores,
 def test_the_alert_tables_are_versioned_beside_the_store(stores: Stores,
                                                          evaluated: list[Alert]) -> None:
     """The PostgreSQL database records a schema version per component: events, alerts, outbox
-    (and the read models, once the web app opened it); a database whose alert tables are
-    newer than this code is refused."""
+    (and the read models, once the web app opened it, and the learned end activities, once an
+    evaluation opened them); a database whose alert tables are newer than this code is
+    refused."""
     url = stores.postgres.store.url
     with psycopg.connect(url, autocommit=True) as conn:
         versions = dict(conn.execute("SELECT component, version FROM schema_version").fetchall())
-        assert {"events", "alerts", "outbox"} <= set(versions) <= {"events", "alerts", "outbox",
-                                                                  "read_models"}
+        assert {"events", "alerts", "outbox"} <= set(versions) <= {
+            "events", "alerts", "outbox", "read_models", "end_activities"}
         assert min(versions.values()) >= 1
         conn.execute("UPDATE schema_version SET version = 99 WHERE component = 'alerts'")
         try:

@@ -71,7 +71,7 @@ def test_open_cases_idle_too_long_are_listed_per_step() -> None:
     assert register.cases == ("late-2", "late-1")  # longest idle first
     assert register.summary == ("2 claims cases stuck at Register for 5-7 business days "
                                 "(normal: under 0.2)")
-    assert register.since == at(7).date()
+    assert register.since == at(4).date()  # when late-2 (idle 7) crossed the 3-day threshold
     assert register.evidence["cases"] == [
         {"case_id": "late-2", "step": "Register", "idle_days": 7.0,
          "since": at(7).astimezone(ZoneInfo("UTC")).isoformat()},
@@ -195,7 +195,7 @@ def long_tailed_history(cases: int = 600) -> list[dict[str, Any]]:
 def test_one_case_past_far_longer_is_ordinary_at_a_busy_step_several_are_not() -> None:
     """Where 3,750 waits a year have a log-normal tail, one case idle 4 business days after
     Register (beyond 5 x p90 and min_idle) is what ordinary waits do now and then: not listed.
-    Three such cases at once are listed from that threshold; a case idle 30 days is listed on its
+    Three such cases at once are listed from that threshold; a case idle 20 days is listed on its
     own, from the single-case threshold, which lies between the two."""
     history = long_tailed_history()
     assert evaluate(history + open_case("slow", at(4))) == []
@@ -205,8 +205,40 @@ def test_one_case_past_far_longer_is_ordinary_at_a_busy_step_several_are_not() -
     evidence = several.evidence
     assert evidence["threshold_days"] == evidence["far_longer_days"] >= 3.0
     assert 1 < evidence["cases_needed"] <= 3
-    assert 6 < evidence["single_case_days"] < 30
-    [alone] = evaluate(history + open_case("gone", at(30)))
+    assert 6 < evidence["single_case_days"] < 20
+    [alone] = evaluate(history + open_case("gone", at(20)))
     assert alone.cases == ("gone",)
     assert alone.evidence["threshold_days"] == alone.evidence["single_case_days"]
-    assert alone.summary.startswith("1 claims case stuck at Register for 30 business days")
+    assert alone.summary.startswith("1 claims case stuck at Register for 20 business days")
+
+
+def test_cases_idle_far_beyond_any_wait_are_abandoned_not_stuck() -> None:
+    """Where every wait is under 2 business days, cases idle 100 and 130 business days are far
+    beyond anything the process does (10 x its one-case extreme): one "abandoned" finding lists
+    them, apart from the case stuck there 30 days, and never says "stuck for 100-130 days"; its
+    "since" is when the first of them crossed the abandonment threshold."""
+    rows = long_tailed_history() + open_case("gone", at(100)) + \
+        open_case("long-gone", at(130)) + open_case("late", at(30))
+    found = {f.subject: f for f in evaluate(rows)}
+    abandoned = found["abandoned"]
+    assert abandoned.cases == ("long-gone", "gone")
+    assert abandoned.summary.startswith("2 claims cases abandoned, not stuck: no event for "
+                                        "100-130 business days")
+    assert "left at Register (2)" in abandoned.summary
+    after = abandoned.evidence["abandoned_after_days"]
+    assert 60 < after < 100
+    assert abandoned.since == CAL.add_business_days(NOW.date(), -math.floor(130 - after))
+    assert found["stuck at Register"].cases == ("late",)
+
+
+def test_a_step_normally_left_at_once_says_under_a_tenth_not_under_zero() -> None:
+    """Where Assess is always followed within a minute, a case idle there 6 business days says
+    "normal: under 0.1", never "normal: under 0"."""
+    rows = history() + open_case("late", at(6), ("Register", "Assess"))
+    for row in rows:
+        if row["activity"] == "Close":
+            row["timestamp"] -= timedelta(minutes=59)
+    [finding] = evaluate(rows)
+    assert finding.subject == "stuck at Assess"
+    assert finding.summary.endswith("(normal: under 0.1)")
+    assert finding.evidence["normal_p90_days"] == 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -98,9 +98,14 @@ def test_a_now_in_the_spring_forward_gap_is_read_not_refused() -> None:
 
 
 def test_end_activities_are_learned_when_none_are_configured() -> None:
-    """Without configured end activities, those never followed by another count (and say so)."""
-    facts = Facts.build(small_log(), CALENDAR, at(11, 9))
+    """Without configured end activities, those where finished cases end and stay ended are
+    learned (and say so); one finished case alone teaches none."""
+    rows = [{"case_id": f"c{i}", "activity": a, "timestamp": at(2, 9) + timedelta(hours=h)}
+            for i in range(6) for h, a in enumerate("ABC")]
+    rows += [{"case_id": "open", "activity": "A", "timestamp": at(9, 9)}]
+    facts = Facts.build(prepare(frame_from_rows(rows)), CALENDAR, at(11, 9))
     assert facts.end_activities == ("C",) and facts.end_activities_learned
+    assert Facts.build(small_log(), CALENDAR, at(11, 9)).end_activities == ()
 
 
 @pytest.fixture(scope="module")

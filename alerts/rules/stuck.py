@@ -5,7 +5,15 @@ learned by the registry; when the definition has none, learned here the registry
 ``alerts.registry.learn_end_activities``). Its idle time is the business time
 (``ctx.process.calendar``) from its last event to now. It is stuck when idle longer than the
 process's ``sla`` (when one is set: unchanged), or, without an SLA, when ordinary waits at its
-step cannot explain it. One finding per step (``stuck at <step>``), longest idle first.
+step cannot explain it. One finding per step (``stuck at <step>``), longest idle first. A case
+whose last event is an end activity is finished, never stuck. Its "since" is the day the listed
+cases became stuck: when the ``needed``-th of them (the first, where one alone is) crossed the
+step's threshold, not the oldest case's last event.
+
+**Abandoned.** A case idle far beyond anything the process does (``abandon_factor``, 10, times the
+longest of the p99.9 of all its waits, the step's T0 and its one-case extreme T1; or
+``abandon_after``, 250 business days, where shorter) is not "stuck for 475-1660 business days":
+the process's abandoned cases are one finding apart (subject ``abandoned``), which says so.
 
 **Why not a fixed multiple of the p90.** 5 x p90 is crossed by about one ordinary wait in a
 thousand, and a step sees thousands a year (claims Assessment about 6,700, payments Triage
@@ -170,10 +178,14 @@ class Tail:
         return np.asarray((0.5 * _erfc(z) * self.weight).sum(axis=-1), dtype=np.float64)
 
     def quantile(self, p: float) -> float:
-        """The least t (seconds, to 0.1 %) with S(t) <= p."""
+        """The least t (seconds, to 0.1 %) with S(t) <= p; infinite where even the search's
+        bound (2,300 years of business time) is not that far out: no single case is then
+        extreme enough, and the bound is never shown as a figure."""
         lo, hi = 0.0, 25.0  # log seconds: 1 s .. 2,300 years of business time
         if self.survival(np.array([1.0]))[0] <= p:
             return 1.0
+        if self.survival(np.array([math.exp(hi)]))[0] > p:
+            return math.inf
         while hi - lo > 1e-3:
             mid = (lo + hi) / 2
             lo, hi = (lo, mid) if self.survival(np.array([math.exp(mid)]))[0] <= p else (mid, hi)
@@ -292,16 +304,74 @@ def stuck(ctx: RuleContext) -> list[Finding]:
     verdicts = _verdicts(table, waits, span, calendar.day_seconds)
     table = table.join(verdicts, on="step", how="left").with_columns(
         pl.col("limit_s").fill_null(pl.col("t0_s")))
+    table = table.with_columns(_far_beyond(waits, calendar, s).alias("abandon_s"))
+    abandoned = pl.col("idle_s") > pl.col("abandon_s")
     late = pl.col("idle_s") > pl.col("limit_s")
     if sla is not None:
         late = late | (pl.col("idle_s") > sla)
-    stuck_cases = table.filter(late).sort(["idle_s", "case_id"], descending=[True, False])
+    order = (["idle_s", "case_id"], [True, False])
+    stuck_cases = table.filter(late & ~abandoned).sort(order[0], descending=order[1])
     found = []
     for (step,), group in stuck_cases.group_by("step", maintain_order=True):
         if group.height < s.min_cases:
             continue
         found.append(_finding(ctx, str(step), group, sla))
+    left = table.filter(abandoned).sort(order[0], descending=order[1])
+    if left.height:
+        found.append(_abandoned(ctx, left, waits))
     return sorted(found, key=lambda f: f.subject)
+
+
+ABANDONED: Final = "abandoned"
+"""The subject of the one finding listing a process's abandoned cases."""
+
+
+def _far_beyond(waits: pl.DataFrame, calendar: WorkCalendar, s: Stuck) -> pl.Expr:
+    """Business seconds idle beyond which a case is abandoned (per row of the open cases):
+    ``abandon_factor`` times the longest of the p99.9 of every completed wait of the process,
+    the step's "far longer than normal" T0 and its one-case extreme T1 (where finite), or
+    ``abandon_after`` where shorter; never below T0."""
+    after = calendar.seconds(parse_duration(s.abandon_after))
+    p999 = float(waits["wait"].quantile(0.999, "linear") or 0.0) if waits.height else 0.0
+    single = pl.when(pl.col("single_s").is_finite()).then(pl.col("single_s")).otherwise(None)
+    far = pl.max_horizontal(pl.lit(p999), pl.col("t0_s"), single) * s.abandon_factor
+    return pl.max_horizontal(pl.min_horizontal(far, pl.lit(after)), pl.col("t0_s"))
+
+
+def _crossed(calendar: WorkCalendar, now: datetime, over_s: float) -> date:
+    """The business day a case idle ``over_s`` business seconds beyond a threshold crossed it."""
+    back = math.floor(max(over_s, 0.0) / calendar.day_seconds)
+    return calendar.add_business_days(calendar.business_day_of(now), -back)
+
+
+def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame) -> Finding:
+    """The one finding of a process's abandoned cases: idle far beyond any of its waits."""
+    s, calendar = ctx.process.rules.stuck, ctx.process.calendar
+    listed = group.head(s.max_listed)
+    cases = [{"case_id": row["case_id"], "step": row["step"],
+              "idle_days": _days(calendar, row["idle_s"]), "since": row["timestamp"].isoformat()}
+             for row in listed.iter_rows(named=True)]
+    idle = group["idle_s"].to_numpy()
+    low, high = _days(calendar, float(idle.min())), _days(calendar, float(idle.max()))
+    span = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+    steps = group.group_by("step").len().sort(["len", "step"], descending=[True, False])
+    at = ", ".join(f"{step} ({n})" for step, n in steps.iter_rows())
+    p999 = float(waits["wait"].quantile(0.999, "linear") or 0.0) if waits.height else 0.0
+    threshold = float(group["abandon_s"].min())  # type: ignore[arg-type]
+    plural = "case" if group.height == 1 else "cases"
+    since = min(_crossed(calendar, ctx.now, float(i - a)) for i, a in
+                listed.select("idle_s", "abandon_s").iter_rows())
+    return Finding(
+        rule=STUCK.name, process=ctx.process.name, subject=ABANDONED, severity=s.severity,
+        summary=(f"{group.height} {ctx.process.name} {plural} abandoned, not stuck: no event for "
+                 f"{span} business days, far beyond any wait of the process (its longest: "
+                 f"{_days(calendar, p999):g} business days at p99.9); left at {at}"),
+        evidence={"count": group.height, "cases": cases,
+                  "steps": {str(step): int(n) for step, n in steps.iter_rows()},
+                  "abandoned_after_days": _days(calendar, threshold),
+                  "longest_wait_p999_days": _days(calendar, p999),
+                  "abandon_factor": s.abandon_factor, "abandon_after": s.abandon_after},
+        since=since, cases=tuple(str(c) for c in listed["case_id"]))
 
 
 def _verdicts(table: pl.DataFrame, waits: pl.DataFrame, span: float, day: float) -> pl.DataFrame:
@@ -333,28 +403,52 @@ def _finding(ctx: RuleContext, step: str, group: pl.DataFrame, sla: float | None
     normal = _days(calendar, float(group["p90_s"][0]))
     span = f"{low:g}" if low == high else f"{low:g}-{high:g}"
     plural = "case" if group.height == 1 else "cases"
-    terms = [f"normal: under {normal:g}"]
+    terms = [f"normal: under {max(normal, 0.1):g}"]  # never "under 0": p90 rounds to 0.0
     if ctx.process.sla is not None:
         terms.insert(0, f"SLA {ctx.process.sla}")
-    oldest: datetime = group["timestamp"].min()  # type: ignore[assignment]
-    since: date = calendar.business_day_of(oldest)
     first = group.row(0, named=True)
     single = first.get("single_s")
+    since = _since(ctx, group, sla)
     return Finding(
         rule=STUCK.name, process=ctx.process.name, subject=f"stuck at {step}", severity=s.severity,
         summary=(f"{group.height} {ctx.process.name} {plural} stuck at {step} for {span} "
                  f"business days ({'; '.join(terms)})"),
         evidence={"step": step, "count": group.height, "cases": cases,
                   "normal_p90_days": normal, "idle_factor": s.idle_factor,
-                  "threshold_days": _days(calendar, float(first["limit_s"])),
+                  "threshold_days": _finite_days(calendar, first["limit_s"]),
                   "far_longer_days": _days(calendar, float(first["t0_s"])),
-                  "single_case_days": None if single is None else _days(calendar, single),
+                  "single_case_days": _finite_days(calendar, single),
                   "cases_needed": first.get("needed"),
                   "expected_idle_cases": (None if first.get("expected") is None
                                           else round(float(first["expected"]), 3)),
                   "min_idle": s.min_idle,
                   "sla_days": None if sla is None else _days(calendar, sla)},
         since=since, cases=tuple(str(c) for c in listed["case_id"]))
+
+
+def _finite_days(calendar: WorkCalendar, seconds: float | None) -> float | None:
+    """Business days, or None where there is no finite figure to show."""
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return _days(calendar, seconds)
+
+
+def _since(ctx: RuleContext, group: pl.DataFrame, sla: float | None) -> date:
+    """When the condition the finding lists began: the day the listed cases became stuck,
+    i.e. when the ``needed``-th of them (the first, where one alone is stuck) crossed the
+    step's threshold (or the SLA, when sooner)."""
+    calendar = ctx.process.calendar
+    listed = group.head(ctx.process.rules.stuck.max_listed)
+    over = []
+    for row in listed.iter_rows(named=True):
+        limits = [row["limit_s"]] + ([sla] if sla is not None else [])
+        over.append(row["idle_s"] - min(limit for limit in limits if limit is not None))
+    needed = group.row(0, named=True).get("needed") or 1
+    if row_limit := [o for o in over if o >= 0]:
+        over = row_limit
+    ranked = sorted(over, reverse=True)
+    at = ranked[min(int(needed), len(ranked)) - 1]
+    return _crossed(calendar, ctx.now, at)
 
 
 STUCK: Final = Rule(name="stuck", settings=Stuck, run=stuck)

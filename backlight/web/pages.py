@@ -236,7 +236,10 @@ def process_page(name: str, request: Request) -> Response:
     base = f"/processes/{q(name)}"
     api = f"/api/processes/{q(name)}"
     cases = max(figures.cases, 1)
+    ends_from, kept = svc.end_activities(definition)
     return render(request, "process.html", {
+        "ends": {"from": ends_from, "kept": kept,
+                 "activities": definition.end_activities or (kept.activities if kept else ())},
         "name": name, "window": window, "window_label": WINDOWS[window][0],
         "windows": _window_links(base, window, **controls.params()),
         "line": line, "completed_from": figures.completed_from, "unfolded": svc.unfolded(),

@@ -19,7 +19,7 @@ import structlog
 
 from alerts.lifecycle import with_acks_and_silences
 from alerts.registry import ProcessDefinition, review_due
-from alerts.rules.stuck import STUCK
+from alerts.rules.stuck import ABANDONED, STUCK
 from backlight import alerting, strict_json
 from backlight.config import ProcessSettings, Settings
 from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view, window_days
@@ -39,6 +39,7 @@ from schemas.errors import BacklightError
 from schemas.event import from_time_us
 from schemas.frame import FRAME_SCHEMA
 from storage import ReadModelTables, open_alert_state, open_store
+from storage.end_activities import EndActivityTables, KeptEnds
 
 log = structlog.stdlib.get_logger("backlight.web")
 
@@ -107,12 +108,14 @@ class WebService:
         self.maps = MapRenderer(self.store, settings.web, 4 * settings.web.cache_entries)
         self.read_model_tables = ReadModelTables(settings.store.url, settings.store.session())
         self.read_models = ReadModels.for_settings(self.store, self.read_model_tables, settings)
+        self.end_activity_tables = EndActivityTables(settings.store.url, settings.store.session())
         self._models_lock = threading.Lock()
         self._seen: set[str] = set()
         self._seen_seq = 0
         self._seen_lock = threading.Lock()
 
     def close(self) -> None:
+        self.end_activity_tables.close()
         self.read_model_tables.close()
         self.state.close()
         self.store.close()
@@ -142,6 +145,15 @@ class WebService:
         proc = configured or ProcessSettings(name=name)
         reviews = self.state.reviews(name)
         return alerting._definition(self.settings, proc, reviews, configured=configured is not None)
+
+    def end_activities(self, definition: ProcessDefinition) -> tuple[str, KeptEnds | None]:
+        """Where the process's end activities come from ("configured", "learned", or "" when
+        none is known yet) and, when learned, the kept version (which, when, from how many
+        finished cases, the share each ends)."""
+        if definition.end_activities:
+            return "configured", None
+        kept = self.end_activity_tables.current().get(definition.name)
+        return ("learned", kept) if kept is not None else ("", None)
 
     def governance(self, definition: ProcessDefinition) -> Governance:
         due = (review_due(definition.last_reviewed, definition.review_interval_months)
@@ -205,6 +217,8 @@ class WebService:
         out = []
         for alert in self.alerts(name):
             if alert.rule != STUCK.name or alert.status not in (Status.FIRING, Status.PENDING):
+                continue
+            if alert.subject == ABANDONED:  # abandoned, not stuck: the alert says so apart
                 continue
             cases = alert.evidence.get("cases")
             for case in cases if isinstance(cases, list) else []:
