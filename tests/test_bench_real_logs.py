@@ -1,0 +1,317 @@
+"""Benchmark (on demand: python3 -m pytest -m bench -s tests/test_bench_real_logs.py): the alert
+rules on the public real logs as a new user meets them (issue 17, "What must be shown").
+
+BPIC 2012 as "loans", receipt, helpdesk and the road-traffic fines sample as "fines" are
+replayed (`backlight replay`) through the real local Kafka broker and stored by `backlight
+consume --exit-when-idle` in one SQLite store. The config names an owner and a recent review
+(last_reviewed = the day of the log's last event) for each process, no end activities and no
+SLA, and one chat channel (Slack, never delivered: the outbox counts what would be sent). Then
+alert rounds with state kept (``backlight.alerting.evaluate``, what `alerts evaluate --now T`
+runs, in process: the state goes to the same store) every 7 days (5 business days) at 18:00
+Amsterdam from 8 weeks after each log's first event to its last event; REAL_LOGS_ROUNDS
+caps the rounds per log (default: none).
+
+Printed per process: alerts opened per week, distinct keys by rule, flapping keys, chat messages
+(notifications) per week, the share of stuck listings that are finished cases, every summary
+that fired; then each target beside its figure (tests/bench_targets.py), failing when missed:
+
+- no finished case listed as stuck. A listed case is *finished* when it has no event after the
+  round in the whole log and its last activity is one of the end activities ``alerts.ends.learn``
+  learns from the whole log (the stricter "no later event at all" is printed beside it);
+- strict JSON: every stored alert state, history row and outbox payload, and `alerts list
+  --format json --all`, parse with a parser rejecting NaN and Infinity;
+- at most one chat message per process and week on average; at most 10% of keys flapping;
+- the three real changes found, each alert's "since" within 5 business days of the change. The
+  change date is found from the data alone, over the cases started in the log's last 365 days
+  (the rules' own ``[alerts] history``): the single change point of the series (the split
+  minimising the absolute deviations from each side's median of log(1 + hours) for a wait; the
+  squared deviations from each side's mean for a repeat indicator); a wait is dated by the
+  event it follows (when the waiting began), a case's repeat by the case's first event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time as time_module
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+import pytest
+from bench_targets import Targets
+from conftest import backlight, shared_file, write_config
+from real_logs_support import LOGS, real
+
+from alerts.calendar import WorkCalendar
+from alerts.ends import learn
+from backlight import alerting
+from backlight.config import load as load_settings
+from mining.frame import prepare
+from schemas.alerts import Alert, Change, Status
+
+pytestmark = [pytest.mark.bench, pytest.mark.kafka]
+AMS = ZoneInfo("Europe/Amsterdam")
+CAL = WorkCalendar()
+MAX_ROUNDS = int(os.environ.get("REAL_LOGS_ROUNDS", "0")) or None
+CHANGES = (  # (process, rule, subject contains, what)
+    ("receipt", "bottleneck", "wait before T06 Determine necessity of stop advice", "wait"),
+    ("helpdesk", "rework", "Assign seriousness", "repeat"),
+    ("helpdesk", "bottleneck", "wait before Resolve ticket", "wait"),
+)
+SINCE_DAYS = 5.0
+
+
+def strict(text: str | bytes) -> Any:
+    """JSON as a strict parser reads it: NaN, Infinity and -Infinity are errors."""
+    def refuse(name: str) -> Any:
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def config_text(logs: dict[str, pl.DataFrame]) -> str:
+    """Owners, a recent review, no end activities, no SLA; one chat channel."""
+    out = ""
+    for process, df in logs.items():
+        last: datetime = df["timestamp"].max()  # type: ignore[assignment]
+        out += (f'[[processes]]\nname = "{process}"\nowner = "{process}-lead@example.com"\n'
+                f"last_reviewed = {last.date().isoformat()}\n\n")
+    return out + ('[[channels]]\ntype = "slack"\nname = "team-chat"\n'
+                  'url = "http://127.0.0.1:9/never-delivered"\n\n')
+
+
+def rounds(df: pl.DataFrame) -> list[datetime]:
+    """Every 7 days at 18:00 Amsterdam from 8 weeks after the first event to the last one."""
+    first: datetime = df["timestamp"].min()  # type: ignore[assignment]
+    last: datetime = df["timestamp"].max()  # type: ignore[assignment]
+    now = datetime.combine((first + timedelta(weeks=8)).astimezone(AMS).date(), time(18), AMS)
+    out: list[datetime] = []
+    while now <= last and (MAX_ROUNDS is None or len(out) < MAX_ROUNDS):
+        out.append(now)
+        now += timedelta(days=7)
+    return out
+
+
+@dataclass
+class Replay:
+    """What the rounds of one process produced."""
+
+    process: str
+    weeks: int = 0
+    opened: int = 0
+    messages: int = 0
+    changes: int = 0
+    keys: dict[str, str] = field(default_factory=dict)
+    flapping: set[str] = field(default_factory=set)
+    listings: int = 0
+    finished: int = 0
+    never_again: int = 0
+    fired: list[str] = field(default_factory=list)
+    seen: dict[str, list[Alert]] = field(default_factory=lambda: defaultdict(list))
+
+
+def case_ends(df: pl.DataFrame) -> dict[str, tuple[datetime, str]]:
+    """Each case's last event: its time and activity."""
+    last = df.sort("timestamp").group_by("case_id").agg(pl.col("timestamp").last(),
+                                                       pl.col("activity").last())
+    return {c: (t, a) for c, t, a in last.iter_rows()}
+
+
+def replay(settings: Any, process: str, df: pl.DataFrame) -> Replay:
+    """The alert rounds of one process, state kept in the store."""
+    out = Replay(process)
+    ends = case_ends(df)
+    final_ends = set(learn(prepare(df)).chosen)
+    for now in rounds(df):
+        report = alerting.evaluate(settings, now, processes=[process])
+        assert not report.failed, report.failed
+        out.weeks += 1
+        out.messages += len(report.notifications)
+        out.changes += sum(len(n.changes) for n in report.notifications)
+        for change in report.changes:
+            if change.change == Change.FIRING:
+                out.opened += 1
+                out.fired.append(f"{now.date()} [{change.alert.rule}] {change.alert.summary} "
+                                 f"(since {change.alert.since})")
+        for alert in report.alerts:
+            out.keys[alert.key] = alert.rule
+            out.seen[alert.key].append(alert)
+            if alert.flapping:
+                out.flapping.add(alert.key)
+            if alert.rule == "stuck" and alert.status == Status.FIRING:
+                for case in alert.cases:
+                    at, activity = ends[case]
+                    out.listings += 1
+                    later = at > now
+                    out.never_again += not later
+                    out.finished += (not later) and activity in final_ends
+    return out
+
+
+def change_point(times: list[datetime], values: np.ndarray, robust: bool) -> datetime:
+    """The time of the first observation after the series' single best split (at least 10 on
+    each side): L1 from each side's median when ``robust``, else L2 from each side's mean."""
+    order = np.argsort(np.array([t.timestamp() for t in times]))
+    v = values[order]
+    best, at = np.inf, 10
+    for k in range(10, len(v) - 10):
+        a, b = v[:k], v[k:]
+        if robust:
+            cost = np.abs(a - np.median(a)).sum() + np.abs(b - np.median(b)).sum()
+        else:
+            cost = ((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()
+        if cost < best:
+            best, at = cost, k
+    return times[int(order[at])]
+
+
+def wait_change(df: pl.DataFrame, activity: str) -> tuple[datetime, float, float]:
+    """When the wait before ``activity`` changed (dated by the event it follows) and its median
+    in hours before and after."""
+    waits = (df.sort("case_id", "timestamp")
+             .with_columns(pl.col("timestamp").shift(1).over("case_id").alias("prev"))
+             .filter((pl.col("activity") == activity) & pl.col("prev").is_not_null())
+             .with_columns(((pl.col("timestamp") - pl.col("prev")).dt.total_seconds()
+                            / 3600).alias("hours")))
+    hours = waits["hours"].to_numpy()
+    began = waits["prev"].to_list()
+    at = change_point(began, np.log1p(hours), robust=True)
+    before = [h for h, t in zip(hours, began, strict=True) if t < at]
+    after = [h for h, t in zip(hours, began, strict=True) if t >= at]
+    return at, float(np.median(before)), float(np.median(after))
+
+
+def repeat_change(df: pl.DataFrame, activity: str) -> tuple[datetime, float, float]:
+    """When the share of cases doing ``activity`` more than once changed (dated by the case's
+    first event) and the share before and after."""
+    per_case = df.group_by("case_id").agg(pl.col("timestamp").min().alias("start"),
+                                          (pl.col("activity") == activity).sum().alias("n"))
+    hit = (per_case["n"] >= 2).to_numpy().astype(float)
+    starts = per_case["start"].to_list()
+    at = change_point(starts, hit, robust=False)
+    before = [h for h, t in zip(hit, starts, strict=True) if t < at]
+    after = [h for h, t in zip(hit, starts, strict=True) if t >= at]
+    return at, float(np.mean(before)), float(np.mean(after))
+
+
+def last_year(df: pl.DataFrame) -> pl.DataFrame:
+    """The cases started in the 365 days before the log's last event."""
+    cut = df["timestamp"].max() - timedelta(days=365)  # type: ignore[operator]
+    return df.filter(pl.col("timestamp").min().over("case_id") >= cut)
+
+
+def business_days_apart(since: date, change: datetime) -> float:
+    """Business days between an alert's since (its midnight) and a change, either way round."""
+    a = datetime.combine(since, time(0), AMS)
+    b = change.astimezone(AMS)
+    return CAL.between(min(a, b), max(a, b)) / CAL.day_seconds
+
+
+def stored_json(db: Path) -> tuple[int, list[str]]:
+    """Every stored alert state, history row and outbox payload parsed strictly: how many, and
+    the errors."""
+    count, errors = 0, []
+    with sqlite3.connect(db) as conn:
+        for table, query in (("alert_states", "SELECT body FROM alert_states"),
+                             ("alert_history", "SELECT body FROM alert_history"),
+                             ("outbox", "SELECT payload FROM outbox")):
+            for (text,) in conn.execute(query):
+                count += 1
+                try:
+                    strict(text)
+                except ValueError as exc:
+                    errors.append(f"{table}: {exc}")
+    return count, errors
+
+
+def test_real_logs_replayed_through_kafka_with_alert_rounds(
+        tmp_path: Path, kafka_bootstrap: str, unique: str) -> None:
+    """The issue's targets on the four public logs, replayed and evaluated weekly with state."""
+    files = {p: shared_file(f) for p, f in LOGS.items()}
+    logs = {p: prepare(real(p)).df for p in files}
+    db = tmp_path / "store.db"
+    topics = {p: f"real-{p}-{unique}" for p in LOGS}
+    config = write_config(tmp_path / "backlight.toml", kafka_bootstrap, db,
+                          [(t, p) for p, t in topics.items()], f"real-{unique}",
+                          extra=config_text(logs))
+    print()
+    for process, path in files.items():
+        backlight("replay", str(path), "--process", process, "--topic", topics[process],
+                  "--config", str(config), timeout=1200)
+    backlight("--log-level", "WARNING", "consume", "--config", str(config),
+              "--exit-when-idle", "15", timeout=1800)
+    with sqlite3.connect(db) as conn:
+        stored = dict(conn.execute("SELECT process, COUNT(*) FROM events GROUP BY process"))
+    print("stored through Kafka: " + ", ".join(f"{p} {stored.get(p, 0):,} of {logs[p].height:,}"
+                                               for p in LOGS))
+    settings = load_settings(config)
+    results = {}
+    for process, df in logs.items():
+        started = time_module.perf_counter()
+        results[process] = replay(settings, process, df)
+        print(f"{process}: {results[process].weeks} rounds in "
+              f"{time_module.perf_counter() - started:.0f} s")
+
+    targets, lines = Targets(), []
+    for r in results.values():
+        by_rule = Counter(r.keys.values())
+        print(f"\n== {r.process}: {r.weeks} weekly rounds"
+              f" ({rounds(logs[r.process])[0].date()} on)" if r.weeks else f"\n== {r.process}")
+        print(f"  alerts opened: {r.opened} ({r.opened / max(r.weeks, 1):.2f} per week)")
+        print(f"  distinct keys {len(r.keys)}: " + ", ".join(f"{k} {n}" for k, n in
+                                                             sorted(by_rule.items())))
+        print(f"  flapping keys: {len(r.flapping)} " + ", ".join(sorted(r.flapping)))
+        print(f"  chat messages: {r.messages} ({r.messages / max(r.weeks, 1):.2f} per week), "
+              f"carrying {r.changes} alert changes")
+        print(f"  stuck listings: {r.listings}; finished (no later event, last activity a learned"
+              f" end) {r.finished}; no later event at all {r.never_again}")
+        print("  every alert that fired:")
+        for line in r.fired:
+            print(f"    {line}")
+        lines.append(targets.at_most(f"{r.process}: finished cases listed as stuck", r.finished,
+                                     0, 0, spec="d"))
+        lines.append(targets.at_most(f"{r.process}: chat messages per week",
+                                     r.messages / max(r.weeks, 1), 1.0, 1.0))
+        lines.append(targets.at_most(f"{r.process}: share of keys flapping",
+                                     len(r.flapping) / max(len(r.keys), 1), 0.10, 0.10))
+
+    count, errors = stored_json(db)
+    listed = backlight("--log-level", "WARNING", "alerts", "list", "--config", str(config),
+                       "--format", "json", "--all")
+    try:
+        strict(listed.stdout)
+    except ValueError as exc:
+        errors.append(f"alerts list --format json: {exc}")
+    for error in errors[:10]:
+        print(f"  strict JSON: {error}")
+    lines.append(targets.at_most(f"strict JSON: of {count} stored documents and `alerts list`, "
+                                 "failing", len(errors), 0, 0, spec="d"))
+
+    print("\nthe real changes, dated from the data:")
+    for process, rule, subject, kind in CHANGES:
+        activity = subject.removeprefix("wait before ")
+        recent = last_year(logs[process])
+        if kind == "wait":
+            at, before, after = wait_change(recent, activity)
+            how = f"median {before:.2f} h -> {after:.2f} h"
+        else:
+            at, before, after = repeat_change(recent, activity)
+            how = f"repeated in {before:.1%} -> {after:.1%} of cases"
+        found = [a for k, alerts in results[process].seen.items() for a in alerts
+                 if a.rule == rule and subject in a.subject and "cap" not in a.subject
+                 and a.status == Status.FIRING]
+        sinces = sorted({a.since for a in found if a.since is not None})
+        apart = min((business_days_apart(s, at) for s in sinces), default=float("inf"))
+        print(f"  {process} {subject}: changed {at.date()} ({how}); alert sinces: "
+              + (", ".join(str(s) for s in sinces) or "never fired"))
+        lines.append(targets.at_most(f"{process} {subject}: closest since from the change",
+                                     apart, SINCE_DAYS, SINCE_DAYS, " business days", ".1f"))
+    print("\ntargets:")
+    print("\n".join(lines))
+    targets.check()
