@@ -105,6 +105,23 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+BPIC_EVENTS, BPIC_CASES = 262_200, 13_087
+
+
+@pytest.fixture(scope="session")
+def bpic_topic(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """BPIC 2012 replayed once per session with `backlight replay` into a topic of its own, as
+    process "bpic2012"; the tests only read it, each in a consumer group of its own."""
+    log = shared_file("logs/bpic2012.xes.gz")
+    topic = f"bpic.{uuid.uuid4().hex[:8]}"
+    work = tmp_path_factory.mktemp("bpic")
+    cfg = write_config(work / "b.toml", kafka_bootstrap, work / "unused.db",
+                       [(topic, "bpic2012")], "unused")
+    out = backlight("replay", str(log), "--process", "bpic2012", "--config", str(cfg))
+    assert f"published {BPIC_EVENTS} events" in out.stdout
+    return topic
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the session (tests/pg.py); the URL of its admin database.
