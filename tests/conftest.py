@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from broker_support import own_broker  # noqa: F401 (a fixture: a broker a test may stop)
+from broker_support import _stoppable_broker, own_broker  # noqa: F401 (fixtures: a broker tests may stop)
 
 from backlight import logs
 from ingest.simulate import Anomalies, simulate
@@ -71,6 +71,30 @@ def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None =
     """A simulated process as an event frame (seq is publication order) and its ground truth."""
     sim = simulate(process, cases, seed=seed, anomalies=anomalies or Anomalies())
     return event_frame(sim.events), sim.ground_truth
+
+
+SHARED_SETUP = {  # test modules sharing a costly session fixture -> that fixture
+    "tests/test_consume_ops.py": "own_broker", "tests/test_dlq_delivery.py": "own_broker",
+    "tests/test_outages.py": "own_broker", "tests/test_rdkafka.py": "own_broker",
+    "tests/test_ingest_kafka.py": "bpic_topic", "tests/test_mine_kafka.py": "bpic_topic",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist with ``--dist loadscope``: each module's tests on one worker (its
+    module fixtures set up once), and the modules of SHARED_SETUP that share a fixture on the
+    same worker (a session fixture is set up once per worker)."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return SHARED_SETUP.get(module, module)
+
+    return Scheduling(config, log)
 
 
 def _docker_answers() -> bool:

@@ -22,7 +22,7 @@ from broker_support import (
     relaunch,
 )
 from confluent_kafka import Consumer as RdConsumer
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import popen_backlight, stored_count, write_config
 
@@ -79,13 +79,25 @@ def read_all(bootstrap: str, topic: str, partitions: int, want: int,
     return out
 
 
+LOADING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+           KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    probe = RdConsumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        return [tp.offset for tp in probe.committed(
-            [TopicPartition(topic, p) for p in range(partitions)], timeout=20)]
-    finally:
-        probe.close()
+    """The group's committed offsets, asked again while a broker just (re)started is still
+    loading its group coordinator (LOADING)."""
+    deadline = time.monotonic() + 60
+    while True:
+        probe = RdConsumer({"bootstrap.servers": bootstrap, "group.id": group})
+        try:
+            return [tp.offset for tp in probe.committed(
+                [TopicPartition(topic, p) for p in range(partitions)], timeout=20)]
+        except KafkaException as exc:
+            if exc.args[0].code() not in LOADING or time.monotonic() > deadline:
+                raise
+        finally:
+            probe.close()
+        time.sleep(0.5)
 
 
 @dataclass
@@ -245,7 +257,7 @@ def test_broker_stopped_with_dead_letters_in_hand_is_waited_out_nothing_lost(
         tmp_path: Path, own_broker: tuple[LocalBroker, BrokerState],  # noqa: F811
         members: list[Member]) -> None:
     """The broker stops just as a batch's dead letters are handed to the producer (whose
-    delivery timeout is 3 s) and stays down 15 s: the consumer keeps running, retrying; once
+    delivery timeout is 3 s) and stays down 8 s: the consumer keeps running, retrying; once
     the broker is back every invalid message is in the DLQ (by source offset, at least once),
     every valid event stored once, and the offsets committed to the end. Stopped again the
     same way, a consumer told to stop while waiting exits without committing that batch."""
@@ -260,7 +272,7 @@ def test_broker_stopped_with_dead_letters_in_hand_is_waited_out_nothing_lost(
     with structlog.testing.capture_logs() as logged:
         member = start_member(state, topic, group, db, sink, members)
         wait(sink.stopped.is_set, 120, "the broker stopped with dead letters in hand")
-        time.sleep(15)
+        time.sleep(8)
         assert member.thread.is_alive(), "the consumer exited during the DLQ outage"
         during = stored_count(db)
         relaunch(broker, state)
