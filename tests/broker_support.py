@@ -1,5 +1,5 @@
-"""A Kafka broker that tests stop and start again on its own data and ports (the session's
-shared broker is never stopped): the ``own_broker`` fixture and ``relaunch``."""
+"""A Kafka broker of a test's own, stopped and started again on its own data and ports (the
+session's shared broker is never stopped): the ``own_broker`` fixture and ``relaunch``."""
 
 from __future__ import annotations
 
@@ -34,27 +34,12 @@ def relaunch(broker: LocalBroker, stopped: BrokerState, timeout: float = 120) ->
         time.sleep(0.25)
 
 
-@pytest.fixture(scope="session")
-def _stoppable_broker(
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, BrokerState]]:
-    """One local broker for every test that stops it (started once: a start costs seconds)."""
-    broker = LocalBroker(tmp_path_factory.mktemp("own-kafka"))
+@pytest.fixture()
+def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, BrokerState]]:
+    """A local broker for this test only (the session's shared broker is never stopped)."""
+    broker = LocalBroker(tmp_path / "kafka")
     state = broker.start()
     try:
         yield broker, state
     finally:
         broker.stop()
-
-
-@pytest.fixture()
-def own_broker(_stoppable_broker: tuple[LocalBroker, BrokerState]) -> tuple[
-        LocalBroker, BrokerState]:
-    """A local broker the test may stop and relaunch (the session's shared broker is never
-    stopped): running when the test starts, on its own data and ports, shared only with the
-    other tests that stop a broker (each on topics and groups of its own)."""
-    broker, first = _stoppable_broker
-    if broker.state() is None:  # a test before this one failed with the broker stopped
-        relaunch(broker, first)
-    state = broker.state()
-    assert state is not None, broker.log_file.read_text()
-    return broker, state

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from broker_support import _stoppable_broker, own_broker  # noqa: F401 (fixtures: a broker tests may stop)
+from broker_support import own_broker  # noqa: F401 (a fixture: a broker a test may stop)
 
 from backlight import logs
 from ingest.simulate import Anomalies, simulate
@@ -74,8 +74,6 @@ def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None =
 
 
 SHARED_SETUP = {  # test modules sharing a costly session fixture -> that fixture
-    "tests/test_consume_ops.py": "own_broker", "tests/test_dlq_delivery.py": "own_broker",
-    "tests/test_outages.py": "own_broker", "tests/test_rdkafka.py": "own_broker",
     "tests/test_ingest_kafka.py": "bpic_topic", "tests/test_mine_kafka.py": "bpic_topic",
 }
 

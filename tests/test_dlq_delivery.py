@@ -22,7 +22,7 @@ from broker_support import (
     relaunch,
 )
 from confluent_kafka import Consumer as RdConsumer
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import popen_backlight, stored_count, write_config
 
@@ -79,25 +79,13 @@ def read_all(bootstrap: str, topic: str, partitions: int, want: int,
     return out
 
 
-LOADING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-           KafkaError.COORDINATOR_NOT_AVAILABLE)
-
-
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offsets, asked again while a broker just (re)started is still
-    loading its group coordinator (LOADING)."""
-    deadline = time.monotonic() + 60
-    while True:
-        probe = RdConsumer({"bootstrap.servers": bootstrap, "group.id": group})
-        try:
-            return [tp.offset for tp in probe.committed(
-                [TopicPartition(topic, p) for p in range(partitions)], timeout=20)]
-        except KafkaException as exc:
-            if exc.args[0].code() not in LOADING or time.monotonic() > deadline:
-                raise
-        finally:
-            probe.close()
-        time.sleep(0.5)
+    probe = RdConsumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        return [tp.offset for tp in probe.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=20)]
+    finally:
+        probe.close()
 
 
 @dataclass
