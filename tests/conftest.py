@@ -73,8 +73,11 @@ def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None =
     return event_frame(sim.events), sim.ground_truth
 
 
-SHARED_SETUP = {  # test modules sharing a costly session fixture -> that fixture
-    "tests/test_ingest_kafka.py": "bpic_topic", "tests/test_mine_kafka.py": "bpic_topic",
+SHARED_SETUP = {  # test modules sharing a costly session fixture or cache -> its name
+    "tests/test_ingest_kafka.py": "bpic2012", "tests/test_mine_kafka.py": "bpic2012",  # bpic_topic
+    # ... and pm4py's parse of BPIC 2012 (tests/shared_logs_support.py)
+    "tests/test_group_postgres.py": "bpic2012", "tests/test_logfiles.py": "bpic2012",
+    "tests/test_mining_oracle.py": "bpic2012",
 }
 
 
