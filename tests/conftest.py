@@ -73,6 +73,31 @@ def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None =
     return event_frame(sim.events), sim.ground_truth
 
 
+SHARED_SETUP = {  # test modules sharing a costly session fixture or cache -> its name
+    "tests/test_ingest_kafka.py": "bpic2012", "tests/test_mine_kafka.py": "bpic2012",  # bpic_topic
+    # ... and pm4py's parse of BPIC 2012 (tests/shared_logs_support.py)
+    "tests/test_group_postgres.py": "bpic2012", "tests/test_logfiles.py": "bpic2012",
+    "tests/test_mining_oracle.py": "bpic2012",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist with ``--dist loadscope``: each module's tests on one worker (its
+    module fixtures set up once), and the modules of SHARED_SETUP that share a fixture on the
+    same worker (a session fixture is set up once per worker)."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return SHARED_SETUP.get(module, module)
+
+    return Scheduling(config, log)
+
+
 def _docker_answers() -> bool:
     try:
         from testcontainers.core.docker_client import DockerClient
@@ -103,6 +128,23 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield state.bootstrap
     finally:
         broker.stop()
+
+
+BPIC_EVENTS, BPIC_CASES = 262_200, 13_087
+
+
+@pytest.fixture(scope="session")
+def bpic_topic(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """BPIC 2012 replayed once per session with `backlight replay` into a topic of its own, as
+    process "bpic2012"; the tests only read it, each in a consumer group of its own."""
+    log = shared_file("logs/bpic2012.xes.gz")
+    topic = f"bpic.{uuid.uuid4().hex[:8]}"
+    work = tmp_path_factory.mktemp("bpic")
+    cfg = write_config(work / "b.toml", kafka_bootstrap, work / "unused.db",
+                       [(topic, "bpic2012")], "unused")
+    out = backlight("replay", str(log), "--process", "bpic2012", "--config", str(cfg))
+    assert f"published {BPIC_EVENTS} events" in out.stdout
+    return topic
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,13 @@ the events up to a moment, and the events and context of a simulation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
+import pytest
 from conftest import event_frame
 
 from alerts.calendar import WorkCalendar
@@ -31,6 +32,13 @@ def evening(business_day: int) -> datetime:
     """18:00 on the n-th business day after START."""
     day = CAL.add_business_days(START, business_day)
     return datetime.combine(day, datetime.min.time(), tzinfo=AMS).replace(hour=18)
+
+
+def sweep(seeds: Sequence[int]) -> list[Any]:
+    """The values of a ``seeds`` parameter: the sweep's first seed in CI, the whole sweep in
+    the benchmark tier (``pytest -m bench``)."""
+    return [pytest.param(tuple(seeds[:1]), id="one-seed"),
+            pytest.param(tuple(seeds), id="sweep", marks=pytest.mark.bench)]
 
 
 def run(rule: Callable[[RuleContext], list[Finding]], df: pl.DataFrame, truth: dict[str, Any],

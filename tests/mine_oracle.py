@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import SHARED_DATA, backlight, shared_file, write_config
+from shared_logs_support import pm4py_xes
 
 CASE, ACT, TS = "case:concept:name", "concept:name", "time:timestamp"
 
@@ -26,16 +27,21 @@ LOGS = {  # file -> process name in the store
 
 
 @pytest.fixture(scope="module")
-def store_config(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """All six logs replayed with `backlight replay` and consumed with `backlight consume`."""
+def store_config(kafka_bootstrap: str, bpic_topic: str,
+                 tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All six logs replayed with `backlight replay` (BPIC 2012: the session's replay,
+    conftest's ``bpic_topic``) and consumed with `backlight consume`."""
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent: the public event logs live beside the repo")
     work = tmp_path_factory.mktemp("mine")
     tag = work.name.replace("_", "-")
-    sources = [(f"{process}.{tag}", process) for process in LOGS.values()]
+    replayed = {"bpic2012.xes.gz": bpic_topic}
+    sources = [(replayed.get(name, f"{process}.{tag}"), process) for name, process in LOGS.items()]
     cfg = write_config(work / "b.toml", kafka_bootstrap, work / "store.db", sources,
                        f"mine-{tag}")
     for (name, process), (topic, _) in zip(LOGS.items(), sources, strict=True):
+        if name in replayed:
+            continue
         backlight("replay", str(shared_file(f"logs/{name}")), "--process", process,
                   "--topic", topic, "--config", str(cfg))
     backlight("consume", "--config", str(cfg), "--exit-when-idle", "2")
@@ -44,13 +50,10 @@ def store_config(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
 
 def pm4py_frame(name: str) -> pd.DataFrame:
     """The log as pm4py reads it, events of each case in time order (stable: ties keep file order)."""
-    import pm4py
-
     path = shared_file(f"logs/{name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = (pd.read_csv(path) if name.endswith(".csv")
-                 else pm4py.read_xes(str(path), return_legacy_log_object=False))
+        frame = pd.read_csv(path) if name.endswith(".csv") else pm4py_xes(name)
         frame[TS] = pd.to_datetime(frame[TS], utc=True, format="ISO8601")
     # The interval log also carries start_timestamp, by which pm4py would order its events;
     # Backlight keeps it as an attribute and orders by the event's own time, so compare on that.

@@ -245,7 +245,7 @@ def test_broker_stopped_with_dead_letters_in_hand_is_waited_out_nothing_lost(
         tmp_path: Path, own_broker: tuple[LocalBroker, BrokerState],  # noqa: F811
         members: list[Member]) -> None:
     """The broker stops just as a batch's dead letters are handed to the producer (whose
-    delivery timeout is 3 s) and stays down 15 s: the consumer keeps running, retrying; once
+    delivery timeout is 3 s) and stays down 8 s: the consumer keeps running, retrying; once
     the broker is back every invalid message is in the DLQ (by source offset, at least once),
     every valid event stored once, and the offsets committed to the end. Stopped again the
     same way, a consumer told to stop while waiting exits without committing that batch."""
@@ -260,7 +260,7 @@ def test_broker_stopped_with_dead_letters_in_hand_is_waited_out_nothing_lost(
     with structlog.testing.capture_logs() as logged:
         member = start_member(state, topic, group, db, sink, members)
         wait(sink.stopped.is_set, 120, "the broker stopped with dead letters in hand")
-        time.sleep(15)
+        time.sleep(8)
         assert member.thread.is_alive(), "the consumer exited during the DLQ outage"
         during = stored_count(db)
         relaunch(broker, state)

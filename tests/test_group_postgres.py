@@ -27,10 +27,10 @@ from group_support import (
     wait_until,
 )
 from pg import fresh_database
+from shared_logs_support import shared_events
 
 from backlight.config import load
 from ingest.consumer import dead_letter_topic
-from ingest.logfiles import read_log
 from ingest.transport import ensure_topics
 from storage import open_store
 
@@ -96,7 +96,7 @@ def test_three_consumers_one_killed_one_added_store_bpic_exactly_once(
             wait_until("the victim's session expired and b joined",
                        lambda: stable({"steady", "a", "b"}), 5 * MINUTES, 0.5)
             replay.send_signal(signal.SIGCONT)
-            produced = [e.event_id for e in read_log(log, PROCESS)]  # as replay reads them
+            produced = [e.event_id for e in shared_events(LOG, PROCESS)]  # as replay reads them
             out, err = replay.communicate(timeout=20 * MINUTES)
             assert replay.returncode == 0, err
             assert f"published {len(produced)} events" in out

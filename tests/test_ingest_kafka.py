@@ -10,15 +10,23 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import backlight, popen_backlight, shared_file, stored_count, write_config
+from conftest import (
+    BPIC_CASES,
+    BPIC_EVENTS,
+    backlight,
+    popen_backlight,
+    shared_file,
+    stored_count,
+    write_config,
+)
+from shared_logs_support import shared_events
 
 from backlight.config import load
 from backlight.jobs import simulate
-from ingest.logfiles import read_log
 from ingest.simulate import simulate as simulate_cases
 
 pytestmark = pytest.mark.kafka
-BPIC_EVENTS, BPIC_CASES = 262_200, 13_087
+BPIC = "bpic2012.xes.gz"
 
 
 def stored_rows(db: Path) -> list[tuple[object, ...]]:
@@ -47,37 +55,26 @@ def test_three_simulated_sources_round_trip(kafka_bootstrap: str, tmp_path: Path
     assert sorted(stored_rows(tmp_path / "s.db")) == want
 
 
-@pytest.fixture(scope="module")
-def bpic_topic(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """BPIC 2012 replayed once into a topic with `backlight replay`."""
-    log = shared_file("logs/bpic2012.xes.gz")
-    topic = f"bpic.{os.getpid()}"
-    work = tmp_path_factory.mktemp("bpic")
-    cfg = write_config(work / "b.toml", kafka_bootstrap, work / "unused.db",
-                       [(topic, "onboarding")], "unused")
-    out = backlight("replay", str(log), "--process", "onboarding", "--config", str(cfg))
-    assert f"published {BPIC_EVENTS} events" in out.stdout
-    return topic
-
-
 @pytest.mark.shared_data
 def test_bpic2012_replay_is_stored_exactly_once(bpic_topic: str, kafka_bootstrap: str,
                                                tmp_path: Path, unique: str) -> None:
     """BPIC 2012 replayed -> 262,200 events in 13,087 cases, right activities and times;
-    replaying it again adds nothing."""
-    log = shared_file("logs/bpic2012.xes.gz")
+    replaying it again (into a topic of its own: the session's is shared) adds nothing."""
+    log = shared_file(f"logs/{BPIC}")
     db = tmp_path / "s.db"
-    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(bpic_topic, "onboarding")],
+    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(bpic_topic, "bpic2012")],
                        f"g-{unique}")
     backlight("consume", "--config", str(cfg), "--exit-when-idle", "2")
     rows = stored_rows(db)
     assert len(rows) == BPIC_EVENTS
     assert len({r[2] for r in rows}) == BPIC_CASES
     truth = Counter((e.case_id, e.activity, e.time_us, e.lifecycle)
-                    for e in read_log(log, "onboarding"))
+                    for e in shared_events(BPIC, "bpic2012"))
     assert Counter((r[2], r[3], r[4], r[5]) for r in rows) == truth
 
-    backlight("replay", str(log), "--process", "onboarding", "--config", str(cfg))
+    cfg = write_config(tmp_path / "again.toml", kafka_bootstrap, db,
+                       [(f"bpic-again.{unique}", "bpic2012")], f"g-{unique}")
+    backlight("replay", str(log), "--process", "bpic2012", "--config", str(cfg))
     again = backlight("consume", "--config", str(cfg), "--exit-when-idle", "2")
     assert f"0 stored, {BPIC_EVENTS} already stored" in again.stdout
     assert len(stored_rows(db)) == BPIC_EVENTS
@@ -87,9 +84,8 @@ def test_bpic2012_replay_is_stored_exactly_once(bpic_topic: str, kafka_bootstrap
 def test_kill_9_during_ingest_loses_and_duplicates_nothing(bpic_topic: str, kafka_bootstrap: str,
                                                            tmp_path: Path, unique: str) -> None:
     """kill -9 the consumer three times mid-ingest, restart: the store equals the produced set."""
-    log = shared_file("logs/bpic2012.xes.gz")
     db = tmp_path / "s.db"
-    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(bpic_topic, "onboarding")],
+    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(bpic_topic, "bpic2012")],
                        f"g-{unique}", extra="")
     counts = []
     for _ in range(3):
@@ -108,7 +104,7 @@ def test_kill_9_during_ingest_loses_and_duplicates_nothing(bpic_topic: str, kafk
     rows = stored_rows(db)
     ids = Counter(r[0] for r in rows)
     assert len(rows) == BPIC_EVENTS and max(ids.values()) == 1
-    produced = sorted(e.event_id for e in read_log(log, "onboarding"))
+    produced = sorted(e.event_id for e in shared_events(BPIC, "bpic2012"))
     assert sorted(ids) == produced
 
 
@@ -117,9 +113,8 @@ def test_rebalance_between_two_consumers_keeps_each_event_once(
         bpic_topic: str, kafka_bootstrap: str, tmp_path: Path, unique: str) -> None:
     """Two consumers share the partitions; one is killed mid-way and the other takes its
     partitions over: the store holds every produced event exactly once."""
-    log = shared_file("logs/bpic2012.xes.gz")
     db = tmp_path / "s.db"
-    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(bpic_topic, "onboarding")],
+    cfg = write_config(tmp_path / "b.toml", kafka_bootstrap, db, [(bpic_topic, "bpic2012")],
                        f"g-{unique}")
     args = ("--log-level", "WARNING", "consume", "--config", str(cfg))
     with popen_backlight(*args) as first, popen_backlight(*args, "--exit-when-idle", "3") as other:
@@ -136,4 +131,4 @@ def test_rebalance_between_two_consumers_keeps_each_event_once(
     assert killed_at < BPIC_EVENTS
     ids = Counter(r[0] for r in rows)
     assert len(rows) == BPIC_EVENTS and max(ids.values()) == 1
-    assert sorted(ids) == sorted(e.event_id for e in read_log(log, "onboarding"))
+    assert sorted(ids) == sorted(e.event_id for e in shared_events(BPIC, "bpic2012"))

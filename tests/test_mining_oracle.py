@@ -15,6 +15,7 @@ import pandas as pd
 import pm4py
 import polars as pl
 import pytest
+from shared_logs_support import pm4py_xes
 
 import mining
 
@@ -40,7 +41,7 @@ def read_log(name: str) -> pd.DataFrame:
         warnings.simplefilter("ignore")
         if name.endswith(".csv"):
             return pm4py.format_dataframe(pd.read_csv(path))
-        return pm4py.read_xes(str(path), return_legacy_log_object=False)
+    return pm4py_xes(name)
 
 
 def to_frame(log: pd.DataFrame) -> pl.DataFrame:

@@ -256,14 +256,11 @@ def test_options_are_checked_and_empty_logs_render() -> None:
 @pytest.mark.shared_data
 def test_bpic2012_default_map_is_readable() -> None:
     """BPIC 2012 at the default threshold: all 24 activities, 45 of 137 paths, valid SVG."""
-    from conftest import shared_file
+    from shared_logs_support import shared_events
 
-    from ingest.logfiles import read_log
-
-    path = shared_file("logs/bpic2012.xes.gz")
     rows = [
         (e.event_id, e.case_id, e.activity, e.time_us, e.lifecycle, e.resource)
-        for e in read_log(path, "onboarding")
+        for e in shared_events("bpic2012.xes.gz", "bpic2012")
     ]
     df = pl.DataFrame(
         rows,

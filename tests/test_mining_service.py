@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-from conftest import shared_file
+from shared_logs_support import shared_events
 
-from ingest.logfiles import read_log
 from mining.frame import frame_from_rows
 from mining.service import service_times
 
@@ -58,7 +57,7 @@ def test_bpic2012_service_time_matches_pm4py() -> None:
     import pm4py
     from pm4py.objects.log.util import interval_lifecycle
 
-    events = list(read_log(shared_file("logs/bpic2012.xes.gz"), "onboarding"))
+    events = shared_events("bpic2012.xes.gz", "bpic2012")
     keep = list(dict.fromkeys(e.case_id for e in events))[:2000]
     chosen = set(keep)
     df = frame_from_rows([

@@ -8,13 +8,13 @@ import random
 from collections.abc import Collection, Mapping
 
 import pytest
-from conftest import event_frame, shared_file
+from conftest import event_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_logs_support import shared_events
 
 from alerts.calendar import WorkCalendar
 from backlight.read_models import working_time
-from ingest.logfiles import read_log
 from ingest.simulate import simulate
 from mining.case_facts import CaseFacts
 from mining.errors import FrameError
@@ -97,13 +97,14 @@ def test_on_bpic_2012_and_the_simulator_its_figures_equal_mine(source: str) -> N
     """BPIC 2012 (262,200 events) and a simulated claims process, folded in 1,000-event batches
     in the order they were recorded, with outcomes as end activities: the figures equal `mine`'s."""
     if source == "bpic2012":
-        events = list(read_log(shared_file("logs/bpic2012.xes.gz"), "claims"))
+        events = shared_events("bpic2012.xes.gz", "bpic2012")
         ends: tuple[str, ...] = ("A_DECLINED", "A_CANCELLED", "A_REGISTERED")
     else:
         events = list(simulate("claims", 3_000, seed=7).events)
         ends = ("Close claim", "Reject claim", "Withdraw claim")
     store = MemoryHistory()
-    model = ReadModel("claims", end_activities=ends, history=store)
+    model = ReadModel(source if source == "bpic2012" else "claims", end_activities=ends,
+                      history=store)
     for start in range(0, len(events), 1_000):
         batch = events[start:start + 1_000]
         model.update(batch)

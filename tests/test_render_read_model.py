@@ -5,9 +5,9 @@ simulator, for every path threshold; hiding activities is refused (only events c
 from __future__ import annotations
 
 import pytest
-from conftest import event_frame, shared_file
+from conftest import event_frame
+from shared_logs_support import shared_events
 
-from ingest.logfiles import read_log
 from ingest.simulate import simulate
 from mining.errors import MiningError
 from mining.read_model import ReadModel
@@ -19,10 +19,10 @@ def test_the_read_model_map_is_the_events_map(source: str) -> None:
     """Every shown activity, path and count, the start and end paths, the loops and the
     bottlenecks are the events' map's, in both views and at 5%, 20% and all paths."""
     if source == "bpic2012":
-        events = list(read_log(shared_file("logs/bpic2012.xes.gz"), "loans"))
+        events = shared_events("bpic2012.xes.gz", "bpic2012")
     else:
         events = list(simulate("claims", 2_000, seed=5).events)
-    data = MapData.of(ReadModel("loans" if source == "bpic2012" else "claims").update(events)
+    data = MapData.of(ReadModel("bpic2012" if source == "bpic2012" else "claims").update(events)
                       .figures())
     frame = event_frame(events)
     for paths in (0.05, 0.2, 1.0):
