@@ -39,6 +39,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from alerts.channels import ChannelSettings
 from backlight.config import DEFAULT_PATH, KafkaSettings, Settings
+from schemas.printable import printable
 from storage import inspect_store, mask_url, scrub
 from storage.end_activities import KeptEnds, peek_end_activities
 
@@ -401,11 +402,12 @@ def render_text(findings: Sequence[Finding], where: str,
     """One line per check (status, check, detail), a "→ what to do" line under each that is not
     OK, then a summary. ``style`` may colour the status word."""
     width = min(40, max((len(f.check) for f in findings), default=0))
-    lines = [f"backlight doctor: {where}", ""]
-    for f in findings:
-        lines.append(f"  {style(f'{f.status:<4}', f.status)}  {f.check:<{width}}  {f.detail}")
+    lines = [f"backlight doctor: {printable(where)}", ""]
+    for f in findings:  # names are event data: control characters shown as escapes
+        lines.append(f"  {style(f'{f.status:<4}', f.status)}  {printable(f.check):<{width}}  "
+                     f"{printable(f.detail)}")
         if f.hint and f.status != "OK":
-            lines.append(f"  {'':<4}  {'':<{width}}  → {f.hint}")
+            lines.append(f"  {'':<4}  {'':<{width}}  → {printable(f.hint)}")
     counts = {s: sum(1 for f in findings if f.status == s) for s in ("OK", "WARN", "FAIL")}
     verdict = ("something is wrong: fix the FAIL lines" if counts["FAIL"]
                else "works; look at the WARN lines" if counts["WARN"] else "all good")

@@ -11,7 +11,7 @@ import httpx
 from conftest import backlight
 
 from backlight.config import load
-from backlight.doctor import check_end_activities
+from backlight.doctor import check_end_activities, render_text
 from backlight.web.server import running
 from ingest.simulate import simulate
 from storage import SQLiteStore
@@ -74,3 +74,14 @@ def test_doctor_warns_where_no_end_activities_are_known_yet(tmp_path: Path) -> N
     assert "every case counts as open" in finding.detail
     assert finding.hint is not None and "end_activities" in finding.hint
     assert not db.exists()
+
+
+def test_doctor_shows_hostile_end_activity_names_escaped(tmp_path: Path) -> None:
+    """End activities are event data: configured or learned, a name holding terminal escapes
+    and a bell reaches doctor's text with those characters shown as escapes, never raw."""
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "store.db"}"\n\n[[processes]]\n'
+                   'name = "loans"\nend_activities = ["Paid\\u001b[2J\\u0007"]\n')
+    text = render_text(check_end_activities(load(cfg, environ={})), "b.toml")
+    assert "\x1b" not in text and "\x07" not in text
+    assert "Paid\\x1b[2J\\x07" in text
