@@ -83,20 +83,19 @@ def conformance(settings: Settings, process: str, frame: pl.DataFrame,
             "findings": result.findings()}
 
 
-def json_document(settings: Settings, process: str, handed: list[pl.DataFrame], out_of_range: int,
-                  lifecycle: str | None = None) -> dict[str, Any]:
+def json_document(process: str, handed: list[pl.DataFrame], out_of_range: int,
+                  checked: dict[str, Any] | None, lifecycle: str | None = None) -> dict[str, Any]:
     """The `mine --format json` document (the API's ``/document`` too) of the process's events,
-    the one frame in ``handed``: the summary, conformance when a reference model is configured,
-    and how many of its events were left out for their time. ``handed`` is emptied: a caller
-    that keeps no other reference lets each copy go as soon as the next one is made."""
+    the one frame in ``handed``: the summary, the conformance ``checked`` against the reference
+    model (``conformance``; None without one), and how many of its events were left out for
+    their time. ``handed`` is emptied: a caller that keeps no other reference lets each copy go
+    as soon as the next one is made."""
     from mining.summary import narrow, summarize, summary_events
 
     frame = handed.pop()
-    checked = conformance(settings, process, frame, lifecycle)
     # Each copy goes as soon as the next one is made: the frame read from the store once
     # the summary has its columns, those once they are sorted (BPIC 2012 peaks about
-    # 40 MiB lower than with the frame kept throughout). Conformance, when configured,
-    # reads the whole frame: before it goes.
+    # 40 MiB lower than with the frame kept throughout).
     narrowed = narrow(frame)
     del frame
     events = summary_events(narrowed, lifecycle)
@@ -139,9 +138,10 @@ def mine(settings: Settings, process: str, fmt: Format, *, lifecycle: str | None
     del kept  # the frame alone holds the events (the JSON path lets it go early)
     notes = out_of_range_note(process, out_of_range)
     if fmt == "json":
+        checked = conformance(settings, process, frame, lifecycle)  # reads the whole frame
         handed = [frame]
         del frame
-        doc = json_document(settings, process, handed, out_of_range, lifecycle)
+        doc = json_document(process, handed, out_of_range, checked, lifecycle)
         return Mined(json_printable(strict_json.dumps(doc, indent=2, ensure_ascii=False))
                      + "\n", notes)
     if fmt == "svg":

@@ -235,7 +235,8 @@ class WebService:
         frame = self.window_events(name, window)
         def build() -> str:
             out_of_range = self.store.out_of_range(name, latest_allowed(datetime.now(UTC)))
-            return strict_json.dumps(json_document(self.settings, name, [frame], out_of_range))
+            return strict_json.dumps(json_document(name, [frame], out_of_range,
+                                                   self.conformance(name, window)))
         return self.documents.get((name, window, frame.height, "document"), build)
 
     def figures(self, name: str, window: Window) -> FiguresOut:
