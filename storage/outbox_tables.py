@@ -5,7 +5,10 @@ once for SQLite and PostgreSQL (storage/tables.py).
 and leases it in the same statement. On PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED`` (a
 head another worker is claiming right now is skipped, and with it its channel: only heads are
 ever candidates); the row lock plus READ COMMITTED's re-check of the claim columns mean two
-workers never hold one row. On SQLite the write transaction holds the file. ``enqueue`` on
+workers never hold one row. The re-check applies the locked row's own conditions to its
+latest version but not the ``HEADS`` subquery (it keeps the statement's snapshot), so the
+status is checked on the row itself too: a head another worker marked sent between this
+statement's snapshot and its lock is not claimed and sent again. On SQLite the write transaction holds the file. ``enqueue`` on
 PostgreSQL takes an advisory lock until its commit, so seqs are committed in the order they are
 allocated and a channel's head is never overtaken by a row committed later (SQLite's one
 writer gives that already).
@@ -89,7 +92,7 @@ class StoredOutbox:
         wall = wall_us()
         sql = (f"UPDATE outbox SET claimed_by = ?, claimed_until_us = ?, claim_token = ?"  # noqa: S608
                f" WHERE seq IN (SELECT seq FROM outbox WHERE seq IN ({HEADS})"
-               " AND next_attempt_us <= ?"
+               " AND status = 'pending' AND next_attempt_us <= ?"
                " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until_us <= ?)"
                f" ORDER BY seq LIMIT ?{self._sql.skip_locked}) RETURNING {COLUMNS}")
         args = (worker, wall + lease // _US, claim_token(), stored_us(now), worker, wall, limit)
