@@ -94,7 +94,7 @@ def test_drifts_accepted_as_normal_resolve_and_stay_quiet(slowed: object) -> Non
     ACCEPTED and never fires again to the end of the period."""
     rounds = [evening(d) for d in range(ONSET_DAY + 20, END_DAY, 10)]
     key = "bottleneck/onboarding/wait before Risk review"
-    kept, seen = along(slowed, "onboarding", rounds[:2])  # type: ignore[arg-type]
+    kept, _ = along(slowed, "onboarding", rounds[:2])  # type: ignore[arg-type]
     assert kept.alerts[key].status is Status.FIRING
     kept.accept(key, rounds[2])
     for now in rounds[2:]:
