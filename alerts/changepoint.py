@@ -98,6 +98,9 @@ class DriftSettings:
     k: float = K
     h: float = H
     horizon_days: int = HORIZON_DAYS
+    baseline_from: date | None = None
+    """When set (an accepted level, ``alerts.anchors``), the baseline of a change at an onset
+    is every sample from this day up to the onset, instead of ``baseline_days`` before it."""
 
 
 @dataclass(frozen=True)
@@ -311,8 +314,10 @@ def compare(base: Values, recent: Values, settings: DriftSettings) -> tuple[Samp
 
 
 def baseline_of(days: Days, onset: date, settings: DriftSettings) -> npt.NDArray[np.bool_]:
-    """Which samples are the baseline of a change at ``onset``: ``[onset - baseline_days, onset)``."""
-    before = np.datetime64(onset - timedelta(days=settings.baseline_days))
+    """Which samples are the baseline of a change at ``onset``: ``[onset - baseline_days, onset)``
+    (``[baseline_from, onset)`` when that is set)."""
+    first = settings.baseline_from or onset - timedelta(days=settings.baseline_days)
+    before = np.datetime64(first)
     return np.asarray((days >= before) & (days < np.datetime64(onset)))
 
 

@@ -9,9 +9,9 @@ and every finding's ``rule``), its thresholds model, its function and its lifecy
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -25,12 +25,33 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class BaselineAnchor:
+    """What one alert key's baseline is pinned to (``alerts.anchors``), in days.
+
+    Frozen (``start`` None): an episode is open; the key is compared with the baseline as it
+    was before ``until``, its onset day, and is reported while its recent figure is not back
+    within it. Accepted (``start`` set): the owner accepted the level of the episode that began
+    on ``start`` as normal on ``until``; the data from ``start`` up to ``until`` is the key's
+    baseline until the rule's sliding baseline has moved past ``until``."""
+
+    until: date
+    start: date | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.start is not None
+
+
+@dataclass(frozen=True)
 class RuleContext:
     process: ProcessDefinition
     events: Events
     """The process's events (prepared: checked and ordered), possibly none."""
     now: datetime
     """Aware; the wall clock, or ``--now`` for replayed or simulated history."""
+    anchors: Mapping[str, BaselineAnchor] = field(default_factory=dict)
+    """Pinned baselines by alert key (the open and accepted episodes, ``alerts.anchors``):
+    each rule with a baseline honours them (``alerts.anchors.anchored``)."""
 
     @cached_property
     def facts(self) -> Facts:

@@ -49,6 +49,13 @@ Recovering -> Resolved), on business timescales. Per alert key, at each evaluati
   reminders either; the crossings it keeps making are still counted), until
   its condition has been clear for the whole ``flap_window`` (one RESOLVED then), instead of
   firing and resolving at every crossing, as Nagios' flap detection does.
+- **Frozen baseline.** An episode keeps ``baseline_until`` from when it opened (the start of
+  its first finding's ``since`` day, or its opening time): the evaluator hands it back to the
+  rules (``alerts.anchors``), which compare the key with the baseline as it was before it.
+- **Accepted as normal.** An acceptance given in an open episode (``Acceptance.at >=
+  first_seen``) resolves it (``accepted_at``/``accepted_by``), before the round's findings are
+  stepped (``accept_step``); ACCEPTED is sent once, when the episode was announced (in place of
+  RESOLVED). The accepted level is then the key's baseline (``alerts.anchors``).
 - **Scope.** Only processes in ``evaluated`` (plus those with a finding this round) advance;
   alerts of other processes are kept untouched. Resolved alerts are kept for history. When
   several findings share a key, the most severe (then the first) counts. Summary, evidence,
@@ -59,11 +66,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from types import MappingProxyType
 from urllib.parse import quote
 
 from schemas.alerts import (
+    Acceptance,
     Acknowledgement,
     Alert,
     AlertChange,
@@ -74,6 +82,7 @@ from schemas.alerts import (
 )
 
 _NO_ACKS: Mapping[str, Acknowledgement] = MappingProxyType({})
+_NO_ACCEPTANCES: Mapping[str, Acceptance] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -146,10 +155,12 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
             policy: LifecyclePolicy, owners: Mapping[str, str | None],
             evaluated: Collection[str], silences: Sequence[Silence] = (),
             acks: Mapping[str, Acknowledgement] = _NO_ACKS,
-            base_url: str | None = None) -> Evaluation:
+            base_url: str | None = None,
+            acceptances: Mapping[str, Acceptance] = _NO_ACCEPTANCES) -> Evaluation:
     """Advance every alert by one evaluation at ``now`` (aware) and say what to notify."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    previous, accepted = accept_step(previous, acceptances, now)
     current = {key: f for key, f in _by_key(findings).items()
                if f.opens or _open(previous.get(key))}
     scope = set(evaluated) | {f.process for f in current.values()}
@@ -157,7 +168,7 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
     exempt = set(policy.never_inhibited) | set(policy.inhibited_by)
     rnd = _Round(now, policy, owners, tuple(s for s in silences if s.active(now)), acks, base_url)
     alerts: list[Alert] = []
-    changes: list[AlertChange] = []
+    changes: list[AlertChange] = list(accepted)
     for key in sorted(set(previous) | set(current)):
         prev, finding = previous.get(key), current.get(key)
         subject = finding if finding is not None else prev
@@ -174,6 +185,33 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
                            for change in sent)
     changes.sort(key=lambda c: c.alert.process)  # stable: keys stay sorted within a process
     return Evaluation(tuple(alerts), tuple(changes))
+
+
+def accept_step(previous: Mapping[str, Alert], acceptances: Mapping[str, Acceptance],
+                now: datetime) -> tuple[Mapping[str, Alert], list[AlertChange]]:
+    """The alerts with every open episode that was accepted as normal (an acceptance of its key
+    at or after its ``first_seen``) resolved as accepted, and the ACCEPTED changes to send (for
+    the episodes that were announced)."""
+    if not acceptances:
+        return previous, []
+    alerts, changes = dict(previous), []
+    for key, acceptance in acceptances.items():
+        prev = previous.get(key)
+        if not _open(prev) or prev is None or acceptance.at < prev.first_seen:
+            continue
+        done = replace(prev, status=Status.RESOLVED, resolved_at=now, accepted_at=acceptance.at,
+                       accepted_by=acceptance.by, flapping=False)
+        alerts[key] = done
+        if prev.notified_at is not None:
+            changes.append(AlertChange(Change.ACCEPTED, done, now,
+                                       transition(prev, done, Change.ACCEPTED)))
+    return alerts, changes
+
+
+def onset_of(finding: Finding, now: datetime) -> datetime:
+    """Where an episode opened by ``finding`` freezes its baseline: the start (UTC) of its
+    ``since`` day, or ``now`` when it has none."""
+    return now if finding.since is None else datetime.combine(finding.since, time(0), tzinfo=UTC)
 
 
 def _by_key(findings: Sequence[Finding]) -> dict[str, Finding]:
@@ -241,6 +279,8 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
             escalated_at=prev.escalated_at, notified_at=prev.notified_at,
             notified_severity=prev.notified_severity, flips=flips,
             flapping=prev.flapping and len(flips) > policy.flap_changes)
+    frozen = episode.baseline_until if episode is not None else None
+    alert = replace(alert, baseline_until=frozen or onset_of(finding, now))
     if alert.status is Status.PENDING and now - alert.first_seen >= policy.pending_for:
         flips = (*flips, now)
         alert = replace(alert, status=Status.FIRING, fired_at=now, flips=flips,
@@ -330,6 +370,8 @@ def transition(before: Alert | None, after: Alert, change: Change) -> str:
         detail = after.severity.value
     elif change is Change.REPEAT and before is not None and before.notified_at is not None:
         detail = before.notified_at.isoformat()
+    elif change is Change.ACCEPTED and after.accepted_at is not None:
+        detail = after.accepted_at.isoformat()
     elif change is Change.ACKNOWLEDGED and after.acknowledged_at is not None:
         detail = after.acknowledged_at.isoformat()
     elif change is Change.SILENCED and before is not None:

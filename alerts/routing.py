@@ -57,7 +57,7 @@ def check_routes(routes: Sequence[RouteSettings], channels: Mapping[str, Channel
 
 def _escalates(change: AlertChange) -> bool:
     return change.change is Change.ESCALATED or (
-        change.change is Change.RESOLVED and change.alert.escalated_at is not None)
+        change.change in (Change.RESOLVED, Change.ACCEPTED) and change.alert.escalated_at is not None)
 
 
 def _search(change: AlertChange, routes: Sequence[RouteSettings]) -> list[str]:

@@ -17,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import structlog
 
+from alerts.anchors import anchors_of
 from alerts.channels import payload_for
+from alerts.context import BaselineAnchor
 from alerts.delivery import DeliveryReport, HttpxTransport, Transport, deliver
 from alerts.duration import parse_duration
 from alerts.ends import decide, learn
@@ -30,6 +32,7 @@ from backlight.config import ConfigError, ProcessSettings, Settings
 from mining.frame import Events, prepare
 from mining.timerange import within_range
 from schemas.alerts import (
+    Acceptance,
     Acknowledgement,
     Alert,
     AlertChange,
@@ -147,6 +150,11 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
             now = now or datetime.now(UTC)  # taken under the lease: never older than the state
             failed: list[ProcessFailure] = []
             history = _wall(settings.alerts.history)
+            # the stored state, read under the lease: the open and accepted episodes pin their
+            # keys' baselines for the rules (alerts.anchors)
+            previous = state.alerts()
+            acceptances = state.acceptances()
+            anchors = anchors_of(previous.values(), acceptances)
             ends = EndActivityTables(settings.store.url, settings.store.session())
             try:
                 kept_ends = ends.current()
@@ -154,7 +162,8 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                     stored = history_of(store, definition, now, history)
                     try:
                         found, learned, keep = _evaluate_one(
-                            settings, definition, stored, now, kept_ends.get(definition.name))
+                            settings, definition, stored, now, kept_ends.get(definition.name),
+                            anchors)
                     except Exception as exc:  # one process's data never stops the others
                         failed.append(_failure(definition.name, exc))
                     else:
@@ -170,12 +179,12 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
             notes += [f"{f.process}: could not evaluate it: {f.error}" for f in failed]
             broken = {f.process for f in failed}
             evaluated = [d for d in defs if d.name not in broken]
-            previous = state.alerts()
             result = advance(previous, findings, now=now, policy=policy(settings),
                              owners={d.name: d.owner for d in defs},
                              evaluated={d.name for d in evaluated},
                              silences=state.silences(active_at=now),
-                             acks=state.acknowledgements(), base_url=settings.alerts.base_url)
+                             acks=state.acknowledgements(), base_url=settings.alerts.base_url,
+                             acceptances=acceptances)
             notifications = route(result.changes, settings.alerts.routes,
                                   {c.name: c for c in settings.channels}, now)
             if lease is not None:
@@ -215,7 +224,8 @@ def history_of(store: EventStore, definition: ProcessDefinition, now: datetime,
 
 
 def _evaluate_one(settings: Settings, definition: ProcessDefinition, stored: pl.DataFrame,
-                  now: datetime, kept: KeptEnds | None = None
+                  now: datetime, kept: KeptEnds | None = None,
+                  anchors: dict[str, BaselineAnchor] | None = None,
                   ) -> tuple[list[Finding], list[str], KeptEnds | None]:
     """One process's rules on its stored events: its findings, notes, and the end activities to
     keep when they were learned or changed now (raises whatever its data makes the preparation
@@ -225,7 +235,7 @@ def _evaluate_one(settings: Settings, definition: ProcessDefinition, stored: pl.
     events = prepare(within_range(stored, now).frame)
     if not definition.end_activities and events.df.height:
         definition, keep, notes = with_learned_ends(definition, events, now, kept)
-    return list(run_rules(definition, events, now)), notes, keep
+    return list(run_rules(definition, events, now, anchors=anchors)), notes, keep
 
 
 def with_learned_ends(definition: ProcessDefinition, events: Events, now: datetime,
@@ -361,6 +371,21 @@ def acknowledge(settings: Settings, key: str, by: str, note: str,
     with _opened(settings) as (_store, state):
         state.acknowledge(ack)
     return ack
+
+
+def accept(settings: Settings, key: str, by: str, why: str,
+           now: datetime | None = None) -> Acceptance:
+    """``backlight alerts accept``: the owner accepts an open alert's new level as normal; the
+    next evaluation resolves it (ACCEPTED, sent once) and that level is its baseline from then
+    on (``alerts.anchors``)."""
+    if not by.strip():
+        raise ConfigError("--by: say who accepts it")
+    if not why.strip():
+        raise ConfigError("--why: say why the new level is normal")
+    acceptance = Acceptance(key, by.strip(), now or datetime.now(UTC), why.strip())
+    with _opened(settings) as (_store, state):
+        state.accept(acceptance)
+    return acceptance
 
 
 def silence(settings: Settings, *, until: datetime, by: str, why: str, key: str | None,

@@ -184,6 +184,19 @@ def ack(config_path: str | None, key: str, by: str, note: str) -> None:
     click.echo(f"acknowledged {done.key} by {done.by}")
 
 
+@alerts.command("accept")
+@_config_option
+@click.argument("key")
+@click.option("--by", required=True, help="Who accepts the new level as normal (the owner).")
+@click.option("--why", required=True, help="Why the new level is normal now.")
+@_errors_exit
+def accept(config_path: str | None, key: str, by: str, why: str) -> None:
+    """Accept an open alert's new level as normal: the next evaluation resolves it (sent once,
+    as "accepted") and that level is its baseline from then on."""
+    done = alerting.accept(_settings(config_path), key, by, why)
+    click.echo(f"accepted {done.key} as normal by {done.by}; it resolves at the next evaluation")
+
+
 @click.command()
 @_config_option
 @click.argument("process")

@@ -26,6 +26,14 @@ def drift_onset(cases: int) -> datetime:
     return jobs.SIMULATION_START + timedelta(days=round(working_days * 7 / 5))
 
 
+def rounds(onset: datetime, end: datetime) -> list[datetime]:
+    """When the demo evaluates a process: every 5 business days (a week) from a week before
+    the anomalies' onset, and at the end of its simulated period."""
+    first = min(onset - timedelta(days=7), end)
+    weekly = (first + timedelta(days=7 * i) for i in range(int((end - first) / timedelta(days=7)) + 1))
+    return [moment for moment in weekly if moment < end] + [end]
+
+
 def _simulated_now(store_path: Path) -> dict[str, datetime]:
     """Each process's "now" for the demo: an hour after its last case arrived, the end of its
     simulated period (later events only drain work in progress, with no new cases: no state a
@@ -106,11 +114,19 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
                 path.write_text(mined.text)
                 written.append(path.name)
             echo(f"  {process:<11} {', '.join(written)}")
-        echo("\nEvaluating the alert rules on each process as of the end of its simulated "
-             "period...")
+        echo("\nEvaluating the alert rules along each process's simulated weeks, every 5 "
+             "business days from the anomalies' onset to the end of its period, with the state "
+             "kept (as `backlight alerts run` would)...")
         found: list[dict[str, object]] = []
-        for process, now in sorted(_simulated_now(store_path).items()):
-            report = alerting.evaluate(demo_settings, now, processes=[process])
+        for process, end in sorted(_simulated_now(store_path).items()):
+            report = None
+            for now in rounds(onset, end):
+                report = alerting.evaluate(demo_settings, now, processes=[process])
+                changes = ", ".join(f"{c.change.value} {printable(c.alert.subject)}"
+                                    for c in report.changes)
+                if changes and now != end:
+                    echo(f"  {now.date()} {process}: {changes}")
+            assert report is not None
             for note in report.notes:
                 echo(f"  # {printable(note)}")
             echo(render_text(report).rstrip())

@@ -58,6 +58,7 @@ class Change(enum.StrEnum):
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"
     SILENCED = "silenced"
+    ACCEPTED = "accepted"  # the owner accepted the new level as normal: the episode resolves
 
 
 def alert_key(rule: str, process: str, subject: str,
@@ -134,6 +135,14 @@ class Alert:
     flapping: bool = False
     """It changed state more often than the flap limit allows within the flap window: it
     stays firing (one announcement) until it has been clear for the whole window."""
+    baseline_until: datetime | None = None
+    """The frozen baseline: while an episode is open, its rule compares with the baseline as it
+    was before this instant, the episode's onset (the start, in UTC, of the first finding's
+    ``since`` day; the time it opened when the finding has no ``since``)."""
+    accepted_at: datetime | None = None
+    """When the owner accepted the episode's level as normal (it resolved then, ``ACCEPTED``):
+    from then on that level is the key's baseline (``alerts.anchors``)."""
+    accepted_by: str | None = None
 
     @classmethod
     def from_finding(cls, finding: Finding, status: Status, owner: str | None,
@@ -171,6 +180,8 @@ class Alert:
             "notified_at": _iso(self.notified_at),
             "notified_severity": self.notified_severity.value if self.notified_severity else None,
             "flapping": self.flapping, "flips": [t.isoformat() for t in self.flips],
+            "baseline_until": _iso(self.baseline_until),
+            "accepted_at": _iso(self.accepted_at), "accepted_by": self.accepted_by,
         }
 
 
@@ -211,6 +222,17 @@ class Acknowledgement:
     by: str
     at: datetime
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """The owner accepted an open alert's new level as normal (``backlight alerts accept``):
+    the episode resolves at the next evaluation, and that level is its key's baseline."""
+
+    key: str
+    by: str
+    at: datetime
+    why: str
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The persisted alert state (alerts, silences, acknowledgements, reviews, change history), kept
+"""The persisted alert state (alerts, silences, acknowledgements, acceptances, reviews, change history), kept
 beside the events in tables of its own, so a restart sends nothing twice and forgets no silence:
 its interface, its tables on SQLite and PostgreSQL, and how alerts and silences are kept as
 JSON. storage/alert_tables.py implements it once for both databases.
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from schemas import strict_json
 from schemas.alerts import (
+    Acceptance,
     Acknowledgement,
     Alert,
     AlertChange,
@@ -66,6 +67,15 @@ _TABLES = (
         body       TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
 )
+_ACCEPTANCES = (
+    """CREATE TABLE IF NOT EXISTS alert_acceptances (
+        seq        {seq},
+        key        TEXT NOT NULL,
+        who        TEXT NOT NULL,
+        at_us      {int} NOT NULL,
+        why        TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alert_acceptances_key ON alert_acceptances (key, at_us)",
+)
 _LEASES = """CREATE TABLE IF NOT EXISTS alert_leases (
         name       TEXT PRIMARY KEY,
         holder     TEXT NOT NULL,
@@ -81,6 +91,8 @@ def _schema(int_type: str, seq_type: str) -> Schema:
                   tuple(typed(t) for t in _TABLES)),
         Migration(2, "evaluation leases: one worker at a time evaluates a process",
                   (typed(_LEASES),)),
+        Migration(3, "acceptances: an alert's new level accepted as normal",
+                  tuple(typed(t) for t in _ACCEPTANCES)),
     ), AlertStateError)
 
 
@@ -132,6 +144,14 @@ class AlertState(Protocol):
 
     def acknowledgements(self) -> dict[str, Acknowledgement]:
         """The latest acknowledgement per alert key."""
+        ...
+
+    def accept(self, acceptance: Acceptance) -> None:
+        """Record that an open (pending or firing) alert's level was accepted as normal."""
+        ...
+
+    def acceptances(self) -> dict[str, Acceptance]:
+        """The latest acceptance per alert key."""
         ...
 
     def record_review(self, review: Review) -> None:
@@ -195,7 +215,9 @@ def alert_from_json(data: Mapping[str, Any]) -> Alert:
             url=data["url"], notified_at=_parse_opt(data.get("notified_at")),
             notified_severity=Severity(told) if told else None,
             flips=tuple(_parse(t) for t in data.get("flips", ())),
-            flapping=bool(data.get("flapping", False)))
+            flapping=bool(data.get("flapping", False)),
+            baseline_until=_parse_opt(data.get("baseline_until")),
+            accepted_at=_parse_opt(data.get("accepted_at")), accepted_by=data.get("accepted_by"))
     except (KeyError, TypeError, ValueError) as exc:
         raise AlertStateError(f"a stored alert cannot be read: {exc!r}") from exc
 

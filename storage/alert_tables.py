@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from schemas import strict_json
-from schemas.alerts import Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
+from schemas.alerts import Acceptance, Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
 from storage.alert_state import (
     POSTGRES_SCHEMA,
     SCHEMA,
@@ -188,6 +188,24 @@ class StoredAlertState:
                                 "SELECT key, who, at_us, note FROM alert_acks ORDER BY at_us, seq")
         return {key: Acknowledgement(key, who, stored_time(at_us), note)
                 for key, who, at_us, note in rows}
+
+    def accept(self, acceptance: Acceptance) -> None:
+        def work(run: Run) -> None:
+            found = run.rows(f"SELECT status FROM alert_states WHERE key = ?{self._sql.for_share}",  # noqa: S608 (dialect fragments)
+                             (acceptance.key,))
+            if not found:
+                raise AlertStateError(f"no alert with key {acceptance.key!r}")
+            if found[0][0] == Status.RESOLVED.value:
+                raise AlertStateError(f"alert {acceptance.key!r} is resolved: nothing to accept")
+            run.count("INSERT INTO alert_acceptances (key, who, at_us, why) VALUES (?,?,?,?)",
+                      (acceptance.key, acceptance.by, stored_us(acceptance.at), acceptance.why))
+        self.tables.write(f"accepting {acceptance.key!r}", work)
+
+    def acceptances(self) -> dict[str, Acceptance]:
+        rows = self.tables.read("reading the acceptances", "SELECT key, who, at_us, why FROM "
+                                "alert_acceptances ORDER BY at_us, seq")
+        return {key: Acceptance(key, who, stored_time(at_us), why)
+                for key, who, at_us, why in rows}
 
     def record_review(self, review: Review) -> None:
         row = (review.process, review.by, stored_us(review.at), review.note)

@@ -35,7 +35,7 @@ def _block(text: str, **style: Any) -> dict[str, Any]:
 
 def container(words: AlertText) -> dict[str, Any]:
     """One alert change: title, how it came about, and the facts."""
-    color = "Good" if words.change is Change.RESOLVED else _COLOR[words.severity]
+    color = "Good" if words.change in (Change.RESOLVED, Change.ACCEPTED) else _COLOR[words.severity]
     facts = [{"title": "Where", "value": escape(words.where)},
              {"title": "Since", "value": escape(words.since)},
              {"title": "Severity", "value": escape(words.severity_text)},

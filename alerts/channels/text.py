@@ -27,11 +27,13 @@ _VERB = {
     Change.RESOLVED: "Resolved",
     Change.ACKNOWLEDGED: "Acknowledged",
     Change.SILENCED: "Silenced",
+    Change.ACCEPTED: "Accepted as normal",
 }
 SEVERITY_MARK = {Severity.INFO: "ℹ️", Severity.WARNING: "⚠️", Severity.CRITICAL: "🔴"}  # noqa: RUF001
 RESOLVED_MARK = "✅"
 COLORS = {Severity.INFO: "#439FE0", Severity.WARNING: "#E8A317", Severity.CRITICAL: "#D00000"}
 RESOLVED_COLOR = "#2EB886"
+_CLOSING = frozenset({Change.RESOLVED, Change.ACCEPTED})
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,12 @@ class AlertText:
     @property
     def mark(self) -> str:
         """An emoji for the severity, or a tick when resolved."""
-        return RESOLVED_MARK if self.change is Change.RESOLVED else SEVERITY_MARK[self.severity]
+        return RESOLVED_MARK if self.change in _CLOSING else SEVERITY_MARK[self.severity]
 
     @property
     def color(self) -> str:
         """A hex colour for the severity, or green when resolved."""
-        return RESOLVED_COLOR if self.change is Change.RESOLVED else COLORS[self.severity]
+        return RESOLVED_COLOR if self.change in _CLOSING else COLORS[self.severity]
 
 
 def _moment(value: datetime | date | None) -> str:
@@ -128,6 +130,10 @@ def status_line(change: AlertChange) -> str:
     if change.change is Change.RESOLVED:
         was = f" (was firing since {_moment(alert.fired_at)})" if alert.fired_at else ""
         return f"Resolved at {_moment(alert.resolved_at or change.at)}{was}."
+    if change.change is Change.ACCEPTED:
+        return (f"Accepted as the new normal by {alert.accepted_by or 'someone'} at "
+                f"{_moment(alert.accepted_at or change.at)}: the level since "
+                f"{_moment(alert.since or alert.first_seen)} is its baseline from now on.")
     if change.change is Change.ACKNOWLEDGED:
         who = alert.acknowledged_by or "someone"
         return f"Acknowledged by {who} at {_moment(alert.acknowledged_at or change.at)}."

@@ -15,14 +15,16 @@ known; a "since" at the window's start would move every week.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import structlog
 
-from alerts.context import Rule, RuleContext
+from alerts.anchors import anchored
+from alerts.context import BaselineAnchor, Rule, RuleContext
 from alerts.duration import parse_duration
 from alerts.rules.rework import window_start
 from alerts.thresholds import Conformance
@@ -33,6 +35,8 @@ from schemas.alerts import Finding, Severity
 
 SUBJECT: Final = "conformance to reference model"
 TOP: Final = 5  # deviations named
+ACCEPTED_MARGIN: Final = 0.05
+"""How much worse than an accepted level recent cases must fit to be a finding again."""
 
 log = structlog.stdlib.get_logger("backlight.alerts.rules.conformance")
 
@@ -47,8 +51,24 @@ def _unreadable(ctx: RuleContext, error: Exception) -> Finding:
         evidence={"model": str(ctx.process.reference_model), "error": str(error)})
 
 
-def conformance(ctx: RuleContext) -> list[Finding]:
-    """A finding when recent cases fit the reference model worse than ``min_fitness``."""
+def _accepted_level(ctx: RuleContext, df: pl.DataFrame, firsts: pl.DataFrame,
+                    anchor: BaselineAnchor, model: str) -> float | None:
+    """The lower of fitness and fitting share of the cases started in the accepted span."""
+    assert anchor.start is not None
+    zone = ZoneInfo(ctx.process.calendar.timezone)
+    lo, hi = (datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+              for day in (anchor.start, anchor.until))
+    ids = firsts.filter((pl.col("start") >= lo) & (pl.col("start") < hi))["case_id"]
+    if ids.len() == 0:
+        return None
+    result = check_conformance(Events(df.filter(pl.col("case_id").is_in(ids.implode())),
+                                      ctx.events.lifecycle), model)
+    return min(float(result.fitness["log_fitness"]), result.fitting_share)
+
+
+def _conformance(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
+    """A finding when recent cases fit the reference model worse than ``min_fitness`` (or an
+    accepted level)."""
     model = ctx.process.reference_model
     if not model:
         return []
@@ -69,7 +89,15 @@ def conformance(ctx: RuleContext) -> list[Finding]:
     except MiningError as exc:
         return [_unreadable(ctx, exc)]
     fitness = float(result.fitness["log_fitness"])
-    if min(fitness, result.fitting_share) >= s.min_fitness:
+    floor = s.min_fitness
+    if anchor is not None and anchor.accepted:
+        try:
+            level = _accepted_level(ctx, df, firsts, anchor, model)
+        except MiningError as exc:
+            return [_unreadable(ctx, exc)]
+        if level is not None:
+            floor = min(floor, level - ACCEPTED_MARGIN)
+    if min(fitness, result.fitting_share) >= floor:
         return []
     lines = result.findings(TOP)
     main = lines[1] if len(lines) > 1 else ""
@@ -84,5 +112,8 @@ def conformance(ctx: RuleContext) -> list[Finding]:
                   "window": {"from": start.isoformat(), "to": ctx.now.isoformat(),
                              "length": s.recent}})]  # no since: when it began is not known
 
+
+conformance = anchored("conformance", _conformance)
+"""Conformance findings, an accepted key against its accepted level."""
 
 CONFORMANCE: Final = Rule(name="conformance", settings=Conformance, run=conformance)

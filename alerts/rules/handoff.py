@@ -6,6 +6,10 @@ the receiving team's step happened, through the same drift method as ``bottlenec
 (``alerts.changepoint``; false-alarm reasoning there). The subject names the hand-off,
 "front-office/branch -> back-office/kyc"; the evidence names the activities it covers.
 
+Anchored baselines (``alerts.anchors``) as ``bottleneck`` honours them (``Window``): an open
+episode's hand-off (or segment) is judged against its waits before the onset day, an accepted
+one against those from its onset up to the acceptance.
+
 A slowdown at one activity whose only way in is a hand-off shows up here too: the bottleneck
 finding says where the work waits, this one which hand-over got slower, and they are keyed
 apart (rule and subject differ) so each has one alert.
@@ -17,12 +21,14 @@ from typing import Final
 
 import polars as pl
 
-from alerts.context import Rule, RuleContext
+from alerts.anchors import anchored
+from alerts.context import BaselineAnchor, Rule, RuleContext
 from alerts.rules.waits import (
     Hit,
     Window,
     change_text,
     evidence,
+    expired,
     segment_hits,
     series_hit,
     severity,
@@ -34,7 +40,7 @@ MAX_EDGES = 10
 """Transitions named in the evidence, the most frequent first."""
 
 
-def handoff(ctx: RuleContext) -> list[Finding]:
+def _handoff(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
     """Findings for each hand-off between two teams whose wait drifted up."""
     rule = ctx.process.rules.handoff
     if not rule.enabled:
@@ -44,7 +50,7 @@ def handoff(ctx: RuleContext) -> list[Finding]:
         & (pl.col("source_team") != pl.col("target_team")))
     if waits.is_empty():
         return []
-    window = Window.of(ctx, rule)
+    window = Window.of(ctx, rule, anchor)
     lookback = window.lookback(waits, "ended_day")
     keys = tuple(k for k in rule.segments if k in ctx.facts.segment_keys)
     findings: list[Finding] = []
@@ -77,5 +83,9 @@ def _finding(ctx: RuleContext, rule: Handoff, window: Window, subject: str, hit:
                    severity=severity(rule, drift, window), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
 
+
+handoff = anchored("handoff", _handoff,
+                   lambda ctx, _key, anchor: expired(ctx, ctx.process.rules.handoff, anchor))
+"""Hand-off findings, each key against its anchor (``alerts.rules.waits``)."""
 
 HANDOFF: Final = Rule(name="handoff", settings=Handoff, run=handoff)

@@ -37,6 +37,15 @@ shift is seen as soon as enough shifted cases have aged. An activity that a firi
 repeated request already explains, or a request activity (the repeated-request finding's
 subject), is not reported as ``rework at``.
 
+Anchored baselines (``alerts.anchors``). A key with an open episode is judged against the
+cases started in the ``baseline`` before its onset day (not before the recent window): the
+baseline stays where it was, and the finding (hysteresis included) holds while the recent share
+is not back within it. A key accepted as normal is judged against the cases started from its
+episode's onset up to the acceptance (up to the recent window, if that starts earlier), until
+the sliding baseline starts after the acceptance; the ``above the cap`` finding is a fixed level,
+not a baseline, so once accepted it stays quiet for good. Loops and repeated requests are
+anchored the same way, each by its own key.
+
 Since when. A one-sided Bernoulli CUSUM over the cases in start order, each with its own p0 (the
 age-adjusted baseline) against p1 = p0 x the shift seen (at least the smallest shift that would
 fire), run twice (the second time with the shift seen after the first estimate): the change is
@@ -60,8 +69,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from alerts.anchors import anchored
 from alerts.calendar import WorkCalendar
-from alerts.context import Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext
 from alerts.duration import Duration, parse_duration
 from alerts.errors import DateRangeError
 from alerts.thresholds import Rework as ReworkSettings
@@ -191,6 +201,8 @@ class _Windows:
     baseline_start: datetime
     calendar: WorkCalendar
     settings: ReworkSettings
+    baseline_end: datetime
+    """The baseline's end: the recent window's start, or an anchor's day."""
 
     @property
     def recent_n(self) -> int:
@@ -261,7 +273,7 @@ class _Windows:
         return {"recent": {"from": self.recent_start.isoformat(), "to": self.now.isoformat(),
                            "cases": self.recent_n, "length": s.recent},
                 "baseline": {"from": self.baseline_start.isoformat(),
-                             "to": self.recent_start.isoformat(), "cases": self.baseline_n,
+                             "to": self.baseline_end.isoformat(), "cases": self.baseline_n,
                              "length": s.baseline}}
 
 
@@ -269,14 +281,34 @@ def _us(moment: datetime) -> int:
     return to_time_us(utc(moment))
 
 
-def _windows(ctx: RuleContext, s: ReworkSettings) -> _Windows | None:
+def _midnight(calendar: WorkCalendar, day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(calendar.timezone))
+
+
+def baseline_span(calendar: WorkCalendar, now: datetime, s: ReworkSettings,
+                  anchor: BaselineAnchor | None = None) -> tuple[datetime, datetime, datetime]:
+    """The recent window's start and the baseline's start and end: the sliding ones, the
+    ``baseline`` before a frozen anchor's onset, or an accepted anchor's span; never reaching
+    into the recent window."""
+    recent_start = window_start(calendar, now, parse_duration(s.recent))
+    end = recent_start
+    if anchor is not None:
+        end = min(end, _midnight(calendar, anchor.until))
+    start = (window_start(calendar, end, parse_duration(s.baseline))
+             if anchor is None or anchor.start is None else _midnight(calendar, anchor.start))
+    return recent_start, start, end
+
+
+def _windows(ctx: RuleContext, s: ReworkSettings,
+             anchor: BaselineAnchor | None = None) -> _Windows | None:
     calendar = ctx.process.calendar
-    recent_start = window_start(calendar, ctx.now, parse_duration(s.recent))
-    baseline_start = window_start(calendar, recent_start, parse_duration(s.baseline))
+    recent_start, baseline_start, baseline_end = baseline_span(calendar, ctx.now, s, anchor)
     basis = rework_basis(ctx.events)
     df = basis.df.filter(pl.col("timestamp") <= utc(ctx.now))
     starts = (df.group_by("case_id").agg(pl.col("timestamp").min().alias("start"))
-              .filter(pl.col("start") >= utc(baseline_start))
+              .filter((pl.col("start") >= utc(baseline_start))
+                      & ((pl.col("start") < utc(baseline_end))
+                         | (pl.col("start") >= utc(recent_start))))
               .with_columns((pl.col("start") >= utc(recent_start)).alias("recent"))
               .sort(["start", "case_id"]))
     if starts.is_empty():
@@ -287,7 +319,7 @@ def _windows(ctx: RuleContext, s: ReworkSettings) -> _Windows | None:
                            .alias("day"))
              .sort(["start", "case_id"]))
     return _Windows(starts, scoped, df, every, basis.lifecycle, ctx.now, recent_start,
-                    baseline_start, calendar, s)
+                    baseline_start, calendar, s, baseline_end)
 
 
 def _second_times(w: _Windows) -> pl.DataFrame:
@@ -490,10 +522,10 @@ def _activities(w: _Windows, seconds: pl.DataFrame, process: str,
     return found
 
 
-def rework(ctx: RuleContext) -> list[Finding]:
+def _rework(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
     """Rework findings for one process: activities redone, new loops, repeated requests."""
     s = ctx.process.rules.rework
-    w = _windows(ctx, s)
+    w = _windows(ctx, s, anchor)
     if w is None or w.recent_n < s.min_cases:
         return []
     seconds = _second_times(w)
@@ -502,7 +534,27 @@ def rework(ctx: RuleContext) -> list[Finding]:
         found += _loops(w, ctx.process.name)
         found += _requests(w, seconds, ctx.process.name)
     explained = {a for f in found for a in f.evidence.get("cycle", [f.evidence.get("activity")])}
-    return found + _activities(w, seconds, ctx.process.name, explained)
+    found += _activities(w, seconds, ctx.process.name, explained)
+    if anchor is not None and anchor.accepted:  # an accepted level above the cap stays quiet
+        found = [f for f in found if not _capped(f.subject)]
+    return found
 
+
+def _capped(subject: str) -> bool:
+    return subject.startswith("rework at ") and subject.endswith("% cap")
+
+
+def _expired(ctx: RuleContext, key: str, anchor: BaselineAnchor) -> bool:
+    """An accepted rework level stops mattering once the sliding baseline starts after the
+    acceptance; an accepted level above the cap never does."""
+    if _capped(key.split("/", 2)[2]):
+        return False
+    calendar = ctx.process.calendar
+    _, start, _ = baseline_span(calendar, ctx.now, ctx.process.rules.rework)
+    return start >= _midnight(calendar, anchor.until)
+
+
+rework = anchored("rework", _rework, _expired)
+"""Rework findings for one process, each key judged against its anchor (``alerts.anchors``)."""
 
 REWORK: Final = Rule(name="rework", settings=ReworkSettings, run=rework)

@@ -30,6 +30,10 @@ reasoning is unchanged. Dating by case start instead would land early (cases sta
 two before the change reach the slowed step after it); on the simulator (twenty seeds) the
 entry dating lands within one business day of the injected onset.
 
+Anchored baselines (``alerts.anchors``) as ``bottleneck`` honours them (``Window``): an open
+episode's key is judged against the finished cases' durations before its onset day, an accepted
+one against those from its onset up to the acceptance; the drift is then not re-dated.
+
 The figures keep their meaning: windows are still by completion. "They took" is the p10-p90 of
 the cases that finished in the baseline window before "since"; "now take" that of the cases that
 finished in the recent window (from "since", or the rule's ``recent`` span when that is later).
@@ -46,14 +50,16 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from alerts.anchors import anchored
 from alerts.changepoint import confirm, in_scope, onset_up_to
-from alerts.context import Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext
 from alerts.facts import Facts
 from alerts.rules.waits import (
     Hit,
     Window,
     days_text,
     evidence,
+    expired,
     segment_hits,
     segment_text,
     series_hit,
@@ -66,7 +72,7 @@ from schemas.alerts import Finding
 SUBJECT = "case duration"
 
 
-def throughput(ctx: RuleContext) -> list[Finding]:
+def _throughput(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
     """A finding when finished cases now take clearly longer than in the baseline."""
     rule = ctx.process.rules.throughput
     if not rule.enabled:
@@ -74,7 +80,7 @@ def throughput(ctx: RuleContext) -> list[Finding]:
     finished = ctx.facts.cases.filter(pl.col("closed"))
     if finished.is_empty():
         return []
-    window = Window.of(ctx, rule)
+    window = Window.of(ctx, rule, anchor)
     rows = window.lookback(finished, "last_day")
     hit = series_hit(rows, window, "duration_s", "last_day")
     if hit is not None:
@@ -102,7 +108,10 @@ def entered(facts: Facts, cases: pl.DataFrame, before: date) -> pl.Series:
 
 def _redated(ctx: RuleContext, window: Window, hit: Hit) -> Hit:
     """The drift dated from the day its slow cases entered their slow wait (see the module
-    docstring); the hit as found when that series shows no earlier backed run."""
+    docstring); the hit as found when that series shows no earlier backed run, or when the
+    key's baseline is anchored (its day is the onset)."""
+    if window.anchor is not None:
+        return hit
     settings, found = window.settings, hit.drift.onset
     rows = hit.rows
     days = rows["last_day"].to_numpy().astype("datetime64[D]")
@@ -141,5 +150,9 @@ def _finding(ctx: RuleContext, rule: Throughput, window: Window, hit: Hit,
                    severity=severity(rule, drift, window), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("duration_s"))
 
+
+throughput = anchored("throughput", _throughput,
+                      lambda ctx, _key, anchor: expired(ctx, ctx.process.rules.throughput, anchor))
+"""Throughput findings, each key against its anchor (``alerts.rules.waits``)."""
 
 THROUGHPUT: Final = Rule(name="throughput", settings=Throughput, run=throughput)

@@ -33,6 +33,17 @@ shorter than the baseline, and the same test and practical-size guard must hold
 (``recent.still_waiting`` says how many open cases it holds). A step that also leads elsewhere
 contributes those cases too; it has to lead to X at least half the time.
 
+Anchored baselines (``alerts.anchors``). A key with an open episode is judged against its
+onset day instead of the CUSUM's current run: baseline, the samples of the ``baseline`` before
+that day; recent, those from that day (or the recent window's start, if later) to today; the
+same test and practical-size guard decide whether it is still present, so it holds until the
+wait is back within the baseline it had before the episode, however long ago that began (the
+lookback reaches back to it). A key accepted as normal is judged the same way against the
+samples from its episode's onset up to the acceptance day (it finds again only a further rise
+of the practical size over the accepted level), until the CUSUM's lookback starts after the
+acceptance. Waits, segments (a segment key's series, without the confinement check: the key's
+own figure decides), throughput and hand-offs all go through ``Window`` and ``Series``.
+
 The helpers here (``Window``, ``Hit``, ``series_hit``, ``segment_hits``, ``figures``) are the
 drift method the ``throughput`` and ``handoff`` rules share.
 """
@@ -49,6 +60,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from alerts.anchors import anchored
 from alerts.calendar import WorkCalendar
 from alerts.changepoint import (
     HORIZON_DAYS,
@@ -61,8 +73,9 @@ from alerts.changepoint import (
     compare,
     confirm,
     current_onset,
+    in_scope,
 )
-from alerts.context import Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext
 from alerts.duration import Duration, parse_duration
 from alerts.errors import DateRangeError
 from alerts.facts import segment_column
@@ -93,12 +106,15 @@ class Window:
 
     settings: DriftSettings
     day_seconds: float
+    anchor: BaselineAnchor | None = None
+    """The key's pinned baseline (``alerts.anchors``): its day is the onset, not the CUSUM's."""
 
     @classmethod
-    def of(cls, ctx: RuleContext, rule: WaitDrift) -> Window:
-        """The recent and baseline windows of ``rule`` ending at ``ctx.now``. Every date the
-        drift method counts back to (a baseline before the oldest onset) must be a date:
-        ``DateRangeError`` otherwise."""
+    def of(cls, ctx: RuleContext, rule: WaitDrift,
+           anchor: BaselineAnchor | None = None) -> Window:
+        """The recent and baseline windows of ``rule`` ending at ``ctx.now`` (against
+        ``anchor`` when given). Every date the drift method counts back to (a baseline before
+        the oldest onset) must be a date: ``DateRangeError`` otherwise."""
         calendar = ctx.process.calendar
         today = calendar.business_day_of(ctx.now)
         baseline = days_before(calendar, today, parse_duration(rule.baseline))
@@ -109,14 +125,21 @@ class Window:
                                  "year 1")
         recent_from = today - timedelta(days=recent)
         increase = calendar.seconds(rule.min_increase_duration) / calendar.day_seconds
+        horizon = HORIZON_DAYS
+        if anchor is not None:  # the lookback reaches the anchored baseline, however old
+            first = anchor.start or anchor.until - timedelta(days=baseline)
+            horizon = max(horizon, (today - first).days - baseline + 1)
         return cls(DriftSettings(today=today, recent_from=recent_from, baseline_days=baseline,
                                  min_cases=rule.min_cases, min_ratio=rule.min_ratio,
-                                 min_increase=increase), calendar.day_seconds)
+                                 min_increase=increase, horizon_days=horizon,
+                                 baseline_from=anchor.start if anchor else None),
+                   calendar.day_seconds, anchor)
 
     @property
     def oldest(self) -> date:
         """The first day any series looks at."""
-        return self.settings.today - timedelta(days=self.settings.baseline_days + HORIZON_DAYS)
+        return self.settings.today - timedelta(
+            days=self.settings.baseline_days + self.settings.horizon_days)
 
     def lookback(self, table: pl.DataFrame, day: str) -> pl.DataFrame:
         """The rows of ``table`` whose ``day`` column falls in the lookback."""
@@ -165,6 +188,9 @@ class Series:
         if rows.height < 2 * window.settings.min_cases:
             return cls(days, values, None)
         elapsed = rows["elapsed_s"].to_numpy().astype(np.float64) / scale
+        if window.anchor is not None:
+            return cls(days, values, (window.anchor.until,
+                                      in_scope(days, values, window.settings, elapsed)))
         return cls(days, values, current_onset(days, values, window.settings, elapsed))
 
     def hit(self, rows: pl.DataFrame, window: Window) -> Hit | None:
@@ -195,8 +221,9 @@ def segment_hits(rows: pl.DataFrame, rule: WaitDrift, window: Window, keys: tupl
         for name in values:
             inside = pl.col(column) == name
             hit = series_hit(rows.filter(inside), window, value, day)
-            if hit is not None and _confined(hit, rows.filter(~inside.fill_null(False)), window,
-                                             value, day):
+            rest = rows.filter(~inside.fill_null(False))
+            if hit is not None and (window.anchor is not None
+                                    or _confined(hit, rest, window, value, day)):
                 found.setdefault(key, []).append((key, str(name), hit))
     if not found:
         return [], []
@@ -332,12 +359,17 @@ def _early_hit(ctx: RuleContext, rows: pl.DataFrame, window: Window, sources: li
     return Hit(Drift(onset, *compared, started), rows, scale, waiting)
 
 
-def bottleneck(ctx: RuleContext) -> list[Finding]:
+def expired(ctx: RuleContext, rule: WaitDrift, anchor: BaselineAnchor) -> bool:
+    """An accepted level stops mattering once the CUSUM's lookback starts after the acceptance."""
+    return Window.of(ctx, rule).oldest >= anchor.until
+
+
+def _bottleneck(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
     """Findings for each activity whose wait drifted up, process-wide or in one segment."""
     rule = ctx.process.rules.bottleneck
     if not rule.enabled or ctx.facts.waits.is_empty():
         return []
-    window = Window.of(ctx, rule)
+    window = Window.of(ctx, rule, anchor)
     lookback = window.lookback(ctx.facts.waits, "ended_day")
     keys = tuple(k for k in rule.segments if k in ctx.facts.segment_keys)
     findings: list[Finding] = []
@@ -372,5 +404,9 @@ def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[st
                    severity=severity(rule, drift, window), summary=summary, evidence=facts,
                    segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
 
+
+bottleneck = anchored("bottleneck", _bottleneck,
+                      lambda ctx, _key, anchor: expired(ctx, ctx.process.rules.bottleneck, anchor))
+"""Findings for each activity whose wait drifted up, each key against its anchor."""
 
 BOTTLENECK: Final = Rule(name="bottleneck", settings=WaitDrift, run=bottleneck)

@@ -129,6 +129,17 @@ class AckIn(BaseModel):
     note: str = Field("", max_length=2000)
 
 
+class AcceptIn(BaseModel):
+    why: str = Field(min_length=1, max_length=2000)
+
+
+class AcceptOut(_Out):
+    key: str
+    by: str
+    at: datetime
+    why: str
+
+
 class AckOut(_Out):
     key: str
     by: str
@@ -241,6 +252,14 @@ def post_ack(key: str, body: AckIn, svc: Service, who: Writer) -> AckOut:
     """Acknowledge an alert: someone is on it (it is no longer escalated or repeated)."""
     a = svc.acknowledge(key, who.name, body.note)
     return AckOut(key=a.key, by=a.by, at=a.at, note=a.note)
+
+
+@router.post("/alerts/{key:path}/accept", response_model=AcceptOut, status_code=201)
+def post_accept(key: str, body: AcceptIn, svc: Service, who: Writer) -> AcceptOut:
+    """Accept an open alert's new level as normal: it resolves at the next evaluation (sent once,
+    as ``accepted``) and that level is its baseline from then on."""
+    a = svc.accept(key, who.name, body.why)
+    return AcceptOut(key=a.key, by=a.by, at=a.at, why=a.why)
 
 
 @router.post("/alerts/{key:path}/silence", response_model=SilenceOut, status_code=201)

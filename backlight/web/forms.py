@@ -19,6 +19,7 @@ DONE_MESSAGES = {
     "reviewed": "Review recorded.",
     "acknowledged": "Alert acknowledged.",
     "silenced": "Alert silenced.",
+    "accepted": "Accepted as normal: the alert resolves at the next evaluation.",
     "signed-in": "Signed in.",
     "signed-out": "Signed out.",
 }

@@ -40,7 +40,7 @@ from backlight.web.limits import AttemptLimiter, quantise
 from backlight.web.service import ProcessRow, WebService
 from backlight.web.windows import DEFAULT_WINDOW, WINDOWS
 from mining.rework import rework_share
-from schemas.alerts import Acknowledgement, Alert, Severity, Silence, Status
+from schemas.alerts import Acceptance, Acknowledgement, Alert, Severity, Silence, Status
 from schemas.printable import printable
 
 router = APIRouter(include_in_schema=False)
@@ -207,7 +207,21 @@ def _fraction(text: str | None, default: float, low: float) -> float:
 def _alert_views(svc: WebService, alerts: list[Alert], history: bool) -> list[dict[str, Any]]:
     acks = svc.acknowledgements()
     silences = svc.silences()
-    return [_alert_view(svc, a, acks, silences, history) for a in alerts]
+    accepted = svc.acceptances()
+    return [{**_alert_view(svc, a, acks, silences, history), "accepted": _accepted(a, accepted)}
+            for a in alerts]
+
+
+def _accepted(a: Alert, acceptances: dict[str, Acceptance]) -> Acceptance | None:
+    """The acceptance of the alert's episode: applied (resolved as accepted) or given in the
+    open episode and applied at the next evaluation."""
+    if a.accepted_at is not None and a.accepted_by is not None:
+        given = acceptances.get(a.key)
+        return given if given is not None and given.at == a.accepted_at else Acceptance(
+            a.key, a.accepted_by, a.accepted_at, "")
+    given = acceptances.get(a.key)
+    open_now = a.status in (Status.FIRING, Status.PENDING)
+    return given if open_now and given is not None and given.at >= a.first_seen else None
 
 
 def _alert_view(svc: WebService, a: Alert, acks: dict[str, Acknowledgement],
@@ -320,6 +334,20 @@ async def post_ack(key: str, request: Request) -> Response:
         return error_page(request, 400, str(exc))
     _service(request).acknowledge(key, who.name, text)
     return _back(form, "/alerts", "acknowledged")
+
+
+@router.post("/alerts/{key:path}/accept")
+async def post_accept(key: str, request: Request) -> Response:
+    checked = await _checked_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, who = checked
+    try:
+        why = forms.note(form.get("why"), "reason", required=True)
+    except FormError as exc:
+        return error_page(request, 400, str(exc))
+    _service(request).accept(key, who.name, why)
+    return _back(form, "/alerts", "accepted")
 
 
 @router.post("/alerts/{key:path}/silence")

@@ -34,7 +34,7 @@ from mining.read_model import DAY_US
 from mining.render import MapData, View
 from mining.timerange import latest_allowed, within_range
 from mining.windows import completed_between
-from schemas.alerts import Acknowledgement, Alert, AlertChange, Review, Silence, Status
+from schemas.alerts import Acceptance, Acknowledgement, Alert, AlertChange, Review, Silence, Status
 from schemas.errors import BacklightError
 from schemas.event import from_time_us
 from schemas.frame import FRAME_SCHEMA
@@ -365,6 +365,13 @@ class WebService:
     def acknowledge(self, key: str, by: str, note: str) -> Acknowledgement:
         self.alert(key)
         return alerting.acknowledge(self.settings, key, by, note)
+
+    def accept(self, key: str, by: str, why: str) -> Acceptance:
+        self.alert(key)
+        return alerting.accept(self.settings, key, by, why)
+
+    def acceptances(self) -> dict[str, Acceptance]:
+        return self.state.acceptances()
 
     def silence(self, key: str, by: str, why: str, until: datetime) -> Silence:
         alert = self.alert(key)
