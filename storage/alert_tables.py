@@ -80,7 +80,7 @@ class StoredAlertState:
 
     def changes(self, since: datetime | None = None,
                 until: datetime | None = None) -> list[AlertChange]:
-        sql, args = "SELECT change, at_us, body FROM alert_history WHERE 1 = 1", []
+        sql, args = "SELECT change, at_us, body FROM alert_history WHERE 1 = 1", list[int]()
         if since is not None:
             sql, args = sql + " AND at_us >= ?", [*args, stored_us(since)]
         if until is not None:

@@ -61,6 +61,7 @@ def history() -> list[AlertChange]:
     b_ack = replace(b, acknowledged_by="bo", acknowledged_at=at(0, 10), fix_owner="ops",
                     action="rebalance the queue")
     b_again = replace(b_ack, first_seen=at(2), fired_at=at(2), acknowledged_by=None,
+                      fix_owner=None, action=None,
                       acknowledged_at=None, recurrences=1, severity=Severity.CRITICAL,
                       previous={"first_seen": b.first_seen.isoformat(),
                                 "resolved_at": at(0, 17).isoformat(), "fix_owner": "ops",
