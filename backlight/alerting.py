@@ -29,6 +29,7 @@ from alerts.reach import history_start
 from alerts.registry import ProcessDefinition, build_definition
 from alerts.routing import route
 from backlight.config import ConfigError, ProcessSettings, Settings
+from backlight.digest_job import queue_due
 from mining.frame import Events, prepare
 from mining.timerange import within_range
 from schemas.alerts import (
@@ -339,6 +340,7 @@ def run(settings: Settings, every: timedelta, stop: threading.Event,
     while not stop.is_set():
         try:
             report = evaluate(settings)
+            queue_due(settings)  # the weekly digest, once per route and week (outbox ids)
             delivered = deliver_outbox(settings)
         except ConfigError:
             raise

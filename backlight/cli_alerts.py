@@ -101,6 +101,31 @@ def run(config_path: str | None, every: str | None) -> None:
         alerting.run(settings, interval, stop, said)
 
 
+@alerts.command("digest")
+@_config_option
+@click.option("--now", "now_text", default=None, metavar="TIME",
+              help="The week whose digest is due at this time (default: now).")
+@click.option("--dry-run", is_flag=True, help="Print the digests; queue nothing.")
+@_errors_exit
+def digest(config_path: str | None, now_text: str | None, dry_run: bool) -> None:
+    """Build the weekly digest of each escalation route (the latest week scheduled at or
+    before --now), print it and queue it in the outbox unless --dry-run (`alerts run`
+    delivers it); a week already queued is not queued again."""
+    from alerts.digest_render import plain_text
+    from backlight.digest_job import queue
+
+    settings = _settings(config_path)
+    report = queue(settings, _moment(now_text, "--now") or datetime.now(UTC), dry_run,
+                   scheduled=False)
+    if not report.digests:
+        click.echo("no escalation route: no digest (mark a route `escalation = true`)")
+    for built, channels in report.digests:
+        click.echo(plain_text(built, settings.alerts.digest.max_items), nl=False)
+        click.echo(f"-> {', '.join(channels) or 'no channel'}\n")
+    if not dry_run:
+        click.echo(f"queued {report.queued} new digest messages")
+
+
 @alerts.command("list")
 @_config_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",

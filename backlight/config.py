@@ -38,6 +38,7 @@ from pydantic_settings import (
 
 from alerts.calendar import CalendarSettings
 from alerts.channels import ChannelSettings
+from alerts.digest_schedule import DigestSettings
 from alerts.duration import parse_duration
 from alerts.errors import AlertConfigError
 from alerts.routing import RouteSettings
@@ -243,6 +244,8 @@ class AlertSettings(_Model):
     calendar: CalendarSettings = CalendarSettings()
     rules: RuleSettings = RuleSettings()
     routes: tuple[RouteSettings, ...] = ()
+    digest: DigestSettings = DigestSettings()
+    """The weekly digest to each escalation route (alerts/digest_schedule.py)."""
 
     _durations = field_validator("every", "pending_for", "resolve_after", "repeat_interval",
                                  "escalate_after", "history", "flap_window")(_wall_duration)

@@ -95,6 +95,7 @@ class Metrics:
         self._lags: dict[tuple[str, int], int] | None = None
         self._reported_at: float | None = None
         self._store: StoreCollector | None = None
+        self._acting: Collector | None = None
         self.consuming = False
         self.consumer_running = False
         self.consumer_error: str | None = None
@@ -181,6 +182,14 @@ class Metrics:
         collector = StoreCollector(url, store)
         with self._lock:
             previous, self._store = self._store, collector
+        if previous is not None:
+            self.registry.unregister(previous)
+        self.registry.register(collector)
+
+    def watch_time_to_act(self, collector: Collector) -> None:
+        """Add the time-to-act gauges (``backlight.time_to_act``), replacing earlier ones."""
+        with self._lock:
+            previous, self._acting = self._acting, collector
         if previous is not None:
             self.registry.unregister(previous)
         self.registry.register(collector)

@@ -47,6 +47,7 @@ class Status(enum.StrEnum):
     PENDING = "pending"  # the condition holds, not yet for long enough to fire
     FIRING = "firing"
     RESOLVED = "resolved"  # the condition has been clear for long enough
+    CONFIRMED = "confirmed"  # resolved, and the figure stayed within its baseline for confirm_after
 
 
 class Change(enum.StrEnum):
@@ -59,6 +60,9 @@ class Change(enum.StrEnum):
     ACKNOWLEDGED = "acknowledged"
     SILENCED = "silenced"
     ACCEPTED = "accepted"  # the owner accepted the new level as normal: the episode resolves
+    CONFIRMED = "confirmed"
+    RECURRED = "recurred"  # back within recurrence_window after a resolution: the episode reopens
+    NOTE = "note"  # an owner/action note added while open
 
 
 def alert_key(rule: str, process: str, subject: str,
@@ -135,6 +139,10 @@ class Alert:
     flapping: bool = False
     """It changed state more often than the flap limit allows within the flap window: it
     stays firing (one announcement) until it has been clear for the whole window."""
+    fix_owner: str | None = None
+    """Who owns the fix (named when acknowledging; the person acknowledging by default)."""
+    action: str | None = None
+    """What is being done about it."""
     baseline_until: datetime | None = None
     """The frozen baseline: while an episode is open, its rule compares with the baseline as it
     was before this instant, the episode's onset (the start, in UTC, of the first finding's
@@ -143,6 +151,10 @@ class Alert:
     """When the owner accepted the episode's level as normal (it resolved then, ``ACCEPTED``):
     from then on that level is the key's baseline (``alerts.anchors``)."""
     accepted_by: str | None = None
+    confirmed_at: datetime | None = None
+    recurrences: int = 0
+    previous: Mapping[str, JsonValue] | None = None
+    """For a recurred episode: the earlier episode's first_seen, resolved_at, fix_owner, action."""
 
     @classmethod
     def from_finding(cls, finding: Finding, status: Status, owner: str | None,
@@ -180,8 +192,11 @@ class Alert:
             "notified_at": _iso(self.notified_at),
             "notified_severity": self.notified_severity.value if self.notified_severity else None,
             "flapping": self.flapping, "flips": [t.isoformat() for t in self.flips],
-            "baseline_until": _iso(self.baseline_until),
-            "accepted_at": _iso(self.accepted_at), "accepted_by": self.accepted_by,
+            "fix_owner": self.fix_owner, "action": self.action,
+            "baseline_until": _iso(self.baseline_until), "accepted_at": _iso(self.accepted_at),
+            "accepted_by": self.accepted_by, "confirmed_at": _iso(self.confirmed_at),
+            "recurrences": self.recurrences,
+            "previous": dict(self.previous) if self.previous is not None else None,
         }
 
 
@@ -222,6 +237,20 @@ class Acknowledgement:
     by: str
     at: datetime
     note: str = ""
+    owner: str | None = None
+    """Who owns the fix; None means ``by``."""
+    action: str = ""
+    """What is being done."""
+
+
+@dataclass(frozen=True)
+class AlertNote:
+    """An owner's or action note added to an open alert."""
+
+    key: str
+    by: str
+    at: datetime
+    text: str
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,12 @@ class AlertState(Protocol):
         """Recorded changes, newest first, of one alert or all."""
         ...
 
+    def changes(self, since: datetime | None = None,
+                until: datetime | None = None) -> list[AlertChange]:
+        """Every recorded change at or after ``since`` and before ``until`` (either open),
+        oldest first (in the order recorded): what time to act and the digest are computed from."""
+        ...
+
     def fired(self) -> dict[tuple[str, str], int]:
         """How often alerts started firing (FIRING changes in the history), per (process, rule)."""
         ...
@@ -216,8 +222,12 @@ def alert_from_json(data: Mapping[str, Any]) -> Alert:
             notified_severity=Severity(told) if told else None,
             flips=tuple(_parse(t) for t in data.get("flips", ())),
             flapping=bool(data.get("flapping", False)),
+            fix_owner=data.get("fix_owner"), action=data.get("action"),
             baseline_until=_parse_opt(data.get("baseline_until")),
-            accepted_at=_parse_opt(data.get("accepted_at")), accepted_by=data.get("accepted_by"))
+            accepted_at=_parse_opt(data.get("accepted_at")), accepted_by=data.get("accepted_by"),
+            confirmed_at=_parse_opt(data.get("confirmed_at")),
+            recurrences=int(data.get("recurrences", 0)),
+            previous=dict(data["previous"]) if data.get("previous") is not None else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise AlertStateError(f"a stored alert cannot be read: {exc!r}") from exc
 

@@ -78,6 +78,17 @@ class StoredAlertState:
         return [AlertChange(Change(change), alert_from_json(json.loads(body)), stored_time(at_us))
                 for change, at_us, body in rows]
 
+    def changes(self, since: datetime | None = None,
+                until: datetime | None = None) -> list[AlertChange]:
+        sql, args = "SELECT change, at_us, body FROM alert_history WHERE 1 = 1", list[int]()
+        if since is not None:
+            sql, args = sql + " AND at_us >= ?", [*args, stored_us(since)]
+        if until is not None:
+            sql, args = sql + " AND at_us < ?", [*args, stored_us(until)]
+        rows = self.tables.read("reading the alert changes", sql + " ORDER BY at_us, seq", args)
+        return [AlertChange(Change(change), alert_from_json(json.loads(body)), stored_time(at_us))
+                for change, at_us, body in rows]
+
     def fired(self) -> dict[tuple[str, str], int]:
         process, rule = self._sql.json_text("body", "process"), self._sql.json_text("body", "rule")
         rows = self.tables.read("counting the alerts fired",

@@ -233,6 +233,19 @@ def alert_history(key: str, svc: Service) -> list[dict[str, JsonValue]]:
              "summary": c.alert.summary} for c in svc.history(key)]
 
 
+@router.get("/time-to-act")
+def time_to_act(svc: Service) -> dict[str, JsonValue]:
+    """Time to acknowledge, resolve and confirm, in business hours (median, p90, counts),
+    recurrences and alerts never acknowledged: overall, per process and per owner."""
+    return svc.time_to_act().to_json()
+
+
+@router.get("/processes/{name}/time-to-act")
+def process_time_to_act(name: str, svc: Service) -> dict[str, JsonValue]:
+    """Time to act on one process's alerts, overall and per owner (as ``/api/time-to-act``)."""
+    return svc.time_to_act(name).to_json()
+
+
 @router.get("/silences", response_model=list[SilenceOut])
 def list_silences(svc: Service) -> list[SilenceOut]:
     """The silences in force."""

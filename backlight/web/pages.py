@@ -172,7 +172,7 @@ def overview(request: Request) -> Response:
     rows = [_row(r, today) for r in svc.overview(window)]
     return render(request, "overview.html", {
         "rows": rows, "window": window, "window_label": WINDOWS[window][0],
-        "unfolded": svc.unfolded(),
+        "unfolded": svc.unfolded(), "act": svc.time_to_act(),
         "windows": _window_links("/", window)})
 
 
@@ -271,6 +271,7 @@ def process_page(name: str, request: Request) -> Response:
         "loops": figures.loops, "conformance": svc.conformance(name, window),
         "stuck": svc.stuck(name), "alerts": _alert_views(svc, svc.alerts(name), history=True),
         "reviews": svc.reviews(name)[:10], "until": forms.default_until(),
+        "act": svc.time_to_act(name),
         "spark": sparkline([w.median_seconds for w in line.weekly], "weekly median throughput"),
     })
 

@@ -20,12 +20,14 @@ import structlog
 from alerts.lifecycle import with_acks_and_silences
 from alerts.registry import ProcessDefinition, review_due
 from alerts.rules.stuck import ABANDONED, STUCK
+from alerts.time_to_act import Report
 from backlight import alerting, strict_json
 from backlight.config import ProcessSettings, Settings
 from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view, window_days
 from backlight.mine import bpmn_document, conformance, json_document, xes_document
 from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
+from backlight.time_to_act import business_hours, measure
 from backlight.web.cache import ProcessCache
 from backlight.web.limits import STEP, quantise
 from backlight.web.maps import MapRenderer
@@ -343,6 +345,12 @@ class WebService:
         if found is None:
             raise NotFound(f"no alert with key {key!r}")
         return with_acks_and_silences(found, self.acknowledgements(), self.silences())
+
+    def time_to_act(self, process: str | None = None) -> Report:
+        """Time to act over the stored alert history (``backlight.time_to_act``)."""
+        if process is not None:
+            self.definition(process)  # a 404 for an unknown process
+        return measure(self.state, business_hours(self.settings), process)
 
     def history(self, key: str | None = None, limit: int = 50) -> list[AlertChange]:
         return self.state.history(key, limit=limit)
