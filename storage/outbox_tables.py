@@ -5,13 +5,13 @@ once for SQLite and PostgreSQL (storage/tables.py).
 and leases it in the same statement. On PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED`` (a
 head another worker is claiming right now is skipped, and with it its channel: only heads are
 ever candidates); the row lock plus READ COMMITTED's re-check of the claim columns mean two
-workers never hold one row. The re-check applies the locked row's own conditions to its
-latest version but not the ``HEADS`` subquery (it keeps the statement's snapshot), so the
-status is checked on the row itself too: a head another worker marked sent between this
-statement's snapshot and its lock is not claimed and sent again. On SQLite the write transaction holds the file. ``enqueue`` on
-PostgreSQL takes an advisory lock until its commit, so seqs are committed in the order they are
-allocated and a channel's head is never overtaken by a row committed later (SQLite's one
-writer gives that already).
+workers never hold one row. The re-check applies the locked row's own conditions to its latest
+version but not the ``HEADS`` subquery (it keeps the statement's snapshot), so the status is
+checked on the row itself too: a head another worker marked sent between this statement's
+snapshot and its lock is not claimed and sent again. On SQLite the write transaction holds the
+file. ``enqueue`` on PostgreSQL takes an advisory lock until its commit, so seqs are committed
+in the order they are allocated and a channel's head is never overtaken by a row committed
+later (SQLite's one writer gives that already).
 """
 
 from __future__ import annotations
