@@ -145,10 +145,11 @@ class _Round:
     acks: Mapping[str, Acknowledgement]
     base_url: str | None
 
-    def url(self, process: str) -> str | None:
+    def url(self, key: str) -> str | None:
+        """The alert's own page (``/alerts/{key}``, its process's map a click away)."""
         if self.base_url is None:
             return None
-        return f"{self.base_url.rstrip('/')}/processes/{quote(process, safe='')}"
+        return f"{self.base_url.rstrip('/')}/alerts/{quote(key, safe='')}"
 
 
 def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: datetime,
@@ -309,7 +310,7 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
 
 def _dress(alert: Alert, rnd: _Round) -> Alert:
     """Refresh owner, URL, silence and acknowledgement for this round."""
-    alert = replace(alert, owner=rnd.owners.get(alert.process), url=rnd.url(alert.process))
+    alert = replace(alert, owner=rnd.owners.get(alert.process), url=rnd.url(alert.key))
     return with_acks_and_silences(alert, rnd.acks, rnd.silences)
 
 

@@ -221,7 +221,7 @@ def _wall_duration(text: str | None) -> str | None:
 
 class AlertSettings(_Model):
     base_url: str | None = None
-    """Where `backlight serve` is reachable; alerts then link to the process's map."""
+    """Where `backlight serve` is reachable; alerts then link to their own page."""
     every: str = "15 minutes"
     """How often `backlight alerts run` evaluates and delivers."""
     pending_for: str | None = None

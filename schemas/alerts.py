@@ -126,7 +126,7 @@ class Alert:
     """The id of the silence that mutes it now, if any."""
     escalated_at: datetime | None = None
     url: str | None = None
-    """A link to the process's map, when a base URL is configured."""
+    """A link to the alert's own page (``/alerts/{key}``), when a base URL is configured."""
     notified_at: datetime | None = None
     """When this episode was last announced (FIRING, REPEAT or ESCALATED sent); None while
     nothing was sent for it (pending, or firing under a silence): the repeat clock, and whether

@@ -122,7 +122,7 @@ def test_governance_alerts_and_review_resolves_stale(tmp_path: Path) -> None:
 
 def test_alert_json_has_the_documented_fields(tmp_path: Path) -> None:
     """Each alert in `evaluate --format json` has key, rule, process, subject, severity,
-    status, since, summary, evidence, owner and a link to the map."""
+    status, since, summary, evidence, owner and a link to its own page."""
     cfg = governance_config(tmp_path)
     alerts = evaluate_json(cfg, datetime.now(UTC) + timedelta(hours=1), "--dry-run")
     stale = next(a for a in alerts if a["process"] == "stale")
@@ -131,7 +131,7 @@ def test_alert_json_has_the_documented_fields(tmp_path: Path) -> None:
         assert field in stale, field
     assert stale["key"] == "stale_review/stale/review"
     assert stale["owner"] == "bob@example.com"
-    assert stale["url"] == "http://backlight.internal:8080/processes/stale"
+    assert stale["url"] == "http://backlight.internal:8080/alerts/stale_review%2Fstale%2Freview"
     assert "19 months" in str(stale["summary"])
 
 

@@ -341,13 +341,15 @@ def test_alerts_of_processes_not_evaluated_are_untouched() -> None:
     assert run.state[KEY] == before
 
 
-def test_url_quotes_the_process_and_owner_comes_from_the_registry() -> None:
-    """The map link URL-quotes the process name; the owner is the process's owner or None."""
+def test_url_quotes_the_key_and_owner_comes_from_the_registry() -> None:
+    """The link to the alert's own page URL-quotes its whole key (slashes too); the owner is the
+    process's owner or None."""
     run = Runner(base_url="https://backlight.example.com/")
     f = finding(process="claims & returns/EU")
     run.round(T0, [f], evaluated=(f.process,))
     alert = run.state[f.key]
-    assert alert.url == "https://backlight.example.com/processes/claims%20%26%20returns%2FEU"
+    assert alert.url == ("https://backlight.example.com/alerts/"
+                         "bottleneck%2Fclaims%20%26%20returns%2FEU%2FAssessment")
     assert alert.owner is None
 
 

@@ -70,7 +70,7 @@ def test_teams_is_adaptive_card_1_4_within_28_kb() -> None:
     shown = [b for b in card["body"] if b["type"] == "Container"]
     assert 0 < len(shown) < 80
     assert any(f"and {80 - len(shown)} more" in b.get("text", "") for b in card["body"])
-    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open the process map",
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open in Backlight",
                                 "url": MAP}]
 
 

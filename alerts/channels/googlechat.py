@@ -87,7 +87,7 @@ def build(notification: Notification) -> dict[str, Any]:
     url = map_url(notification)
     if url:
         closing.append({"buttonList": {"buttons": [
-            {"text": "Open the process map", "onClick": {"openLink": {"url": url}}}]}})
+            {"text": "Open in Backlight", "onClick": {"openLink": {"url": url}}}]}})
     if closing:
         sections.append({"widgets": closing})
     return message

@@ -53,7 +53,7 @@ def build(notification: Notification) -> dict[str, Any]:
         text += f"\n…and {len(changes) - len(shown)} more alert changes"
         url = map_url(notification)
         if url:
-            text += f" ([see the process map]({url}))"
+            text += f" ([open in Backlight]({url}))"
     text += f"\n_notification {notification.id[:16]}_"
     return {"username": "Backlight", "text": clip(text, MAX_TEXT),
             "attachments": [attachment(describe(c)) for c in shown]}

@@ -52,10 +52,11 @@ def _mrkdwn(text: str) -> dict[str, Any]:
 
 def section_text(words: AlertText, map_link: str | None = None) -> str:
     """One alert as a mrkdwn section text (at most 3,000 characters); its own link only when
-    it differs from the message's map link (``map_link``, shown once at the end)."""
+    it differs from the message's link (``map_link``, the first alert's page, shown once at
+    the end)."""
     lines = [f"{words.mark} *{escape(clip(words.title, 600))}*", escape(words.status_line)]
     if words.url and words.url != map_link:
-        lines.append(_link(words.url, "Open the process map"))
+        lines.append(_link(words.url, "Open in Backlight"))
     lines.append(f"*Where:* {escape(words.where)}")
     lines.append(f"*Since:* {escape(words.since)}   *Severity:* {escape(words.severity_text)}"
                  f"   *Owner:* {escape(words.owner)}")
@@ -80,7 +81,7 @@ def build(notification: Notification) -> dict[str, Any]:
     if len(shown) < len(changes):
         more = f"…and {len(changes) - len(shown)} more alert changes"
         blocks.append({"type": "section", "text": _mrkdwn(more)})
-    context = (f"{_link(url, 'Open the process map')} · " if url else "") + (
+    context = (f"{_link(url, 'Open in Backlight')} · " if url else "") + (
         f"Backlight · process {escape(printable(notification.process))} · owner "
         f"{escape(printable(notification.owner or 'no owner'))} · notification {notification.id[:16]}")
     blocks.append({"type": "context", "elements": [_mrkdwn(context)]})

@@ -59,7 +59,7 @@ def build(notification: Notification) -> dict[str, Any]:
         "body": body}
     url = map_url(notification)
     if url:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the process map", "url": url}]
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open in Backlight", "url": url}]
     message = {"type": "message", "attachments": [
         {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
          "content": card}]}

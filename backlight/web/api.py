@@ -246,6 +246,19 @@ def process_time_to_act(name: str, svc: Service) -> dict[str, JsonValue]:
     return svc.time_to_act(name).to_json()
 
 
+@router.get("/alerts/{key:path}")
+def get_alert(key: str, svc: Service) -> dict[str, JsonValue]:
+    """One alert (as listed) and its timeline, oldest first: each change with the alert as it
+    was stored then (its evidence, who acknowledged...). Declared after ``.../history``, which
+    it would otherwise take."""
+    alert = svc.alert(key)
+    steps = sorted(svc.history(alert.key, limit=500), key=lambda c: c.at)
+    return {"alert": alert.to_json(), "timeline": [
+        {"change": c.change.value, "at": c.at.isoformat(), "status": c.alert.status.value,
+         "severity": c.alert.severity.value, "summary": c.alert.summary,
+         "alert": c.alert.to_json()} for c in steps]}
+
+
 @router.get("/silences", response_model=list[SilenceOut])
 def list_silences(svc: Service) -> list[SilenceOut]:
     """The silences in force."""

@@ -23,8 +23,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from alerts.episode_series import has_series
 from alerts.lifecycle import episode_ack, matching_silence
 from backlight.web import forms
+from backlight.web.alert_view import timeline
 from backlight.web.auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -34,7 +36,7 @@ from backlight.web.auth import (
     client_address,
     is_https,
 )
-from backlight.web.charts import share_bar, sparkline
+from backlight.web.charts import episode_chart, share_bar, sparkline
 from backlight.web.forms import FormError, q
 from backlight.web.limits import AttemptLimiter, quantise
 from backlight.web.service import ProcessRow, WebService
@@ -287,6 +289,23 @@ def alerts_page(request: Request) -> Response:
         ("resolved", "Resolved"))]
     return render(request, "alerts.html", {"groups": groups, "silences": svc.silences(),
                                            "until": forms.default_until()})
+
+
+@router.get("/alerts/{key:path}")
+def alert_page(key: str, request: Request) -> Response:
+    """One alert: its card (and actions), the figure around its episode, its timeline with
+    the evidence at each step, and the cases it names. The POST routes under a key
+    (``/alerts/{key}/ack`` ...) differ in method, so they still match first."""
+    svc = _service(request)
+    alert = svc.alert(key)
+    silences = svc.silences()
+    view = _alert_view(svc, alert, svc.acknowledgements(), silences, history=False)
+    steps = timeline(svc.history(alert.key, limit=500), view["ack"], svc.state.silences())
+    series = svc.episode(alert)
+    return render(request, "alert.html", {
+        "v": view, "steps": steps, "series": series, "series_missing": has_series(alert),
+        "chart": episode_chart(series) if series is not None else None,
+        "until": forms.default_until()})
 
 
 # --- actions --------------------------------------------------------------------------------

@@ -11,12 +11,14 @@ import glob
 import json
 import threading
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
 import structlog
 
+from alerts.episode_series import EpisodeSeries, episode_series, span_of
+from alerts.facts import Facts
 from alerts.lifecycle import with_acks_and_silences
 from alerts.registry import ProcessDefinition, review_due
 from alerts.rules.stuck import ABANDONED, STUCK
@@ -32,6 +34,7 @@ from backlight.web.cache import ProcessCache
 from backlight.web.limits import STEP, quantise
 from backlight.web.maps import MapRenderer
 from backlight.web.windows import WINDOWS, StuckCase
+from mining.frame import prepare
 from mining.read_model import DAY_US
 from mining.render import MapData, View
 from mining.timerange import latest_allowed, within_range
@@ -354,6 +357,23 @@ class WebService:
 
     def history(self, key: str | None = None, limit: int = 50) -> list[AlertChange]:
         return self.state.history(key, limit=limit)
+
+    def episode(self, alert: Alert) -> EpisodeSeries | None:
+        """The alert's figure around its episode (``alerts.episode_series``), from the events
+        of the cases active in its span (up to a day past it), in the process's business
+        time; None for a rule without one."""
+        span = span_of(alert)
+        if span is None:
+            return None
+        definition = self.definition(alert.process)
+        first = datetime.combine(span.start - timedelta(days=1), time(), UTC)
+        now = min(datetime.combine(span.end + timedelta(days=2), time(), UTC), datetime.now(UTC))
+        stored = self.store.events(alert.process, until=now, cases_since=first)
+        kept = self.end_activity_tables.current().get(alert.process)
+        ends = definition.end_activities or (kept.activities if kept else ())
+        facts = Facts.build(prepare(within_range(stored, now).frame), definition.calendar, now,
+                            end_activities=ends, segment_keys=tuple(alert.segment))
+        return episode_series(alert, facts)
 
     def silences(self) -> list[Silence]:
         return self.state.silences(active_at=datetime.now(UTC))
