@@ -85,6 +85,10 @@ class Rule(Generic[S]):
     inhibitable: bool = True
     """Frozen while an inhibiting finding is present; False for a rule whose findings do not
     come from the events' flow (governance) or that inhibits itself."""
+    baseline: bool = False
+    """It compares with a baseline (``alerts.anchors``): an open episode freezes it, and the
+    owner may accept a new level as normal. A rule without one (stuck cases, no events,
+    governance) has no level to accept: its alerts are fixed or silenced."""
 
     def settings_in(self, rules: RuleSettings) -> S:
         """This rule's thresholds in a process's (or the config's) rule settings."""

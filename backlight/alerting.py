@@ -23,11 +23,13 @@ from alerts.context import BaselineAnchor
 from alerts.delivery import DeliveryReport, HttpxTransport, Transport, deliver
 from alerts.duration import parse_duration
 from alerts.ends import decide, learn
+from alerts.errors import AlertError
 from alerts.evaluate import run_rules
 from alerts.lifecycle import LifecyclePolicy, advance
 from alerts.reach import history_start
 from alerts.registry import ProcessDefinition, build_definition
 from alerts.routing import route
+from alerts.rules import RULES
 from backlight.config import ConfigError, ProcessSettings, Settings
 from backlight.digest_job import queue_due
 from mining.frame import Events, prepare
@@ -384,6 +386,10 @@ def accept(settings: Settings, key: str, by: str, why: str,
         raise ConfigError("--by: say who accepts it")
     if not why.strip():
         raise ConfigError("--why: say why the new level is normal")
+    rule = next((r for r in RULES if key.startswith(f"{r.name}/")), None)
+    if rule is not None and not rule.baseline:
+        raise AlertError(f"alert {key!r}: rule {rule.name!r} has no baseline, so there is no new"
+                         " level to accept as normal; fix the cause, or silence it")
     acceptance = Acceptance(key, by.strip(), now or datetime.now(UTC), why.strip())
     with _opened(settings) as (_store, state):
         state.accept(acceptance)

@@ -3,6 +3,7 @@ in real SQLite and PostgreSQL; the next evaluation resolves it with one ACCEPTED
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from conftest import backlight
 from pg import fresh_database
 from web_support import WRITER_TOKEN, web_settings
 
+from alerts.errors import AlertError
 from backlight import alerting
 from backlight.config import Settings
 from backlight.web.forms import q
@@ -108,3 +110,21 @@ def test_accept_through_cli_api_and_form_resolves_each_once(settings: Settings,
     refused = backlight("alerts", "accept", KEYS[0], "--config", str(cfg), "--by", "ann",
                         "--why", "again", check=False)
     assert refused.returncode == 1 and "resolved" in refused.stderr
+
+
+def test_accept_refused_for_a_rule_without_baseline(settings: Settings) -> None:
+    """A stuck-cases alert has no level to accept as normal: accepting it is refused with the
+    rule named, and nothing is recorded."""
+    key = "stuck/claims/Assessment"
+    state = open_alert_state(settings.store.url)
+    try:
+        state.save([dataclasses.replace(_alert(key), rule="stuck", subject="Assessment")])
+    finally:
+        state.close()
+    with pytest.raises(AlertError, match="rule 'stuck' has no baseline"):
+        alerting.accept(settings, key, "ann", "it is normal")
+    state = open_alert_state(settings.store.url)
+    try:
+        assert state.acceptances() == {}
+    finally:
+        state.close()

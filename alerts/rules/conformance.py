@@ -116,4 +116,4 @@ def _conformance(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Findin
 conformance = anchored("conformance", _conformance)
 """Conformance findings, an accepted key against its accepted level."""
 
-CONFORMANCE: Final = Rule(name="conformance", settings=Conformance, run=conformance)
+CONFORMANCE: Final = Rule(name="conformance", settings=Conformance, run=conformance, baseline=True)

@@ -88,4 +88,4 @@ handoff = anchored("handoff", _handoff,
                    lambda ctx, _key, anchor: expired(ctx, ctx.process.rules.handoff, anchor))
 """Hand-off findings, each key against its anchor (``alerts.rules.waits``)."""
 
-HANDOFF: Final = Rule(name="handoff", settings=Handoff, run=handoff)
+HANDOFF: Final = Rule(name="handoff", settings=Handoff, run=handoff, baseline=True)

@@ -557,4 +557,4 @@ def _expired(ctx: RuleContext, key: str, anchor: BaselineAnchor) -> bool:
 rework = anchored("rework", _rework, _expired)
 """Rework findings for one process, each key judged against its anchor (``alerts.anchors``)."""
 
-REWORK: Final = Rule(name="rework", settings=ReworkSettings, run=rework)
+REWORK: Final = Rule(name="rework", settings=ReworkSettings, run=rework, baseline=True)

@@ -155,4 +155,4 @@ throughput = anchored("throughput", _throughput,
                       lambda ctx, _key, anchor: expired(ctx, ctx.process.rules.throughput, anchor))
 """Throughput findings, each key against its anchor (``alerts.rules.waits``)."""
 
-THROUGHPUT: Final = Rule(name="throughput", settings=Throughput, run=throughput)
+THROUGHPUT: Final = Rule(name="throughput", settings=Throughput, run=throughput, baseline=True)

@@ -409,4 +409,4 @@ bottleneck = anchored("bottleneck", _bottleneck,
                       lambda ctx, _key, anchor: expired(ctx, ctx.process.rules.bottleneck, anchor))
 """Findings for each activity whose wait drifted up, each key against its anchor."""
 
-BOTTLENECK: Final = Rule(name="bottleneck", settings=WaitDrift, run=bottleneck)
+BOTTLENECK: Final = Rule(name="bottleneck", settings=WaitDrift, run=bottleneck, baseline=True)

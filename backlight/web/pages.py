@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 
 from alerts.episode_series import has_series
 from alerts.lifecycle import episode_ack, matching_silence
+from alerts.rules import RULES
 from backlight.web import forms
 from backlight.web.alert_view import timeline
 from backlight.web.auth import (
@@ -210,8 +211,9 @@ def _alert_views(svc: WebService, alerts: list[Alert], history: bool) -> list[di
     acks = svc.acknowledgements()
     silences = svc.silences()
     accepted = svc.acceptances()
-    return [{**_alert_view(svc, a, acks, silences, history), "accepted": _accepted(a, accepted)}
-            for a in alerts]
+    with_baseline = {rule.name for rule in RULES if rule.baseline}
+    return [{**_alert_view(svc, a, acks, silences, history), "accepted": _accepted(a, accepted),
+             "acceptable": a.rule in with_baseline} for a in alerts]
 
 
 def _accepted(a: Alert, acceptances: dict[str, Acceptance]) -> Acceptance | None:
