@@ -111,7 +111,8 @@ class Window:
         increase = calendar.seconds(rule.min_increase_duration) / calendar.day_seconds
         return cls(DriftSettings(today=today, recent_from=recent_from, baseline_days=baseline,
                                  min_cases=rule.min_cases, min_ratio=rule.min_ratio,
-                                 min_increase=increase), calendar.day_seconds)
+                                 min_increase=increase, clear_fraction=rule.clear_fraction,
+                                 clear_alpha=rule.clear_alpha), calendar.day_seconds)
 
     @property
     def oldest(self) -> date:
@@ -346,10 +347,13 @@ def bottleneck(ctx: RuleContext) -> list[Finding]:
     for (target,), rows in sorted(by_target.items()):
         sources = leads.get(target, [])
         series = Series.of(rows, window, "wait_s", "ended_day")
-        hit = series.hit(rows, window) or _early_hit(ctx, rows, window, sources, series)
+        hit = series.hit(rows, window)
+        if hit is None or not hit.drift.opens:  # the open work may show what opens one
+            hit = _early_hit(ctx, rows, window, sources, series) or hit
         if hit is not None:
             findings.append(_finding(ctx, rule, window, sources, target, hit, {}, []))
-            continue
+            if hit.drift.opens:  # only holding an open alert: a segment may still open one
+                continue
         hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
         findings.extend(_finding(ctx, rule, window, sources, target, h, {k: v}, others)
                         for k, v, h in hits)
@@ -370,7 +374,8 @@ def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[st
         facts["also_drifted"] = others
     return Finding(rule=BOTTLENECK.name, process=ctx.process.name, subject=f"wait before {target}",
                    severity=severity(rule, drift, window), summary=summary, evidence=facts,
-                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
+                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"),
+                   opens=drift.opens)
 
 
 BOTTLENECK: Final = Rule(name="bottleneck", settings=WaitDrift, run=bottleneck)
