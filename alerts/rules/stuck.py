@@ -66,7 +66,6 @@ sooner.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -317,17 +316,6 @@ def stuck(ctx: RuleContext) -> list[Finding]:
         if group.height < s.min_cases:
             continue
         found.append(_finding(ctx, str(step), group, sla))
-    # Hysteresis: fewer cases beyond T0 than ordinary waits explain hold an open alert (never
-    # open one) while at least min_cases remain beyond T0 (receipt's stuck at Confirmation of
-    # receipt fired, cleared a week as one case moved on, fired again).
-    firing = {f.evidence["step"] for f in found}
-    held = table.filter((pl.col("idle_s") > pl.col("t0_s")) & ~late & ~abandoned
-                        & ~pl.col("step").is_in(list(firing)))
-    for (step,), group in held.sort(order[0], descending=order[1]).group_by(
-            "step", maintain_order=True):
-        if group.height >= s.min_cases:
-            holding = group.with_columns(pl.col("t0_s").alias("limit_s"))
-            found.append(dataclasses.replace(_finding(ctx, str(step), holding, sla), opens=False))
     left = table.filter(abandoned).sort(order[0], descending=order[1])
     if left.height:
         found.append(_abandoned(ctx, left, waits))
