@@ -30,7 +30,14 @@ Method (one series = the samples of one wait or duration, each dated by the day 
    recent samples: completed from ``max(onset, recent_from)`` to today. Both need
    ``min_cases``. The one-sided Mann-Whitney p-value must be below ``alpha`` (0.01), and the
    **practical size** must be there: the recent median and p90 at least ``min_ratio`` times the
-   baseline's *and* at least ``min_increase`` longer.
+   baseline's *and* at least ``min_increase`` longer. **Hysteresis**: short of that, a drift
+   still at ``clear_fraction`` (0.8) of the practical size (1.8 times and 0.8 business days
+   longer, by default) and backed at ``clear_alpha`` (0.05) is returned with ``opens`` False:
+   it keeps an open alert open and never opens one, so a drift near its threshold (helpdesk's
+   wait before Resolve ticket, which fired, cleared for a week, fired again) stays one episode.
+   Where the recent window holds fewer than ``min_cases`` samples, the clearing level takes the
+   latest ``min_cases`` since the onset (helpdesk: 6 waits in the ten days after the onset's
+   22, all still slow).
 
 False alarms. A one-sided CUSUM with k = 0.5 and h = 5 on a standard normal statistic has an
 in-control average run length of about 930 days: over a year and a few hundred series it
@@ -49,6 +56,7 @@ are still completing), which looks like a slowdown and is for the ``no_events`` 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -101,6 +109,19 @@ class DriftSettings:
     baseline_from: date | None = None
     """When set (an accepted level, ``alerts.anchors``), the baseline of a change at an onset
     is every sample from this day up to the onset, instead of ``baseline_days`` before it."""
+    clear_fraction: float = 1.0
+    """Hysteresis: a drift below its firing level but above this fraction of it (of
+    ``min_ratio``'s excess over 1 and of ``min_increase``), backed at ``clear_alpha``, holds an
+    open alert (``Drift.opens`` False); 1 means no hysteresis."""
+    clear_alpha: float = ALPHA
+
+    def clearing(self) -> DriftSettings:
+        """The settings of the clearing level: ``min_ratio``, ``min_increase`` and ``alpha``
+        relaxed as ``clear_fraction`` and ``clear_alpha`` say."""
+        f = self.clear_fraction
+        return dataclasses.replace(self, min_ratio=1 + f * (self.min_ratio - 1),
+                                   min_increase=f * self.min_increase,
+                                   alpha=max(self.alpha, self.clear_alpha))
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,9 @@ class Drift:
     p_value: float
     recent_index: npt.NDArray[np.intp]
     """Positions (in the input arrays) of the recent samples."""
+    opens: bool = True
+    """False: only at the clearing level (``DriftSettings.clearing``): it holds an open alert
+    and never opens one."""
 
     @property
     def ratio(self) -> float:
@@ -341,9 +365,15 @@ def confirm(days: Days, values: Values, settings: DriftSettings, onset: date,
     base_at = index[baseline_of(days[index], onset, settings)]
     recent_at = index[days[index] >= np.datetime64(max(onset, settings.recent_from))]
     compared = compare(values[base_at], values[recent_at], settings)
-    if compared is None:
+    if compared is not None:
+        return Drift(onset, *compared, recent_at)
+    if settings.clear_fraction >= 1 and settings.clear_alpha <= settings.alpha:
         return None
-    return Drift(onset, *compared, recent_at)
+    if recent_at.size < settings.min_cases:  # a thin recent window: the latest since the onset
+        since = index[days[index] >= np.datetime64(onset)]
+        recent_at = since[np.argsort(days[since], kind="stable")][-settings.min_cases:]
+    held = compare(values[base_at], values[recent_at], settings.clearing())
+    return None if held is None else Drift(onset, *held, recent_at, opens=False)
 
 
 def _large_enough(base: Sample, recent: Sample, settings: DriftSettings) -> bool:

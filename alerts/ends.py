@@ -13,7 +13,9 @@ For each activity A, over the finished cases (the last occurrence of A in each):
 
 - ``ends``: finished cases whose last event is A;
 - ``terminal``: the share of the finished cases with A whose last event comes at most ``TAIL_S``
-  (an hour) after A: reaching A means the case is over, bar the bookkeeping that closes it
+  (an hour) after A, leaving out the activities parallel to A (``_going_on``: receipt's T10
+  and T05 close two branches done in either order): reaching A means the case is over, bar
+  the bookkeeping that closes it and the other branch
   (BPIC 2012: A_DECLINED 1.0, A_CANCELLED 1.0, W_Valideren aanvraag 0.90, while a step that
   stuck cases happen to stop at, but others go on from, has the share of those stopping);
 - ``stay``: of the cases that rested at A longer than a long rest (the process's p99 gap), the
@@ -23,7 +25,9 @@ For each activity A, over the finished cases (the last occurrence of A in each):
 A is an end when ``terminal >= MIN_TERMINAL`` and ``stay >= MIN_STAY`` and it ends at least
 ``MIN_SHARE`` of the finished cases (two at least), or, rarer, when it is nearly always last
 (``terminal >= ALWAYS_TERMINAL``) in at least two finished cases: a rare withdrawal is an end
-all the same.
+all the same. Where ``stay`` falls short on too few rests to tell (its 95 % bound reaches
+``MIN_STAY``), A is *undecided*: taken as an end while nothing is kept (``provisional``), and
+nothing is kept while one is undecided, up to ``DECIDE_FINISHED`` finished cases.
 
 **Kept, changed on strong evidence.** What is learned from at least ``MIN_FINISHED`` finished
 cases is kept (``KeptEnds`` in storage/end_activities.py) and reused every round; ``decide``
@@ -36,6 +40,7 @@ a kept one resume (``CHANGE_CASES`` at least): each change says why. The config'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -54,10 +59,13 @@ MIN_STAY: Final = 0.9
 MIN_SHARE: Final = 0.005
 ALWAYS_TERMINAL: Final = 0.9
 MIN_FINISHED: Final = 100
+DECIDE_FINISHED: Final = 400
 CHANGE_SHARE: Final = 0.05
 CHANGE_CASES: Final = 30
 CHANGE_ALWAYS: Final = 10
 DROP_STAY: Final = 0.5
+CONCURRENT: Final = 0.1
+STAY_Z: Final = 1.645
 
 
 @dataclass(frozen=True)
@@ -80,9 +88,30 @@ class EndEvidence:
         rested = self.ends + self.resumed
         return self.ends / rested if rested else 0.0
 
+    @property
+    def stay_bound(self) -> float:
+        """The upper one-sided 95 % (Wilson) bound of ``stay``: what the rests seen so far
+        cannot rule out."""
+        rested = self.ends + self.resumed
+        if not rested:
+            return 0.0
+        z, share = STAY_Z, self.ends / rested
+        centre = share + z * z / (2 * rested)
+        spread = z * math.sqrt(share * (1 - share) / rested + z * z / (4 * rested * rested))
+        return min(1.0, (centre + spread) / (1 + z * z / rested))
+
     def qualifies(self, finished: int) -> bool:
         """An end: its cases are over when they reach it, and stay over."""
-        if self.stay < MIN_STAY or self.ends < 2:
+        return self.stay >= MIN_STAY and self._ends_there(finished)
+
+    def undecided(self, finished: int) -> bool:
+        """Not an end on the rests seen so far, but they are too few to rule it out: it would
+        qualify, and its ``stay`` falls short of ``MIN_STAY`` but not at 95 % (receipt's T10
+        after eight weeks: 23 cases stayed ended, 4 went on after a long rest, 0.85)."""
+        return self.stay < MIN_STAY <= self.stay_bound and self._ends_there(finished)
+
+    def _ends_there(self, finished: int) -> bool:
+        if self.ends < 2:
             return False
         return (self.terminal >= MIN_TERMINAL and self.ends >= MIN_SHARE * finished) or \
             self.terminal >= ALWAYS_TERMINAL
@@ -106,9 +135,22 @@ class Learning:
         return tuple(e.activity for e in self.evidence if e.qualifies(self.finished))
 
     @property
+    def undecided(self) -> tuple[str, ...]:
+        """Activities the finished history cannot yet rule in or out (``EndEvidence.undecided``)."""
+        return tuple(e.activity for e in self.evidence if e.undecided(self.finished))
+
+    @property
+    def provisional(self) -> tuple[str, ...]:
+        """What to take as ends while nothing is kept: the chosen and the undecided, so that a
+        case resting where cases may well end is not listed as stuck on thin evidence."""
+        return self.chosen + self.undecided
+
+    @property
     def enough(self) -> bool:
-        """Enough finished cases to keep what was learned."""
-        return self.finished >= MIN_FINISHED
+        """Enough finished cases to keep what was learned: ``MIN_FINISHED``, and no activity
+        left undecided unless there are ``DECIDE_FINISHED``."""
+        return self.finished >= MIN_FINISHED and (
+            not self.undecided or self.finished >= DECIDE_FINISHED)
 
     def of(self, activity: str) -> EndEvidence | None:
         """The evidence on one activity, None where no finished case ends there and none
@@ -146,10 +188,13 @@ def learn(events: EventsLike, now: datetime | None = None) -> Learning:
     done = table.filter(idle > quiet)
     finished = int(done["case_id"].n_unique())
     per_case = done.group_by("case_id", "activity").agg(
-        (pl.col("last").first() - pl.col("timestamp").max()).dt.total_seconds().alias("after"))
+        pl.col("timestamp").max().alias("at"), pl.col("last").first())
+    per_case = per_case.join(_going_on(per_case), on=["case_id", "activity"], how="left")
     stats = (per_case.group_by("activity").agg(
-        (pl.col("after") == 0).sum().alias("ends"), pl.len().alias("cases"),
-        (pl.col("after") <= TAIL_S).mean().alias("terminal"))
+        ((pl.col("last") - pl.col("at")).dt.total_seconds() == 0).sum().alias("ends"),
+        pl.len().alias("cases"),
+        ((pl.col("on").fill_null(pl.col("at")) - pl.col("at")).dt.total_seconds() <= TAIL_S)
+        .mean().alias("terminal"))
         .join(resumed, on="activity", how="left")
         .filter((pl.col("ends") > 0) | (pl.col("resumed") > 0))
         .sort(["ends", "activity"], descending=[True, False]))
@@ -157,6 +202,27 @@ def learn(events: EventsLike, now: datetime | None = None) -> Learning:
                      for a, e, c, t, r in stats.select(
                          "activity", "ends", "cases", "terminal", "resumed").iter_rows())
     return Learning(at, finished, quiet, evidence)
+
+
+def _going_on(per_case: pl.DataFrame) -> pl.DataFrame:
+    """case_id, activity, on: the case's latest event after the activity's last occurrence that
+    is not of a parallel activity (``CONCURRENT``), where there is one.
+
+    Two activities are parallel where, over the finished cases doing both, either's last
+    occurrence comes first in at least ``CONCURRENT`` of them (and two cases): receipt's T10
+    closes one of two branches and T05 the other, the case ending at whichever comes last, so
+    a T05 after T10 does not make T10 a step cases go on from. A step whose successors never
+    come before it (Send Fine, then the notification) has none."""
+    pairs = per_case.select("case_id", "activity", "at").join(
+        per_case.select("case_id", pl.col("activity").alias("other"), pl.col("at").alias("then")),
+        on="case_id").filter(pl.col("activity") != pl.col("other"))
+    before, after = pl.col("then") < pl.col("at"), pl.col("then") > pl.col("at")
+    parallel = pairs.group_by("activity", "other").agg(
+        ((before.sum() >= 2) & (before.mean() >= CONCURRENT) & (after.sum() >= 2)
+         & (after.mean() >= CONCURRENT)).alias("parallel"))
+    return (pairs.filter(after).join(parallel, on=["activity", "other"])
+            .filter(~pl.col("parallel")).group_by("case_id", "activity")
+            .agg(pl.col("then").max().alias("on")))
 
 
 def learned_ends(events: EventsLike, now: datetime | None = None) -> tuple[str, ...]:

@@ -50,6 +50,11 @@ class WaitDrift(Thresholds):
     """Attributes whose values are checked one by one (a slowdown confined to one segment)."""
     max_segment_values: int = Field(12, ge=1)
     critical_ratio: float = Field(4.0, gt=1)
+    clear_fraction: float = Field(0.8, gt=0, le=1)
+    """Hysteresis: an open alert holds while its drift is at this fraction of the practical
+    size (``min_ratio``'s excess over 1 and ``min_increase``); 1 means no hysteresis."""
+    clear_alpha: float = Field(0.05, gt=0, lt=1)
+    """...and backed by the two-sample test at this level (fires at 0.01)."""
 
     _durations = field_validator("baseline", "recent", "min_increase")(_duration)
 

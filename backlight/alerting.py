@@ -166,7 +166,7 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                     try:
                         found, learned, keep = _evaluate_one(
                             settings, definition, stored, now, kept_ends.get(definition.name),
-                            anchors)
+                            anchors, _whole_history(store, definition.name, now))
                     except Exception as exc:  # one process's data never stops the others
                         failed.append(_failure(definition.name, exc))
                     else:
@@ -226,28 +226,49 @@ def history_of(store: EventStore, definition: ProcessDefinition, now: datetime,
     return store.events(definition.name, until=until, cases_since=start)
 
 
+def _whole_history(store: EventStore, process: str, now: datetime) -> Callable[[], Events]:
+    """The process's every stored event up to ``now``, read when called."""
+    until = now + timedelta(microseconds=1)
+    return lambda: prepare(within_range(store.events(process, until=until), now).frame)
+
+
 def _evaluate_one(settings: Settings, definition: ProcessDefinition, stored: pl.DataFrame,
                   now: datetime, kept: KeptEnds | None = None,
                   anchors: dict[str, BaselineAnchor] | None = None,
+                  whole: Callable[[], Events] | None = None,
                   ) -> tuple[list[Finding], list[str], KeptEnds | None]:
     """One process's rules on its stored events: its findings, notes, and the end activities to
     keep when they were learned or changed now (raises whatever its data makes the preparation
-    or a rule raise)."""
+    or a rule raise). ``whole`` reads the process's whole history, for learning its end
+    activities where the round's events have too few finished cases."""
     notes: list[str] = []
     keep = None
     events = prepare(within_range(stored, now).frame)
     if not definition.end_activities and events.df.height:
-        definition, keep, notes = with_learned_ends(definition, events, now, kept)
+        definition, keep, notes = with_learned_ends(definition, events, now, kept, whole)
     return list(run_rules(definition, events, now, anchors=anchors)), notes, keep
 
 
 def with_learned_ends(definition: ProcessDefinition, events: Events, now: datetime,
-                      kept: KeptEnds | None) -> tuple[ProcessDefinition, KeptEnds | None, list[str]]:
+                      kept: KeptEnds | None, whole: Callable[[], Events] | None = None,
+                      ) -> tuple[ProcessDefinition, KeptEnds | None, list[str]]:
     """A definition without configured end activities, given the kept ones (``kept``, learned
     in an earlier round) or, the first time there is enough finished history, those learned
     now; the version to keep when they were learned or changed now, and notes saying which
-    (``alerts.ends``: learned once, changed only on strong evidence)."""
+    (``alerts.ends``: learned once, changed only on strong evidence).
+
+    Nothing kept yet and too few finished cases among the round's events (which are the
+    cases active in its ``history``): the ends are learned from ``whole``, the process's every
+    stored event, where given. A process that is slow or small (the road-traffic fines: a
+    hundred cases over thirteen years, finished after 840 days' quiet) has almost no finished
+    case in one year's window, and learning there chose nothing or a step where one branch
+    pauses (Add penalty, Send Fine), listing paid fines as stuck. Read until enough is kept:
+    for a process with a long history that is once; a young one's whole history is its window."""
     learning = learn(events, now)
+    if kept is None and not learning.enough and whole is not None:
+        fuller = learn(whole(), now)
+        if fuller.finished > learning.finished:
+            learning = fuller
     keep = decide(definition.name, kept, learning)
     current = keep or kept
     name = definition.name
@@ -255,8 +276,8 @@ def with_learned_ends(definition: ProcessDefinition, events: Events, now: dateti
         ends, how = current.activities, (f"kept since {current.learned_at.date()}, learned from "
                                          f"{current.cases} finished cases")
     else:
-        ends, how = learning.chosen, (f"provisional: {learning.finished} finished cases so far,"
-                                      " too few to keep")
+        ends, how = learning.provisional, (f"provisional: {learning.finished} finished cases "
+                                           "so far, too few to keep")
     notes = [f"{name}: no end_activities configured; learned from the data: {', '.join(ends)}",
              f"{name}: end activities {how}"] if ends else []
     if keep is not None:

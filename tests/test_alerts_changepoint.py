@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 
 import numpy as np
@@ -109,3 +110,19 @@ def test_mann_whitney_matches_scipy_asymptotic() -> None:
         recent = np.round(rng.lognormal(shift, 1, 45), 1)
         expected = mannwhitneyu(recent, base, alternative="greater", method="asymptotic").pvalue
         assert mann_whitney_greater(recent, base) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_drift_short_of_its_firing_size_holds_at_the_clearing_level() -> None:
+    """A 1.9-fold slowdown does not reach the firing size (twice as long on the median and the
+    p90) but is above the clearing size (1.8 times): with hysteresis it is returned as holding
+    (opens False), without it not at all; a five-fold one opens."""
+    days, values = series(3, 140, onset=110, factor=1.9)
+    hold = dataclasses.replace(settings(139), min_increase=0.6, clear_fraction=0.8,
+                               clear_alpha=0.05)
+    strict = dataclasses.replace(hold, clear_fraction=1.0, clear_alpha=0.01)
+    held = detect(days, values, hold)
+    assert held is not None and not held.opens and held.ratio >= 1.8
+    assert detect(days, values, strict) is None
+    fast_days, fast = series(3, 140, onset=110, factor=5.0)
+    opened = detect(fast_days, fast, hold)
+    assert opened is not None and opened.opens

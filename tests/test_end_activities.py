@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from alerts.ends import MIN_FINISHED, decide, learn
-from mining.frame import frame_from_rows
+from alerts.registry import ProcessDefinition
+from backlight.alerting import with_learned_ends
+from mining.frame import frame_from_rows, prepare
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -100,3 +102,57 @@ def test_cases_still_running_and_stuck_cases_teach_no_ends() -> None:
     assert learning.chosen == ("Approve", "Decline")
     ask = learning.of("Ask")
     assert ask is not None and ask.ends == 8 and ask.terminal < 0.4
+
+
+def test_an_end_of_one_of_two_parallel_branches_is_an_end() -> None:
+    """Two branches done in either order (Notify, Decide): the case ends at whichever comes
+    last, so Notify is an end although Decide follows it in 70 % of cases; Send, which a later
+    step (Pay) always follows, is none though 30 cases stop there."""
+    paths = [(["Open", "Notify", "Decide"], 140), (["Open", "Decide", "Notify"], 60),
+             (["Open", "Send", "Pay"], 100), (["Open", "Send"], 30)]
+    learning = learn(frame(process(paths)), now=T0 + timedelta(days=90))
+    assert set(learning.chosen) == {"Decide", "Notify", "Pay"}
+    notify, send = learning.of("Notify"), learning.of("Send")
+    assert notify is not None and notify.ends == 60 and notify.terminal == 1.0
+    assert send is not None and send.ends == 30 and send.terminal < 0.4
+
+
+def hold(base: list[tuple[list[str], int]]) -> list[dict[str, object]]:
+    """``base``'s cases, 17 stopping at Hold and 3 going on from it after a month."""
+    rows = process([*base, (["Open", "Hold"], 17)])
+    for i in range(3):
+        start = T0 + timedelta(days=i)
+        rows += [{"case_id": f"held-{i}", "activity": a, "timestamp": start + dt}
+                 for a, dt in (("Open", timedelta(0)), ("Hold", timedelta(hours=1)),
+                               ("Approve", timedelta(days=30)))]
+    return rows
+
+
+def test_an_end_the_rests_cannot_yet_rule_out_is_provisional_and_delays_keeping() -> None:
+    """Hold, where 17 cases stayed and 3 of 20 went on after a long rest (0.85, below 0.9 but
+    not at 95 %), is no end yet is taken as one while nothing is kept, and nothing is kept
+    until there are 400 finished cases; then what qualifies is kept, without Hold."""
+    learning = learn(frame(hold(BASE)), now=T0 + timedelta(days=120))
+    assert learning.finished == 240 and learning.undecided == ("Hold",)
+    assert "Hold" not in learning.chosen and "Hold" in learning.provisional
+    assert not learning.enough and decide("claims", None, learning) is None
+    more = learn(frame(hold([(p, 2 * n) for p, n in BASE])), now=T0 + timedelta(days=120))
+    kept = decide("claims", None, more)
+    assert more.undecided == ("Hold",) and kept is not None
+    assert kept.activities == ("Approve", "Decline")
+
+
+def test_too_few_finished_cases_in_the_window_are_learned_from_the_whole_history() -> None:
+    """A round whose events hold too few finished cases, nothing kept, learns the ends from
+    the process's whole history where it is given, and keeps them."""
+    rows = process(BASE)
+    window = frame([r for r in rows if str(r["case_id"]).endswith(("-0", "-1"))])
+    whole = frame(rows)
+    now = T0 + timedelta(days=90)
+    definition = ProcessDefinition("claims")
+    _, none, _ = with_learned_ends(definition, prepare(window), now, None)
+    assert none is None
+    learned, keep, _ = with_learned_ends(definition, prepare(window), now, None,
+                                             lambda: prepare(whole))
+    assert keep is not None and keep.cases == 220
+    assert learned.end_activities == ("Approve", "Decline")

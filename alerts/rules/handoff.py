@@ -60,7 +60,8 @@ def _handoff(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
         hit = series_hit(rows, window, "wait_s", "ended_day")
         if hit is not None:
             findings.append(_finding(ctx, rule, window, f"{source} -> {target}", hit, {}, []))
-            continue
+            if hit.drift.opens:  # only holding an open alert: a segment may still open one
+                continue
         hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
         findings.extend(_finding(ctx, rule, window, f"{source} -> {target}", h, {k: v}, others)
                         for k, v, h in hits)
@@ -81,7 +82,8 @@ def _finding(ctx: RuleContext, rule: Handoff, window: Window, subject: str, hit:
         facts["also_drifted"] = others
     return Finding(rule=HANDOFF.name, process=ctx.process.name, subject=subject,
                    severity=severity(rule, drift, window), summary=summary, evidence=facts,
-                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
+                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"),
+                   opens=drift.opens)
 
 
 handoff = anchored("handoff", _handoff,

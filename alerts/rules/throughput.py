@@ -83,12 +83,13 @@ def _throughput(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding
     window = Window.of(ctx, rule, anchor)
     rows = window.lookback(finished, "last_day")
     hit = series_hit(rows, window, "duration_s", "last_day")
-    if hit is not None:
-        return [_finding(ctx, rule, window, _redated(ctx, window, hit), {}, [])]
+    whole = [] if hit is None else [_finding(ctx, rule, window, _redated(ctx, window, hit), {}, [])]
+    if hit is not None and hit.drift.opens:  # only holding an open alert: a segment may open one
+        return whole
     keys = tuple(k for k in rule.segments if k in ctx.facts.segment_keys)
     hits, others = segment_hits(rows, rule, window, keys, "duration_s", "last_day")
-    return [_finding(ctx, rule, window, _redated(ctx, window, h), {k: v}, others)
-            for k, v, h in hits]
+    return whole + [_finding(ctx, rule, window, _redated(ctx, window, h), {k: v}, others)
+                    for k, v, h in hits]
 
 
 def entered(facts: Facts, cases: pl.DataFrame, before: date) -> pl.Series:
@@ -124,7 +125,9 @@ def _redated(ctx: RuleContext, window: Window, hit: Hit) -> Hit:
     if onset is None or not earliest <= onset < found:
         return hit
     drift = confirm(days, values, settings, onset, index)
-    return hit if drift is None else Hit(drift, rows, hit.day_seconds)
+    if drift is None or (hit.drift.opens and not drift.opens):  # never loses its opening
+        return hit
+    return Hit(drift, rows, hit.day_seconds)
 
 
 def _range(low: float, high: float, window: Window) -> str:
@@ -148,7 +151,8 @@ def _finding(ctx: RuleContext, rule: Throughput, window: Window, hit: Hit,
         facts["also_drifted"] = others
     return Finding(rule=THROUGHPUT.name, process=ctx.process.name, subject=SUBJECT,
                    severity=severity(rule, drift, window), summary=summary, evidence=facts,
-                   segment=segment, since=drift.onset, cases=hit.slow_cases("duration_s"))
+                   segment=segment, since=drift.onset, cases=hit.slow_cases("duration_s"),
+                   opens=drift.opens)
 
 
 throughput = anchored("throughput", _throughput,

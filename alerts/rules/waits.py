@@ -132,7 +132,8 @@ class Window:
         return cls(DriftSettings(today=today, recent_from=recent_from, baseline_days=baseline,
                                  min_cases=rule.min_cases, min_ratio=rule.min_ratio,
                                  min_increase=increase, horizon_days=horizon,
-                                 baseline_from=anchor.start if anchor else None),
+                                 baseline_from=anchor.start if anchor else None,
+                                 clear_fraction=rule.clear_fraction, clear_alpha=rule.clear_alpha),
                    calendar.day_seconds, anchor)
 
     @property
@@ -378,10 +379,13 @@ def _bottleneck(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding
     for (target,), rows in sorted(by_target.items()):
         sources = leads.get(target, [])
         series = Series.of(rows, window, "wait_s", "ended_day")
-        hit = series.hit(rows, window) or _early_hit(ctx, rows, window, sources, series)
+        hit = series.hit(rows, window)
+        if hit is None or not hit.drift.opens:  # the open work may show what opens one
+            hit = _early_hit(ctx, rows, window, sources, series) or hit
         if hit is not None:
             findings.append(_finding(ctx, rule, window, sources, target, hit, {}, []))
-            continue
+            if hit.drift.opens:  # only holding an open alert: a segment may still open one
+                continue
         hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
         findings.extend(_finding(ctx, rule, window, sources, target, h, {k: v}, others)
                         for k, v, h in hits)
@@ -402,7 +406,8 @@ def _finding(ctx: RuleContext, rule: WaitDrift, window: Window, sources: list[st
         facts["also_drifted"] = others
     return Finding(rule=BOTTLENECK.name, process=ctx.process.name, subject=f"wait before {target}",
                    severity=severity(rule, drift, window), summary=summary, evidence=facts,
-                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"))
+                   segment=segment, since=drift.onset, cases=hit.slow_cases("wait_s"),
+                   opens=drift.opens)
 
 
 bottleneck = anchored("bottleneck", _bottleneck,
