@@ -7,7 +7,7 @@ One definition each, used by the rules, the lifecycle, the outbox, the CLI and t
 - ``Alert``: a finding with its lifecycle state (``Status``, plus acknowledged / silenced), as
   ``alerts evaluate --format json`` and ``alerts list`` print it (``to_json``).
 - ``Change``: why a notification is sent (the CloudEvent type is ``backlight.alert.<change>``).
-- ``Silence``, ``Acknowledgement``, ``Review``: what people record, with who, when and why.
+- ``Silence``, ``Acknowledgement``, ``AlertNote``, ``Review``: what people record, with who, when and why.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Status(enum.StrEnum):
     PENDING = "pending"  # the condition holds, not yet for long enough to fire
     FIRING = "firing"
     RESOLVED = "resolved"  # the condition has been clear for long enough
+    CONFIRMED = "confirmed"  # resolved, and it stayed clear for ``confirm_after``
 
 
 class Change(enum.StrEnum):
@@ -58,6 +59,9 @@ class Change(enum.StrEnum):
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"
     SILENCED = "silenced"
+    CONFIRMED = "confirmed"  # resolved and stayed clear for confirm_after: the fix held
+    RECURRED = "recurred"  # back within recurrence_window of a resolution: the episode reopens
+    NOTE = "note"  # an owner/action note added while the alert is open
 
 
 def alert_key(rule: str, process: str, subject: str,
@@ -134,6 +138,16 @@ class Alert:
     flapping: bool = False
     """It changed state more often than the flap limit allows within the flap window: it
     stays firing (one announcement) until it has been clear for the whole window."""
+    fix_owner: str | None = None
+    """Who owns the fix: the episode's acknowledgement's owner (or whoever acknowledged)."""
+    action: str | None = None
+    """What is being done about it, as the acknowledgement recorded it (None: nothing said)."""
+    confirmed_at: datetime | None = None
+    """When the resolution was confirmed (clear for ``confirm_after``; status CONFIRMED)."""
+    recurrences: int = 0
+    """How often the condition came back within ``recurrence_window`` of a resolution."""
+    previous: Mapping[str, JsonValue] | None = None
+    """For a recurred episode: the earlier one's first_seen, resolved_at, fix_owner, action."""
 
     @classmethod
     def from_finding(cls, finding: Finding, status: Status, owner: str | None,
@@ -153,6 +167,11 @@ class Alert:
     def silenced(self) -> bool:
         return self.silenced_by is not None
 
+    @property
+    def closed(self) -> bool:
+        """Resolved, confirmed or not: the episode is over (a return reopens or starts one)."""
+        return self.status in (Status.RESOLVED, Status.CONFIRMED)
+
     def to_json(self) -> dict[str, JsonValue]:
         """The shape ``alerts evaluate --format json`` prints and the API returns."""
         return {
@@ -171,6 +190,9 @@ class Alert:
             "notified_at": _iso(self.notified_at),
             "notified_severity": self.notified_severity.value if self.notified_severity else None,
             "flapping": self.flapping, "flips": [t.isoformat() for t in self.flips],
+            "fix_owner": self.fix_owner, "action": self.action,
+            "confirmed_at": _iso(self.confirmed_at), "recurrences": self.recurrences,
+            "previous": dict(self.previous) if self.previous is not None else None,
         }
 
 
@@ -211,6 +233,25 @@ class Acknowledgement:
     by: str
     at: datetime
     note: str = ""
+    owner: str | None = None
+    """Who owns the fix; None: whoever acknowledged (``by``)."""
+    action: str = ""
+    """What is being done about it."""
+
+    @property
+    def fix_owner(self) -> str:
+        """Who owns the fix: ``owner``, or ``by`` when none was named."""
+        return self.owner or self.by
+
+
+@dataclass(frozen=True)
+class AlertNote:
+    """A note added to an open alert (what was done, what is next): sent once, kept."""
+
+    key: str
+    by: str
+    at: datetime
+    text: str
 
 
 @dataclass(frozen=True)
@@ -235,6 +276,11 @@ class AlertChange:
     from (alerts/lifecycle.py), never the evaluation's time: two evaluations that overlap and
     see the same state find the same transition, so its notification is queued once. Empty
     for a change made by hand (the notification id then counts its time)."""
+    note: AlertNote | None = None
+    """The note a NOTE change announces."""
+    detail: str = ""
+    """What the change says beyond the alert's state: a CONFIRMED change's sentence of what
+    held (alerts/confirmation.py)."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from schemas.alerts import (
     Acknowledgement,
     Alert,
     AlertChange,
+    AlertNote,
     Review,
     Severity,
     Silence,
@@ -66,6 +67,17 @@ _TABLES = (
         body       TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS alert_history_key ON alert_history (key, seq)",
 )
+_NOTES = (
+    "ALTER TABLE alert_acks ADD COLUMN owner TEXT",
+    "ALTER TABLE alert_acks ADD COLUMN action TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE IF NOT EXISTS alert_notes (
+        seq        {seq},
+        key        TEXT NOT NULL,
+        who        TEXT NOT NULL,
+        at_us      {int} NOT NULL,
+        text       TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alert_notes_key ON alert_notes (key, at_us)",
+)
 _LEASES = """CREATE TABLE IF NOT EXISTS alert_leases (
         name       TEXT PRIMARY KEY,
         holder     TEXT NOT NULL,
@@ -81,6 +93,8 @@ def _schema(int_type: str, seq_type: str) -> Schema:
                   tuple(typed(t) for t in _TABLES)),
         Migration(2, "evaluation leases: one worker at a time evaluates a process",
                   (typed(_LEASES),)),
+        Migration(3, "who owns the fix and what is done: acknowledgements' owner and action,"
+                  " notes on open alerts", tuple(typed(t) for t in _NOTES)),
     ), AlertStateError)
 
 
@@ -132,6 +146,15 @@ class AlertState(Protocol):
 
     def acknowledgements(self) -> dict[str, Acknowledgement]:
         """The latest acknowledgement per alert key."""
+        ...
+
+    def add_note(self, note: AlertNote, change: AlertChange | None = None) -> None:
+        """Record a note on a pending or firing alert and, in the same transaction, the NOTE
+        change announcing it (if given) in the history."""
+        ...
+
+    def notes(self, key: str | None = None) -> list[AlertNote]:
+        """Recorded notes, oldest first, of one alert or all."""
         ...
 
     def record_review(self, review: Review) -> None:
@@ -195,7 +218,11 @@ def alert_from_json(data: Mapping[str, Any]) -> Alert:
             url=data["url"], notified_at=_parse_opt(data.get("notified_at")),
             notified_severity=Severity(told) if told else None,
             flips=tuple(_parse(t) for t in data.get("flips", ())),
-            flapping=bool(data.get("flapping", False)))
+            flapping=bool(data.get("flapping", False)),
+            fix_owner=data.get("fix_owner"), action=data.get("action"),
+            confirmed_at=_parse_opt(data.get("confirmed_at")),
+            recurrences=int(data.get("recurrences", 0)),
+            previous=dict(data["previous"]) if data.get("previous") is not None else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise AlertStateError(f"a stored alert cannot be read: {exc!r}") from exc
 
@@ -220,9 +247,35 @@ def silence_from_json(data: Mapping[str, Any]) -> Silence:
 
 
 def history_rows(changes: Sequence[AlertChange]) -> list[tuple[Any, ...]]:
-    """The ``alert_history`` rows of some changes (key, change, status, at_us, summary, body)."""
+    """The ``alert_history`` rows of some changes (key, change, status, at_us, summary, body);
+    a change's body is its alert's JSON, with its note (``note``: key, by, at, text) and its
+    detail (``detail``) when it has them."""
     return [(c.alert.key, c.change.value, c.alert.status.value, stored_us(c.at), c.alert.summary,
-             strict_json.dumps(c.alert.to_json())) for c in changes]
+             strict_json.dumps(_history_body(c))) for c in changes]
+
+
+def _history_body(change: AlertChange) -> dict[str, Any]:
+    body = change.alert.to_json()
+    if change.note is not None:
+        body["note"] = note_to_json(change.note)
+    if change.detail:
+        body["detail"] = change.detail
+    return body
+
+
+def note_to_json(note: AlertNote) -> dict[str, Any]:
+    """A note as JSON (its time as ISO 8601 with its offset)."""
+    return {"key": note.key, "by": note.by, "at": note.at.isoformat(), "text": note.text}
+
+
+def note_from_json(data: Mapping[str, Any] | None) -> AlertNote | None:
+    """The inverse of ``note_to_json``; None stays None."""
+    if data is None:
+        return None
+    try:
+        return AlertNote(data["key"], data["by"], _parse(data["at"]), data["text"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlertStateError(f"a stored note cannot be read: {exc!r}") from exc
 
 
 
