@@ -114,7 +114,9 @@ def policy(settings: Settings) -> LifecyclePolicy:
         pending_for=_wall(a.pending_for), resolve_after=_wall(a.resolve_after),
         repeat_interval=_wall(a.repeat_interval), flap_window=_wall(a.flap_window),
         flap_changes=a.flap_changes,
-        escalate_after=_wall(a.escalate_after) if a.escalate_after else None)
+        escalate_after=_wall(a.escalate_after) if a.escalate_after else None,
+        confirm_after=parse_duration(a.confirm_after),
+        recurrence_window=_wall(a.recurrence_window))
 
 
 def _wall(text: str | None) -> timedelta:
@@ -175,7 +177,8 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                              owners={d.name: d.owner for d in defs},
                              evaluated={d.name for d in evaluated},
                              silences=state.silences(active_at=now),
-                             acks=state.acknowledgements(), base_url=settings.alerts.base_url)
+                             acks=state.acknowledgements(), base_url=settings.alerts.base_url,
+                             calendars={d.name: d.calendar for d in defs})
             notifications = route(result.changes, settings.alerts.routes,
                                   {c.name: c for c in settings.channels}, now)
             if lease is not None:
