@@ -18,6 +18,7 @@ NOTE_MAX = 2000
 DONE_MESSAGES = {
     "reviewed": "Review recorded.",
     "acknowledged": "Alert acknowledged.",
+    "noted": "Note added.",
     "silenced": "Alert silenced.",
     "signed-in": "Signed in.",
     "signed-out": "Signed out.",
