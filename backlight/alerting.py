@@ -438,8 +438,11 @@ def unsilence(settings: Settings, silence_id: str, by: str,
 
 
 def listing(settings: Settings) -> tuple[list[Alert], list[Silence]]:
-    """Every known alert (newest first) and the active silences."""
+    """Every known alert (newest first) and the active silences, with the acknowledgements
+    and silences recorded since the last evaluation applied (as the web shows them)."""
     now = datetime.now(UTC)
     with _opened(settings) as (_store, state):
-        alerts = sorted(state.alerts().values(), key=lambda a: a.last_seen, reverse=True)
-        return alerts, state.silences(active_at=now)
+        acks, silences = state.acknowledgements(), state.silences(active_at=now)
+        alerts = sorted((with_acks_and_silences(a, acks, silences) for a in state.alerts().values()),
+                        key=lambda a: a.last_seen, reverse=True)
+        return alerts, silences
