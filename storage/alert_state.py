@@ -125,7 +125,8 @@ class AlertState(Protocol):
         ...
 
     def fired(self) -> dict[tuple[str, str], int]:
-        """How often alerts started firing (FIRING changes in the history), per (process, rule)."""
+        """How often alerts started firing (FIRING and RECURRED changes in the history), per
+        (process, rule)."""
         ...
 
     def add_silence(self, silence: Silence) -> Silence:

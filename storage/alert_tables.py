@@ -97,7 +97,7 @@ class StoredAlertState:
         process, rule = self._sql.json_text("body", "process"), self._sql.json_text("body", "rule")
         rows = self.tables.read("counting the alerts fired",
                                 f"SELECT {process}, {rule}, COUNT(*) FROM alert_history"  # noqa: S608
-                                " WHERE change = 'firing' GROUP BY 1, 2")
+                                " WHERE change IN ('firing', 'recurred') GROUP BY 1, 2")
         return {(str(p), str(r)): int(n) for p, r, n in rows}
 
     # -- evaluation leases and the fenced commit -----------------------------------------------

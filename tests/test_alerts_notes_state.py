@@ -63,7 +63,7 @@ def test_a_recurred_confirmed_alert_round_trips_and_old_rows_still_read() -> Non
 def test_acknowledgements_keep_owner_and_action_and_notes_keep_their_history(url: str) -> None:
     """An acknowledgement's owner and action come back; notes are listed oldest first per
     key, their NOTE change is in the history with the note's text; a resolved, confirmed or
-    unknown alert takes no note."""
+    unknown alert takes no note; a recurrence counts as the alert firing again."""
     state = open_alert_state(url)
     try:
         firing = alert()
@@ -84,6 +84,9 @@ def test_acknowledgements_keep_owner_and_action_and_notes_keep_their_history(url
             with pytest.raises(AlertStateError, match=why):
                 state.add_note(dataclasses.replace(first, key=key))
         assert len(state.notes()) == 2
+        state.record_changes([AlertChange(Change.FIRING, firing, T0),
+                              AlertChange(Change.RECURRED, firing, T0 + 9 * DAY)])
+        assert state.fired() == {("claims", "bottleneck"): 2}  # a recurrence fires again
     finally:
         state.close()
 
