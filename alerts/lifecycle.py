@@ -11,7 +11,15 @@ Recovering -> Resolved), on business timescales. Per alert key, at each evaluati
   ("recovering": ``last_seen`` is older than ``now``) until it has been clear for
   ``resolve_after``, counted from ``last_seen``; then it is RESOLVED. A condition that comes
   back before that simply continues the episode, so a value oscillating at a threshold sends
-  one FIRING and nothing else. After RESOLVED, a new finding opens a new episode.
+  one FIRING and nothing else.
+- **Resolved -> Confirmed, or Recurred** (the steps are in alerts/confirmation.py). A resolved
+  alert that stays clear (no finding at all for its key, not even a non-opening one) for
+  ``confirm_after`` (business time in the process's calendar) becomes CONFIRMED, and CONFIRMED
+  is sent (to the escalation routes too) with a sentence of what held. A condition that comes
+  back within ``recurrence_window`` of the resolution reopens the same alert: it fires at once
+  as RECURRED (not FIRING), ``recurrences`` + 1, ``previous`` linking the earlier episode
+  (first_seen, resolved_at, fix_owner, action), its severity one step up per recurrence (capped
+  at critical). After the window, a new finding opens a new episode.
 - **What is sent** (``Change``), at most once each per key and evaluation, in this order:
   FIRING when the episode is first announced (``notified_at`` was None: it just fired, or it
   fired under a silence that has now expired while the condition still holds), and again when
@@ -28,11 +36,14 @@ Recovering -> Resolved), on business timescales. Per alert key, at each evaluati
   firing that was never announced (silenced throughout) resolves quietly. An alert that was
   escalated keeps ``escalated_at``, so the router sends its RESOLVED to the escalation route too.
 - **Silences** (active at ``now`` and matching the refreshed alert) mute FIRING, REPEAT,
-  ESCALATED and ACKNOWLEDGED; the state still advances (pending, firing, resolving) and
+  ESCALATED, RECURRED and ACKNOWLEDGED; the state still advances (pending, firing, resolving) and
   ``silenced_by`` names the first matching silence. The escalation clock keeps running, so an
   overdue alert escalates as soon as its silence expires.
 - **Acknowledgements** count for the current episode only (``ack.at >= first_seen``); they stop
   repeats and escalation (a severity rise is still announced); a new episode starts without one.
+  The episode's acknowledgement names who owns the fix (``fix_owner``: its owner, else whoever
+  acknowledged) and what is being done (``action``); ACKNOWLEDGED carries both. Notes on an
+  open alert (``AlertNote``) are recorded and sent by hand (``Change.NOTE``), not here.
 - **Inhibition.** When a finding of a rule in ``inhibited_by`` is present (pending or firing)
   for a process, that process's alerts of every other rule except ``never_inhibited`` are
   frozen: their previous state is kept untouched (no new alert, no firing, repeat, escalation
@@ -68,8 +79,11 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from alerts.confirmation import confirmation_text, continued, recurs, reopen, settle
+from alerts.duration import Duration
 from schemas.alerts import (
     Acceptance,
     Acknowledgement,
@@ -81,8 +95,12 @@ from schemas.alerts import (
     Status,
 )
 
+if TYPE_CHECKING:
+    from alerts.calendar import WorkCalendar
+
 _NO_ACKS: Mapping[str, Acknowledgement] = MappingProxyType({})
 _NO_ACCEPTANCES: Mapping[str, Acceptance] = MappingProxyType({})
+_NO_CALENDARS: Mapping[str, WorkCalendar] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,10 @@ class LifecyclePolicy:
     By default the rules declared so (``Rule.inhibits``)."""
     never_inhibited: tuple[str, ...] = field(default_factory=lambda: _never_inhibited())
     """Rules whose alerts never freeze. By default those declared so (``Rule.inhibitable``)."""
+    confirm_after: Duration = field(default_factory=lambda: Duration(5, "business_days"))
+    """A resolved alert clear this long (in its process's calendar) is CONFIRMED."""
+    recurrence_window: timedelta = timedelta(days=30)
+    """A condition back within this of a resolution reopens the episode as recurred."""
 
 
 # The registry is imported when a policy takes its defaults, not at the top: this module stays
@@ -144,6 +166,19 @@ class _Round:
     silences: tuple[Silence, ...]
     acks: Mapping[str, Acknowledgement]
     base_url: str | None
+    calendars: Mapping[str, WorkCalendar]
+    lingering: frozenset[str]
+    """Keys of closed alerts with a finding that does not open (above the clearing threshold
+    only): not clear, so not yet confirmed."""
+
+    def calendar(self, process: str) -> WorkCalendar:
+        """The process's working calendar (the default one when none is given)."""
+        found = self.calendars.get(process)
+        if found is None:
+            from alerts.calendar import WorkCalendar  # its dependencies only where counted
+
+            found = WorkCalendar()
+        return found
 
     def url(self, key: str) -> str | None:
         """The alert's own page (``/alerts/{key}``, its process's map a click away)."""
@@ -157,8 +192,11 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
             evaluated: Collection[str], silences: Sequence[Silence] = (),
             acks: Mapping[str, Acknowledgement] = _NO_ACKS,
             base_url: str | None = None,
+            calendars: Mapping[str, WorkCalendar] = _NO_CALENDARS,
             acceptances: Mapping[str, Acceptance] = _NO_ACCEPTANCES) -> Evaluation:
-    """Advance every alert by one evaluation at ``now`` (aware) and say what to notify."""
+    """Advance every alert by one evaluation at ``now`` (aware) and say what to notify;
+    ``calendars``: each process's working calendar (confirm_after counts in it);
+    ``acceptances``: the levels accepted as normal, applied first (``accept_step``)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     previous, accepted = accept_step(previous, acceptances, now)
@@ -167,7 +205,9 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
     scope = set(evaluated) | {f.process for f in current.values()}
     inhibiting = {f.process for f in current.values() if f.rule in policy.inhibited_by}
     exempt = set(policy.never_inhibited) | set(policy.inhibited_by)
-    rnd = _Round(now, policy, owners, tuple(s for s in silences if s.active(now)), acks, base_url)
+    lingering = frozenset(f.key for f in findings if f.key not in current)
+    rnd = _Round(now, policy, owners, tuple(s for s in silences if s.active(now)), acks, base_url,
+                 calendars, lingering)
     alerts: list[Alert] = []
     changes: list[AlertChange] = list(accepted)
     for key in sorted(set(previous) | set(current)):
@@ -182,7 +222,8 @@ def advance(previous: Mapping[str, Alert], findings: Sequence[Finding], *, now: 
         alert, sent = _step(prev, finding, rnd)
         if alert is not None:
             alerts.append(alert)
-            changes.extend(AlertChange(change, alert, now, transition(prev, alert, change))
+            changes.extend(AlertChange(change, alert, now, transition(prev, alert, change),
+                                       detail=_detail(change, alert, rnd))
                            for change in sent)
     changes.sort(key=lambda c: c.alert.process)  # stable: keys stay sorted within a process
     return Evaluation(tuple(alerts), tuple(changes))
@@ -226,7 +267,7 @@ def _by_key(findings: Sequence[Finding]) -> dict[str, Finding]:
 
 
 def _open(alert: Alert | None) -> bool:
-    return alert is not None and alert.status is not Status.RESOLVED
+    return alert is not None and not alert.closed
 
 
 def _recent(flips: Iterable[datetime], rnd: _Round) -> tuple[datetime, ...]:
@@ -239,8 +280,8 @@ def _step(prev: Alert | None, finding: Finding | None, rnd: _Round) -> tuple[Ale
     if finding is None:
         if prev is None or prev.status is Status.PENDING:
             return None, []  # nothing, or a pending alert that cleared: dropped silently
-        if prev.status is Status.RESOLVED:
-            return prev, []
+        if prev.closed:
+            return _settle(prev, rnd)
         return _clear(prev, rnd)
     return _present(prev, finding, rnd)
 
@@ -269,7 +310,10 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
     flips = _recent(prev.flips, rnd) if prev is not None else ()
     if prev is not None and prev.flapping and prev.flips and prev.flips[-1] > prev.last_seen:
         flips = (*flips, now)  # a held flapping alert whose condition came back
-    if prev is None or prev.status is Status.RESOLVED:
+    if recurs(prev, now, policy.recurrence_window):
+        assert prev is not None
+        return _recur(prev, finding, rnd)
+    if prev is None or prev.closed:
         episode = None
         alert = Alert.from_finding(finding, Status.PENDING, owner, now, flips=flips)
     else:
@@ -280,6 +324,7 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
             escalated_at=prev.escalated_at, notified_at=prev.notified_at,
             notified_severity=prev.notified_severity, flips=flips,
             flapping=prev.flapping and len(flips) > policy.flap_changes)
+        alert = continued(alert, prev)
     frozen = episode.baseline_until if episode is not None else None
     alert = replace(alert, baseline_until=frozen or onset_of(finding, now))
     if alert.status is Status.PENDING and now - alert.first_seen >= policy.pending_for:
@@ -308,6 +353,31 @@ def _present(prev: Alert | None, finding: Finding, rnd: _Round) -> tuple[Alert, 
     return alert, sent
 
 
+def _settle(prev: Alert, rnd: _Round) -> tuple[Alert, list[Change]]:
+    """A closed alert without an opening finding: confirmed once clear for confirm_after."""
+    return settle(prev, rnd.now, prev.key in rnd.lingering, rnd.policy.confirm_after,
+                  rnd.calendar(prev.process))
+
+
+def _recur(prev: Alert, finding: Finding, rnd: _Round) -> tuple[Alert, list[Change]]:
+    """An opening finding within recurrence_window of a resolution: the episode reopens."""
+    flips = (*_recent(prev.flips, rnd), rnd.now)
+    alert = reopen(prev, finding, rnd.now, rnd.owners.get(finding.process), flips,
+                   flapping=len(flips) > rnd.policy.flap_changes)
+    alert = replace(alert, baseline_until=prev.baseline_until or onset_of(finding, rnd.now))
+    alert = _dress(alert, rnd)
+    if alert.silenced:
+        return alert, []
+    return replace(alert, notified_at=rnd.now, notified_severity=alert.severity), [Change.RECURRED]
+
+
+def _detail(change: Change, alert: Alert, rnd: _Round) -> str:
+    """Words a change carries beyond the alert: a confirmation's sentence."""
+    if change is Change.CONFIRMED:
+        return confirmation_text(alert, rnd.calendar(alert.process))
+    return ""
+
+
 def _dress(alert: Alert, rnd: _Round) -> Alert:
     """Refresh owner, URL, silence and acknowledgement for this round."""
     alert = replace(alert, owner=rnd.owners.get(alert.process), url=rnd.url(alert.key))
@@ -319,7 +389,7 @@ def episode_ack(alert: Alert, acks: Mapping[str, Acknowledgement]) -> Acknowledg
     alert is open (pending or firing) and it was given in this episode (at or after
     ``first_seen``); None otherwise."""
     ack = acks.get(alert.key)
-    if ack is None or alert.status is Status.RESOLVED or ack.at < alert.first_seen:
+    if ack is None or alert.closed or ack.at < alert.first_seen:
         return None
     return ack
 
@@ -337,7 +407,8 @@ def with_acks_and_silences(alert: Alert, acks: Mapping[str, Acknowledgement],
     the web applies it to show what was recorded since the last one."""
     ack = episode_ack(alert, acks)
     if ack is not None:
-        alert = replace(alert, acknowledged_by=ack.by, acknowledged_at=ack.at)
+        alert = replace(alert, acknowledged_by=ack.by, acknowledged_at=ack.at,
+                        fix_owner=ack.fix_owner, action=ack.action or None)
     silence = matching_silence(alert, silences)
     return replace(alert, silenced_by=None if silence is None else silence.id)
 
@@ -362,7 +433,7 @@ def transition(before: Alert | None, after: Alert, change: Change) -> str:
     round's time). Within an episode: FIRING once per severity announced (they only rise),
     ESCALATED and RESOLVED once, REPEAT once per announcement it follows, ACKNOWLEDGED once per
     acknowledgement, SILENCED once per silence and the state it silenced."""
-    if before is None or before.status is Status.RESOLVED:
+    if before is None or before.closed:
         episode = f"after {before.first_seen.isoformat() if before else '-'}"
     else:
         episode = f"since {before.first_seen.isoformat()}"

@@ -3,8 +3,9 @@
 Routes are tried in order; a route matches a change when its ``process`` and ``rule`` globs
 match and the alert is at least ``min_severity``; the first match stops the search unless the
 route says ``continue = true``. Escalation routes (``escalation = true``) are a second list
-searched the same way, for ESCALATED changes and for the resolution of an alert that had been
-escalated (the closed loop). With no routes at all, every channel hears every change.
+searched the same way, for ESCALATED changes, for the resolution of an alert that had been
+escalated, and for every CONFIRMED resolution (management follows up on what was fixed: the
+closed loop). With no routes at all, every channel hears every change.
 The changes one channel hears at one evaluation are grouped into one ``Notification`` per
 (process, owner); a Kafka channel gets one notification per change (one CloudEvent each).
 """
@@ -35,7 +36,8 @@ class RouteSettings(BaseModel):
     """A shell glob on the rule name."""
     min_severity: Severity = Severity.INFO
     escalation: bool = False
-    """An escalation route: hears escalations and the resolution of escalated alerts only."""
+    """An escalation route: hears escalations, the resolution of escalated alerts and confirmed
+    resolutions only."""
     continue_: bool = Field(True, alias="continue")
     """Keep looking for further matching routes after this one matched."""
 
@@ -56,7 +58,7 @@ def check_routes(routes: Sequence[RouteSettings], channels: Mapping[str, Channel
 
 
 def _escalates(change: AlertChange) -> bool:
-    return change.change is Change.ESCALATED or (
+    return change.change in (Change.ESCALATED, Change.CONFIRMED) or (
         change.change in (Change.RESOLVED, Change.ACCEPTED) and change.alert.escalated_at is not None)
 
 

@@ -25,7 +25,7 @@ from alerts.duration import parse_duration
 from alerts.ends import decide, learn
 from alerts.errors import AlertError
 from alerts.evaluate import run_rules
-from alerts.lifecycle import LifecyclePolicy, advance
+from alerts.lifecycle import LifecyclePolicy, advance, with_acks_and_silences
 from alerts.reach import history_start
 from alerts.registry import ProcessDefinition, build_definition
 from alerts.routing import route
@@ -39,6 +39,8 @@ from schemas.alerts import (
     Acknowledgement,
     Alert,
     AlertChange,
+    AlertNote,
+    Change,
     Finding,
     Notification,
     Review,
@@ -120,7 +122,9 @@ def policy(settings: Settings) -> LifecyclePolicy:
         pending_for=_wall(a.pending_for), resolve_after=_wall(a.resolve_after),
         repeat_interval=_wall(a.repeat_interval), flap_window=_wall(a.flap_window),
         flap_changes=a.flap_changes,
-        escalate_after=_wall(a.escalate_after) if a.escalate_after else None)
+        escalate_after=_wall(a.escalate_after) if a.escalate_after else None,
+        confirm_after=parse_duration(a.confirm_after),
+        recurrence_window=_wall(a.recurrence_window))
 
 
 def _wall(text: str | None) -> timedelta:
@@ -187,6 +191,7 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
                              evaluated={d.name for d in evaluated},
                              silences=state.silences(active_at=now),
                              acks=state.acknowledgements(), base_url=settings.alerts.base_url,
+                             calendars={d.name: d.calendar for d in defs},
                              acceptances=acceptances)
             notifications = route(result.changes, settings.alerts.routes,
                                   {c.name: c for c in settings.channels}, now)
@@ -207,7 +212,7 @@ def evaluate(settings: Settings, now: datetime | None = None, dry_run: bool = Fa
             if lease is not None:
                 lease.release()
     shown = tuple(a for a in result.alerts if a.process in {d.name for d in evaluated}
-                  and (a.status.value != "resolved" or a.resolved_at == now))
+                  and (not a.closed or a.resolved_at == now or a.confirmed_at == now))
     log.info("alerts evaluated", processes=len(evaluated), failed=len(failed),
              findings=len(findings), changes=len(result.changes),
              notifications=len(notifications), dry_run=dry_run)
@@ -391,8 +396,14 @@ def record_review(settings: Settings, process: str, by: str, note: str,
 
 
 def acknowledge(settings: Settings, key: str, by: str, note: str,
-                now: datetime | None = None) -> Acknowledgement:
-    ack = Acknowledgement(key, by, now or datetime.now(UTC), note)
+                now: datetime | None = None, owner: str | None = None,
+                action: str = "") -> Acknowledgement:
+    """Someone takes an alert on, naming who owns the fix (``owner``, default ``by``) and what
+    is being done (``action``); the next evaluation announces it once (ACKNOWLEDGED)."""
+    if not by.strip():
+        raise ConfigError("--by: say who takes it on")
+    ack = Acknowledgement(key, by.strip(), now or datetime.now(UTC), note,
+                          owner=(owner or "").strip() or None, action=action.strip())
     with _opened(settings) as (_store, state):
         state.acknowledge(ack)
     return ack
@@ -417,6 +428,48 @@ def accept(settings: Settings, key: str, by: str, why: str,
     return acceptance
 
 
+def add_note(settings: Settings, key: str, by: str, text: str,
+             now: datetime | None = None) -> tuple[AlertNote, bool]:
+    """A note on an open alert (what was done, what is next): kept in its history and, when
+    the alert was announced and is not silenced, sent once to its routes (``Change.NOTE``),
+    through the outbox; returns the note and whether it was queued for sending."""
+    if not by.strip():
+        raise ConfigError("--by: say who writes the note")
+    if not text.strip():
+        raise ConfigError("--text: say what was done or what is next")
+    now = now or datetime.now(UTC)
+    note = AlertNote(key, by.strip(), now, text.strip())
+    with _opened(settings) as (_store, state):
+        alert = state.alerts().get(key)
+        if alert is None or alert.closed:
+            state.add_note(note)  # refuses it, naming why (no such alert, or it is closed)
+            return note, False
+        alert = with_acks_and_silences(alert, state.acknowledgements(),
+                                       state.silences(active_at=now))
+        change = AlertChange(Change.NOTE, alert, now, note_transition(alert, note), note=note)
+        sent = alert.notified_at is not None and not alert.silenced
+        if sent:
+            channels = {c.name: c for c in settings.channels}
+            notifications = route([change], settings.alerts.routes, channels, now)
+            # The outbox first: a crash before the note is stored queues nothing twice on a
+            # retry of the same note (same transition, same notification ids).
+            outbox = open_outbox(settings.store.url, settings.store.session())
+            try:
+                outbox.enqueue(notifications, payload_for(channels))
+            finally:
+                outbox.close()
+        state.add_note(note, change)
+    log.info("alert note added", key=printable(key), sent=sent)
+    return note, sent
+
+
+def note_transition(alert: Alert, note: AlertNote) -> str:
+    """What identifies a NOTE change (its alert's episode, the note's time and author), as
+    ``alerts.lifecycle.transition`` identifies the lifecycle's changes."""
+    return "\x1f".join((alert.key, f"since {alert.first_seen.isoformat()}", Change.NOTE.value,
+                        f"{note.at.isoformat()} {note.by}"))
+
+
 def silence(settings: Settings, *, until: datetime, by: str, why: str, key: str | None,
             rule: str | None, process: str | None, now: datetime | None = None) -> Silence:
     now = now or datetime.now(UTC)
@@ -439,8 +492,11 @@ def unsilence(settings: Settings, silence_id: str, by: str,
 
 
 def listing(settings: Settings) -> tuple[list[Alert], list[Silence]]:
-    """Every known alert (newest first) and the active silences."""
+    """Every known alert (newest first) and the active silences, with the acknowledgements
+    and silences recorded since the last evaluation applied (as the web shows them)."""
     now = datetime.now(UTC)
     with _opened(settings) as (_store, state):
-        alerts = sorted(state.alerts().values(), key=lambda a: a.last_seen, reverse=True)
-        return alerts, state.silences(active_at=now)
+        acks, silences = state.acknowledgements(), state.silences(active_at=now)
+        alerts = sorted((with_acks_and_silences(a, acks, silences) for a in state.alerts().values()),
+                        key=lambda a: a.last_seen, reverse=True)
+        return alerts, silences

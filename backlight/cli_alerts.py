@@ -130,12 +130,12 @@ def digest(config_path: str | None, now_text: str | None, dry_run: bool) -> None
 @_config_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-@click.option("--all", "show_all", is_flag=True, help="Resolved alerts too.")
+@click.option("--all", "show_all", is_flag=True, help="Resolved and confirmed alerts too.")
 @_errors_exit
 def list_(config_path: str | None, fmt: str, show_all: bool) -> None:
     """The alerts and their state, and the active silences."""
     found, silences = alerting.listing(_settings(config_path))
-    shown = [a for a in found if show_all or a.status.value != "resolved"]
+    shown = [a for a in found if show_all or not a.closed]
     if fmt == "json":
         click.echo(json_printable(strict_json.dumps({"alerts": [a.to_json() for a in shown],
                                               "silences": [_silence_json(s) for s in silences]},
@@ -151,9 +151,14 @@ def list_(config_path: str | None, fmt: str, show_all: bool) -> None:
 
 
 def _alert_line(a: Alert) -> str:
-    flags = "".join([" acknowledged" if a.acknowledged else "", " silenced" if a.silenced else ""])
-    return (f"{a.status.value:<8} {a.severity.value:<8} {printable(a.key)}{flags}\n"
+    flags = "".join([" acknowledged" if a.acknowledged else "", " silenced" if a.silenced else "",
+                     f" recurred x{a.recurrences}" if a.recurrences else ""])
+    line = (f"{a.status.value:<8} {a.severity.value:<8} {printable(a.key)}{flags}\n"
             f"         {printable(a.summary)}")
+    if a.fix_owner or a.action:
+        line += (f"\n         fix owned by {printable(a.fix_owner or 'nobody')}"
+                 + (f": {printable(a.action)}" if a.action else ""))
+    return line
 
 
 def _matcher(s: Silence) -> str:
@@ -201,12 +206,32 @@ def unsilence(config_path: str | None, silence_id: str, by: str) -> None:
 @_config_option
 @click.argument("key")
 @click.option("--by", required=True, help="Who takes it on.")
+@click.option("--owner", default=None, help="Who owns the fix (default: --by).")
+@click.option("--action", default="", help="What is being done about it.")
 @click.option("--note", default="")
 @_errors_exit
-def ack(config_path: str | None, key: str, by: str, note: str) -> None:
-    """Acknowledge a firing alert: no repeats, no escalation for this episode."""
-    done = alerting.acknowledge(_settings(config_path), key, by, note)
-    click.echo(f"acknowledged {done.key} by {done.by}")
+def ack(config_path: str | None, key: str, by: str, owner: str | None, action: str,
+        note: str) -> None:
+    """Acknowledge a firing alert: no repeats, no escalation for this episode; the next
+    evaluation announces who owns the fix and what is being done."""
+    done = alerting.acknowledge(_settings(config_path), key, by, note, owner=owner,
+                                action=action)
+    click.echo(f"acknowledged {printable(done.key)} by {printable(done.by)}; fix owned by "
+               f"{printable(done.fix_owner)}" + (f": {printable(done.action)}" if done.action else ""))
+
+
+@alerts.command("note")
+@_config_option
+@click.argument("key")
+@click.option("--by", required=True, help="Who writes the note.")
+@click.option("--text", required=True, help="What was done, or what is next.")
+@_errors_exit
+def note(config_path: str | None, key: str, by: str, text: str) -> None:
+    """Add a note to an open alert: kept in its history and sent once to its routes (unless it
+    was never announced or is silenced)."""
+    added, sent = alerting.add_note(_settings(config_path), key, by, text)
+    click.echo(f"noted on {printable(added.key)} by {printable(added.by)}"
+               + ("; queued for its channels" if sent else "; kept (not announced: nothing sent)"))
 
 
 @alerts.command("accept")

@@ -238,6 +238,12 @@ class AlertSettings(_Model):
     flapping, announced once and held firing until it has been clear for flap_window."""
     escalate_after: str | None = None
     """Not acknowledged this long: sent to the routes marked escalation = true."""
+    confirm_after: str = "5 business days"
+    """A resolved alert clear this long (business time in the process's calendar, or wall
+    time) is confirmed: the confirmation goes to its routes and to the escalation routes."""
+    recurrence_window: str = "30 days"
+    """A condition back within this (wall time) of a resolution reopens the episode as
+    recurred, one severity step up; later, a return is a new episode."""
     history: str = "365 days"
     """How much of a process's history a round reads: the cases with an event in this span
     before its latest event (and whatever the rules' own windows reach further back)."""
@@ -248,7 +254,14 @@ class AlertSettings(_Model):
     """The weekly digest to each escalation route (alerts/digest_schedule.py)."""
 
     _durations = field_validator("every", "pending_for", "resolve_after", "repeat_interval",
-                                 "escalate_after", "history", "flap_window")(_wall_duration)
+                                 "escalate_after", "history", "flap_window",
+                                 "recurrence_window")(_wall_duration)
+
+    @field_validator("confirm_after")
+    @classmethod
+    def _confirm_after(cls, text: str) -> str:
+        parse_duration(text)  # wall or business time: raises naming what is wrong
+        return text
 
     @field_validator("base_url")
     @classmethod

@@ -11,8 +11,8 @@ Three sources feed it:
 - the readiness probe's quick read of the store (``observe_store_read``): its latency;
 - the store, read at scrape time by ``StoreCollector`` through the store, alert state and
   outbox interfaces (SQLite or PostgreSQL alike): events per process, the alerts by process,
-  status and severity, the alerts fired (FIRING changes in the history), the notifications
-  sent and given up per channel, and the outbox depth (pending deliveries).
+  status and severity, the alerts fired (FIRING and RECURRED changes in the history), the
+  notifications sent and given up per channel, and the outbox depth (pending deliveries).
 
 These last counters are totals the store keeps, so they survive restarts and count what the
 CLI, ``alerts run`` and other processes did too.
@@ -250,14 +250,15 @@ class StoreCollector(Collector):
         for count in store.counts():
             events.add_metric([count.process], count.events)
         current = GaugeMetricFamily("backlight_alerts", "Stored alerts, per process, status "
-                                    "(pending, firing, resolved) and severity",
+                                    "(pending, firing, resolved, confirmed) and severity",
                                     labels=["process", "status", "severity"])
         tally = Counter_((a.process, a.status.value, a.severity.value)
                          for a in state.alerts().values())
         for labels, n in sorted(tally.items()):
             current.add_metric(list(labels), n)
         fired = CounterMetricFamily("backlight_alerts_fired", "Times an alert started firing "
-                                    "(FIRING changes in the alert history), per process and rule",
+                                    "(FIRING and RECURRED changes in the alert history), per "
+                                    "process and rule",
                                     labels=["process", "rule"])
         for (process, rule), n in sorted(state.fired().items()):
             fired.add_metric([process, rule], n)

@@ -40,13 +40,16 @@ _TEAMS: dict[str, tuple[int, int]] = {
 
 @dataclass(frozen=True)
 class Bottleneck:
-    """From `since` on, the wait before `activity` is `factor` times as long."""
+    """From `since` on (until `until`, when given), the wait before `activity` is `factor`
+    times as long."""
 
     activity: str
     since: datetime  # naive datetimes are read as Europe/Amsterdam wall-clock time
     factor: float = 5.0
     segment: tuple[str, str] | None = None
     """(attribute, value): only cases whose attribute has that value are slowed; None: all."""
+    until: datetime | None = None
+    """The anomaly ends (it was fixed): a wait that starts from then on is normal again."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class ReworkLoop:
     since: datetime | None = None
     """Only cases arriving from then on get the loop (it "appears mid-way"); None: all cases.
     Naive datetimes are read as Europe/Amsterdam wall-clock time."""
+    until: datetime | None = None
+    """The anomaly ends (it was fixed): cases arriving from then on get no loop."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class StuckCases:
 
     after_activity: str
     share: float = 0.05
+    until: datetime | None = None
+    """The anomaly ends (it was fixed): the share is drawn from the cases arriving before
+    then, and each of them goes on at `until` (its next step's wait starts then) instead of
+    recording nothing more; cases arriving from then on are never stuck."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,8 @@ class _Case:
     rng: random.Random
     attributes: dict[str, Any]
     path: list[str]  # mutable: anomalies add or cut steps
+    held: tuple[int, datetime] | None = None
+    """(position, until): the case is stuck after that step until then (an anomaly's end)."""
 
 
 def _money(rng: random.Random, median: float, step: int) -> int:
@@ -238,8 +249,18 @@ def _check_share(what: str, share: float) -> None:
         raise SimulationError(f"{what} share {share!r} must be between 0 and 1")
 
 
+def _check_until(what: str, since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and _local(until) <= _local(since):
+        raise SimulationError(f"{what} until {until.isoformat()} must be after its since "
+                              f"{since.isoformat()}")
+
+
 def _check(process: str, anomalies: Anomalies) -> None:
     flow = _flow(process)
+    if anomalies.bottleneck is not None:
+        _check_until("bottleneck", anomalies.bottleneck.since, anomalies.bottleneck.until)
+    if anomalies.rework is not None:
+        _check_until("rework", anomalies.rework.since, anomalies.rework.until)
     if (bottleneck := anomalies.bottleneck) is not None:
         _check_activity(process, "bottleneck activity", bottleneck.activity)
         if bottleneck.activity == next(iter(flow.steps)):
@@ -351,7 +372,9 @@ def _inject_rework(flow: _Flow, plans: list[_Case], rework: ReworkLoop,
                    rng: random.Random) -> dict[str, Any]:
     loop = list(rework.activities)
     since = _local(rework.since) if rework.since is not None else None
-    arriving = [c for c in plans if since is None or c.arrival >= since]
+    until = _local(rework.until) if rework.until is not None else None
+    arriving = [c for c in plans if (since is None or c.arrival >= since)
+                and (until is None or c.arrival < until)]
     slots = {c.case_id: s for c in arriving if (s := _rework_slot(flow, c.path, loop)) is not None}
     eligible = [c for c in arriving if c.case_id in slots]
     chosen = rng.sample(eligible, min(len(eligible), round(rework.share * len(arriving))))
@@ -363,18 +386,25 @@ def _inject_rework(flow: _Flow, plans: list[_Case], rework: ReworkLoop,
         runs[case.case_id] = _runs(case.path, loop)
     return {"activities": loop, "share": rework.share, "cases": sorted(runs), "runs": runs,
             "natural_max_runs": _MAX_VISITS,
-            "since": None if since is None else format_time(to_time_us(since))}
+            "since": None if since is None else format_time(to_time_us(since)),
+            "until": None if until is None else format_time(to_time_us(until))}
 
 
 def _inject_stuck(plans: list[_Case], stuck: StuckCases, rng: random.Random,
                   exclude: set[str]) -> dict[str, Any]:
     name = stuck.after_activity
-    eligible = [c for c in plans if c.case_id not in exclude and name in c.path[:-1]]
-    chosen = rng.sample(eligible, min(len(eligible), round(stuck.share * len(plans))))
+    until = _local(stuck.until) if stuck.until is not None else None
+    arriving = [c for c in plans if until is None or c.arrival < until]
+    eligible = [c for c in arriving if c.case_id not in exclude and name in c.path[:-1]]
+    chosen = rng.sample(eligible, min(len(eligible), round(stuck.share * len(arriving))))
     for case in chosen:
-        del case.path[case.path.index(name) + 1:]
+        if until is None:
+            del case.path[case.path.index(name) + 1:]
+        else:
+            case.held = (case.path.index(name), until)
     return {"after_activity": name, "share": stuck.share,
-            "cases": sorted(c.case_id for c in chosen)}
+            "cases": sorted(c.case_id for c in chosen),
+            "until": None if until is None else format_time(to_time_us(until))}
 
 
 def _in_segment(case: _Case, segment: tuple[str, str] | None) -> bool:
@@ -387,6 +417,8 @@ def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | N
     """Time, resource and team for each step of one case; notes the cases the bottleneck hit."""
     rng, events = case.rng, list[CaseEvent]()
     since_us = to_time_us(_local(bottleneck.since)) if bottleneck else 0
+    until_us = (to_time_us(_local(bottleneck.until)) if bottleneck and bottleneck.until
+                else None)
     attributes = json.dumps(case.attributes, sort_keys=True, separators=(",", ":"))
     handlers: dict[str, str] = {}
     done, hold = case.arrival, 0.0
@@ -396,6 +428,7 @@ def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | N
         if pos > 0:
             wait = _duration(rng, step.wait) + _duration(rng, hold)
             if (bottleneck and name == bottleneck.activity and to_time_us(done) >= since_us
+                    and (until_us is None or to_time_us(done) < until_us)
                     and _in_segment(case, bottleneck.segment)):
                 wait *= bottleneck.factor
                 slowed.add(case.case_id)
@@ -412,6 +445,8 @@ def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | N
                 lifecycle=lifecycle, resource=handlers[step.team], team=step.team,
                 attributes=attributes))
         done, hold = end, step.hold
+        if case.held is not None and case.held[0] == pos:
+            done = max(done, case.held[1])  # stuck here until the anomaly ended
     return events
 
 
@@ -458,6 +493,8 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
         truth["bottleneck"] = {
             "activity": bottleneck.activity, "factor": bottleneck.factor,
             "since": format_time(to_time_us(_local(bottleneck.since))),
+            "until": (None if bottleneck.until is None
+                      else format_time(to_time_us(_local(bottleneck.until)))),
             "segment": None if bottleneck.segment is None else list(bottleneck.segment),
             "cases": sorted(slowed)}
     ground_truth = {

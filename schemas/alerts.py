@@ -7,7 +7,7 @@ One definition each, used by the rules, the lifecycle, the outbox, the CLI and t
 - ``Alert``: a finding with its lifecycle state (``Status``, plus acknowledged / silenced), as
   ``alerts evaluate --format json`` and ``alerts list`` print it (``to_json``).
 - ``Change``: why a notification is sent (the CloudEvent type is ``backlight.alert.<change>``).
-- ``Silence``, ``Acknowledgement``, ``Review``: what people record, with who, when and why.
+- ``Silence``, ``Acknowledgement``, ``AlertNote``, ``Review``: what people record, with who, when and why.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Status(enum.StrEnum):
     PENDING = "pending"  # the condition holds, not yet for long enough to fire
     FIRING = "firing"
     RESOLVED = "resolved"  # the condition has been clear for long enough
-    CONFIRMED = "confirmed"  # resolved, and the figure stayed within its baseline for confirm_after
+    CONFIRMED = "confirmed"  # resolved, and it stayed clear for ``confirm_after``
 
 
 class Change(enum.StrEnum):
@@ -60,9 +60,9 @@ class Change(enum.StrEnum):
     ACKNOWLEDGED = "acknowledged"
     SILENCED = "silenced"
     ACCEPTED = "accepted"  # the owner accepted the new level as normal: the episode resolves
-    CONFIRMED = "confirmed"
-    RECURRED = "recurred"  # back within recurrence_window after a resolution: the episode reopens
-    NOTE = "note"  # an owner/action note added while open
+    CONFIRMED = "confirmed"  # resolved and stayed clear for confirm_after: the fix held
+    RECURRED = "recurred"  # back within recurrence_window of a resolution: the episode reopens
+    NOTE = "note"  # an owner/action note added while the alert is open
 
 
 def alert_key(rule: str, process: str, subject: str,
@@ -140,9 +140,9 @@ class Alert:
     """It changed state more often than the flap limit allows within the flap window: it
     stays firing (one announcement) until it has been clear for the whole window."""
     fix_owner: str | None = None
-    """Who owns the fix (named when acknowledging; the person acknowledging by default)."""
+    """Who owns the fix: the episode's acknowledgement's owner (or whoever acknowledged)."""
     action: str | None = None
-    """What is being done about it."""
+    """What is being done about it, as the acknowledgement recorded it (None: nothing said)."""
     baseline_until: datetime | None = None
     """The frozen baseline: while an episode is open, its rule compares with the baseline as it
     was before this instant, the episode's onset (the start, in UTC, of the first finding's
@@ -152,9 +152,11 @@ class Alert:
     from then on that level is the key's baseline (``alerts.anchors``)."""
     accepted_by: str | None = None
     confirmed_at: datetime | None = None
+    """When the resolution was confirmed (clear for ``confirm_after``; status CONFIRMED)."""
     recurrences: int = 0
+    """How often the condition came back within ``recurrence_window`` of a resolution."""
     previous: Mapping[str, JsonValue] | None = None
-    """For a recurred episode: the earlier episode's first_seen, resolved_at, fix_owner, action."""
+    """For a recurred episode: the earlier one's first_seen, resolved_at, fix_owner, action."""
 
     @classmethod
     def from_finding(cls, finding: Finding, status: Status, owner: str | None,
@@ -173,6 +175,11 @@ class Alert:
     @property
     def silenced(self) -> bool:
         return self.silenced_by is not None
+
+    @property
+    def closed(self) -> bool:
+        """Resolved, confirmed or not: the episode is over (a return reopens or starts one)."""
+        return self.status in (Status.RESOLVED, Status.CONFIRMED)
 
     def to_json(self) -> dict[str, JsonValue]:
         """The shape ``alerts evaluate --format json`` prints and the API returns."""
@@ -238,14 +245,19 @@ class Acknowledgement:
     at: datetime
     note: str = ""
     owner: str | None = None
-    """Who owns the fix; None means ``by``."""
+    """Who owns the fix; None: whoever acknowledged (``by``)."""
     action: str = ""
-    """What is being done."""
+    """What is being done about it."""
+
+    @property
+    def fix_owner(self) -> str:
+        """Who owns the fix: ``owner``, or ``by`` when none was named."""
+        return self.owner or self.by
 
 
 @dataclass(frozen=True)
 class AlertNote:
-    """An owner's or action note added to an open alert."""
+    """A note added to an open alert (what was done, what is next): sent once, kept."""
 
     key: str
     by: str
@@ -286,6 +298,11 @@ class AlertChange:
     from (alerts/lifecycle.py), never the evaluation's time: two evaluations that overlap and
     see the same state find the same transition, so its notification is queued once. Empty
     for a change made by hand (the notification id then counts its time)."""
+    note: AlertNote | None = None
+    """The note a NOTE change announces."""
+    detail: str = ""
+    """What the change says beyond the alert's state: a CONFIRMED change's sentence of what
+    held (alerts/confirmation.py)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from schemas.alerts import (
     Acknowledgement,
     Alert,
     AlertChange,
+    AlertNote,
     Review,
     Severity,
     Silence,
@@ -76,6 +77,17 @@ _ACCEPTANCES = (
         why        TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS alert_acceptances_key ON alert_acceptances (key, at_us)",
 )
+_NOTES = (
+    "ALTER TABLE alert_acks ADD COLUMN owner TEXT",
+    "ALTER TABLE alert_acks ADD COLUMN action TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE IF NOT EXISTS alert_notes (
+        seq        {seq},
+        key        TEXT NOT NULL,
+        who        TEXT NOT NULL,
+        at_us      {int} NOT NULL,
+        text       TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alert_notes_key ON alert_notes (key, at_us)",
+)
 _LEASES = """CREATE TABLE IF NOT EXISTS alert_leases (
         name       TEXT PRIMARY KEY,
         holder     TEXT NOT NULL,
@@ -93,6 +105,8 @@ def _schema(int_type: str, seq_type: str) -> Schema:
                   (typed(_LEASES),)),
         Migration(3, "acceptances: an alert's new level accepted as normal",
                   tuple(typed(t) for t in _ACCEPTANCES)),
+        Migration(4, "who owns the fix and what is done: acknowledgements' owner and action,"
+                  " notes on open alerts", tuple(typed(t) for t in _NOTES)),
     ), AlertStateError)
 
 
@@ -129,7 +143,8 @@ class AlertState(Protocol):
         ...
 
     def fired(self) -> dict[tuple[str, str], int]:
-        """How often alerts started firing (FIRING changes in the history), per (process, rule)."""
+        """How often alerts started firing (FIRING and RECURRED changes in the history), per
+        (process, rule)."""
         ...
 
     def add_silence(self, silence: Silence) -> Silence:
@@ -158,6 +173,15 @@ class AlertState(Protocol):
 
     def acceptances(self) -> dict[str, Acceptance]:
         """The latest acceptance per alert key."""
+        ...
+
+    def add_note(self, note: AlertNote, change: AlertChange | None = None) -> None:
+        """Record a note on a pending or firing alert and, in the same transaction, the NOTE
+        change announcing it (if given) in the history."""
+        ...
+
+    def notes(self, key: str | None = None) -> list[AlertNote]:
+        """Recorded notes, oldest first, of one alert or all."""
         ...
 
     def record_review(self, review: Review) -> None:
@@ -252,9 +276,35 @@ def silence_from_json(data: Mapping[str, Any]) -> Silence:
 
 
 def history_rows(changes: Sequence[AlertChange]) -> list[tuple[Any, ...]]:
-    """The ``alert_history`` rows of some changes (key, change, status, at_us, summary, body)."""
+    """The ``alert_history`` rows of some changes (key, change, status, at_us, summary, body);
+    a change's body is its alert's JSON, with its note (``note``: key, by, at, text) and its
+    detail (``detail``) when it has them."""
     return [(c.alert.key, c.change.value, c.alert.status.value, stored_us(c.at), c.alert.summary,
-             strict_json.dumps(c.alert.to_json())) for c in changes]
+             strict_json.dumps(_history_body(c))) for c in changes]
+
+
+def _history_body(change: AlertChange) -> dict[str, Any]:
+    body = change.alert.to_json()
+    if change.note is not None:
+        body["note"] = note_to_json(change.note)
+    if change.detail:
+        body["detail"] = change.detail
+    return body
+
+
+def note_to_json(note: AlertNote) -> dict[str, Any]:
+    """A note as JSON (its time as ISO 8601 with its offset)."""
+    return {"key": note.key, "by": note.by, "at": note.at.isoformat(), "text": note.text}
+
+
+def note_from_json(data: Mapping[str, Any] | None) -> AlertNote | None:
+    """The inverse of ``note_to_json``; None stays None."""
+    if data is None:
+        return None
+    try:
+        return AlertNote(data["key"], data["by"], _parse(data["at"]), data["text"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlertStateError(f"a stored note cannot be read: {exc!r}") from exc
 
 
 

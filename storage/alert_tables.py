@@ -17,7 +17,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from schemas import strict_json
-from schemas.alerts import Acceptance, Acknowledgement, Alert, AlertChange, Change, Review, Silence, Status
+from schemas.alerts import (
+    Acceptance,
+    Acknowledgement,
+    Alert,
+    AlertChange,
+    AlertNote,
+    Change,
+    Review,
+    Silence,
+    Status,
+)
 from storage.alert_state import (
     POSTGRES_SCHEMA,
     SCHEMA,
@@ -25,6 +35,7 @@ from storage.alert_state import (
     evaluation_lease,
     history_rows,
     lease_check,
+    note_from_json,
     silence_from_json,
     silence_to_json,
 )
@@ -39,6 +50,14 @@ _UPSERT = ("INSERT INTO alert_states (key, process, status, body) VALUES (?,?,?,
            " status = excluded.status, body = excluded.body")
 _HISTORY = ("INSERT INTO alert_history (key, change, status, at_us, summary, body)"
             " VALUES (?,?,?,?,?,?)")
+
+
+def _change_of(change: str, at_us: int, body: str) -> AlertChange:
+    """A change as recorded in ``alert_history``: its kind, time, and the alert as it was then
+    (with the note or sentence it carried)."""
+    data = json.loads(body)
+    return AlertChange(Change(change), alert_from_json(data), stored_time(at_us),
+                       note=note_from_json(data.get("note")), detail=str(data.get("detail", "")))
 
 
 class StoredAlertState:
@@ -75,8 +94,7 @@ class StoredAlertState:
             sql, args = sql + " WHERE key = ?", [key]
         rows = self.tables.read("reading the alert history", sql + " ORDER BY seq DESC LIMIT ?",
                                 [*args, limit])
-        return [AlertChange(Change(change), alert_from_json(json.loads(body)), stored_time(at_us))
-                for change, at_us, body in rows]
+        return [_change_of(*row) for row in rows]
 
     def changes(self, since: datetime | None = None,
                 until: datetime | None = None) -> list[AlertChange]:
@@ -86,14 +104,13 @@ class StoredAlertState:
         if until is not None:
             sql, args = sql + " AND at_us < ?", [*args, stored_us(until)]
         rows = self.tables.read("reading the alert changes", sql + " ORDER BY at_us, seq", args)
-        return [AlertChange(Change(change), alert_from_json(json.loads(body)), stored_time(at_us))
-                for change, at_us, body in rows]
+        return [_change_of(*row) for row in rows]
 
     def fired(self) -> dict[tuple[str, str], int]:
         process, rule = self._sql.json_text("body", "process"), self._sql.json_text("body", "rule")
         rows = self.tables.read("counting the alerts fired",
                                 f"SELECT {process}, {rule}, COUNT(*) FROM alert_history"  # noqa: S608
-                                " WHERE change = 'firing' GROUP BY 1, 2")
+                                " WHERE change IN ('firing', 'recurred') GROUP BY 1, 2")
         return {(str(p), str(r)): int(n) for p, r, n in rows}
 
     # -- evaluation leases and the fenced commit -----------------------------------------------
@@ -182,23 +199,46 @@ class StoredAlertState:
         return self.tables.write(f"expiring silence {id!r}", work)
 
     # -- acknowledgements and reviews --------------------------------------------------------
+    def _check_open(self, run: Run, key: str, what: str) -> None:
+        """AlertStateError unless the alert exists and is open (read under a share lock)."""
+        found = run.rows(f"SELECT status FROM alert_states WHERE key = ?{self._sql.for_share}",  # noqa: S608 (dialect fragments)
+                         (key,))
+        if not found:
+            raise AlertStateError(f"no alert with key {key!r}")
+        if found[0][0] in (Status.RESOLVED.value, Status.CONFIRMED.value):
+            raise AlertStateError(f"alert {key!r} is {found[0][0]}: nothing to {what}")
+
     def acknowledge(self, ack: Acknowledgement) -> None:
         def work(run: Run) -> None:
-            found = run.rows(f"SELECT status FROM alert_states WHERE key = ?{self._sql.for_share}",  # noqa: S608 (dialect fragments)
-                             (ack.key,))
-            if not found:
-                raise AlertStateError(f"no alert with key {ack.key!r}")
-            if found[0][0] == Status.RESOLVED.value:
-                raise AlertStateError(f"alert {ack.key!r} is resolved: nothing to acknowledge")
-            run.count("INSERT INTO alert_acks (key, who, at_us, note) VALUES (?,?,?,?)",
-                      (ack.key, ack.by, stored_us(ack.at), ack.note))
+            self._check_open(run, ack.key, "acknowledge")
+            run.count("INSERT INTO alert_acks (key, who, at_us, note, owner, action)"
+                      " VALUES (?,?,?,?,?,?)",
+                      (ack.key, ack.by, stored_us(ack.at), ack.note, ack.owner, ack.action))
         self.tables.write(f"acknowledging {ack.key!r}", work)
 
     def acknowledgements(self) -> dict[str, Acknowledgement]:
         rows = self.tables.read("reading the acknowledgements",
-                                "SELECT key, who, at_us, note FROM alert_acks ORDER BY at_us, seq")
-        return {key: Acknowledgement(key, who, stored_time(at_us), note)
-                for key, who, at_us, note in rows}
+                                "SELECT key, who, at_us, note, owner, action FROM alert_acks"
+                                " ORDER BY at_us, seq")
+        return {key: Acknowledgement(key, who, stored_time(at_us), note, owner, action)
+                for key, who, at_us, note, owner, action in rows}
+
+    def add_note(self, note: AlertNote, change: AlertChange | None = None) -> None:
+        history = history_rows([change] if change is not None else [])
+
+        def work(run: Run) -> None:
+            self._check_open(run, note.key, "note")
+            run.count("INSERT INTO alert_notes (key, who, at_us, text) VALUES (?,?,?,?)",
+                      (note.key, note.by, stored_us(note.at), note.text))
+            run.many(_HISTORY, history)
+        self.tables.write(f"adding a note to {note.key!r}", work)
+
+    def notes(self, key: str | None = None) -> list[AlertNote]:
+        sql, args = "SELECT key, who, at_us, text FROM alert_notes", []
+        if key is not None:
+            sql, args = sql + " WHERE key = ?", [key]
+        rows = self.tables.read("reading the notes", sql + " ORDER BY at_us, seq", args)
+        return [AlertNote(k, who, stored_time(at_us), text) for k, who, at_us, text in rows]
 
     def accept(self, acceptance: Acceptance) -> None:
         def work(run: Run) -> None:
@@ -206,8 +246,8 @@ class StoredAlertState:
                              (acceptance.key,))
             if not found:
                 raise AlertStateError(f"no alert with key {acceptance.key!r}")
-            if found[0][0] == Status.RESOLVED.value:
-                raise AlertStateError(f"alert {acceptance.key!r} is resolved: nothing to accept")
+            if found[0][0] in (Status.RESOLVED.value, Status.CONFIRMED.value):
+                raise AlertStateError(f"alert {acceptance.key!r} is {found[0][0]}: nothing to accept")
             run.count("INSERT INTO alert_acceptances (key, who, at_us, why) VALUES (?,?,?,?)",
                       (acceptance.key, acceptance.by, stored_us(acceptance.at), acceptance.why))
         self.tables.write(f"accepting {acceptance.key!r}", work)

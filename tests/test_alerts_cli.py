@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, backlight
 
 from ingest.simulate import Anomalies, StuckCases, simulate
-from storage import SQLiteStore
+from storage import SQLiteStore, open_outbox
 
 TODAY = datetime.now(UTC).date()
 SECRET = "T0SECRET/B0TOKEN/xyzzy"
@@ -172,6 +172,49 @@ def test_silence_ack_and_unsilence_from_the_cli(tmp_path: Path) -> None:
     assert listed["silences"] == []
     after = {a["process"]: a for a in evaluate_json(cfg, datetime.now(UTC) + timedelta(minutes=1))}
     assert after["orphan"]["silenced"] is False and after["orphan"]["status"] == "firing"
+
+
+def test_ack_names_the_fix_owner_and_action_and_notes_are_queued_once(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """`alerts ack --owner --action` shows on `alerts list` (text and JSON) at once; the next
+    evaluation queues ACKNOWLEDGED once; `alerts note` on the announced alert is queued for
+    its channel, on a resolved or unknown one refused (exit 1, naming the key)."""
+    cfg = governance_config(tmp_path, receiver.url)
+    env = {"HOOK_URL": receiver.url}
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    evaluate_json(cfg, now, env=env)
+    key = "stale_review/never/review"
+    out = backlight("alerts", "ack", key, "--config", str(cfg), "--by", "cy", "--owner",
+                    "clm-ops", "--action", "review booked for Monday", env=env)
+    assert out.stdout.strip() == (f"acknowledged {key} by cy; fix owned by clm-ops: "
+                                  "review booked for Monday")
+    listed = json.loads(backlight("alerts", "list", "--config", str(cfg), "--format", "json",
+                                  env=env).stdout)
+    mine = next(a for a in listed["alerts"] if a["key"] == key)
+    assert (mine["fix_owner"], mine["action"]) == ("clm-ops", "review booked for Monday")
+    text = backlight("alerts", "list", "--config", str(cfg), env=env).stdout
+    assert "fix owned by clm-ops: review booked for Monday" in text
+    again = evaluate_json(cfg, now + timedelta(minutes=1), env=env)
+    assert next(a for a in again if a["key"] == key)["fix_owner"] == "clm-ops"
+    noted = backlight("alerts", "note", key, "--config", str(cfg), "--by", "cy", "--text",
+                      "reviewer asked for the model", env=env)
+    assert noted.stdout.strip() == f"noted on {key} by cy; queued for its channels"
+    refused = backlight("alerts", "note", "no/such/key", "--config", str(cfg), "--by", "cy",
+                        "--text", "x", env=env, check=False)
+    assert refused.returncode == 1 and "no/such/key" in refused.stderr
+    blank = backlight("alerts", "note", key, "--config", str(cfg), "--by", "cy", "--text", " ",
+                      env=env, check=False)
+    assert blank.returncode == 2 and "--text" in blank.stderr
+    outbox = open_outbox(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        bodies = [json.loads(item.payload) for item in outbox.items()]
+    finally:
+        outbox.close()
+    kinds = [c["change"] for b in bodies for c in b["changes"] if c["alert"]["key"] == key]
+    assert kinds == ["firing", "acknowledged", "note"]
+    said = [c for b in bodies for c in b["changes"] if c["change"] in ("acknowledged", "note")]
+    assert said[0]["alert"]["action"] == "review booked for Monday"
+    assert said[1]["note"]["text"] == "reviewer asked for the model"
 
 
 def test_run_delivers_to_a_real_webhook_without_logging_its_url(tmp_path: Path,

@@ -246,18 +246,21 @@ def test_no_events_inhibits_derived_alerts_but_not_governance() -> None:
 
 
 def test_a_new_episode_after_resolve_fires_again_without_the_old_acknowledgement() -> None:
-    """FIRING, RESOLVED, then the condition returns: a new FIRING with a fresh episode (new
-    first_seen and fired_at, the old acknowledgement no longer counts)."""
+    """FIRING, RESOLVED, then the condition returns after the recurrence window: a new FIRING
+    with a fresh episode (new first_seen and fired_at, the old acknowledgement no longer
+    counts, no link to the old one)."""
     run = Runner()
     run.round(T0, [finding()])
     run.acks[KEY] = Acknowledgement(KEY, "alice", T0 + HOUR)
     run.round(T0 + 2 * HOUR, [finding()])
     run.round(T0 + 3 * DAY, [])
-    run.round(T0 + 4 * DAY, [finding()])
+    back = T0 + 3 * DAY + run.policy.recurrence_window + HOUR
+    run.round(back, [finding()])
     assert run.kinds() == [Change.FIRING, Change.ACKNOWLEDGED, Change.RESOLVED, Change.FIRING]
     alert = run.state[KEY]
-    assert alert.first_seen == alert.fired_at == T0 + 4 * DAY
+    assert alert.first_seen == alert.fired_at == back
     assert alert.acknowledged_by is None and alert.resolved_at is None
+    assert alert.recurrences == 0 and alert.previous is None
 
 
 def test_severity_rise_while_firing_is_announced_and_a_fall_is_not() -> None:
@@ -374,7 +377,7 @@ def test_a_naive_now_is_refused() -> None:
 def _firing_resolved(changes: Iterable[AlertChange]) -> Mapping[str, list[AlertChange]]:
     per_key: dict[str, list[AlertChange]] = {}
     for c in changes:
-        if c.change in (Change.FIRING, Change.RESOLVED):
+        if c.change in (Change.FIRING, Change.RECURRED, Change.RESOLVED):
             per_key.setdefault(c.alert.key, []).append(c)
     return per_key
 
@@ -392,9 +395,10 @@ def test_firing_and_resolved_alternate_for_any_sequence(
         rounds: list[tuple[bool, int, Severity]], pending_h: int, resolve_h: int,
         silence: tuple[int, int] | None, ack_at: int | None, vary_severity: bool) -> None:
     """For any sequence of present/absent findings, gaps, policy, silence and acknowledgement,
-    each key's FIRING and RESOLVED changes alternate, starting with FIRING; a second FIRING
-    without a RESOLVED between happens only when the severity rose; at most one ESCALATED per
-    episode."""
+    each key's FIRING (or RECURRED) and RESOLVED changes alternate, starting with FIRING (or
+    RECURRED, when the episode before was silenced throughout); a
+    second FIRING without a RESOLVED between happens only when the severity rose; at most one
+    ESCALATED per episode."""
     run = Runner(LifecyclePolicy(pending_for=pending_h * HOUR, resolve_after=resolve_h * HOUR,
                                  escalate_after=DAY))
     if silence is not None:
@@ -410,11 +414,13 @@ def test_firing_and_resolved_alternate_for_any_sequence(
         now += gap * HOUR
     announced = (Change.FIRING, Change.REPEAT, Change.ESCALATED)
     for seq in _firing_resolved(run.sent).values():
-        assert seq[0].change is Change.FIRING
+        assert seq[0].change in (Change.FIRING, Change.RECURRED)  # RECURRED: FIRING was silenced
         for before, after in itertools.pairwise(seq):
             if after.change is Change.RESOLVED:
-                assert before.change is Change.FIRING
-            elif before.change is Change.FIRING:  # FIRING again in the episode: a higher severity
+                assert before.change in (Change.FIRING, Change.RECURRED)
+            elif after.change is Change.RECURRED:
+                assert before.change is Change.RESOLVED
+            elif before.change in (Change.FIRING, Change.RECURRED):  # again: a higher severity
                 assert after.alert.fired_at == before.alert.fired_at
                 told = [c for c in run.sent if c.change in announced and c.at < after.at]
                 assert after.alert.severity.rank > told[-1].alert.severity.rank
@@ -469,19 +475,20 @@ def test_a_finding_only_above_the_clearing_threshold_holds_but_never_opens() -> 
 
 def test_an_alert_that_keeps_firing_and_resolving_is_marked_flapping_and_announced_once() -> None:
     """Weekly rounds crossing the clearing threshold every other week for 16 weeks: FIRING,
-    RESOLVED, then one FIRING marked flapping, after which the alert stays firing and quiet;
+    RESOLVED, then one RECURRED marked flapping, after which the alert stays firing and quiet;
     clear for the whole flap window, it resolves once (four messages against sixteen)."""
     run = Runner()
     for week in range(16):
         run.round(T0 + week * 7 * DAY, [finding()] if week % 2 == 0 else [])
-    assert run.kinds() == [Change.FIRING, Change.RESOLVED, Change.FIRING]
+    assert run.kinds() == [Change.FIRING, Change.RESOLVED, Change.RECURRED]
     flapping = run.sent[-1].alert
     assert flapping.flapping and flapping.to_json()["flapping"] is True
     assert run.state[KEY].status is Status.FIRING and run.state[KEY].flapping
     for week in range(16, 22):
         run.round(T0 + week * 7 * DAY, [])
-    assert run.kinds() == [Change.FIRING, Change.RESOLVED, Change.FIRING, Change.RESOLVED]
-    assert not run.state[KEY].flapping and run.state[KEY].status is Status.RESOLVED
+    assert run.kinds() == [Change.FIRING, Change.RESOLVED, Change.RECURRED, Change.RESOLVED,
+                           Change.CONFIRMED]
+    assert not run.state[KEY].flapping and run.state[KEY].status is Status.CONFIRMED
 
     plain = Runner(LifecyclePolicy(flap_changes=100))
     for week in range(16):

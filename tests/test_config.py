@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,9 @@ def test_secret_comes_from_environment_and_is_masked(tmp_path: Path) -> None:
     ('[web]\nread = "closed"', {}, "web.read"),
     ('[alerts]\nflap_changes = 0', {}, "alerts.flap_changes"),
     ('[alerts]\nflap_window = "2 business days"', {}, "alerts.flap_window"),
+    ('[alerts]\nrecurrence_window = "3 business days"', {}, "alerts.recurrence_window"),
+    ('[alerts]\nconfirm_after = "soon"', {}, "alerts.confirm_after: 'soon' is not a duration"),
+    ('[alerts]\nconfirm_after = "-1 days"', {}, "alerts.confirm_after"),
     ('[alerts.rules.rework]\nclear_z = 3.5', {}, "clear_z"),
     ('[alerts.rules.rework]\nmin_support_share = 2', {}, "min_support_share"),
 ])
@@ -319,3 +323,23 @@ def test_quiet_defaults_remind_monthly_and_detect_flapping(tmp_path: Path) -> No
     assert (alerts.repeat_interval, alerts.flap_window, alerts.flap_changes) == (
         "28 days", "28 days", 2)
     assert alerts.rules.rework.clear_z == 2.0 and alerts.rules.rework.min_support_cases == 5
+
+
+def test_resolutions_are_confirmed_after_a_business_week_and_recur_within_a_month(
+        tmp_path: Path) -> None:
+    """The defaults: confirm_after 5 business days, recurrence_window 30 days, as the lifecycle
+    policy takes them; a file may set either."""
+    from alerts.duration import Duration
+    from backlight.alerting import policy
+
+    path = tmp_path / "backlight.toml"
+    path.write_text(default_toml())
+    settings = load(path, environ={})
+    assert (settings.alerts.confirm_after, settings.alerts.recurrence_window) == (
+        "5 business days", "30 days")
+    assert policy(settings).confirm_after == Duration(5, "business_days")
+    assert policy(settings).recurrence_window == timedelta(days=30)
+    path.write_text('[alerts]\nconfirm_after = "3 days"\nrecurrence_window = "2 weeks"\n')
+    changed = policy(load(path, environ={}))
+    assert (changed.confirm_after, changed.recurrence_window) == (
+        Duration(3, "days"), timedelta(weeks=2))

@@ -205,20 +205,33 @@ def test_review_records_what_the_cli_reads(client: httpx.Client, settings: Setti
 
 
 def test_acknowledge_records_what_the_cli_reads(client: httpx.Client, settings: Settings) -> None:
-    """POST ack on an alert whose key holds "/" and spaces marks it acknowledged by alice."""
+    """POST ack on an alert whose key holds "/" and spaces marks it acknowledged by alice,
+    the fix owned by the team she names, with the action she gives; a note on it is recorded
+    by alice and listed in its history."""
     key = alert_key(settings, "stuck")
     response = client.post(f"/api/alerts/{path_of(key)}/ack", headers=WRITE,
-                           json={"note": "on it"})
+                           json={"note": "on it", "owner": "clm-ops", "action": "chase <b>"})
     assert response.status_code == 201
-    assert response.json()["key"] == key
+    assert (response.json()["key"], response.json()["owner"]) == (key, "clm-ops")
+    noted = client.post(f"/api/alerts/{path_of(key)}/note", headers=WRITE,
+                        json={"text": "two cases closed"})
+    assert noted.status_code == 201 and noted.json()["by"] == "alice"
+    assert client.post(f"/api/alerts/{path_of(key)}/note", headers=WRITE,
+                       json={"text": ""}).status_code == 422
     state = open_alert_state(settings.store.url)
     try:
         ack = state.acknowledgements()[key]
+        notes = state.notes(key)
     finally:
         state.close()
-    assert (ack.by, ack.note) == ("alice", "on it")
+    assert (ack.by, ack.note, ack.fix_owner, ack.action) == ("alice", "on it", "clm-ops", "chase <b>")
+    assert [(n.by, n.text) for n in notes] == [("alice", "two cases closed")]
     listed = next(a for a in client.get("/api/alerts").json() if a["key"] == key)
-    assert listed["acknowledged_by"] == "alice"
+    assert (listed["acknowledged_by"], listed["fix_owner"], listed["action"]) == (
+        "alice", "clm-ops", "chase <b>")
+    history = client.get(f"/api/alerts/{path_of(key)}/history").json()
+    assert history[0]["change"] == "note" and history[0]["note"] == {
+        "by": "alice", "text": "two cases closed"}
 
 
 def test_silence_records_what_the_cli_reads(client: httpx.Client, settings: Settings) -> None:

@@ -278,16 +278,23 @@ def test_review_through_the_form_is_the_cli_record(site: tuple[str, Settings]) -
 
 
 def test_acknowledge_and_silence_through_the_forms(site: tuple[str, Settings]) -> None:
-    """Acknowledge one alert and silence another: both recorded as alice, shown on /alerts
-    in their sections, notes escaped."""
+    """Acknowledge one alert (naming the fix's owner and action) and silence another: both
+    recorded as alice, shown on /alerts in their sections, notes escaped; a note added through
+    its form is recorded and shown as text."""
     base, settings = site
     ack_key, silence_key = "no_owner/claims/owner", "stale_review/hostile/review"
     until = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
     with signed_in(base) as client:
         token = csrf_of(client.get("/alerts").text)
-        r = client.post(f"/alerts/{ack_key}/ack", data={"csrf_token": token,
-                                                        "note": "<img src=x onerror=alert(9)>"})
+        r = client.post(f"/alerts/{ack_key}/ack", data={
+            "csrf_token": token, "note": "<img src=x onerror=alert(9)>", "owner": "clm-ops",
+            "action": "<i>second</i> assessor"})
         assert (r.status_code, r.headers["location"]) == (303, "/alerts?done=acknowledged")
+        r = client.post(f"/alerts/{ack_key}/note", data={"csrf_token": token,
+                                                         "text": "<u>hired</u> one"})
+        assert (r.status_code, r.headers["location"]) == (303, "/alerts?done=noted")
+        assert client.post(f"/alerts/{ack_key}/note", data={"csrf_token": token, "text": " "}
+                           ).status_code == 400
         r = client.post(f"/alerts/{silence_key}/silence", data={
             "csrf_token": token, "until": until, "why": "<b>bold</b> migration", "back": "//evil"})
         assert (r.status_code, r.headers["location"]) == (303, "/alerts?done=silenced")
@@ -295,11 +302,15 @@ def test_acknowledge_and_silence_through_the_forms(site: tuple[str, Settings]) -
     acknowledged = html.split('id="acknowledged"')[1].split('id="silenced"')[0]
     silenced = html.split('id="silenced"')[1].split('id="resolved"')[0]
     assert ack_key in acknowledged and "Acknowledged by <strong>alice</strong>" in acknowledged
+    assert ('Fix owned by <strong class="fix-owner">clm-ops</strong>: <span class="fix-action">'
+            "&lt;i&gt;second&lt;/i&gt; assessor</span>") in acknowledged
+    assert "alice: &lt;u&gt;hired&lt;/u&gt; one" in acknowledged
     assert silence_key in silenced and "&lt;b&gt;bold&lt;/b&gt; migration" in silenced
     assert_escaped(html)
     state = open_alert_state(settings.store.url)
     try:
         assert state.acknowledgements()[ack_key].by == "alice"
+        assert [n.text for n in state.notes(ack_key)] == ["<u>hired</u> one"]
         assert any(s.key == silence_key and s.by == "alice" for s in state.silences())
     finally:
         state.close()

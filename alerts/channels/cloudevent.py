@@ -2,7 +2,8 @@
 
 ``type`` is ``backlight.alert.<change>``, ``subject`` the alert key (also the Kafka message
 key, so one alert's events stay in order on one partition), ``id`` the notification id (routing
-gives a Kafka channel one notification per change), ``data`` the alert as ``Alert.to_json()``.
+gives a Kafka channel one notification per change), ``data`` the alert as ``Alert.to_json()``
+(with ``note`` for a NOTE change and ``detail`` for a CONFIRMED one).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from schemas.alerts import Notification
+from schemas.alerts import AlertChange, Notification
 
 SPECVERSION = "1.0"
 SOURCE = "backlight"
@@ -27,5 +28,16 @@ def build(notification: Notification) -> dict[str, Any]:
         "specversion": SPECVERSION, "id": notification.id, "source": SOURCE,
         "type": f"backlight.alert.{change.change.value}", "subject": change.alert.key,
         "time": at.isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json", "data": change.alert.to_json(),
+        "datacontenttype": "application/json", "data": _data(change),
     }
+
+
+def _data(change: AlertChange) -> dict[str, Any]:
+    """The alert as ``Alert.to_json()``, with a NOTE's note and a CONFIRMED's sentence."""
+    data = change.alert.to_json()
+    if change.note is not None:
+        data["note"] = {"by": change.note.by, "at": change.note.at.isoformat(),
+                        "text": change.note.text}
+    if change.detail:
+        data["detail"] = change.detail
+    return data

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.channels.text import AlertText, clip, defang, describe, encode, headline, map_url
-from schemas.alerts import Change, Notification, Severity
+from schemas.alerts import Notification, Severity
 
 MAX_BYTES = 28 * 1024
 _BUDGET = MAX_BYTES - 1024  # room for the closing "and N more" line and the action
@@ -35,7 +35,7 @@ def _block(text: str, **style: Any) -> dict[str, Any]:
 
 def container(words: AlertText) -> dict[str, Any]:
     """One alert change: title, how it came about, and the facts."""
-    color = "Good" if words.change in (Change.RESOLVED, Change.ACCEPTED) else _COLOR[words.severity]
+    color = "Good" if words.closing else _COLOR[words.severity]
     facts = [{"title": "Where", "value": escape(words.where)},
              {"title": "Since", "value": escape(words.since)},
              {"title": "Severity", "value": escape(words.severity_text)},

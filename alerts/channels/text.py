@@ -28,12 +28,15 @@ _VERB = {
     Change.ACKNOWLEDGED: "Acknowledged",
     Change.SILENCED: "Silenced",
     Change.ACCEPTED: "Accepted as normal",
+    Change.CONFIRMED: "Confirmed resolved",
+    Change.RECURRED: "Recurred",
+    Change.NOTE: "Note",
 }
+_CLOSING = (Change.RESOLVED, Change.ACCEPTED, Change.CONFIRMED)
 SEVERITY_MARK = {Severity.INFO: "ℹ️", Severity.WARNING: "⚠️", Severity.CRITICAL: "🔴"}  # noqa: RUF001
 RESOLVED_MARK = "✅"
 COLORS = {Severity.INFO: "#439FE0", Severity.WARNING: "#E8A317", Severity.CRITICAL: "#D00000"}
 RESOLVED_COLOR = "#2EB886"
-_CLOSING = frozenset({Change.RESOLVED, Change.ACCEPTED})
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ class AlertText:
     def color(self) -> str:
         """A hex colour for the severity, or green when resolved."""
         return RESOLVED_COLOR if self.change in _CLOSING else COLORS[self.severity]
+
+    @property
+    def closing(self) -> bool:
+        """The change says the problem is over (resolved, or its resolution confirmed)."""
+        return self.change in _CLOSING
 
 
 def _moment(value: datetime | date | None) -> str:
@@ -136,8 +144,49 @@ def status_line(change: AlertChange) -> str:
                 f"{_moment(alert.since or alert.first_seen)} is its baseline from now on.")
     if change.change is Change.ACKNOWLEDGED:
         who = alert.acknowledged_by or "someone"
-        return f"Acknowledged by {who} at {_moment(alert.acknowledged_at or change.at)}."
+        said = f"Acknowledged by {who} at {_moment(alert.acknowledged_at or change.at)}"
+        return said + fix_text(alert) + "."
+    if change.change in (Change.CONFIRMED, Change.RECURRED, Change.NOTE):
+        return _loop_line(change)
     return f"Silenced ({alert.silenced_by or 'a silence'}) at {_moment(change.at)}."
+
+
+def fix_text(alert: Alert) -> str:
+    """``; fix owned by clm-ops: second assessor`` (empty when nobody owns it)."""
+    if not alert.fix_owner:
+        return ""
+    return f"; fix owned by {alert.fix_owner}" + (f": {alert.action}" if alert.action else "")
+
+
+def _loop_line(change: AlertChange) -> str:
+    """The status line of a confirmation, a recurrence or a note."""
+    alert = change.alert
+    if change.change is Change.CONFIRMED:
+        held = change.detail or f"{alert.subject}: stayed clear"
+        return f"Confirmed resolved at {_moment(alert.confirmed_at or change.at)}: {held}."
+    if change.change is Change.NOTE:
+        note = change.note
+        who, text = (note.by, note.text) if note is not None else ("someone", "")
+        return f"Note by {who} at {_moment(change.at)}: {text}" + fix_text(alert) + "."
+    before = alert.previous or {}
+    times = "once" if alert.recurrences == 1 else f"{alert.recurrences} times"
+    line = (f"Back at {_moment(alert.fired_at or change.at)} ({times} within the recurrence "
+            f"window), severity raised to {alert.severity.value}")
+    if before:
+        owner, action = before.get("fix_owner"), before.get("action")
+        line += (f"; the last episode ran from {_moment(_parsed(before.get('first_seen')))} to "
+                 f"{_moment(_parsed(before.get('resolved_at')))}, fix owned by "
+                 f"{owner or 'nobody'}" + (f": {action}" if action else ""))
+    return line + "."
+
+
+def _parsed(value: JsonValue) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def describe(change: AlertChange) -> AlertText:

@@ -127,6 +127,9 @@ class ReviewOut(_Out):
 
 class AckIn(BaseModel):
     note: str = Field("", max_length=2000)
+    owner: str | None = Field(None, max_length=200,
+                              description="Who owns the fix (default: whoever acknowledges)")
+    action: str = Field("", max_length=2000, description="What is being done about it")
 
 
 class AcceptIn(BaseModel):
@@ -145,6 +148,19 @@ class AckOut(_Out):
     by: str
     at: datetime
     note: str
+    owner: str
+    action: str
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, max_length=2000, description="What was done or is next")
+
+
+class NoteOut(_Out):
+    key: str
+    by: str
+    at: datetime
+    text: str
 
 
 class SilenceIn(BaseModel):
@@ -218,7 +234,7 @@ def get_stuck(name: str, svc: Service, window: Window = DEFAULT_WINDOW) -> list[
 
 @router.get("/alerts")
 def list_alerts(svc: Service, process: str | None = None,
-                status: Literal["pending", "firing", "resolved"] | None = None
+                status: Literal["pending", "firing", "resolved", "confirmed"] | None = None
                 ) -> list[dict[str, JsonValue]]:
     """Every known alert (open first), with its evidence and its acknowledgement."""
     return [a.to_json() for a in svc.alerts(process)
@@ -230,7 +246,9 @@ def alert_history(key: str, svc: Service) -> list[dict[str, JsonValue]]:
     """What happened to one alert (fired, repeated, resolved...), newest first."""
     svc.alert(key)
     return [{"change": c.change.value, "at": c.at.isoformat(), "severity": c.alert.severity.value,
-             "summary": c.alert.summary} for c in svc.history(key)]
+             "summary": c.alert.summary, "fix_owner": c.alert.fix_owner, "action": c.alert.action,
+             "note": {"by": c.note.by, "text": c.note.text} if c.note is not None else None,
+             "detail": c.detail or None} for c in svc.history(key)]
 
 
 @router.get("/time-to-act")
@@ -276,8 +294,16 @@ def post_review(name: str, body: ReviewIn, svc: Service, who: Writer) -> ReviewO
 @router.post("/alerts/{key:path}/ack", response_model=AckOut, status_code=201)
 def post_ack(key: str, body: AckIn, svc: Service, who: Writer) -> AckOut:
     """Acknowledge an alert: someone is on it (it is no longer escalated or repeated)."""
-    a = svc.acknowledge(key, who.name, body.note)
-    return AckOut(key=a.key, by=a.by, at=a.at, note=a.note)
+    a = svc.acknowledge(key, who.name, body.note, owner=body.owner, action=body.action)
+    return AckOut(key=a.key, by=a.by, at=a.at, note=a.note, owner=a.fix_owner, action=a.action)
+
+
+@router.post("/alerts/{key:path}/note", response_model=NoteOut, status_code=201)
+def post_note(key: str, body: NoteIn, svc: Service, who: Writer) -> NoteOut:
+    """Add a note to an open alert (what was done, what is next): kept in its history and
+    sent once to its channels, when it was announced and is not silenced."""
+    n = svc.add_note(key, who.name, body.text)
+    return NoteOut(key=n.key, by=n.by, at=n.at, text=n.text)
 
 
 @router.post("/alerts/{key:path}/accept", response_model=AcceptOut, status_code=201)

@@ -18,6 +18,7 @@ NOTE_MAX = 2000
 DONE_MESSAGES = {
     "reviewed": "Review recorded.",
     "acknowledged": "Alert acknowledged.",
+    "noted": "Note added.",
     "silenced": "Alert silenced.",
     "accepted": "Accepted as normal: the alert resolves at the next evaluation.",
     "signed-in": "Signed in.",

@@ -233,7 +233,7 @@ def _alert_view(svc: WebService, a: Alert, acks: dict[str, Acknowledgement],
     is_open = a.status in (Status.FIRING, Status.PENDING)
     ack = episode_ack(a, acks)
     silence = matching_silence(a, silences)
-    state = ("resolved" if not is_open else "silenced" if silence or a.silenced
+    state = (a.status.value if not is_open else "silenced" if silence or a.silenced
              else "acknowledged" if ack or a.acknowledged else "open")
     return {
         "alert": a, "key_q": q(a.key), "state": state, "open": is_open, "ack": ack,
@@ -288,7 +288,7 @@ def alerts_page(request: Request) -> Response:
     views = _alert_views(svc, svc.alerts(), history=True)
     groups = [(state, title, [v for v in views if v["state"] == state]) for state, title in (
         ("open", "Open"), ("acknowledged", "Acknowledged"), ("silenced", "Silenced"),
-        ("resolved", "Resolved"))]
+        ("resolved", "Resolved"), ("confirmed", "Confirmed resolved"))]
     return render(request, "alerts.html", {"groups": groups, "silences": svc.silences(),
                                            "until": forms.default_until()})
 
@@ -352,9 +352,11 @@ async def post_ack(key: str, request: Request) -> Response:
     form, who = checked
     try:
         text = forms.note(form.get("note"))
+        owner = forms.note(form.get("owner"), "owner") or None
+        action = forms.note(form.get("action"), "action")
     except FormError as exc:
         return error_page(request, 400, str(exc))
-    _service(request).acknowledge(key, who.name, text)
+    _service(request).acknowledge(key, who.name, text, owner=owner, action=action)
     return _back(form, "/alerts", "acknowledged")
 
 
@@ -370,6 +372,20 @@ async def post_accept(key: str, request: Request) -> Response:
         return error_page(request, 400, str(exc))
     _service(request).accept(key, who.name, why)
     return _back(form, "/alerts", "accepted")
+
+
+@router.post("/alerts/{key:path}/note")
+async def post_note(key: str, request: Request) -> Response:
+    checked = await _checked_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, who = checked
+    try:
+        text = forms.note(form.get("text"), "text", required=True)
+    except FormError as exc:
+        return error_page(request, 400, str(exc))
+    _service(request).add_note(key, who.name, text)
+    return _back(form, "/alerts", "noted")
 
 
 @router.post("/alerts/{key:path}/silence")

@@ -39,7 +39,16 @@ from mining.read_model import DAY_US
 from mining.render import MapData, View
 from mining.timerange import latest_allowed, within_range
 from mining.windows import completed_between
-from schemas.alerts import Acceptance, Acknowledgement, Alert, AlertChange, Review, Silence, Status
+from schemas.alerts import (
+    Acceptance,
+    Acknowledgement,
+    Alert,
+    AlertChange,
+    AlertNote,
+    Review,
+    Silence,
+    Status,
+)
 from schemas.errors import BacklightError
 from schemas.event import from_time_us
 from schemas.frame import FRAME_SCHEMA
@@ -339,7 +348,7 @@ class WebService:
         acks, silences = self.acknowledgements(), self.silences()
         found = [with_acks_and_silences(a, acks, silences) for a in self.state.alerts().values()
                  if process is None or a.process == process]
-        rank = {Status.FIRING: 0, Status.PENDING: 1, Status.RESOLVED: 2}
+        rank = {Status.FIRING: 0, Status.PENDING: 1, Status.RESOLVED: 2, Status.CONFIRMED: 3}
         return sorted(found, key=lambda a: (rank.get(a.status, 3), -a.severity.rank,
                                             -a.last_seen.timestamp()))
 
@@ -390,9 +399,14 @@ class WebService:
         self.definition(name)
         return alerting.record_review(self.settings, name, by, note)
 
-    def acknowledge(self, key: str, by: str, note: str) -> Acknowledgement:
+    def acknowledge(self, key: str, by: str, note: str, owner: str | None = None,
+                    action: str = "") -> Acknowledgement:
         self.alert(key)
-        return alerting.acknowledge(self.settings, key, by, note)
+        return alerting.acknowledge(self.settings, key, by, note, owner=owner, action=action)
+
+    def add_note(self, key: str, by: str, text: str) -> AlertNote:
+        self.alert(key)
+        return alerting.add_note(self.settings, key, by, text)[0]
 
     def accept(self, key: str, by: str, why: str) -> Acceptance:
         self.alert(key)
