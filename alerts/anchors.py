@@ -8,7 +8,9 @@ by alert key, in ``RuleContext.anchors``):
 
 - an open episode (pending or firing, recovering included) anchors its key at its onset day
   (``Alert.baseline_until``): the rule judges the key against the baseline before that day, and
-  reports it while the recent figure is not back within that baseline;
+  reports it while the recent figure is not back within that baseline; so does a resolved one
+  until it is confirmed (the figure must stay within that same baseline for ``confirm_after``,
+  and a return meanwhile is a recurrence against it), then the baseline slides again;
 - an accepted episode (``backlight alerts accept``) anchors its key at the data from the
   episode's onset up to the acceptance day: that level is the baseline from then on, until the
   rule's own sliding baseline has moved past the acceptance (``expired``), so it stays quiet
@@ -47,13 +49,15 @@ def anchors_of(alerts: Iterable[Alert],
         onset = _day(alert.baseline_until) if alert.baseline_until else (
             alert.since or alert.first_seen.date())
         acceptance = acceptances.get(alert.key)
-        if alert.status is not Status.RESOLVED:
+        if alert.accepted_at is not None:
+            out[alert.key] = BaselineAnchor(until=_day(alert.accepted_at), start=onset)
+        elif not alert.closed:
             if acceptance is not None and acceptance.at >= alert.first_seen:
                 out[alert.key] = BaselineAnchor(until=_day(acceptance.at), start=onset)
             else:
                 out[alert.key] = BaselineAnchor(until=onset)
-        elif alert.accepted_at is not None:
-            out[alert.key] = BaselineAnchor(until=_day(alert.accepted_at), start=onset)
+        elif alert.status is Status.RESOLVED:
+            out[alert.key] = BaselineAnchor(until=onset)  # confirmed only within that baseline
     return out
 
 
