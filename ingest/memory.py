@@ -75,8 +75,9 @@ class MemoryBroker:
         self.partitions = partitions
         self.max_message_bytes = max_message_bytes
         self.down = False
-        """While True, sends are not acknowledged (``flush`` raises ``DeliveryFailed``) and
-        commits fail (kept for the next commit), as while a broker is away."""
+        """While True, sends fail (``flush`` raises ``DeliveryFailed`` as when their delivery
+        timeout runs out) and commits fail (kept for the next commit), as while a broker is
+        away."""
         self._topics: dict[str, list[list[Record]]] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = threading.Condition()
@@ -171,17 +172,17 @@ class MemorySink:
         self._pending.append((topic, value, key, headers))
 
     def flush(self, timeout_s: float = 60.0) -> None:
-        """Append what was sent; while the broker is ``down`` nothing is, and every message is
-        reported in flight; a message over ``max_message_bytes`` is reported too large."""
-        if self.broker.down:
-            raise DeliveryFailed(f"publishing failed: 0 messages not delivered, "
-                                 f"{len(self._pending)} in flight: the broker is down", [],
-                                 len(self._pending))
+        """Append what was sent. While the broker is ``down`` none is: each message fails at
+        once as if its delivery timeout ran out; one over ``max_message_bytes`` is refused as
+        too large. The failed ones are reported (``DeliveryFailed``), never sent again."""
         pending, self._pending = self._pending, []
         failed: list[Undelivered] = []
         limit = self.broker.max_message_bytes
         for topic, value, key, headers in pending:
-            if limit is not None and len(value) + len(key or b"") > limit:
+            if self.broker.down:
+                failed.append(Undelivered(topic, value, key, headers, False,
+                                          "KafkaTimeoutError: the broker is down"))
+            elif limit is not None and len(value) + len(key or b"") > limit:
                 failed.append(Undelivered(topic, value, key, headers, True,
                                           f"MessageSizeTooLargeError: over {limit} bytes"))
             else:
