@@ -46,7 +46,7 @@ class BatchWriter:
     def __init__(self, store: EventStore, dead_letters: Sink, stats: ConsumerStats,
                  retry_s: tuple[float, ...] = RETRY_S) -> None:
         self.store = store
-        self.dead_letters = DeadLetters(dead_letters)
+        self.dead_letters = DeadLetters(dead_letters, retry_s)
         self.retry_s = retry_s
         """Waits between attempts to store a batch."""
         self.stats = stats

@@ -106,7 +106,7 @@ class ConsumerOptions:
     when caught up, on revoke and on exit (a crash re-reads what was stored since: the store
     keeps each event once)."""
     retry_s: tuple[float, ...] = RETRY_S
-    """Waits between attempts to store a batch."""
+    """Waits between attempts to store a batch, and to deliver its dead letters."""
 
 
 class Consumer:
