@@ -16,21 +16,26 @@ by alert key, in ``RuleContext.anchors``):
   rule's own sliding baseline has moved past the acceptance (``expired``), so it stays quiet
   unless the figure moves away from the accepted level.
 
-``anchored`` turns a rule body ``run(ctx, anchor)`` into a ``RuleFunction``: one run with no
-anchor for the keys with none, then one run per distinct anchor of the rule's keys, of which
-only those keys' findings are taken. Each rule's module says how it honours its anchor.
+``anchored`` turns a rule body ``run(ctx, anchor, scope)`` into a ``RuleFunction``: one run
+with no anchor for the keys with none, then one run per distinct anchor of the rule's keys, of
+which only those keys' findings are taken; each anchored run is given those keys
+(``alerts.context.Scope``) and skips every other subject's statistics, so an open alert costs
+its own key's statistics, not a whole run of its rule. Each rule's module says how it honours
+its anchor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from alerts.context import BaselineAnchor, RuleContext, RuleFunction
+from alerts.context import BaselineAnchor, RuleContext, Scope
 from schemas.alerts import Acceptance, Alert, Finding, Status
 
-AnchoredRun = Callable[[RuleContext, BaselineAnchor | None], list[Finding]]
-"""A rule body: its findings with no anchor (None), or judged against one anchor."""
+AnchoredRun = Callable[[RuleContext, BaselineAnchor | None, Scope], list[Finding]]
+"""A rule body: its findings with no anchor (None), or judged against one anchor; the scope
+names the keys it must judge (it may skip every other subject)."""
 Expired = Callable[[RuleContext, str, BaselineAnchor], bool]
 """Whether an accepted anchor of a key no longer matters (the sliding baseline moved past it)."""
 
@@ -66,19 +71,39 @@ def never(_ctx: RuleContext, _key: str, _anchor: BaselineAnchor) -> bool:
     return False
 
 
-def anchored(name: str, run: AnchoredRun, expired: Expired = never) -> RuleFunction:
-    """The rule function of rule ``name``: ``run`` once without an anchor for the keys that have
-    none (or whose accepted anchor ``expired``), and once per distinct anchor for its keys."""
-    def rule(ctx: RuleContext) -> list[Finding]:
-        prefix = f"{name}/{ctx.process.name}/"
+@dataclass(frozen=True)
+class Anchored:
+    """The rule function of rule ``name`` (a ``RuleFunction``): ``run`` once without an anchor
+    for the keys that have none (or whose accepted anchor ``expired``), and once per distinct
+    anchor for its keys, each anchored run told its keys (``Scope``) so that it costs only them.
+    ``frozen`` False: the rule has no sliding baseline, a frozen anchor changes nothing (its
+    keys are taken from the run without an anchor, and no run is spent on it)."""
+
+    name: str
+    run: AnchoredRun
+    expired: Expired = never
+    frozen: bool = True
+
+    def __call__(self, ctx: RuleContext) -> list[Finding]:
+        return self.findings(ctx)
+
+    def findings(self, ctx: RuleContext, restrict: bool = True) -> list[Finding]:
+        """The findings; ``restrict`` False: each anchored run judges every subject (the same
+        findings for its keys, at the cost of a whole run: for comparison)."""
+        process = ctx.process.name
+        prefix = f"{self.name}/{process}/"
         mine = {key: anchor for key, anchor in ctx.anchors.items() if key.startswith(prefix)
-                and not (anchor.accepted and expired(ctx, key, anchor))}
-        found = [f for f in run(ctx, None) if f.key not in mine]
+                and (anchor.accepted or self.frozen)
+                and not (anchor.accepted and self.expired(ctx, key, anchor))}
+        found = [f for f in self.run(ctx, None, Scope(self.name, process)) if f.key not in mine]
         for anchor in sorted(set(mine.values()), key=lambda a: (a.until, a.start or a.until)):
-            keys = {key for key, pinned in mine.items() if pinned == anchor}
-            found += [f for f in run(ctx, anchor) if f.key in keys]
+            keys = frozenset(key for key, pinned in mine.items() if pinned == anchor)
+            scope = Scope(self.name, process, keys if restrict else None)
+            found += [f for f in self.run(ctx, anchor, scope) if f.key in keys]
         return found
 
-    rule.__name__ = rule.__qualname__ = name
-    rule.__doc__ = run.__doc__
-    return rule
+
+def anchored(name: str, run: AnchoredRun, expired: Expired = never,
+             frozen: bool = True) -> Anchored:
+    """The rule function of rule ``name`` over its body ``run`` (see ``Anchored``)."""
+    return Anchored(name, run, expired, frozen)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from alerts.registry import ProcessDefinition
 from alerts.thresholds import RuleSettings, Thresholds
 from mining.frame import Events
-from schemas.alerts import Finding
+from schemas.alerts import Finding, alert_key
 
 if TYPE_CHECKING:
     from alerts.facts import Facts
@@ -40,6 +40,33 @@ class BaselineAnchor:
     @property
     def accepted(self) -> bool:
         return self.start is not None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The alert keys one run of a rule must judge (``alerts.anchors.anchored``): an anchored
+    run judges only its anchor's keys, so a rule skips every other subject's statistics; None,
+    every subject (the run without an anchor). Asking is conservative: a subject whose name is
+    the start of a judged one's may be judged needlessly, never skipped wrongly."""
+
+    rule: str
+    process: str
+    keys: frozenset[str] | None = None
+
+    def subject(self, subject: str) -> bool:
+        """Whether any judged key is about ``subject`` (process-wide or in a segment)."""
+        if self.keys is None:
+            return True
+        base = alert_key(self.rule, self.process, subject)
+        return any(key == base or key.startswith(f"{base}/") for key in self.keys)
+
+    def segmented(self, subject: str) -> bool:
+        """Whether any judged key is about ``subject`` in a segment (its segments must be
+        judged)."""
+        if self.keys is None:
+            return True
+        base = f"{alert_key(self.rule, self.process, subject)}/"
+        return any(key.startswith(base) for key in self.keys)
 
 
 @dataclass(frozen=True)

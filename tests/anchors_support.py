@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
 from alerts.anchors import anchors_of
+from alerts.context import BaselineAnchor
 from alerts.ends import learned_ends
 from alerts.evaluate import run_rules
 from alerts.lifecycle import LifecyclePolicy, advance
@@ -67,3 +68,26 @@ def along(frame: pl.DataFrame, process: str, times: Sequence[datetime], *,
             state.accept(accept[now], now)
         seen.append(dict(state.round(now)))
     return state, seen
+
+
+def open_alert_anchors(frame: pl.DataFrame, process: str, now: datetime, first_day: date,
+                       definition: ProcessDefinition | None = None) -> dict[str, BaselineAnchor]:
+    """Anchors as a process with many open alerts holds them, each key on a day of its own from
+    ``first_day`` on: every wait before an activity (and its segments of region), every hand-off
+    and the case duration found at ``now``, every activity's rework and every loop of the recent
+    cases; one key in four accepted (the level since ``first_day``)."""
+    definition = definition or ProcessDefinition(process)
+    events = prepare(frame.filter(pl.col("timestamp") <= now.astimezone(UTC)))
+    activities = sorted(events.df["activity"].unique())
+    subjects = [f"bottleneck/{process}/wait before {a}" for a in activities]
+    subjects += [f"bottleneck/{process}/wait before {a}/region={r}" for a in activities[:3]
+                 for r in ("east", "north")]
+    subjects += [f"rework/{process}/rework at {a}" for a in activities]
+    found = run_rules(definition, events, now)
+    subjects += [f.key for f in found if f.rule in ("throughput", "handoff", "rework")]
+    anchors = {}
+    for i, key in enumerate(dict.fromkeys(subjects)):
+        day = first_day + timedelta(days=i)
+        anchors[key] = BaselineAnchor(until=day, start=first_day) if i % 4 == 3 else \
+            BaselineAnchor(until=day)
+    return anchors

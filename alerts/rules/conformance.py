@@ -24,7 +24,7 @@ import polars as pl
 import structlog
 
 from alerts.anchors import anchored
-from alerts.context import BaselineAnchor, Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext, Scope
 from alerts.duration import parse_duration
 from alerts.rules.rework import window_start
 from alerts.thresholds import Conformance
@@ -66,7 +66,8 @@ def _accepted_level(ctx: RuleContext, df: pl.DataFrame, firsts: pl.DataFrame,
     return min(float(result.fitness["log_fitness"]), result.fitting_share)
 
 
-def _conformance(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
+def _conformance(ctx: RuleContext, anchor: BaselineAnchor | None,
+                 _scope: Scope) -> list[Finding]:
     """A finding when recent cases fit the reference model worse than ``min_fitness`` (or an
     accepted level)."""
     model = ctx.process.reference_model
@@ -113,7 +114,8 @@ def _conformance(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Findin
                              "length": s.recent}})]  # no since: when it began is not known
 
 
-conformance = anchored("conformance", _conformance)
-"""Conformance findings, an accepted key against its accepted level."""
+conformance = anchored("conformance", _conformance, frozen=False)
+"""Conformance findings, an accepted key against its accepted level; a fixed threshold has no
+baseline to freeze, so an open episode costs no second replay."""
 
 CONFORMANCE: Final = Rule(name="conformance", settings=Conformance, run=conformance, baseline=True)

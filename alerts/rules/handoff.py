@@ -22,7 +22,7 @@ from typing import Final
 import polars as pl
 
 from alerts.anchors import anchored
-from alerts.context import BaselineAnchor, Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext, Scope
 from alerts.rules.waits import (
     Hit,
     Window,
@@ -40,8 +40,9 @@ MAX_EDGES = 10
 """Transitions named in the evidence, the most frequent first."""
 
 
-def _handoff(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
-    """Findings for each hand-off between two teams whose wait drifted up."""
+def _handoff(ctx: RuleContext, anchor: BaselineAnchor | None, scope: Scope) -> list[Finding]:
+    """Findings for each hand-off between two teams whose wait drifted up (only the hand-offs
+    ``scope`` judges)."""
     rule = ctx.process.rules.handoff
     if not rule.enabled:
         return []
@@ -56,14 +57,19 @@ def _handoff(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
     findings: list[Finding] = []
     pairs = lookback.select("source_team", "target_team").unique().sort(["source_team", "target_team"])
     for source, target in pairs.iter_rows():
+        subject = f"{source} -> {target}"
+        if not scope.subject(subject):
+            continue
         rows = lookback.filter((pl.col("source_team") == source) & (pl.col("target_team") == target))
         hit = series_hit(rows, window, "wait_s", "ended_day")
         if hit is not None:
-            findings.append(_finding(ctx, rule, window, f"{source} -> {target}", hit, {}, []))
+            findings.append(_finding(ctx, rule, window, subject, hit, {}, []))
             if hit.drift.opens:  # only holding an open alert: a segment may still open one
                 continue
+        if not scope.segmented(subject):
+            continue
         hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
-        findings.extend(_finding(ctx, rule, window, f"{source} -> {target}", h, {k: v}, others)
+        findings.extend(_finding(ctx, rule, window, subject, h, {k: v}, others)
                         for k, v, h in hits)
     return findings
 

@@ -59,7 +59,7 @@ after, the time it takes that many shifted cases to fill the recent window.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
@@ -71,7 +71,7 @@ import polars as pl
 
 from alerts.anchors import anchored
 from alerts.calendar import WorkCalendar
-from alerts.context import BaselineAnchor, Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext, Scope
 from alerts.duration import Duration, parse_duration
 from alerts.errors import DateRangeError
 from alerts.thresholds import Rework as ReworkSettings
@@ -358,11 +358,14 @@ def _loop_times(w: _Windows, cycles: Iterable[tuple[str, ...]]) -> pl.DataFrame:
             .select("case_id", "hit", "cycle").collect())
 
 
-def _loops(w: _Windows, process: str) -> list[Finding]:
+def _loops(w: _Windows, process: str, judged: Callable[[tuple[str, ...]], bool]) -> list[Finding]:
+    """``loop ...`` findings of the cycles ``judged`` (their own key, or an activity of theirs
+    whose ``rework at`` they may explain)."""
     s = w.settings
     # a self-loop (a -> a) is the activity's own rework: "rework at a" says it, with who redid it
     candidates = [lp.cycle for lp in discover_loops(w.events(True), max_loops=ALL_LOOPS)
-                  if lp.cases >= s.clear_fraction * s.min_loop_cases and len(lp.cycle) > 1]
+                  if lp.cases >= s.clear_fraction * s.min_loop_cases and len(lp.cycle) > 1
+                  and judged(lp.cycle)]
     times = _loop_times(w, candidates)
     found = []
     for cycle in candidates:
@@ -401,10 +404,11 @@ def _asked_again(activity: str) -> str:
     return f"customers asked again for {rest[4:] if rest.casefold().startswith('for ') else rest}"
 
 
-def _requests(w: _Windows, seconds: pl.DataFrame, process: str) -> list[Finding]:
+def _requests(w: _Windows, seconds: pl.DataFrame, process: str, scope: Scope) -> list[Finding]:
     s = w.settings
     found = []
-    for activity in sorted(a for a in seconds["activity"].unique() if _is_request(a, s)):
+    for activity in sorted(a for a in seconds["activity"].unique() if _is_request(a, s)
+                           and scope.subject(f"repeated request: {a}")):
         shift, since, ids = w.measure(seconds.filter(pl.col("activity") == activity))
         # a request the baseline almost never repeated needs no ratio, only the z-test
         opens = shift.level(s, s.min_repeat_requests, ratio=shift.baseline_share >= NONE_SHARE)
@@ -509,12 +513,12 @@ def _cap(w: _Windows, activity: str, process: str) -> Finding | None:
 
 
 def _activities(w: _Windows, seconds: pl.DataFrame, process: str,
-                explained: set[str]) -> list[Finding]:
+                explained: set[str], judged: Callable[[str], bool]) -> list[Finding]:
     s = w.settings
     found = []
     for figures in discover_rework(w.events(True)):
         activity = figures.activity
-        if activity in explained or _is_request(activity, s):
+        if activity in explained or _is_request(activity, s) or not judged(activity):
             continue
         drift = _drift(w, seconds.filter(pl.col("activity") == activity), activity, process)
         cap = None if drift is not None else _cap(w, activity, process)
@@ -522,19 +526,29 @@ def _activities(w: _Windows, seconds: pl.DataFrame, process: str,
     return found
 
 
-def _rework(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
-    """Rework findings for one process: activities redone, new loops, repeated requests."""
+def _rework(ctx: RuleContext, anchor: BaselineAnchor | None, scope: Scope) -> list[Finding]:
+    """Rework findings for one process: activities redone, new loops, repeated requests (only
+    the subjects ``scope`` judges, and the loops that may explain their rework)."""
     s = ctx.process.rules.rework
     w = _windows(ctx, s, anchor)
     if w is None or w.recent_n < s.min_cases:
         return []
+    cap = f"{s.max_share:.0%}"
+
+    def redone(activity: str) -> bool:  # its "rework at" keys are judged
+        return scope.subject(f"rework at {activity}") or scope.subject(
+            f"rework at {activity} above the {cap} cap")
+
+    def cycle(loop: tuple[str, ...]) -> bool:  # its key, or one of its activities' rework
+        return scope.subject(f"loop {' -> '.join(loop)}") or any(map(redone, loop))
+
     seconds = _second_times(w)
     found: list[Finding] = []
     if w.baseline_n >= s.min_cases:
-        found += _loops(w, ctx.process.name)
-        found += _requests(w, seconds, ctx.process.name)
+        found += _loops(w, ctx.process.name, cycle)
+        found += _requests(w, seconds, ctx.process.name, scope)
     explained = {a for f in found for a in f.evidence.get("cycle", [f.evidence.get("activity")])}
-    found += _activities(w, seconds, ctx.process.name, explained)
+    found += _activities(w, seconds, ctx.process.name, explained, redone)
     if anchor is not None and anchor.accepted:  # an accepted level above the cap stays quiet
         found = [f for f in found if not _capped(f.subject)]
     return found

@@ -52,7 +52,7 @@ import polars as pl
 
 from alerts.anchors import anchored
 from alerts.changepoint import confirm, in_scope, onset_up_to
-from alerts.context import BaselineAnchor, Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext, Scope
 from alerts.facts import Facts
 from alerts.rules.waits import (
     Hit,
@@ -72,8 +72,9 @@ from schemas.alerts import Finding
 SUBJECT = "case duration"
 
 
-def _throughput(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
-    """A finding when finished cases now take clearly longer than in the baseline."""
+def _throughput(ctx: RuleContext, anchor: BaselineAnchor | None, scope: Scope) -> list[Finding]:
+    """A finding when finished cases now take clearly longer than in the baseline (segments
+    only when ``scope`` judges one)."""
     rule = ctx.process.rules.throughput
     if not rule.enabled:
         return []
@@ -84,8 +85,8 @@ def _throughput(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding
     rows = window.lookback(finished, "last_day")
     hit = series_hit(rows, window, "duration_s", "last_day")
     whole = [] if hit is None else [_finding(ctx, rule, window, _redated(ctx, window, hit), {}, [])]
-    if hit is not None and hit.drift.opens:  # only holding an open alert: a segment may open one
-        return whole
+    if (hit is not None and hit.drift.opens) or not scope.segmented(SUBJECT):
+        return whole  # only holding an open alert: a segment may open one
     keys = tuple(k for k in rule.segments if k in ctx.facts.segment_keys)
     hits, others = segment_hits(rows, rule, window, keys, "duration_s", "last_day")
     return whole + [_finding(ctx, rule, window, _redated(ctx, window, h), {k: v}, others)

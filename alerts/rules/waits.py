@@ -75,7 +75,7 @@ from alerts.changepoint import (
     current_onset,
     in_scope,
 )
-from alerts.context import BaselineAnchor, Rule, RuleContext
+from alerts.context import BaselineAnchor, Rule, RuleContext, Scope
 from alerts.duration import Duration, parse_duration
 from alerts.errors import DateRangeError
 from alerts.facts import segment_column
@@ -365,8 +365,9 @@ def expired(ctx: RuleContext, rule: WaitDrift, anchor: BaselineAnchor) -> bool:
     return Window.of(ctx, rule).oldest >= anchor.until
 
 
-def _bottleneck(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding]:
-    """Findings for each activity whose wait drifted up, process-wide or in one segment."""
+def _bottleneck(ctx: RuleContext, anchor: BaselineAnchor | None, scope: Scope) -> list[Finding]:
+    """Findings for each activity whose wait drifted up, process-wide or in one segment (only
+    the activities ``scope`` judges)."""
     rule = ctx.process.rules.bottleneck
     if not rule.enabled or ctx.facts.waits.is_empty():
         return []
@@ -377,6 +378,9 @@ def _bottleneck(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding
     leads = _leading(lookback)
     by_target = lookback.partition_by("target", as_dict=True, maintain_order=True)
     for (target,), rows in sorted(by_target.items()):
+        subject = f"wait before {target}"
+        if not scope.subject(subject):
+            continue
         sources = leads.get(target, [])
         series = Series.of(rows, window, "wait_s", "ended_day")
         hit = series.hit(rows, window)
@@ -386,6 +390,8 @@ def _bottleneck(ctx: RuleContext, anchor: BaselineAnchor | None) -> list[Finding
             findings.append(_finding(ctx, rule, window, sources, target, hit, {}, []))
             if hit.drift.opens:  # only holding an open alert: a segment may still open one
                 continue
+        if not scope.segmented(subject):
+            continue
         hits, others = segment_hits(rows, rule, window, keys, "wait_s", "ended_day")
         findings.extend(_finding(ctx, rule, window, sources, target, h, {k: v}, others)
                         for k, v, h in hits)
