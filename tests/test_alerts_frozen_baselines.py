@@ -62,19 +62,22 @@ def test_the_claims_level_accepted_resolves_once_and_stays_quiet(claims: object)
 
 ONSET_DAY, END_DAY = 45, 260  # business days after 5 January 2026: past the 180-day horizon
 DRIFT_RULES = ("bottleneck", "throughput", "handoff")
+REDONE = "rework/onboarding/rework at Open account"
 
 
 @pytest.fixture(scope="module")
 def slowed() -> object:
     """Onboarding over a year; from ONSET_DAY the wait before Risk review is ten times as long,
-    to the end."""
-    frame, _ = sim_frame("onboarding", 40 * END_DAY, 3, Anomalies(bottleneck=Bottleneck(
-        "Risk review", evening(ONSET_DAY).replace(hour=9), 10.0)))
+    and four in ten new cases have their account opened twice or more, to the end."""
+    onset = evening(ONSET_DAY).replace(hour=9)
+    frame, _ = sim_frame("onboarding", 40 * END_DAY, 3, Anomalies(
+        bottleneck=Bottleneck("Risk review", onset, 10.0),
+        rework=ReworkLoop(("Open account",), 0.4, since=onset)))
     return frame
 
 
 def test_drifts_that_persist_stay_open_to_the_end_of_a_long_period(slowed: object) -> None:
-    """The wait, case-duration and hand-off drifts, evaluated every 5 business days with the
+    """The wait, case-duration, hand-off and rework-at drifts, evaluated every 5 business days with the
     state kept, each fire and stay firing to the end, past the point where the sliding
     lookback has taken the slow level for normal."""
     rounds = [evening(d) for d in range(ONSET_DAY + 5, END_DAY, 5)]
@@ -87,6 +90,9 @@ def test_drifts_that_persist_stay_open_to_the_end_of_a_long_period(slowed: objec
     resolved = [c.alert.key for c in kept.changes
                 if c.change is Change.RESOLVED and c.alert.rule in ("bottleneck", "throughput")]
     assert not resolved
+    redone = [i for i, alerts in enumerate(seen) if REDONE in alerts
+              and alerts[REDONE].status is Status.FIRING]  # the activity redone more often
+    assert redone and redone == list(range(redone[0], len(rounds))), redone
 
 
 def test_drifts_accepted_as_normal_resolve_and_stay_quiet(slowed: object) -> None:
