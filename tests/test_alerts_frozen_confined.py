@@ -6,7 +6,7 @@ that persists stays open to the end, and accepted as normal it resolves once and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import polars as pl
@@ -95,8 +95,9 @@ def test_a_conformance_episode_has_no_sliding_baseline_to_freeze(history: Histor
 
 def test_the_levels_accepted_as_normal_resolve_once_and_stay_quiet(history: History) -> None:
     """At ACCEPT_AT the owner accepts each of the three levels: each resolves at that round with
-    one ACCEPTED change (reminders aside) and stays resolved to the end of the year; conformance's accepted level
-    becomes its floor (recent cases fit as the accepted ones did, below the threshold)."""
+    one ACCEPTED change (reminders aside) and stays resolved to the end of the year;
+    conformance's accepted level becomes its floor (recent cases fit as the accepted ones did,
+    below the threshold)."""
     state = history.before_accept
     for key in KEYS:
         assert state.alerts[key].status is Status.FIRING, key
