@@ -412,7 +412,7 @@ def test_firing_and_resolved_alternate_for_any_sequence(
         sev = severity if vary_severity else Severity.WARNING
         run.round(now, [finding(severity=sev)] if present else [])
         now += gap * HOUR
-    announced = (Change.FIRING, Change.REPEAT, Change.ESCALATED)
+    announced = (Change.FIRING, Change.RECURRED, Change.REPEAT, Change.ESCALATED)
     for seq in _firing_resolved(run.sent).values():
         assert seq[0].change in (Change.FIRING, Change.RECURRED)  # RECURRED: FIRING was silenced
         for before, after in itertools.pairwise(seq):
