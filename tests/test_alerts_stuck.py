@@ -53,7 +53,19 @@ def open_case(case_id: str, last: datetime, trace: tuple[str, ...] = ("Register"
 
 def evaluate(rows: list[dict[str, Any]], now: datetime = NOW, ends: tuple[str, ...] = ("Close",),
              sla: str | None = None, **overrides: Any) -> list[Finding]:
-    """The stuck rule's findings for a process named "claims"."""
+    """The stuck rule's findings that open an alert, for a process named "claims" (a finding
+    with ``opens`` False only holds an open alert open: ``holding``)."""
+    return [f for f in everything(rows, now, ends, sla, **overrides) if f.opens]
+
+
+def holding(rows: list[dict[str, Any]], now: datetime = NOW, **overrides: Any) -> list[Finding]:
+    """The stuck rule's findings that only hold an open alert (``opens`` False)."""
+    return [f for f in everything(rows, now, **overrides) if not f.opens]
+
+
+def everything(rows: list[dict[str, Any]], now: datetime = NOW, ends: tuple[str, ...] = ("Close",),
+               sla: str | None = None, **overrides: Any) -> list[Finding]:
+    """Every finding of the stuck rule for a process named "claims"."""
     process = ProcessDefinition(name="claims", end_activities=ends,
                                 sla=parse_duration(sla) if sla else None,
                                 rules=RuleSettings().merged({"stuck": overrides}))
@@ -140,7 +152,7 @@ def test_injected_stuck_cases_are_listed_by_case_id(seed: int) -> None:
     seen = prepare(df.filter(pl.col("timestamp") <= now.astimezone(ZoneInfo("UTC"))))
     process_def = ProcessDefinition(name=process, end_activities=tuple(truth["end_activities"]),
                                     rules=RuleSettings().merged({"stuck": {"max_listed": 1000}}))
-    found = stuck(RuleContext(process_def, seen, now))
+    found = [f for f in stuck(RuleContext(process_def, seen, now)) if f.opens]
     injected = set(truth["anomalies"]["stuck"]["cases"])
     listed = {c["case_id"] for f in found for c in f.evidence["cases"]}
     [at_step] = [f for f in found if f.subject == f"stuck at {after}"]
@@ -210,6 +222,21 @@ def test_one_case_past_far_longer_is_ordinary_at_a_busy_step_several_are_not() -
     assert alone.cases == ("gone",)
     assert alone.evidence["threshold_days"] == alone.evidence["single_case_days"]
     assert alone.summary.startswith("1 claims case stuck at Register for 20 business days")
+
+
+def test_cases_beyond_far_longer_but_too_few_to_fire_hold_an_open_alert() -> None:
+    """Hysteresis: where three cases beyond "far longer than normal" fire, one left there after
+    two moved on opens nothing but holds the open alert (``opens`` False, listing it from the
+    far-longer threshold); with none left there, nothing holds it and it can resolve."""
+    history = long_tailed_history()
+    [several] = evaluate(history + open_case("a", at(4)) + open_case("b", at(5)) +
+                         open_case("c", at(6)))
+    one_left = history + open_case("c", at(6))
+    assert evaluate(one_left) == []
+    [held] = holding(one_left)
+    assert held.key == several.key and held.cases == ("c",)
+    assert held.evidence["threshold_days"] == held.evidence["far_longer_days"]
+    assert holding(history) == [] and evaluate(history) == []
 
 
 def test_cases_idle_far_beyond_any_wait_are_abandoned_not_stuck() -> None:

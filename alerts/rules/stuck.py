@@ -10,6 +10,11 @@ whose last event is an end activity is finished, never stuck. Its "since" is the
 cases became stuck: when the ``needed``-th of them (the first, where one alone is) crossed the
 step's threshold, not the oldest case's last event.
 
+**Hysteresis.** A step whose open alert fired keeps it while cases stay beyond T0 ("far
+longer than normal"), even fewer than ``needed``: they are returned as a finding with ``opens``
+False (listed from T0), which holds an open alert and never opens one. Without it, receipt's
+"stuck at Confirmation of receipt" fired, cleared the week one case moved on, and fired again.
+
 **Abandoned.** A case idle far beyond anything the process does (``abandon_factor``, 10, times the
 longest of the p99.9 of all its waits, the step's T0 and its one-case extreme T1; or
 ``abandon_after``, 250 business days, where shorter) is not "stuck for 475-1660 business days":
@@ -66,6 +71,7 @@ sooner.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -316,6 +322,15 @@ def stuck(ctx: RuleContext) -> list[Finding]:
         if group.height < s.min_cases:
             continue
         found.append(_finding(ctx, str(step), group, sla))
+    # Hysteresis: fewer cases beyond T0 than ordinary waits explain hold an open alert.
+    firing = {f.evidence["step"] for f in found}
+    held = table.filter((pl.col("idle_s") > pl.col("t0_s")) & ~late & ~abandoned
+                        & ~pl.col("step").is_in(list(firing)))
+    for (step,), group in held.sort(order[0], descending=order[1]).group_by(
+            "step", maintain_order=True):
+        if group.height >= s.min_cases:
+            holding = group.with_columns(pl.col("t0_s").alias("limit_s"))
+            found.append(dataclasses.replace(_finding(ctx, str(step), holding, sla), opens=False))
     left = table.filter(abandoned).sort(order[0], descending=order[1])
     if left.height:
         found.append(_abandoned(ctx, left, waits))
