@@ -240,22 +240,31 @@ def test_cases_beyond_far_longer_but_too_few_to_fire_hold_an_open_alert() -> Non
 
 
 def test_cases_idle_far_beyond_any_wait_are_abandoned_not_stuck() -> None:
-    """Where every wait is under 2 business days, cases idle 100 and 130 business days are far
-    beyond anything the process does (10 x its one-case extreme): one "abandoned" finding lists
-    them, apart from the case stuck there 30 days, and never says "stuck for 100-130 days"; its
-    "since" is when the first of them crossed the abandonment threshold."""
-    rows = long_tailed_history() + open_case("gone", at(100)) + \
+    """Where every wait is under 2 business days, cases idle 100, 103 and 130 business days are
+    far beyond anything the process does (10 x its one-case extreme): "abandoned" findings list
+    them, one per month they crossed the abandonment threshold (each reported once: a case
+    abandoned later never re-opens an earlier month's key), apart from the case stuck there 30
+    days, and never say "stuck for 100-130 days"; each "since" is when the first of its cases
+    crossed the threshold."""
+    rows = long_tailed_history() + open_case("gone", at(100)) + open_case("also-gone", at(103)) + \
         open_case("long-gone", at(130)) + open_case("late", at(30))
-    found = {f.subject: f for f in evaluate(rows)}
-    abandoned = found["abandoned"]
-    assert abandoned.cases == ("long-gone", "gone")
-    assert abandoned.summary.startswith("2 claims cases abandoned, not stuck: no event for "
-                                        "100-130 business days")
-    assert "left at Register (2)" in abandoned.summary
-    after = abandoned.evidence["abandoned_after_days"]
-    assert 60 < after < 100
-    assert abandoned.since == CAL.add_business_days(NOW.date(), -math.floor(130 - after))
-    assert found["stuck at Register"].cases == ("late",)
+    found = {f.key: f for f in evaluate(rows)}
+    after = found["stuck/claims/abandoned/month=2026-02"].evidence["abandoned_after_days"]
+    assert isinstance(after, float) and 60 < after < 100
+    crossed = {case: CAL.add_business_days(NOW.date(), -math.floor(idle - after))
+               for case, idle in (("gone", 100), ("also-gone", 103), ("long-gone", 130))}
+    assert crossed["long-gone"].month == 1 and crossed["gone"].month == crossed["also-gone"].month == 2
+    january, february = (found[f"stuck/claims/abandoned/month=2026-0{m}"] for m in (1, 2))
+    assert january.cases == ("long-gone",) and february.cases == ("also-gone", "gone")
+    assert february.summary.startswith("2 claims cases abandoned in 2026-02, not stuck: no event "
+                                       "for 100-103 business days")
+    assert "left at Register (2)" in february.summary
+    assert january.since == crossed["long-gone"] and february.since == crossed["also-gone"]
+    alone = long_tailed_history() + open_case("long-gone", at(130)) + open_case("late", at(30))
+    assert [f for f in evaluate(alone) if f.subject == "abandoned"] == [january]
+    assert found["stuck/claims/stuck at Register"].cases == ("late",)
+    assert set(found) == {"stuck/claims/abandoned/month=2026-01",
+                          "stuck/claims/abandoned/month=2026-02", "stuck/claims/stuck at Register"}
 
 
 def test_a_step_normally_left_at_once_says_under_a_tenth_not_under_zero() -> None:

@@ -18,7 +18,17 @@ False (listed from T0), which holds an open alert and never opens one. Without i
 **Abandoned.** A case idle far beyond anything the process does (``abandon_factor``, 10, times the
 longest of the p99.9 of all its waits, the step's T0 and its one-case extreme T1; or
 ``abandon_after``, 250 business days, where shorter) is not "stuck for 475-1660 business days":
-the process's abandoned cases are one finding apart (subject ``abandoned``), which says so.
+the process's abandoned cases are findings apart (subject ``abandoned``), which say so.
+
+**Reported once.** Abandoned cases are grouped by the month they crossed the abandonment
+threshold (segment ``month``, ``stuck/<process>/abandoned/month=2006-11``): each month's key
+fires once, announcing the cases abandoned in it, and closes when they leave the rounds'
+``history`` (a case abandoned after 250 business days leaves a year's window a few weeks later:
+nothing in the data resolves it, and nobody is working on it). One key for every abandoned case
+re-opened the alert whenever another case was abandoned and resolved as each left the window
+(the road-traffic fines: flapping in 2006). A back office reviews such backlog by month ("cases
+left in November"); a later case never re-announces earlier ones, and one abandoned in the
+same month joins that month's open alert (listed there, and in the weekly digest).
 
 **Why not a fixed multiple of the p90.** 5 x p90 is crossed by about one ordinary wait in a
 thousand, and a step sees thousands a year (claims Assessment about 6,700, payments Triage
@@ -333,12 +343,17 @@ def stuck(ctx: RuleContext) -> list[Finding]:
             found.append(dataclasses.replace(_finding(ctx, str(step), holding, sla), opens=False))
     left = table.filter(abandoned).sort(order[0], descending=order[1])
     if left.height:
-        found.append(_abandoned(ctx, left, waits))
-    return sorted(found, key=lambda f: f.subject)
+        crossed = [_crossed(calendar, ctx.now, float(i - a)).strftime("%Y-%m")
+                   for i, a in left.select("idle_s", "abandon_s").iter_rows()]
+        left = left.with_columns(pl.Series("month", crossed, dtype=pl.String))
+        for (month,), group in left.group_by("month", maintain_order=True):
+            found.append(_abandoned(ctx, group, waits, str(month)))
+    return sorted(found, key=lambda f: f.key)
 
 
 ABANDONED: Final = "abandoned"
-"""The subject of the one finding listing a process's abandoned cases."""
+"""The subject of the findings listing a process's abandoned cases (one per month they were
+abandoned in: segment ``month``)."""
 
 
 def _far_beyond(waits: pl.DataFrame, calendar: WorkCalendar, s: Stuck) -> pl.Expr:
@@ -359,8 +374,9 @@ def _crossed(calendar: WorkCalendar, now: datetime, over_s: float) -> date:
     return calendar.add_business_days(calendar.business_day_of(now), -back)
 
 
-def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame) -> Finding:
-    """The one finding of a process's abandoned cases: idle far beyond any of its waits."""
+def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame, month: str) -> Finding:
+    """The finding of a process's cases abandoned in ``month`` (when they crossed the
+    abandonment threshold): idle far beyond any of its waits."""
     s, calendar = ctx.process.rules.stuck, ctx.process.calendar
     listed = group.head(s.max_listed)
     cases = [{"case_id": row["case_id"], "step": row["step"],
@@ -378,15 +394,17 @@ def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame) -> Fi
                 listed.select("idle_s", "abandon_s").iter_rows())
     return Finding(
         rule=STUCK.name, process=ctx.process.name, subject=ABANDONED, severity=s.severity,
-        summary=(f"{group.height} {ctx.process.name} {plural} abandoned, not stuck: no event for "
+        summary=(f"{group.height} {ctx.process.name} {plural} abandoned in {month}, not stuck: "
+                 f"no event for "
                  f"{span} business days, far beyond any wait of the process (its longest: "
                  f"{_days(calendar, p999):g} business days at p99.9); left at {at}"),
         evidence={"count": group.height, "cases": cases,
                   "steps": {str(step): int(n) for step, n in steps.iter_rows()},
                   "abandoned_after_days": _days(calendar, threshold),
                   "longest_wait_p999_days": _days(calendar, p999),
-                  "abandon_factor": s.abandon_factor, "abandon_after": s.abandon_after},
-        since=since, cases=tuple(str(c) for c in listed["case_id"]))
+                  "abandon_factor": s.abandon_factor, "abandon_after": s.abandon_after,
+                  "month": month},
+        segment={"month": month}, since=since, cases=tuple(str(c) for c in listed["case_id"]))
 
 
 def _verdicts(table: pl.DataFrame, waits: pl.DataFrame, span: float, day: float) -> pl.DataFrame:
