@@ -267,6 +267,18 @@ def test_cases_idle_far_beyond_any_wait_are_abandoned_not_stuck() -> None:
                           "stuck/claims/abandoned/month=2026-02", "stuck/claims/stuck at Register"}
 
 
+def test_abandoned_by_abandon_after_says_so_not_far_beyond_every_wait() -> None:
+    """Where ``abandon_after`` (50 business days), not 10 x the longest waits, makes a case idle
+    100 business days abandoned, the summary says it is over those 50 days and never "far beyond
+    any wait" (the road-traffic fines: 255 days idle "far beyond" a longest wait of 443)."""
+    rows = long_tailed_history() + open_case("gone", at(100))
+    [finding] = evaluate(rows, abandon_factor=1000.0, abandon_after="50 business days")
+    assert finding.subject == "abandoned"
+    assert "no event for 100 business days, over the 50 business days after which a case " \
+        "counts as abandoned (the process's longest waits: " in finding.summary
+    assert "far beyond" not in finding.summary
+
+
 def test_a_step_normally_left_at_once_says_under_a_tenth_not_under_zero() -> None:
     """Where Assess is always followed within a minute, a case idle there 6 business days says
     "normal: under 0.1", never "normal: under 0"."""

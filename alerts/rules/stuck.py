@@ -395,9 +395,8 @@ def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame, month
     return Finding(
         rule=STUCK.name, process=ctx.process.name, subject=ABANDONED, severity=s.severity,
         summary=(f"{group.height} {ctx.process.name} {plural} abandoned in {month}, not stuck: "
-                 f"no event for "
-                 f"{span} business days, far beyond any wait of the process (its longest: "
-                 f"{_days(calendar, p999):g} business days at p99.9); left at {at}"),
+                 f"no event for {span} business days, {_beyond(calendar, p999, threshold, s)}; "
+                 f"left at {at}"),
         evidence={"count": group.height, "cases": cases,
                   "steps": {str(step): int(n) for step, n in steps.iter_rows()},
                   "abandoned_after_days": _days(calendar, threshold),
@@ -405,6 +404,17 @@ def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame, month
                   "abandon_factor": s.abandon_factor, "abandon_after": s.abandon_after,
                   "month": month},
         segment={"month": month}, since=since, cases=tuple(str(c) for c in listed["case_id"]))
+
+
+def _beyond(calendar: WorkCalendar, p999: float, threshold: float, s: Stuck) -> str:
+    """Why the cases count as abandoned: far beyond any wait of the process, or (where the
+    process's own longest waits reach that far) over ``abandon_after``; never "far beyond"
+    a longest wait that is longer than the idle time stated."""
+    longest = f"{_days(calendar, p999):g} business days at p99.9"
+    if p999 * s.abandon_factor <= threshold * (1 + 1e-9):
+        return f"far beyond any wait of the process (its longest: {longest})"
+    return (f"over the {s.abandon_after} after which a case counts as abandoned (the "
+            f"process's longest waits: {longest})")
 
 
 def _verdicts(table: pl.DataFrame, waits: pl.DataFrame, span: float, day: float) -> pl.DataFrame:
