@@ -47,6 +47,7 @@ import polars as pl
 import pytest
 from bench_targets import Targets
 from conftest import backlight, shared_file, write_config
+from evidence_support import contradictions, documents
 from real_logs_support import LOGS, real
 
 from alerts.calendar import WorkCalendar
@@ -206,6 +207,20 @@ def business_days_apart(since: date, change: datetime) -> float:
     return CAL.between(min(a, b), max(a, b)) / CAL.day_seconds
 
 
+def stored_contradictions(db: Path) -> tuple[int, list[str]]:
+    """Every stored alert (state and history) checked against its own evidence: how many
+    alert documents, and what contradicts (each distinct one once)."""
+    count, found = 0, {}
+    with sqlite3.connect(db) as conn:
+        for query in ("SELECT body FROM alert_states", "SELECT body FROM alert_history"):
+            for (text,) in conn.execute(query):
+                for alert in documents(json.loads(text)):
+                    count += 1
+                    for what in contradictions(alert):
+                        found[f"{alert.get('key')}: {what}: {alert['summary'][:160]}"] = None
+    return count, list(found)
+
+
 def stored_json(db: Path) -> tuple[int, list[str]]:
     """Every stored alert state, history row and outbox payload parsed strictly: how many, and
     the errors."""
@@ -285,6 +300,12 @@ def test_real_logs_replayed_through_kafka_with_alert_rounds(
         print(f"  strict JSON: {error}")
     lines.append(targets.at_most(f"strict JSON: of {count} stored documents and `alerts list`, "
                                  "failing", len(errors), 0, 0, spec="d"))
+
+    checked, contradicting = stored_contradictions(db)
+    for line in contradicting[:20]:
+        print(f"  contradicts its evidence: {line}")
+    lines.append(targets.at_most(f"alerts contradicting their evidence (of {checked} stored alert "
+                                 "documents, distinct)", len(contradicting), 0, 0, spec="d"))
 
     print("\nthe real changes, dated from the data (the issue's n before and after):")
     for process, rule, subject, kind, n_before, n_after in CHANGES:
