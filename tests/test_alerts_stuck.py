@@ -53,7 +53,19 @@ def open_case(case_id: str, last: datetime, trace: tuple[str, ...] = ("Register"
 
 def evaluate(rows: list[dict[str, Any]], now: datetime = NOW, ends: tuple[str, ...] = ("Close",),
              sla: str | None = None, **overrides: Any) -> list[Finding]:
-    """The stuck rule's findings for a process named "claims"."""
+    """The stuck rule's findings that open an alert, for a process named "claims" (a finding
+    with ``opens`` False only holds an open alert open: ``holding``)."""
+    return [f for f in everything(rows, now, ends, sla, **overrides) if f.opens]
+
+
+def holding(rows: list[dict[str, Any]], now: datetime = NOW, **overrides: Any) -> list[Finding]:
+    """The stuck rule's findings that only hold an open alert (``opens`` False)."""
+    return [f for f in everything(rows, now, **overrides) if not f.opens]
+
+
+def everything(rows: list[dict[str, Any]], now: datetime = NOW, ends: tuple[str, ...] = ("Close",),
+               sla: str | None = None, **overrides: Any) -> list[Finding]:
+    """Every finding of the stuck rule for a process named "claims"."""
     process = ProcessDefinition(name="claims", end_activities=ends,
                                 sla=parse_duration(sla) if sla else None,
                                 rules=RuleSettings().merged({"stuck": overrides}))
@@ -140,7 +152,7 @@ def test_injected_stuck_cases_are_listed_by_case_id(seed: int) -> None:
     seen = prepare(df.filter(pl.col("timestamp") <= now.astimezone(ZoneInfo("UTC"))))
     process_def = ProcessDefinition(name=process, end_activities=tuple(truth["end_activities"]),
                                     rules=RuleSettings().merged({"stuck": {"max_listed": 1000}}))
-    found = stuck(RuleContext(process_def, seen, now))
+    found = [f for f in stuck(RuleContext(process_def, seen, now)) if f.opens]
     injected = set(truth["anomalies"]["stuck"]["cases"])
     listed = {c["case_id"] for f in found for c in f.evidence["cases"]}
     [at_step] = [f for f in found if f.subject == f"stuck at {after}"]
@@ -212,23 +224,59 @@ def test_one_case_past_far_longer_is_ordinary_at_a_busy_step_several_are_not() -
     assert alone.summary.startswith("1 claims case stuck at Register for 20 business days")
 
 
+def test_cases_beyond_far_longer_but_too_few_to_fire_hold_an_open_alert() -> None:
+    """Hysteresis: where three cases beyond "far longer than normal" fire, one left there after
+    two moved on opens nothing but holds the open alert (``opens`` False, listing it from the
+    far-longer threshold); with none left there, nothing holds it and it can resolve."""
+    history = long_tailed_history()
+    [several] = evaluate(history + open_case("a", at(4)) + open_case("b", at(5)) +
+                         open_case("c", at(6)))
+    one_left = history + open_case("c", at(6))
+    assert evaluate(one_left) == []
+    [held] = holding(one_left)
+    assert held.key == several.key and held.cases == ("c",)
+    assert held.evidence["threshold_days"] == held.evidence["far_longer_days"]
+    assert holding(history) == [] and evaluate(history) == []
+
+
 def test_cases_idle_far_beyond_any_wait_are_abandoned_not_stuck() -> None:
-    """Where every wait is under 2 business days, cases idle 100 and 130 business days are far
-    beyond anything the process does (10 x its one-case extreme): one "abandoned" finding lists
-    them, apart from the case stuck there 30 days, and never says "stuck for 100-130 days"; its
-    "since" is when the first of them crossed the abandonment threshold."""
-    rows = long_tailed_history() + open_case("gone", at(100)) + \
+    """Where every wait is under 2 business days, cases idle 100, 103 and 130 business days are
+    far beyond anything the process does (10 x its one-case extreme): "abandoned" findings list
+    them, one per month they crossed the abandonment threshold (each reported once: a case
+    abandoned later never re-opens an earlier month's key), apart from the case stuck there 30
+    days, and never say "stuck for 100-130 days"; each "since" is when the first of its cases
+    crossed the threshold."""
+    rows = long_tailed_history() + open_case("gone", at(100)) + open_case("also-gone", at(103)) + \
         open_case("long-gone", at(130)) + open_case("late", at(30))
-    found = {f.subject: f for f in evaluate(rows)}
-    abandoned = found["abandoned"]
-    assert abandoned.cases == ("long-gone", "gone")
-    assert abandoned.summary.startswith("2 claims cases abandoned, not stuck: no event for "
-                                        "100-130 business days")
-    assert "left at Register (2)" in abandoned.summary
-    after = abandoned.evidence["abandoned_after_days"]
-    assert 60 < after < 100
-    assert abandoned.since == CAL.add_business_days(NOW.date(), -math.floor(130 - after))
-    assert found["stuck at Register"].cases == ("late",)
+    found = {f.key: f for f in evaluate(rows)}
+    after = found["stuck/claims/abandoned/month=2026-02"].evidence["abandoned_after_days"]
+    assert isinstance(after, float) and 60 < after < 100
+    crossed = {case: CAL.add_business_days(NOW.date(), -math.floor(idle - after))
+               for case, idle in (("gone", 100), ("also-gone", 103), ("long-gone", 130))}
+    assert crossed["long-gone"].month == 1 and crossed["gone"].month == crossed["also-gone"].month == 2
+    january, february = (found[f"stuck/claims/abandoned/month=2026-0{m}"] for m in (1, 2))
+    assert january.cases == ("long-gone",) and february.cases == ("also-gone", "gone")
+    assert february.summary.startswith("2 claims cases abandoned in 2026-02, not stuck: no event "
+                                       "for 100-103 business days")
+    assert "left at Register (2)" in february.summary
+    assert january.since == crossed["long-gone"] and february.since == crossed["also-gone"]
+    alone = long_tailed_history() + open_case("long-gone", at(130)) + open_case("late", at(30))
+    assert [f for f in evaluate(alone) if f.subject == "abandoned"] == [january]
+    assert found["stuck/claims/stuck at Register"].cases == ("late",)
+    assert set(found) == {"stuck/claims/abandoned/month=2026-01",
+                          "stuck/claims/abandoned/month=2026-02", "stuck/claims/stuck at Register"}
+
+
+def test_abandoned_by_abandon_after_says_so_not_far_beyond_every_wait() -> None:
+    """Where ``abandon_after`` (50 business days), not 10 x the longest waits, makes a case idle
+    100 business days abandoned, the summary says it is over those 50 days and never "far beyond
+    any wait" (the road-traffic fines: 255 days idle "far beyond" a longest wait of 443)."""
+    rows = long_tailed_history() + open_case("gone", at(100))
+    [finding] = evaluate(rows, abandon_factor=1000.0, abandon_after="50 business days")
+    assert finding.subject == "abandoned"
+    assert "no event for 100 business days, over the 50 business days after which a case " \
+        "counts as abandoned (the process's longest waits: " in finding.summary
+    assert "far beyond" not in finding.summary
 
 
 def test_a_step_normally_left_at_once_says_under_a_tenth_not_under_zero() -> None:

@@ -454,7 +454,10 @@ def _drift(w: _Windows, redone: pl.DataFrame, activity: str, process: str) -> Fi
     opens = shift.level(s, s.min_support_cases)
     if opens is None:
         return None
-    split = _split(w, w.since(since), activity)
+    # the split over the very cases the share counts (an anchored episode counts its recent
+    # window's, not every case started since its onset: "65 repeated" about 9 cases)
+    counted = w.since(since).join(w.cases.select("case_id"), on="case_id", how="semi")
+    split = _split(w, counted, activity)
     hits, cases = shift.since_hits, shift.since_cases
     return Finding(
         rule=REWORK.name, process=process, subject=f"rework at {activity}", severity=s.severity,

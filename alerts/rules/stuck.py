@@ -10,10 +10,25 @@ whose last event is an end activity is finished, never stuck. Its "since" is the
 cases became stuck: when the ``needed``-th of them (the first, where one alone is) crossed the
 step's threshold, not the oldest case's last event.
 
+**Hysteresis.** A step whose open alert fired keeps it while cases stay beyond T0 ("far
+longer than normal"), even fewer than ``needed``: they are returned as a finding with ``opens``
+False (listed from T0), which holds an open alert and never opens one. Without it, receipt's
+"stuck at Confirmation of receipt" fired, cleared the week one case moved on, and fired again.
+
 **Abandoned.** A case idle far beyond anything the process does (``abandon_factor``, 10, times the
 longest of the p99.9 of all its waits, the step's T0 and its one-case extreme T1; or
 ``abandon_after``, 250 business days, where shorter) is not "stuck for 475-1660 business days":
-the process's abandoned cases are one finding apart (subject ``abandoned``), which says so.
+the process's abandoned cases are findings apart (subject ``abandoned``), which say so.
+
+**Reported once.** Abandoned cases are grouped by the month they crossed the abandonment
+threshold (segment ``month``, ``stuck/<process>/abandoned/month=2006-11``): each month's key
+fires once, announcing the cases abandoned in it, and closes when they leave the rounds'
+``history`` (a case abandoned after 250 business days leaves a year's window a few weeks later:
+nothing in the data resolves it, and nobody is working on it). One key for every abandoned case
+re-opened the alert whenever another case was abandoned and resolved as each left the window
+(the road-traffic fines: flapping in 2006). A back office reviews such backlog by month ("cases
+left in November"); a later case never re-announces earlier ones, and one abandoned in the
+same month joins that month's open alert (listed there, and in the weekly digest).
 
 **Why not a fixed multiple of the p90.** 5 x p90 is crossed by about one ordinary wait in a
 thousand, and a step sees thousands a year (claims Assessment about 6,700, payments Triage
@@ -66,6 +81,7 @@ sooner.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -316,14 +332,28 @@ def stuck(ctx: RuleContext) -> list[Finding]:
         if group.height < s.min_cases:
             continue
         found.append(_finding(ctx, str(step), group, sla))
+    # Hysteresis: fewer cases beyond T0 than ordinary waits explain hold an open alert.
+    firing = {f.evidence["step"] for f in found}
+    held = table.filter((pl.col("idle_s") > pl.col("t0_s")) & ~late & ~abandoned
+                        & ~pl.col("step").is_in(list(firing)))
+    for (step,), group in held.sort(order[0], descending=order[1]).group_by(
+            "step", maintain_order=True):
+        if group.height >= s.min_cases:
+            holding = group.with_columns(pl.col("t0_s").alias("limit_s"))
+            found.append(dataclasses.replace(_finding(ctx, str(step), holding, sla), opens=False))
     left = table.filter(abandoned).sort(order[0], descending=order[1])
     if left.height:
-        found.append(_abandoned(ctx, left, waits))
-    return sorted(found, key=lambda f: f.subject)
+        crossed = [_crossed(calendar, ctx.now, float(i - a)).strftime("%Y-%m")
+                   for i, a in left.select("idle_s", "abandon_s").iter_rows()]
+        left = left.with_columns(pl.Series("month", crossed, dtype=pl.String))
+        for (month,), group in left.group_by("month", maintain_order=True):
+            found.append(_abandoned(ctx, group, waits, str(month)))
+    return sorted(found, key=lambda f: f.key)
 
 
 ABANDONED: Final = "abandoned"
-"""The subject of the one finding listing a process's abandoned cases."""
+"""The subject of the findings listing a process's abandoned cases (one per month they were
+abandoned in: segment ``month``)."""
 
 
 def _far_beyond(waits: pl.DataFrame, calendar: WorkCalendar, s: Stuck) -> pl.Expr:
@@ -344,8 +374,9 @@ def _crossed(calendar: WorkCalendar, now: datetime, over_s: float) -> date:
     return calendar.add_business_days(calendar.business_day_of(now), -back)
 
 
-def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame) -> Finding:
-    """The one finding of a process's abandoned cases: idle far beyond any of its waits."""
+def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame, month: str) -> Finding:
+    """The finding of a process's cases abandoned in ``month`` (when they crossed the
+    abandonment threshold): idle far beyond any of its waits."""
     s, calendar = ctx.process.rules.stuck, ctx.process.calendar
     listed = group.head(s.max_listed)
     cases = [{"case_id": row["case_id"], "step": row["step"],
@@ -363,15 +394,27 @@ def _abandoned(ctx: RuleContext, group: pl.DataFrame, waits: pl.DataFrame) -> Fi
                 listed.select("idle_s", "abandon_s").iter_rows())
     return Finding(
         rule=STUCK.name, process=ctx.process.name, subject=ABANDONED, severity=s.severity,
-        summary=(f"{group.height} {ctx.process.name} {plural} abandoned, not stuck: no event for "
-                 f"{span} business days, far beyond any wait of the process (its longest: "
-                 f"{_days(calendar, p999):g} business days at p99.9); left at {at}"),
+        summary=(f"{group.height} {ctx.process.name} {plural} abandoned in {month}, not stuck: "
+                 f"no event for {span} business days, {_beyond(calendar, p999, threshold, s)}; "
+                 f"left at {at}"),
         evidence={"count": group.height, "cases": cases,
                   "steps": {str(step): int(n) for step, n in steps.iter_rows()},
                   "abandoned_after_days": _days(calendar, threshold),
                   "longest_wait_p999_days": _days(calendar, p999),
-                  "abandon_factor": s.abandon_factor, "abandon_after": s.abandon_after},
-        since=since, cases=tuple(str(c) for c in listed["case_id"]))
+                  "abandon_factor": s.abandon_factor, "abandon_after": s.abandon_after,
+                  "month": month},
+        segment={"month": month}, since=since, cases=tuple(str(c) for c in listed["case_id"]))
+
+
+def _beyond(calendar: WorkCalendar, p999: float, threshold: float, s: Stuck) -> str:
+    """Why the cases count as abandoned: far beyond any wait of the process, or (where the
+    process's own longest waits reach that far) over ``abandon_after``; never "far beyond"
+    a longest wait that is longer than the idle time stated."""
+    longest = f"{_days(calendar, p999):g} business days at p99.9"
+    if p999 * s.abandon_factor <= threshold * (1 + 1e-9):
+        return f"far beyond any wait of the process (its longest: {longest})"
+    return (f"over the {s.abandon_after} after which a case counts as abandoned (the "
+            f"process's longest waits: {longest})")
 
 
 def _verdicts(table: pl.DataFrame, waits: pl.DataFrame, span: float, day: float) -> pl.DataFrame:
