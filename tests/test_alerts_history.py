@@ -67,16 +67,20 @@ def settings(path: Path, history: str) -> Settings:
 
 
 def test_a_bounded_round_finds_what_the_whole_history_finds(two_years: Path) -> None:
-    """A year of history and ten years (the whole store) give the same findings, the injected
-    bottleneck among them; the bounded round read about half of the events."""
+    """A year of history and ten years (the whole store) give the same findings (the same
+    words for those that open alerts), the injected bottleneck among them; the bounded round
+    read about half of the events."""
     bounded = alerting.evaluate(settings(two_years, "365 days"), now=NOW, dry_run=True)
     whole = alerting.evaluate(settings(two_years, "3650 days"), now=NOW, dry_run=True)
     assert not bounded.failed and not whole.failed
     keys = sorted(f.key for f in whole.findings)
     assert any(f.rule == "bottleneck" and "Assessment" in f.subject for f in whole.findings), keys
     assert sorted(f.key for f in bounded.findings) == keys
-    assert [f.summary for f in sorted(bounded.findings, key=lambda f: f.key)] == [
-        f.summary for f in sorted(whole.findings, key=lambda f: f.key)]
+    # Findings that open alerts say the same; one that only holds an open alert (hysteresis:
+    # a stuck step's cases beyond its "far longer than normal" point) states that point, which
+    # the longer history estimates from more waits.
+    assert [f.summary for f in sorted(bounded.findings, key=lambda f: f.key) if f.opens] == [
+        f.summary for f in sorted(whole.findings, key=lambda f: f.key) if f.opens]
     store = open_store(f"sqlite:///{two_years}")
     try:
         definition = ProcessDefinition(name="claims")
