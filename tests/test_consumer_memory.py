@@ -148,9 +148,15 @@ def test_with_the_broker_away_its_reports_stop_readyz_turns_503_and_it_resumes(
         for i in range(50, 90):
             sink.send(TOPIC, valid(i), key=b"c%d" % (i % 7))
         sink.flush()
-        wait(lambda: probe()[0] == 200 and stored_count(db) == 90
-             and broker.committed("g") == broker.end_offsets(TOPIC), "ready again, all stored")
-        code, after = probe()
+        answers: list[tuple[int, dict[str, object]]] = []
+
+        def ready_again() -> bool:
+            answers.append(probe())
+            return (answers[-1][0] == 200 and stored_count(db) == 90
+                    and broker.committed("g") == broker.end_offsets(TOPIC))
+
+        wait(ready_again, "ready again, all stored and committed")
+        code, after = answers[-1]
     finally:
         stop.set()
         thread.join(DEADLINE_S)
