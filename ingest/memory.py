@@ -16,7 +16,8 @@ sources do), and the lag is what the group has not consumed.
 It never replaces Kafka where what crosses Kafka is the behaviour (real offsets, rebalances
 under load, dead-letter topic contents, outages): those tests run on the real broker
 (tests/broker_support.py, the ``kafka_bootstrap`` fixture). What it adds for tests:
-``MemoryBroker.down`` (sends are not acknowledged and commits fail, like an outage),
+``MemoryBroker.down`` (sends are not acknowledged, commits and lag lookups fail, like an
+outage; what a member has fetched already it still reads),
 ``max_message_bytes`` (a message larger is refused as too large, like a topic's
 ``max.message.bytes``) and ``ManualClock`` (a clock whose ``sleep`` only moves its time, for code
 that takes one, e.g. ``ingest.publish.publish``).
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ingest.errors import DeliveryFailed
+from ingest.errors import DeliveryFailed, KafkaUnavailable
 from ingest.group_offsets import GroupOffsets, Partition, Rebalance
 from ingest.rdkafka import Record
 from ingest.transport import HeaderList, Message, Undelivered
@@ -76,8 +77,8 @@ class MemoryBroker:
         self.max_message_bytes = max_message_bytes
         self.down = False
         """While True, sends fail (``flush`` raises ``DeliveryFailed`` as when their delivery
-        timeout runs out) and commits fail (kept for the next commit), as while a broker is
-        away."""
+        timeout runs out), commits fail (kept for the next commit) and lag lookups fail
+        (``KafkaUnavailable``: they need the broker's end offsets), as while a broker is away."""
         self._topics: dict[str, list[list[Record]]] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = threading.Condition()
@@ -305,7 +306,10 @@ class MemorySource:
 
     def lags(self) -> dict[Partition, int]:
         """Per partition of the subscribed topics: its end minus this member's position (its
-        own partitions) or the group's committed offset (the others)."""
+        own partitions) or the group's committed offset (the others). While the broker is
+        ``down``: ``KafkaUnavailable``, as the Kafka sources raise."""
+        if self.broker.down:
+            raise KafkaUnavailable("cannot look up the consumer lag: the broker is down")
         with self.broker._changed:
             committed = self._group().committed
             return {(t, p): len(part) - self._owned.get((t, p), committed.get((t, p), 0))

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import scheduling_support
 from broker_support import own_broker  # noqa: F401 (a fixture: a broker a test may stop)
 
 from backlight import logs
@@ -73,29 +74,27 @@ def sim_frame(process: str, cases: int, seed: int, anomalies: Anomalies | None =
     return event_frame(sim.events), sim.ground_truth
 
 
-SHARED_SETUP = {  # test modules sharing a costly session fixture or cache -> its name
-    "tests/test_ingest_kafka.py": "bpic2012", "tests/test_mine_kafka.py": "bpic2012",  # bpic_topic
-    # ... and pm4py's parse of BPIC 2012 (tests/shared_logs_support.py)
-    "tests/test_group_postgres.py": "bpic2012", "tests/test_logfiles.py": "bpic2012",
-    "tests/test_mining_oracle.py": "bpic2012",
-}
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under pytest-xdist with ``--dist loadscope``: each module's tests on one worker (its
-    module fixtures set up once), and the modules of SHARED_SETUP that share a fixture on the
-    same worker (a session fixture is set up once per worker)."""
-    if config.getoption("dist") != "loadscope":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
+    """Under pytest-xdist with ``--dist loadscope``: a module's tests on one worker, the modules
+    sharing a costly session fixture on one worker, the costliest first
+    (tests/scheduling_support.py)."""
+    return scheduling_support.scheduler(config, log)
 
-    class Scheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::")[0]
-            return SHARED_SETUP.get(module, module)
 
-    return Scheduling(config, log)
+_LOAD = scheduling_support.WorkerLoad()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _LOAD.report(report)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Under xdist: what each worker did, to see whether one idled while the other finished."""
+    if _LOAD.busy:
+        terminalreporter.section("load per xdist worker")
+        for line in _LOAD.lines():
+            terminalreporter.write_line(line)
 
 
 def _docker_answers() -> bool:

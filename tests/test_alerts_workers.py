@@ -89,9 +89,10 @@ def test_two_workers_send_each_change_to_the_webhook_once(tmp_path: Path, url: s
     cfg = workers_config(tmp_path, url, f"{receiver.base}/hook")
     settings = load(cfg)
     outs = [tmp_path / f"worker{i}.out" for i in range(2)]
+    # a round every 0.06 s: the 50 rounds are bound by the rounds' own work, not by waits
     procs = [subprocess.Popen(
         [sys.executable, "-m", "backlight", "alerts", "run", "--config", str(cfg),
-         "--every", "0.005 minutes"], cwd=ROOT, env={**os.environ},
+         "--every", "0.001 minutes"], cwd=ROOT, env={**os.environ},
         stdout=out.open("w"), stderr=(tmp_path / f"worker{i}.err").open("w"))
         for i, out in enumerate(outs)]
     keys = {f"stale_review/{p}/review" for p in PROCESSES}

@@ -1,7 +1,10 @@
 """`backlight consume --metrics-port` as an ops engineer runs it: a real consumer process on a
 real broker serves /metrics, /healthz and /readyz; its counters equal a known ingest, it is
-ready once caught up, not ready while the store or the broker cannot be reached (and ready
-again after), and SIGTERM ends it with 0 and closes the port."""
+ready once caught up, not ready while the store cannot be read (and ready again after), and
+SIGTERM ends it with 0 and closes the port. Not ready while the broker is away, and ready again
+after by itself: the consumer's part on the test transport in memory
+(tests/test_consumer_memory.py), the real outage under running `backlight consume --metrics-port`
+processes in tests/test_outages.py."""
 
 from __future__ import annotations
 
@@ -10,14 +13,11 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from broker_support import own_broker, relaunch  # noqa: F401 (own_broker: a fixture)
 from conftest import read_store, write_config
 from consume_support import SESSION_TIMEOUT_S, consuming, event, total, wait_for
 
-from ingest.broker import BrokerState, LocalBroker
 from ingest.transport import KafkaSink, ensure_topics
 
 pytestmark = pytest.mark.kafka
@@ -120,45 +120,3 @@ def test_not_ready_while_the_store_cannot_be_read(tmp_path: Path, kafka_bootstra
     assert "no such table: events" in away.json()["reason"]
     assert away_up == {(): 0}
     assert back.status_code == 200 and back.json()["lag"] == 0
-
-
-# --- a broker of the test's own (tests/broker_support.py), stopped and started again ----
-
-
-def test_not_ready_while_the_broker_is_down_and_resumes_after(
-        tmp_path: Path, own_broker: tuple[LocalBroker, BrokerState],  # noqa: F811
-        unique: str) -> None:
-    """Broker stopped: /readyz turns 503 within 15 s; started again: 200 again, and the
-    events published before and after the outage are each stored exactly once."""
-    broker, state = own_broker
-    topic = f"ops-outage.{unique}"
-    ensure_topics(state.bootstrap, [topic, f"{topic}.dlq"], partitions=3)
-    publish(state.bootstrap, topic, [event("before", i) for i in range(50)])
-    db = tmp_path / "s.db"
-    cfg = write_config(tmp_path / "b.toml", state.bootstrap, db, [(topic, "claims")],
-                       f"g-{unique}")
-    timeline: dict[str, Any] = {}
-    with consuming(cfg) as consumer:
-        wait_for(lambda: consumer.ready().status_code == 200 and len(stored_ids(db)) == 50, 120,
-                 "the first events stored and ready")
-        assert broker.stop()
-        timeline["unready_after_s"] = wait_for(lambda: consumer.ready().status_code == 503, 15,
-                                               "/readyz 503 with the broker down")
-        timeline["during"] = consumer.ready().json()
-        relaunch(broker, state)
-        publish(state.bootstrap, topic, [event("after", i) for i in range(40)])
-        timeline["ready_again_s"] = wait_for(
-            lambda: consumer.ready().status_code == 200 and len(stored_ids(db)) == 90, 120,
-            "ready again with the events published after the restart stored")
-        wait_for(lambda: total(consumer.scrape(), "backlight_events_stored_total") >= 90, 30,
-                 "the last batch counted")  # its report follows the store's commit
-        samples = consumer.scrape()
-        took = consumer.sigterm()
-    assert consumer.proc.returncode == 0, "".join(consumer.lines)
-    assert took < SESSION_TIMEOUT_S
-    assert timeline["during"]["status"] == "unavailable"
-    ids = stored_ids(db)
-    assert sorted(ids) == sorted([f"before-{i}" for i in range(50)]
-                                 + [f"after-{i}" for i in range(40)])
-    assert total(samples, "backlight_events_stored_total") == 90
-    print("outage timeline:", timeline)  # the figures for the report (pytest -s)

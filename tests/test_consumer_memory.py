@@ -2,7 +2,9 @@
 with Kafka: tests/test_transport_contract.py), on a real SQLite store: dead letters that the
 broker does not acknowledge hold their batch (nothing stored, nothing committed) and are retried;
 a consumer stopped while waiting commits nothing of that batch and the next member of the group
-finishes it. What crosses Kafka during a real outage: tests/test_dlq_delivery.py."""
+finishes it; while the broker is away the consumer's reports stop, so ``/readyz``'s rule turns
+it unready, and it resumes by itself. What crosses Kafka during a real outage:
+tests/test_outages.py (the group outage) and tests/test_dlq_delivery.py."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from conftest import stored_count
+from conftest import read_store, stored_count
 
+from backlight.metrics import Metrics
+from backlight.web.health import readiness
 from ingest.consumer import Consumer, ConsumerOptions
 from ingest.memory import MemoryBroker
 from schemas.decode import SourceSpec
@@ -35,13 +39,17 @@ def wait(check: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def start(broker: MemoryBroker, db: Path) -> tuple[Consumer, threading.Thread, threading.Event]:
-    """A consumer of ``TOPIC`` in group g on its own thread, storing into ``db``."""
+def start(broker: MemoryBroker, db: Path, metrics: Metrics | None = None) -> tuple[
+        Consumer, threading.Thread, threading.Event]:
+    """A consumer of ``TOPIC`` in group g on its own thread, storing into ``db`` (reporting
+    each batch and its lag to ``metrics``, as ``backlight consume --metrics-port`` does)."""
     source = broker.source("g", [TOPIC])
     consumer = Consumer(source, broker.sink(), SQLiteStore(db),
                         {TOPIC: SourceSpec(TOPIC, "claims")},
                         options=ConsumerOptions(batch_size=40, poll_timeout_s=0.05,
-                                                commit_interval_s=0.0, retry_s=(0.01, 0.02)))
+                                                commit_interval_s=0.0, retry_s=(0.01, 0.02),
+                                                lag_interval_s=0.05),
+                        on_batch=metrics.observe_batch if metrics is not None else None)
     stop = threading.Event()
 
     def run() -> None:
@@ -101,3 +109,61 @@ def test_unacknowledged_dead_letters_hold_their_batch_and_a_stop_commits_none_of
     offsets = sorted(int(dict(m.headers)["backlight.source.offset"] or b"-1")
                      for m in broker.messages(f"{TOPIC}.dlq"))
     assert offsets == [i for i in range(120) if i % 4 == 0]
+
+
+STALE_S = 0.5  # readiness's stale_after_s here (STALE_AFTER_S = 10 s in the service)
+
+
+def test_with_the_broker_away_its_reports_stop_readyz_turns_503_and_it_resumes(
+        tmp_path: Path) -> None:
+    """Caught up, the consumer is ready with lag 0. With the broker away (its lag lookups and
+    commits failing) it keeps running but reports nothing, so /readyz's rule says 503
+    "unavailable", the consumer stalled; with the broker back it is ready again by itself,
+    and the events published before and after are each stored and counted once."""
+    broker = MemoryBroker(partitions=3)
+    broker.create_topics([TOPIC, f"{TOPIC}.dlq"])
+    sink = broker.sink()
+    for i in range(50):
+        sink.send(TOPIC, valid(i), key=b"c%d" % (i % 7))
+    sink.flush()
+    db = tmp_path / "s.db"
+    metrics = Metrics()
+    metrics.consumer_started()
+    store = SQLiteStore(db)
+
+    def probe() -> tuple[int, dict[str, object]]:
+        return readiness(metrics, store.last_seq, stale_after_s=STALE_S)
+
+    _, thread, stop = start(broker, db, metrics)
+    try:
+        wait(lambda: probe()[0] == 200 and probe()[1].get("lag") == 0
+             and stored_count(db) == 50, "caught up and ready")
+        broker.down = True
+        wait(lambda: probe()[0] == 503, "/readyz 503 with the broker away")
+        code, during = probe()
+        assert thread.is_alive()
+        assert during["status"] == "unavailable" and during["consumer"] == "stalled"
+        assert str(during["reason"]).startswith("no report from the consumer")
+        broker.down = False
+        for i in range(50, 90):
+            sink.send(TOPIC, valid(i), key=b"c%d" % (i % 7))
+        sink.flush()
+        answers: list[tuple[int, dict[str, object]]] = []
+
+        def ready_again() -> bool:
+            answers.append(probe())
+            return (answers[-1][0] == 200 and stored_count(db) == 90
+                    and broker.committed("g") == broker.end_offsets(TOPIC))
+
+        wait(ready_again, "ready again, all stored and committed")
+        code, after = answers[-1]
+    finally:
+        stop.set()
+        thread.join(DEADLINE_S)
+        store.close()
+    assert not thread.is_alive()
+    assert code == 200 and after["lag"] == 0
+    ids = [row[0] for row in read_store(db, "SELECT event_id FROM events")]
+    assert sorted(ids) == sorted(f"e{i}" for i in range(90))
+    assert metrics.registry.get_sample_value("backlight_events_stored_total",
+                                             {"topic": TOPIC}) == 90

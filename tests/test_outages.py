@@ -153,9 +153,10 @@ def test_broker_stopped_15s_mid_stream_group_resumes_nothing_lost_or_twice(
         postgres_url: str, unique: str) -> None:
     """Three consumers in one group on a 6-partition topic and a PostgreSQL store; the broker
     stopped for at least 15 s while events are published throughout: every consumer's /readyz
-    turns 503 during the outage; one SIGTERM'd while the broker is down exits 0 within the
-    session timeout (plus a margin); the other two turn ready again by themselves; the store holds
-    every published event exactly once and the stored counters add up to them."""
+    turns 503 ("unavailable") during the outage; one SIGTERM'd while the broker is down exits 0
+    within the session timeout (plus a margin); the other two turn ready again by themselves
+    (and exit 0 as promptly on SIGTERM afterwards); the store holds every published event
+    exactly once and the stored counters add up to them."""
     broker, state = own_broker
     topic = f"outage-broker.{unique}"
     ensure_topics(state.bootstrap, [topic, dead_letter_topic(topic)], partitions=6)
@@ -185,7 +186,8 @@ def test_broker_stopped_15s_mid_stream_group_resumes_nothing_lost_or_twice(
 
         wait_for(all_unready, UNREADY_S, "every consumer's /readyz 503 with the broker down")
         timeline["unready_after_s"] = [unready[n] for n in range(len(group))]
-        timeline["reason"] = ready(stay[0]).json().get("reason")
+        during = ready(stay[0]).json()
+        timeline["status"], timeline["reason"] = during.get("status"), during.get("reason")
         try:
             timeline["sigterm_s"] = round(leaving.sigterm(), 1)
         except subprocess.TimeoutExpired:
@@ -231,6 +233,8 @@ def test_broker_stopped_15s_mid_stream_group_resumes_nothing_lost_or_twice(
           f"{[*each, left]}; SIGTERM after the restart took {[round(t, 1) for t in took]} s")
     assert timeline["sigterm_s"] < SESSION_TIMEOUT_S + SIGTERM_MARGIN_S
     assert [c.proc.returncode for c in stay] == [0, 0]
+    assert max(took) < SESSION_TIMEOUT_S + SIGTERM_MARGIN_S
+    assert timeline["status"] == "unavailable"
     assert "no report from the consumer" in timeline["reason"]
     assert len(ids) == len(set(ids)) == len(published)
     assert set(ids) == set(published)
