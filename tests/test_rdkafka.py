@@ -9,12 +9,17 @@ import time
 
 import pytest
 from broker_support import relaunch
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ingest.broker import BrokerState, LocalBroker
 from ingest.errors import KafkaUnavailable
 from ingest.rdkafka import RdKafkaSource, settings
 from ingest.transport import KafkaSink, Message, ensure_topics
+
+COORDINATOR_NOT_READY = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                         KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._WAIT_COORD,
+                         KafkaError._TIMED_OUT)
+"""What a broker just back may answer while its group coordinator loads."""
 
 
 def test_settings_map_the_kafka_python_options_and_refuse_unknown_ones() -> None:
@@ -150,10 +155,18 @@ def test_commits_never_wait_for_an_absent_broker_and_land_once_it_is_back(
         relaunch(broker, state)
         check = Consumer({"bootstrap.servers": state.bootstrap, "group.id": group})
         try:
-            def committed() -> dict[tuple[str, int], int]:
+            def committed() -> dict[tuple[str, int], int] | str:
+                """The group's committed offsets, or why the broker could not say yet (just
+                back, its group coordinator may still be loading: NOT_COORDINATOR)."""
                 parts = [TopicPartition(topic, p) for p in range(2)]
-                return {(tp.topic, tp.partition): tp.offset
-                        for tp in check.committed(parts, timeout=10)}
+                try:
+                    return {(tp.topic, tp.partition): tp.offset
+                            for tp in check.committed(parts, timeout=10)}
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if not (error.retriable() or error.code() in COORDINATOR_NOT_READY):
+                        raise
+                    return str(exc)
             deadline = time.monotonic() + 120
             while committed() != handled:
                 assert time.monotonic() < deadline, f"committed {committed()}, not {handled}"
