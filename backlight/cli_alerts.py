@@ -16,7 +16,6 @@ from backlight.cli_options import config_option as _config_option
 from backlight.cli_options import errors_exit as _errors_exit
 from backlight.cli_options import settings as _settings
 from backlight.config import ConfigError
-from backlight.jobs import stop_on_signals as _stop_on_signals
 from backlight.render_alerts import render_text
 from schemas.alerts import Alert, Silence
 from schemas.printable import json_printable, printable
@@ -86,6 +85,8 @@ def evaluate(config_path: str | None, dry_run: bool, fmt: str, now_text: str | N
 @_errors_exit
 def run(config_path: str | None, every: str | None) -> None:
     """Evaluate and deliver on an interval (the outbox worker) until SIGTERM / SIGINT."""
+    from backlight.jobs import stop_on_signals  # the Kafka clients: only this command needs them
+
     settings = _settings(config_path)
     try:
         interval = timedelta(seconds=parse_duration(every or settings.alerts.every).wall_seconds)
@@ -97,7 +98,7 @@ def run(config_path: str | None, every: str | None) -> None:
         click.echo(f"{report.now.isoformat(timespec='seconds')} {len(report.alerts)} alerts, "
                    f"{len(report.changes)} changes; sent {delivered.sent}, failed "
                    f"{delivered.failed} (retried), undeliverable {delivered.dead}")
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         alerting.run(settings, interval, stop, said)
 
 
