@@ -17,6 +17,7 @@ from backlight.cli_options import errors_exit as _errors_exit
 from backlight.cli_options import settings as _settings
 from backlight.config import ConfigError
 from backlight.render_alerts import render_text
+from backlight.signals import stop_on_signals
 from schemas.alerts import Alert, Silence
 from schemas.printable import json_printable, printable
 
@@ -85,8 +86,6 @@ def evaluate(config_path: str | None, dry_run: bool, fmt: str, now_text: str | N
 @_errors_exit
 def run(config_path: str | None, every: str | None) -> None:
     """Evaluate and deliver on an interval (the outbox worker) until SIGTERM / SIGINT."""
-    from backlight.jobs import stop_on_signals  # the Kafka clients: only this command needs them
-
     settings = _settings(config_path)
     try:
         interval = timedelta(seconds=parse_duration(every or settings.alerts.every).wall_seconds)
