@@ -113,12 +113,13 @@ def consume(config_path: str | None, exit_when_idle: float | None, with_alerts: 
             with_read_models: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Run the consumers: Kafka -> validate -> store; bad messages to <topic>.dlq."""
     from backlight import jobs
+    from backlight.signals import stop_on_signals
 
     settings = _settings(config_path)
     stop = threading.Event()
     metrics = None
     # SIGTERM/SIGINT from here on finish the batch in hand, commit and exit 0.
-    with jobs.stop_on_signals(stop), contextlib.ExitStack() as running:
+    with stop_on_signals(stop), contextlib.ExitStack() as running:
         if metrics_port is not None:
             from backlight.metrics import Metrics
             from backlight.web.ops import serving

@@ -16,8 +16,8 @@ from backlight.cli_options import config_option as _config_option
 from backlight.cli_options import errors_exit as _errors_exit
 from backlight.cli_options import settings as _settings
 from backlight.config import ConfigError
-from backlight.jobs import stop_on_signals as _stop_on_signals
 from backlight.render_alerts import render_text
+from backlight.signals import stop_on_signals
 from schemas.alerts import Alert, Silence
 from schemas.printable import json_printable, printable
 
@@ -97,7 +97,7 @@ def run(config_path: str | None, every: str | None) -> None:
         click.echo(f"{report.now.isoformat(timespec='seconds')} {len(report.alerts)} alerts, "
                    f"{len(report.changes)} changes; sent {delivered.sent}, failed "
                    f"{delivered.failed} (retried), undeliverable {delivered.dead}")
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         alerting.run(settings, interval, stop, said)
 
 

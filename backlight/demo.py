@@ -26,12 +26,19 @@ def drift_onset(cases: int) -> datetime:
     return jobs.SIMULATION_START + timedelta(days=round(working_days * 7 / 5))
 
 
+ROUND_DAYS = 14
+"""Calendar days between two of the demo's evaluation rounds (10 business days)."""
+
+
 def rounds(onset: datetime, end: datetime) -> list[datetime]:
-    """When the demo evaluates a process: every 5 business days (a week) from a week before
-    the anomalies' onset, and at the end of its simulated period."""
+    """When the demo evaluates a process: every 10 business days (two weeks) from a week
+    before the anomalies' onset, and at the end of its simulated period (each round reads the
+    rules' whole windows, so a drift opened between two rounds is dated by its onset all the
+    same; half the rounds of a weekly schedule)."""
     first = min(onset - timedelta(days=7), end)
-    weekly = (first + timedelta(days=7 * i) for i in range(int((end - first) / timedelta(days=7)) + 1))
-    return [moment for moment in weekly if moment < end] + [end]
+    step = timedelta(days=ROUND_DAYS)
+    moments = (first + step * i for i in range(int((end - first) / step) + 1))
+    return [moment for moment in moments if moment < end] + [end]
 
 
 def _simulated_now(store_path: Path) -> dict[str, datetime]:
@@ -114,7 +121,7 @@ def run_demo(settings: Settings, workdir: Path, cases: int,
                 path.write_text(mined.text)
                 written.append(path.name)
             echo(f"  {process:<11} {', '.join(written)}")
-        echo("\nEvaluating the alert rules along each process's simulated weeks, every 5 "
+        echo("\nEvaluating the alert rules along each process's simulated weeks, every 10 "
              "business days from the anomalies' onset to the end of its period, with the state "
              "kept (as `backlight alerts run` would)...")
         found: list[dict[str, object]] = []

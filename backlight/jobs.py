@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -17,6 +15,7 @@ from tqdm import tqdm
 
 from backlight.config import ConfigError, Settings
 from backlight.metrics import Metrics
+from backlight.signals import stop_on_signals
 from ingest import simulate as sim
 from ingest.broker import LocalBroker
 from ingest.consumer import Consumer, ConsumerOptions, ConsumerStats, dead_letter_topic
@@ -37,24 +36,6 @@ SIMULATION_START = datetime(2026, 1, 5, 9, tzinfo=AMSTERDAM)
 
 def local_broker(settings: Settings) -> LocalBroker:
     return LocalBroker(settings.broker.directory)
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT ask the loop to finish its batch, commit and return."""
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received, finishing the batch", signal=signum)
-        stop.set()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 GIL_SWITCH_S = 0.001

@@ -92,6 +92,15 @@ def known_parameters(path: str) -> list[dict[str, str]]:
     return [{}]
 
 
+def examples(path: str, fixed: dict[str, str]) -> dict[GenerationMode, int]:
+    """Examples per run: generated path parameters beside the known ones name no process or
+    alert (a 404 after the query and body are validated), so a few of them show that answer;
+    the runs with real names, and operations without path parameters, get the full count."""
+    if "{" in path and not fixed:
+        return {GenerationMode.POSITIVE: 5, GenerationMode.NEGATIVE: 5}
+    return {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 10}
+
+
 def test_no_server_error_on_any_operation(api_schema: schemathesis.schemas.BaseSchema,
                                           server: str) -> None:
     """Generated requests to every operation (valid and invalid ones), with the writer's
@@ -101,13 +110,13 @@ def test_no_server_error_on_any_operation(api_schema: schemathesis.schemas.BaseS
     failures: list[str] = []
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= len(DESIGN_PATHS)
-    runs = [(operation, mode, examples, fixed)
+    runs = [(operation, mode, examples(operation.path, fixed)[mode], fixed)
             for operation in operations
             for fixed in known_parameters(operation.path)
-            for mode, examples in ((GenerationMode.POSITIVE, 25), (GenerationMode.NEGATIVE, 10))]
-    for operation, mode, examples, fixed in runs:
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
+    for operation, mode, count, fixed in runs:
         @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed or None))
-        @settings(max_examples=examples, deadline=None, database=None,
+        @settings(max_examples=count, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck), phases=PHASES)
         def run(case: schemathesis.Case) -> None:
             case.call_and_validate(base_url=server, headers=WRITE, timeout=30,
