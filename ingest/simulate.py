@@ -1,4 +1,9 @@
-"""Synthetic onboarding, payments and claims cases in working hours, with injected anomalies."""
+"""Synthetic onboarding, payments and claims cases in working hours, with injected anomalies.
+
+The processes' flow tables (steps, arrival rates, attributes, teams) are
+``ingest.simulate_flows``'s; this module walks them, injects the anomalies and stamps the
+events in working hours.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,28 +19,30 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest.errors import SimulationError
+from ingest.simulate_flows import (
+    BACK,
+    DAY,
+    END,
+    PROCESSES,
+    RECEIVED,
+    REGIONS,
+    REQUEST,
+    TEAMS,
+    Flow,
+    activities,
+    flow_of,
+    pick,
+)
 from schemas.event import CaseEvent, format_time, to_time_us
 
-PROCESSES: tuple[str, ...] = ("onboarding", "payments", "claims")
+__all__ = ["PROCESSES", "Anomalies", "Bottleneck", "ReworkLoop", "Simulation", "StuckCases",
+           "activities", "simulate", "write_ground_truth"]
 
 _TZ = ZoneInfo("Europe/Amsterdam")
 _DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=_TZ)  # a Monday
 _OPEN, _CLOSE = (9, 0), (17, 30)  # working hours, Mon-Fri, Amsterdam wall clock
-_DAY = 510.0  # business minutes in one working day
 _MAX_VISITS = 2  # without injected rework, no activity occurs more often than this in a case
 _SIGMA = 0.75  # spread of the log-normal waiting and work times
-_END = "<end>"  # the case is finished
-_BACK = "<back>"  # return to the step that asked for the missing documents
-_REQUEST, _RECEIVED = "Request missing documents", "Documents received"
-
-# Each team's named people: (first number, head count) -> "u-<number>".
-_TEAMS: dict[str, tuple[int, int]] = {
-    "front-office/branch": (101, 14), "front-office/contact-centre": (201, 18),
-    "back-office/kyc": (301, 8), "back-office/risk": (321, 5), "back-office/operations": (341, 6),
-    "back-office/payment-ops": (401, 7), "back-office/investigations": (421, 9),
-    "back-office/claims-intake": (501, 6), "back-office/claims-handling": (521, 10),
-    "back-office/loss-adjusters": (551, 4), "back-office/finance": (571, 4),
-}
 
 
 @dataclass(frozen=True)
@@ -95,23 +102,6 @@ class Simulation:
     ground_truth: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Step:
-    team: str
-    wait: float  # mean business minutes queued between the previous step's end and this start
-    work: float  # mean business minutes of hands-on work; 0 = recorded the moment it happens
-    next: tuple[tuple[str, float], ...]  # (next activity, _END or _BACK; weight)
-    hold: float = 0.0  # mean business minutes an outside party (customer, bank) takes to answer
-
-
-@dataclass(frozen=True)
-class _Flow:
-    prefix: str  # case ids are "<prefix>-000017"
-    per_day: float  # new cases per working day
-    steps: dict[str, _Step]  # the first step starts every case
-    attributes: Callable[[random.Random], dict[str, Any]]
-
-
 @dataclass
 class _Case:
     case_id: str
@@ -121,120 +111,6 @@ class _Case:
     path: list[str]  # mutable: anomalies add or cut steps
     held: tuple[int, datetime] | None = None
     """(position, until): the case is stuck after that step until then (an anomaly's end)."""
-
-
-def _money(rng: random.Random, median: float, step: int) -> int:
-    return max(step, round(rng.lognormvariate(math.log(median), 0.9) / step) * step)
-
-
-def _pick(rng: random.Random, options: dict[str, int]) -> str:
-    return rng.choices(list(options), weights=list(options.values()))[0]
-
-
-def _onboarding_attributes(rng: random.Random) -> dict[str, Any]:
-    return {
-        "product": _pick(rng, {"current-account": 6, "savings-account": 3, "business-account": 1}),
-        "channel": _pick(rng, {"online": 5, "branch": 4, "partner": 1}),
-        "amount": _money(rng, 8_000, 500),
-    }
-
-
-def _payments_attributes(rng: random.Random) -> dict[str, Any]:
-    return {
-        "amount": round(rng.lognormvariate(math.log(2_500), 1.2), 2),
-        "currency": _pick(rng, {"EUR": 8, "USD": 1, "GBP": 1}),
-        "channel": _pick(rng, {"sepa": 6, "sepa-instant": 3, "swift": 2}),
-        "reason": _pick(rng, {"invalid-iban": 4, "beneficiary-name-mismatch": 3,
-                              "sanctions-screening-hit": 1, "duplicate-payment": 1,
-                              "missing-remittance-info": 2}),
-    }
-
-
-def _claims_attributes(rng: random.Random) -> dict[str, Any]:
-    return {
-        "product": _pick(rng, {"motor": 5, "home": 4, "travel": 2}),
-        "channel": _pick(rng, {"phone": 4, "online": 5, "broker": 2}),
-        "amount": _money(rng, 2_500, 50),
-    }
-
-
-# Regions are drawn from a stream of their own, so adding them changed no other draw.
-_REGIONS: dict[str, dict[str, int]] = {
-    "onboarding": {"north": 3, "east": 2, "south": 3, "west": 2},
-    "claims": {"north": 3, "east": 2, "south": 3, "west": 2},
-}
-
-_BRANCH, _CONTACT = "front-office/branch", "front-office/contact-centre"
-_KYC, _RISK, _OPS = "back-office/kyc", "back-office/risk", "back-office/operations"
-_PAYOPS, _INVEST = "back-office/payment-ops", "back-office/investigations"
-_INTAKE, _HANDLING = "back-office/claims-intake", "back-office/claims-handling"
-_ADJUST, _FINANCE = "back-office/loss-adjusters", "back-office/finance"
-
-_FLOWS: dict[str, _Flow] = {
-    "onboarding": _Flow("onb", 40, {
-        "Application submitted": _Step(_BRANCH, 0, 0, (("Verify identity", 1),)),
-        "Verify identity": _Step(_KYC, 240, 15, (("KYC/AML screening", 0.78), (_REQUEST, 0.22))),
-        "KYC/AML screening": _Step(_KYC, 360, 30, (
-            ("Risk review", 0.8), (_REQUEST, 0.12), ("Decline application", 0.08))),
-        _REQUEST: _Step(_BRANCH, 60, 10, (
-            (_RECEIVED, 0.88), ("Withdraw application", 0.12)), hold=2 * _DAY),
-        _RECEIVED: _Step(_BRANCH, 30, 0, ((_BACK, 0.85), (_REQUEST, 0.15))),
-        "Risk review": _Step(_RISK, _DAY, 45, (
-            ("Approve application", 0.84), ("Decline application", 0.1), (_REQUEST, 0.06))),
-        "Approve application": _Step(_RISK, 120, 10, (("Open account", 1),)),
-        "Decline application": _Step(_RISK, 120, 10, ((_END, 1),)),
-        "Withdraw application": _Step(_BRANCH, 3 * _DAY, 5, ((_END, 1),)),
-        "Open account": _Step(_OPS, 240, 20, (("Send welcome pack", 1),)),
-        "Send welcome pack": _Step(_BRANCH, _DAY, 5, ((_END, 1),)),
-    }, _onboarding_attributes),
-    "payments": _Flow("pay", 60, {
-        "Exception raised": _Step(_PAYOPS, 0, 0, (("Triage", 1),)),
-        "Triage": _Step(_INVEST, 180, 15, (
-            ("Repair payment", 0.4), ("Customer enquiry", 0.25),
-            ("Beneficiary bank enquiry", 0.2), ("Return to sender", 0.15))),
-        "Customer enquiry": _Step(_CONTACT, 120, 15, (
-            ("Repair payment", 0.55), ("Return to sender", 0.2),
-            ("Beneficiary bank enquiry", 0.1), ("Customer enquiry", 0.15)), hold=_DAY),
-        "Beneficiary bank enquiry": _Step(_INVEST, 60, 20, (
-            ("Repair payment", 0.45), ("Resolution", 0.35), ("Return to sender", 0.1),
-            ("Beneficiary bank enquiry", 0.1)), hold=2 * _DAY),
-        "Repair payment": _Step(_PAYOPS, 120, 20, (
-            ("Resolution", 0.9), ("Beneficiary bank enquiry", 0.1))),
-        "Return to sender": _Step(_PAYOPS, 120, 15, (("Resolution", 1),)),
-        "Resolution": _Step(_INVEST, 90, 10, (("Close investigation", 1),)),
-        "Close investigation": _Step(_INVEST, 60, 5, ((_END, 1),)),
-    }, _payments_attributes),
-    "claims": _Flow("clm", 25, {
-        "First notice of loss": _Step(_CONTACT, 0, 0, (("Register claim", 1),)),
-        "Register claim": _Step(_INTAKE, 120, 15, (("Assessment", 0.8), (_REQUEST, 0.2))),
-        "Assessment": _Step(_HANDLING, 480, 40, (
-            ("Settlement offer", 0.55), ("Expert inspection", 0.25), (_REQUEST, 0.1),
-            ("Reject claim", 0.1))),
-        _REQUEST: _Step(_CONTACT, 60, 10, (
-            (_RECEIVED, 0.9), ("Withdraw claim", 0.1)), hold=3 * _DAY),
-        _RECEIVED: _Step(_CONTACT, 30, 0, ((_BACK, 0.85), (_REQUEST, 0.15))),
-        "Expert inspection": _Step(_ADJUST, 4 * _DAY, 120, (
-            ("Settlement offer", 0.85), ("Reject claim", 0.15))),
-        "Settlement offer": _Step(_HANDLING, 240, 20, (
-            ("Settlement accepted", 0.85), ("Settlement offer", 0.15)), hold=2 * _DAY),
-        "Settlement accepted": _Step(_CONTACT, 30, 5, (("Payment", 1),)),
-        "Payment": _Step(_FINANCE, 480, 10, (("Close claim", 1),)),
-        "Reject claim": _Step(_HANDLING, 120, 15, (("Close claim", 1),)),
-        "Withdraw claim": _Step(_CONTACT, _DAY, 5, (("Close claim", 1),)),
-        "Close claim": _Step(_HANDLING, 240, 5, ((_END, 1),)),
-    }, _claims_attributes),
-}
-
-
-def _flow(process: str) -> _Flow:
-    if process not in _FLOWS:
-        raise SimulationError(f"unknown process {process!r}; valid processes: {', '.join(PROCESSES)}")
-    return _FLOWS[process]
-
-
-def activities(process: str) -> tuple[str, ...]:
-    """The activity names `process` can produce, in the order of its flow table."""
-    return tuple(_flow(process).steps)
 
 
 def _check_activity(process: str, what: str, name: str) -> None:
@@ -256,7 +132,7 @@ def _check_until(what: str, since: datetime | None, until: datetime | None) -> N
 
 
 def _check(process: str, anomalies: Anomalies) -> None:
-    flow = _flow(process)
+    flow = flow_of(process)
     if anomalies.bottleneck is not None:
         _check_until("bottleneck", anomalies.bottleneck.since, anomalies.bottleneck.until)
     if anomalies.rework is not None:
@@ -277,8 +153,8 @@ def _check(process: str, anomalies: Anomalies) -> None:
         _check_share("rework", rework.share)
     if (stuck := anomalies.stuck) is not None:
         _check_activity(process, "stuck activity", stuck.after_activity)
-        if all(t == _END for t, _ in flow.steps[stuck.after_activity].next):
-            going_on = [n for n, s in flow.steps.items() if any(t != _END for t, _ in s.next)]
+        if all(t == END for t, _ in flow.steps[stuck.after_activity].next):
+            going_on = [n for n, s in flow.steps.items() if any(t != END for t, _ in s.next)]
             raise SimulationError(f"stuck activity {stuck.after_activity!r} ends every {process} case; "
                              f"choose one of: {', '.join(going_on)}")
         _check_share("stuck", stuck.share)
@@ -320,7 +196,7 @@ def _duration(rng: random.Random, mean: float) -> float:
     return rng.lognormvariate(math.log(mean) - _SIGMA * _SIGMA / 2, _SIGMA)
 
 
-def _walk(flow: _Flow, rng: random.Random) -> list[str]:
+def _walk(flow: Flow, rng: random.Random) -> list[str]:
     """One case's activities: a weighted walk over the flow table, each activity at most twice."""
     path = [next(iter(flow.steps))]
     visits = Counter(path)
@@ -329,17 +205,17 @@ def _walk(flow: _Flow, rng: random.Random) -> list[str]:
         here = path[-1]
         options: list[tuple[str, float]] = []
         for target, weight in flow.steps[here].next:
-            target = requester if target == _BACK else target
-            asks = target == _REQUEST and here != _RECEIVED
-            if target == _END or (visits[target] < _MAX_VISITS
+            target = requester if target == BACK else target
+            asks = target == REQUEST and here != RECEIVED
+            if target == END or (visits[target] < _MAX_VISITS
                                   and not (asks and visits[here] >= _MAX_VISITS)):
                 options.append((target, weight))
         if not options:
             raise SimulationError(f"flow table dead end after {here!r} in {path}")
         chosen = rng.choices([t for t, _ in options], weights=[w for _, w in options])[0]
-        if chosen == _END:
+        if chosen == END:
             return path
-        if chosen == _REQUEST and here != _RECEIVED:
+        if chosen == REQUEST and here != RECEIVED:
             requester = here
         path.append(chosen)
         visits[chosen] += 1
@@ -356,7 +232,7 @@ def _runs(path: Sequence[str], loop: Sequence[str]) -> int:
     return count
 
 
-def _rework_slot(flow: _Flow, path: list[str], loop: list[str]) -> tuple[int, bool] | None:
+def _rework_slot(flow: Flow, path: list[str], loop: list[str]) -> tuple[int, bool] | None:
     """Where to add loop runs: after the first natural run, else after a step that can lead in."""
     size = len(loop)
     for i in range(len(path) - size + 1):
@@ -368,7 +244,7 @@ def _rework_slot(flow: _Flow, path: list[str], loop: list[str]) -> tuple[int, bo
     return None
 
 
-def _inject_rework(flow: _Flow, plans: list[_Case], rework: ReworkLoop,
+def _inject_rework(flow: Flow, plans: list[_Case], rework: ReworkLoop,
                    rng: random.Random) -> dict[str, Any]:
     loop = list(rework.activities)
     since = _local(rework.since) if rework.since is not None else None
@@ -412,7 +288,7 @@ def _in_segment(case: _Case, segment: tuple[str, str] | None) -> bool:
     return segment is None or str(case.attributes.get(segment[0])) == segment[1]
 
 
-def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | None,
+def _timeline(flow: Flow, case: _Case, process: str, bottleneck: Bottleneck | None,
               with_start_events: bool, slowed: set[str]) -> list[CaseEvent]:
     """Time, resource and team for each step of one case; notes the cases the bottleneck hit."""
     rng, events = case.rng, list[CaseEvent]()
@@ -435,7 +311,7 @@ def _timeline(flow: _Flow, case: _Case, process: str, bottleneck: Bottleneck | N
             begin = _advance(done, max(wait, 1.0))
         end = _advance(begin, max(_duration(rng, step.work), 1.0)) if step.work else begin
         if step.team not in handlers:  # one handler per team per case
-            first, size = _TEAMS[step.team]
+            first, size = TEAMS[step.team]
             handlers[step.team] = f"u-{first + rng.randrange(size)}"
         stamps = [("start", begin)] if with_start_events and step.work else []
         for lifecycle, moment in [*stamps, ("complete", end)]:
@@ -461,7 +337,7 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
     random stream, so cases the anomalies do not touch are identical to a run without them.
     A naive `start` (or bottleneck `since`) is read as Europe/Amsterdam wall-clock time.
     """
-    flow = _flow(process)
+    flow = flow_of(process)
     _check(process, anomalies)
     if cases < 0:
         raise SimulationError(f"cases {cases!r} must be zero or more")
@@ -471,11 +347,11 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
     arrival = first
     for index in range(cases):
         if index:
-            arrival = _advance(arrival, master.expovariate(flow.per_day / _DAY))
+            arrival = _advance(arrival, master.expovariate(flow.per_day / DAY))
         rng = random.Random(master.getrandbits(64))
         attributes = flow.attributes(rng)  # drawn before the walk, always in this order
-        if (regions := _REGIONS.get(process)) is not None:
-            attributes["region"] = _pick(random.Random(f"{seed}/{index}/region"), regions)
+        if (regions := REGIONS.get(process)) is not None:
+            attributes["region"] = pick(random.Random(f"{seed}/{index}/region"), regions)
         plans.append(_Case(f"{flow.prefix}-{index + 1:06d}", arrival, rng, attributes,
                            _walk(flow, rng)))
     picker = random.Random(master.getrandbits(64))
@@ -502,7 +378,7 @@ def simulate(process: str, cases: int, *, seed: int = 0, start: datetime | None 
         "start": format_time(to_time_us(first)), "timezone": str(_TZ),
         "working_hours": "Mon-Fri 09:00-17:30", "with_start_events": with_start_events,
         "activities": list(flow.steps),
-        "end_activities": [n for n, s in flow.steps.items() if any(t == _END for t, _ in s.next)],
+        "end_activities": [n for n, s in flow.steps.items() if any(t == END for t, _ in s.next)],
         "natural_max_visits": _MAX_VISITS, "anomalies": truth,
     }
     return Simulation(process=process, events=events, ground_truth=ground_truth)
