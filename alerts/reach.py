@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from alerts.changepoint import HORIZON_DAYS
 from alerts.duration import parse_duration
 from alerts.registry import ProcessDefinition
-from alerts.rules.rework import window_start
+from alerts.rules.rework_shift import window_start
 from alerts.rules.waits import days_before
 
 

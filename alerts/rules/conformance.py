@@ -26,7 +26,7 @@ import structlog
 from alerts.anchors import anchored
 from alerts.context import BaselineAnchor, Rule, RuleContext, Scope
 from alerts.duration import parse_duration
-from alerts.rules.rework import window_start
+from alerts.rules.rework_shift import window_start
 from alerts.thresholds import Conformance
 from mining.errors import MiningError
 from mining.frame import Events
