@@ -22,6 +22,10 @@ firing (an acknowledgement given while the alert was still pending) count as 0.
 acknowledge, resolve and confirm the count measured, the median and the 90th percentile
 (linear interpolation between the closest ranks, as numpy's default); how many episodes
 recurred and their share of the resolved ones; how many were never acknowledged (open or closed).
+
+**Window.** ``report(..., since=...)`` counts the episodes that fired at or after ``since`` (the
+store reads the changes from ``since`` on: such an episode's later changes are all after it);
+the report says which window it covers (``window``: its days and ``since``; None for all).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.alerts import Alert, AlertChange, Change
@@ -104,10 +108,21 @@ class Report:
     overall: TimeToAct
     processes: Mapping[str, TimeToAct]
     owners: Mapping[str, TimeToAct]
+    since: datetime | None = None
+    """The episodes counted fired at or after this (None: the whole history)."""
+    window: timedelta | None = None
+    """The window ``since`` was taken from (``since`` = now - window)."""
+
+    def window_json(self) -> dict[str, Any] | None:
+        """Which window the figures cover: its length in days and its start (None for all)."""
+        if self.since is None:
+            return None
+        days = None if self.window is None else round(self.window / timedelta(days=1), 4)
+        return {"days": days, "since": self.since.isoformat()}
 
     def to_json(self) -> dict[str, Any]:
         """The shape ``GET /api/time-to-act`` returns."""
-        return {"unit": UNIT, "overall": self.overall.to_json(),
+        return {"unit": UNIT, "window": self.window_json(), "overall": self.overall.to_json(),
                 "processes": {k: v.to_json() for k, v in self.processes.items()},
                 "owners": {k: v.to_json() for k, v in self.owners.items()}}
 
@@ -216,12 +231,18 @@ def figures(group: Sequence[Episode], hours: Hours) -> TimeToAct:
         never_acknowledged=sum(e.acknowledged_at is None for e in group))
 
 
-def report(found: Sequence[Episode], hours: Hours) -> Report:
-    """Time to act overall, per process and per owner."""
+def report(found: Sequence[Episode], hours: Hours, since: datetime | None = None,
+           window: timedelta | None = None) -> Report:
+    """Time to act overall, per process and per owner, of the episodes that fired at or after
+    ``since`` (all if None)."""
+    if since is not None:
+        found = [e for e in found if e.fired_at >= since]
+
     def grouped(by: Callable[[Episode], str]) -> dict[str, TimeToAct]:
         groups: dict[str, list[Episode]] = {}
         for e in found:
             groups.setdefault(by(e), []).append(e)
         return {name: figures(groups[name], hours) for name in sorted(groups)}
 
-    return Report(figures(found, hours), grouped(lambda e: e.process), grouped(lambda e: e.owner))
+    return Report(figures(found, hours), grouped(lambda e: e.process), grouped(lambda e: e.owner),
+                  since, window)

@@ -247,6 +247,9 @@ class AlertSettings(_Model):
     history: str = "365 days"
     """How much of a process's history a round reads: the cases with an event in this span
     before its latest event (and whatever the rules' own windows reach further back)."""
+    time_to_act_window: str = "90 days"
+    """Time to act (web pages, ``GET /api/time-to-act``, ``/metrics``) covers the episodes that
+    fired in this much wall time before now."""
     calendar: CalendarSettings = CalendarSettings()
     rules: RuleSettings = RuleSettings()
     routes: tuple[RouteSettings, ...] = ()
@@ -255,7 +258,7 @@ class AlertSettings(_Model):
 
     _durations = field_validator("every", "pending_for", "resolve_after", "repeat_interval",
                                  "escalate_after", "history", "flap_window",
-                                 "recurrence_window")(_wall_duration)
+                                 "recurrence_window", "time_to_act_window")(_wall_duration)
 
     @field_validator("confirm_after")
     @classmethod

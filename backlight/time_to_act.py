@@ -7,19 +7,28 @@ On ``/metrics`` (read at each scrape, as the store's other figures), per process
 something was measured), ``backlight_alert_episodes``, ``backlight_alert_episodes_recurred``
 and ``backlight_alert_episodes_unacknowledged``. Label values are escaped by the exposition
 format's writer (prometheus_client: backslash, double quote and line feed).
+
+**Bounded and cached.** The figures cover the episodes that fired in the last
+``[alerts] time_to_act_window`` (90 days by default; ``?days=`` on the API), read from the
+history with ``changes(since=now - window)`` (an index on ``alert_history.at_us``).
+``TimeToActCache`` keeps each computed report and recomputes it only when the history's latest
+change (``SELECT MAX(seq)``) moved or the report is older than its time to live (60 s): a page
+view or a scrape in between costs that one small query.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from alerts.calendar import WorkCalendar
+from alerts.duration import parse_duration
 from alerts.lifecycle import with_acks_and_silences
 from alerts.time_to_act import Hours, Report, episodes, report
 from backlight.config import Settings
@@ -46,12 +55,54 @@ def business_hours(settings: Settings) -> Hours:
     return hours
 
 
-def measure(state: AlertState, hours: Hours, process: str | None = None) -> Report:
-    """Time to act over the whole stored history (of one process, or all)."""
+def window_of(settings: Settings) -> timedelta:
+    """``[alerts] time_to_act_window`` as a duration (validated as wall time by the config)."""
+    return timedelta(seconds=parse_duration(settings.alerts.time_to_act_window).wall_seconds)
+
+
+def measure(state: AlertState, hours: Hours, process: str | None = None,
+            window: timedelta | None = None, now: datetime | None = None) -> Report:
+    """Time to act over the episodes (of one process, or all) that fired in the last ``window``
+    before ``now`` (the whole stored history if no window)."""
+    since = None if window is None else (now or datetime.now(UTC)) - window
     acks = state.acknowledgements()
     current = {key: with_acks_and_silences(a, acks, ()) for key, a in state.alerts().items()}
-    changes = [c for c in state.changes() if process is None or c.alert.process == process]
-    return report(episodes(changes, current), hours)
+    changes = [c for c in state.changes(since=since)
+               if process is None or c.alert.process == process]
+    return report(episodes(changes, current), hours, since, window)
+
+
+class TimeToActCache:
+    """Reports computed by ``measure``, kept per (process, window) until the history's latest
+    change moves or ``ttl`` seconds pass; thread-safe (one computation at a time)."""
+
+    def __init__(self, state: AlertState, hours: Hours, window: timedelta,
+                 ttl: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.state = state
+        self.hours = hours
+        self.window = window
+        self.ttl = ttl
+        self.clock = clock
+        self.computed = 0
+        """How many reports were computed (not served from the cache)."""
+        self._kept: dict[tuple[str | None, timedelta], tuple[int, float, Report]] = {}
+        self._lock = threading.Lock()
+
+    def report(self, process: str | None = None, window: timedelta | None = None) -> Report:
+        """Time to act over ``window`` (the configured one if None), cached."""
+        span = self.window if window is None else window
+        with self._lock:
+            last = self.state.last_change()
+            kept = self._kept.get((process, span))
+            now = self.clock()
+            if kept is not None and kept[0] == last and now - kept[1] < self.ttl:
+                return kept[2]
+            found = measure(self.state, self.hours, process, span)
+            self.computed += 1
+            if len(self._kept) > 256:  # many ?days= values: start over rather than grow
+                self._kept.clear()
+            self._kept[(process, span)] = (last, now, found)
+            return found
 
 
 _SPANS = (("acknowledge", "Business hours from firing to acknowledged"),
@@ -65,20 +116,17 @@ _COUNTS = (("", "Alert episodes that fired, per process", "episodes"),
 
 
 class TimeToActCollector(Collector):
-    """The time-to-act gauges per process, computed from the alert state at each scrape."""
+    """The time-to-act gauges per process over the configured window, from the cache."""
 
-    def __init__(self, state: AlertState, hours: Hours) -> None:
-        self.state = state
-        self.hours = hours
-        self._lock = threading.Lock()
+    def __init__(self, cache: TimeToActCache) -> None:
+        self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            try:
-                found = measure(self.state, self.hours)
-            except (BacklightError, OSError) as exc:  # the store's own gauge says it is down
-                log.warning("metrics: time to act cannot be read", error=str(exc))
-                return
+        try:
+            found = self.cache.report()
+        except (BacklightError, OSError) as exc:  # the store's own gauge says it is down
+            log.warning("metrics: time to act cannot be read", error=str(exc))
+            return
         for name, text in _SPANS:
             family = GaugeMetricFamily(f"backlight_alert_time_to_{name}_business_hours",
                                        f"{text}, median and 90th percentile, per process",

@@ -88,6 +88,7 @@ _NOTES = (
         text       TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS alert_notes_key ON alert_notes (key, at_us)",
 )
+_HISTORY_TIME = "CREATE INDEX IF NOT EXISTS alert_history_at ON alert_history (at_us)"
 _LEASES = """CREATE TABLE IF NOT EXISTS alert_leases (
         name       TEXT PRIMARY KEY,
         holder     TEXT NOT NULL,
@@ -107,6 +108,8 @@ def _schema(int_type: str, seq_type: str) -> Schema:
                   tuple(typed(t) for t in _ACCEPTANCES)),
         Migration(4, "who owns the fix and what is done: acknowledgements' owner and action,"
                   " notes on open alerts", tuple(typed(t) for t in _NOTES)),
+        Migration(5, "the change history by time: time to act and the digest read a window of it",
+                  (_HISTORY_TIME,)),
     ), AlertStateError)
 
 
@@ -140,6 +143,11 @@ class AlertState(Protocol):
                 until: datetime | None = None) -> list[AlertChange]:
         """Every recorded change at or after ``since`` and before ``until`` (either open),
         oldest first (in the order recorded): what time to act and the digest are computed from."""
+        ...
+
+    def last_change(self) -> int:
+        """The sequence number of the latest recorded change (0 before any): a cheap way to
+        tell whether the history changed since it was last read."""
         ...
 
     def fired(self) -> dict[tuple[str, str], int]:

@@ -106,6 +106,11 @@ class StoredAlertState:
         rows = self.tables.read("reading the alert changes", sql + " ORDER BY at_us, seq", args)
         return [_change_of(*row) for row in rows]
 
+    def last_change(self) -> int:
+        rows = self.tables.read("reading the latest alert change",
+                                "SELECT MAX(seq) FROM alert_history")
+        return int(rows[0][0] or 0) if rows else 0
+
     def fired(self) -> dict[tuple[str, str], int]:
         process, rule = self._sql.json_text("body", "process"), self._sql.json_text("body", "rule")
         rows = self.tables.read("counting the alerts fired",

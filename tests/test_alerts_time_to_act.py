@@ -86,3 +86,19 @@ def test_quantiles_interpolate_between_ranks() -> None:
     assert quantile(values, 0.5) == pytest.approx(5.5)
     assert quantile(values, 0.9) == pytest.approx(9.1)
     assert quantile([], 0.5) is None
+
+
+def test_a_window_counts_only_the_episodes_that_fired_in_it() -> None:
+    """Since Sunday: B's first episode (fired the Friday before) is not counted, whether its
+    changes are read or not; A (acknowledged in 2 h, resolved in 12 h), C and B's return are,
+    and the report says since when."""
+    since = at(-1)
+    for changes in (history(), [c for c in history() if c.at >= since]):
+        found = report(episodes(changes, states()), hours, since, timedelta(days=90))
+        assert found.overall.episodes == 3
+        assert (found.overall.resolve.count, found.overall.resolve.median) == (1, 12.0)
+        assert found.overall.acknowledge.median == 2.0
+        assert found.overall.recurred == 0
+        assert "ops" not in found.owners
+        assert found.to_json()["window"] == {"days": 90.0, "since": since.isoformat()}
+    assert report(episodes(history()), hours).to_json()["window"] is None

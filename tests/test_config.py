@@ -71,6 +71,8 @@ def test_secret_comes_from_environment_and_is_masked(tmp_path: Path) -> None:
     ('[alerts]\nflap_changes = 0', {}, "alerts.flap_changes"),
     ('[alerts]\nflap_window = "2 business days"', {}, "alerts.flap_window"),
     ('[alerts]\nrecurrence_window = "3 business days"', {}, "alerts.recurrence_window"),
+    ('[alerts]\ntime_to_act_window = "3 business days"', {}, "alerts.time_to_act_window"),
+    ('[alerts]\ntime_to_act_window = "soon"', {}, "alerts.time_to_act_window"),
     ('[alerts]\nconfirm_after = "soon"', {}, "alerts.confirm_after: 'soon' is not a duration"),
     ('[alerts]\nconfirm_after = "-1 days"', {}, "alerts.confirm_after"),
     ('[alerts.rules.rework]\nclear_z = 3.5', {}, "clear_z"),
@@ -343,3 +345,14 @@ def test_resolutions_are_confirmed_after_a_business_week_and_recur_within_a_mont
     changed = policy(load(path, environ={}))
     assert (changed.confirm_after, changed.recurrence_window) == (
         Duration(3, "days"), timedelta(weeks=2))
+
+
+def test_time_to_act_covers_the_last_90_days_unless_configured(tmp_path: Path) -> None:
+    """The default time-to-act window is 90 days; a file may set another wall duration."""
+    from backlight.time_to_act import window_of
+
+    path = tmp_path / "backlight.toml"
+    path.write_text(default_toml())
+    assert window_of(load(path, environ={})) == timedelta(days=90)
+    path.write_text('[alerts]\ntime_to_act_window = "2 weeks"\n')
+    assert window_of(load(path, environ={})) == timedelta(weeks=2)

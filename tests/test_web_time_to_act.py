@@ -5,6 +5,7 @@ overview and process pages, and the gauges on ``/metrics``, all from the scripte
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backlight.config import Settings, load
 from backlight.web.server import running
+from backlight.web.service import WebService
 from schemas.alerts import AlertChange, Change
 from storage import SQLiteAlertState
 
@@ -36,6 +38,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         state.close()
     config = tmp_path_factory.mktemp("cfg") / "backlight.toml"
     config.write_text(f'[store]\nurl = "sqlite:///{path}"\n'
+                      '[alerts]\ntime_to_act_window = "3650 days"\n'
                       '[alerts.calendar]\ntimezone = "UTC"\nopens = "09:00"\ncloses = "17:00"\n'
                       '[[processes]]\nname = "claims"\nowner = "ana"\n'
                       '[[processes]]\nname = "payments"\nowner = "bo"\n')
@@ -49,7 +52,7 @@ def test_the_api_serves_the_known_answers(settings: Settings) -> None:
         data = httpx.get(f"{base}/api/time-to-act", timeout=30).json()
         claims = httpx.get(f"{base}/api/processes/claims/time-to-act", timeout=30).json()
         missing = httpx.get(f"{base}/api/processes/nope/time-to-act", timeout=30)
-    assert data["unit"] == "business hours"
+    assert data["unit"] == "business hours" and data["window"]["days"] == 3650
     assert data["overall"]["episodes"] == 5
     assert data["overall"]["resolve"] == {"count": 2, "median_hours": 10.5, "p90_hours": 11.7}
     assert data["overall"]["recurred_share"] == 0.5
@@ -94,3 +97,33 @@ def test_the_pages_show_time_to_act(settings: Settings, tmp_path: Path) -> None:
     assert page.status_code == 200, page.text[:500]
     section = page.text.split('id="time-to-act"')[1].split("</section>")[0]
     assert "ops" in section and "ana" in section and "40.0 h" in section
+
+
+def test_days_narrows_the_window_and_says_so(settings: Settings) -> None:
+    """?days= back to Sunday 1 November: B's first episode (fired the Friday before) is not
+    counted, A resolved in 12 business hours is; the answer says since when; a bad value is
+    refused."""
+    days = (datetime.now(UTC) - at(-1)).total_seconds() / 86400
+    with running(settings) as base:
+        data = httpx.get(f"{base}/api/time-to-act", params={"days": days}, timeout=30).json()
+        bad = httpx.get(f"{base}/api/time-to-act", params={"days": 0}, timeout=30)
+    assert data["overall"]["episodes"] == 4  # A, C, B's return and the hostile one
+    assert data["overall"]["resolve"] == {"count": 1, "median_hours": 12.0, "p90_hours": 12.0}
+    assert "ops" not in data["owners"]
+    assert data["window"]["since"] > at(-1, 8).isoformat()
+    assert bad.status_code == 422
+
+
+def test_figures_are_recomputed_only_when_the_history_changes(settings: Settings) -> None:
+    """Reading time to act again serves the kept figures; a new change in the history makes
+    the next read recompute them (one more episode)."""
+    svc = WebService(settings)
+    try:
+        first = svc.time_to_act()
+        assert svc.time_to_act() is first and svc.act.computed == 1
+        late = replace(states()["stuck/payments/C"], key="stuck/payments/D", subject="D")
+        svc.state.record_changes([AlertChange(Change.FIRING, late, at(3))])
+        again = svc.time_to_act()
+        assert svc.act.computed == 2 and again.overall.episodes == first.overall.episodes + 1
+    finally:
+        svc.close()

@@ -251,17 +251,23 @@ def alert_history(key: str, svc: Service) -> list[dict[str, JsonValue]]:
              "detail": c.detail or None} for c in svc.history(key)]
 
 
+ActDays = Annotated[float | None, Query(gt=0, le=36500, description=(
+    "count the episodes that fired in this many days before now (default: the configured"
+    " [alerts] time_to_act_window, 90 days)"))]
+
+
 @router.get("/time-to-act")
-def time_to_act(svc: Service) -> dict[str, JsonValue]:
+def time_to_act(svc: Service, days: ActDays = None) -> dict[str, JsonValue]:
     """Time to acknowledge, resolve and confirm, in business hours (median, p90, counts),
-    recurrences and alerts never acknowledged: overall, per process and per owner."""
-    return svc.time_to_act().to_json()
+    recurrences and alerts never acknowledged: overall, per process and per owner, of the
+    episodes that fired in the window ``window`` says (its days and since when)."""
+    return svc.time_to_act(days=days).to_json()
 
 
 @router.get("/processes/{name}/time-to-act")
-def process_time_to_act(name: str, svc: Service) -> dict[str, JsonValue]:
+def process_time_to_act(name: str, svc: Service, days: ActDays = None) -> dict[str, JsonValue]:
     """Time to act on one process's alerts, overall and per owner (as ``/api/time-to-act``)."""
-    return svc.time_to_act(name).to_json()
+    return svc.time_to_act(name, days=days).to_json()
 
 
 @router.get("/alerts/{key:path}")

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from backlight import strict_json
 from backlight.config import Settings
 from backlight.metrics import Metrics
-from backlight.time_to_act import TimeToActCollector, business_hours
+from backlight.time_to_act import TimeToActCollector
 from backlight.web import api, figures_api, pages
 from backlight.web.auth import CSRF_HEADER, Authenticator
 from backlight.web.health import router as health_router
@@ -82,7 +82,7 @@ def create_app(settings: Settings, service: WebService | None = None,
     app.state.metrics = metrics or Metrics()
     app.state.metrics.watch_store(settings.store.url, app.state.service.store)
     app.state.metrics.watch_time_to_act(
-        TimeToActCollector(app.state.service.state, business_hours(settings)))
+        TimeToActCollector(app.state.service.act))
     app.state.login_limiter = AttemptLimiter(settings.web.login_failures_per_minute)
     gate: RenderGate = app.state.service.maps.gate
     gate.on_render = app.state.metrics.map_renders.inc

@@ -29,7 +29,7 @@ from backlight.figures_view import WINDOW_DAYS, FiguresOut, Window, figures_view
 from backlight.mine import bpmn_document, conformance, json_document, xes_document
 from backlight.overview import ProcessFigures, process_figures
 from backlight.read_models import ReadModels
-from backlight.time_to_act import business_hours, measure
+from backlight.time_to_act import TimeToActCache, business_hours, window_of
 from backlight.web.cache import ProcessCache
 from backlight.web.limits import STEP, quantise
 from backlight.web.maps import MapRenderer
@@ -113,6 +113,7 @@ class WebService:
         self.settings = settings
         self.store = open_store(settings.store.url, settings.store.session())
         self.state = open_alert_state(settings.store.url, settings.store.session())
+        self.act = TimeToActCache(self.state, business_hours(settings), window_of(settings))
         self.frames: ProcessCache[pl.DataFrame] = ProcessCache(
             self.store, settings.web.cache_entries)
         self.lines: ProcessCache[ProcessFigures] = ProcessCache(self.store, 4 * settings.web.cache_entries)
@@ -358,11 +359,12 @@ class WebService:
             raise NotFound(f"no alert with key {key!r}")
         return with_acks_and_silences(found, self.acknowledgements(), self.silences())
 
-    def time_to_act(self, process: str | None = None) -> Report:
-        """Time to act over the stored alert history (``backlight.time_to_act``)."""
+    def time_to_act(self, process: str | None = None, days: float | None = None) -> Report:
+        """Time to act over the episodes that fired in the last ``days`` (the configured
+        ``time_to_act_window`` if None), cached (``backlight.time_to_act``)."""
         if process is not None:
             self.definition(process)  # a 404 for an unknown process
-        return measure(self.state, business_hours(self.settings), process)
+        return self.act.report(process, None if days is None else timedelta(days=days))
 
     def history(self, key: str | None = None, limit: int = 50) -> list[AlertChange]:
         return self.state.history(key, limit=limit)
