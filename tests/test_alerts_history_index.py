@@ -49,7 +49,7 @@ def test_a_store_from_before_the_index_upgrades_in_place(
         assert len(state.tables.read("index", _INDEX[backend], ["alert_history_at"])) == 1
         version = state.tables.read("version", "SELECT version FROM schema_version"
                                     " WHERE component = ?", ["alerts"])
-        assert version == [(len(SCHEMA.steps),)] and len(SCHEMA.steps) == 5
+        assert version == [(len(SCHEMA.steps),)] and len(SCHEMA.steps) >= 5
         assert len(state.changes()) == len(history())
         window = state.changes(since=at(-1))
         assert [c.at for c in window] == [c.at for c in history() if c.at >= at(-1)]
