@@ -251,6 +251,7 @@ class Consumer:
                      partitions=",".join(f"{t}:{p}" for t, p in sorted(change.partitions)),
                      owned=len(owned))
         self.stats.rebalances += len(changes)
+        self.stats.lost += sum(change.kind == "lost" for change in changes)
         self.stats.partitions = frozenset(owned)
         self.dispatcher.follow_partitions(self.stats.partitions)
 

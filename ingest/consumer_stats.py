@@ -43,6 +43,10 @@ class ConsumerStats:
     """Whether every subscriber had handled every stored event when ``run`` returned."""
     rebalances: int = 0
     """Changes of this consumer's partitions (assigned, revoked or lost) the loop applied."""
+    lost: int = 0
+    """Of those, partitions taken away without a clean revoke (this member was evicted, e.g. a
+    session timeout under load): what it handled of them and had not committed is re-read by
+    the next owner, so the store sees those events again (kept once)."""
     partitions: frozenset[Partition] = frozenset()
     """The partitions it owns (as of the last change)."""
 

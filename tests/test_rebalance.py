@@ -236,7 +236,8 @@ def group(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path,
 def test_members_joining_and_leaving_hand_over_cleanly(
         group: tuple[Settings, Path, str], kafka_bootstrap: str) -> None:
     """Two members, a third joins mid-stream and one leaves: every event stored once, none
-    re-delivered (each batch committed before its partition moved), committed offsets equal
+    re-delivered (each batch committed before its partition moved; unless a member was evicted
+    under load and lost its partitions, ``ConsumerStats.lost``), committed offsets equal
     what was stored, and the live maps, each of its own partitions, sum to the store's DFG."""
     settings, _, topic = group
     events = simulate("onboarding", 600, seed=21).events
@@ -262,7 +263,8 @@ def test_members_joining_and_leaving_hand_over_cleanly(
 
         ids = stored_ids(store)
         assert sorted(ids) == sorted(e.event_id for e in events)
-        assert sum(s.duplicates for s in stats) == 0
+        if not any(s.lost for s in stats):  # evicted under load: its uncommitted part is re-read
+            assert sum(s.duplicates for s in stats) == 0
         assert all(s.stored > 0 for s in stats)
         assert min(s.rebalances for s in stats) >= 2
         check_live_union([a, c], store, "onboarding")
