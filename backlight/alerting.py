@@ -395,6 +395,23 @@ def record_review(settings: Settings, process: str, by: str, note: str,
     return review
 
 
+TYPED_MAX = 2000
+"""The longest text a person may type into an acknowledgement, note or reason (as the web's
+forms and the API allow)."""
+
+
+def _typed(**fields: str | None) -> None:
+    """What people type goes to the store and to chat: refuse, naming the option, a text longer
+    than ``TYPED_MAX`` or with a NUL (PostgreSQL's text cannot hold one)."""
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if "\x00" in value:
+            raise ConfigError(f"--{name}: contains a NUL character")
+        if len(value) > TYPED_MAX:
+            raise ConfigError(f"--{name}: at most {TYPED_MAX} characters ({len(value)} given)")
+
+
 def acknowledge(settings: Settings, key: str, by: str, note: str,
                 now: datetime | None = None, owner: str | None = None,
                 action: str = "") -> Acknowledgement:
@@ -402,6 +419,7 @@ def acknowledge(settings: Settings, key: str, by: str, note: str,
     is being done (``action``); the next evaluation announces it once (ACKNOWLEDGED)."""
     if not by.strip():
         raise ConfigError("--by: say who takes it on")
+    _typed(by=by, note=note, owner=owner, action=action)
     ack = Acknowledgement(key, by.strip(), now or datetime.now(UTC), note,
                           owner=(owner or "").strip() or None, action=action.strip())
     with _opened(settings) as (_store, state):
@@ -418,6 +436,7 @@ def accept(settings: Settings, key: str, by: str, why: str,
         raise ConfigError("--by: say who accepts it")
     if not why.strip():
         raise ConfigError("--why: say why the new level is normal")
+    _typed(by=by, why=why)
     rule = next((r for r in RULES if key.startswith(f"{r.name}/")), None)
     if rule is not None and not rule.baseline:
         raise AlertError(f"alert {key!r}: rule {rule.name!r} has no baseline, so there is no new"
@@ -437,6 +456,7 @@ def add_note(settings: Settings, key: str, by: str, text: str,
         raise ConfigError("--by: say who writes the note")
     if not text.strip():
         raise ConfigError("--text: say what was done or what is next")
+    _typed(by=by, text=text)
     now = now or datetime.now(UTC)
     note = AlertNote(key, by.strip(), now, text.strip())
     with _opened(settings) as (_store, state):

@@ -17,7 +17,7 @@ from web_support import WRITER_TOKEN, web_settings
 
 from alerts.errors import AlertError
 from backlight import alerting
-from backlight.config import Settings
+from backlight.config import ConfigError, Settings
 from backlight.web.forms import q
 from backlight.web.server import running
 from schemas.alerts import Alert, Change, Severity, Status
@@ -126,5 +126,23 @@ def test_accept_refused_for_a_rule_without_baseline(settings: Settings) -> None:
     state = open_alert_state(settings.store.url)
     try:
         assert state.acceptances() == {}
+    finally:
+        state.close()
+
+
+@pytest.mark.parametrize("text", ["fixed\x00", "x" * (alerting.TYPED_MAX + 1)])
+def test_typed_text_with_a_nul_or_too_long_is_refused_naming_the_option(settings: Settings,
+                                                                         text: str) -> None:
+    """A reason, note or action with a NUL (PostgreSQL's text cannot hold one) or longer than
+    the forms allow is refused before anything is stored, naming the option; nothing is kept."""
+    with pytest.raises(ConfigError, match="--why: "):
+        alerting.accept(settings, KEYS[0], "ann", text)
+    with pytest.raises(ConfigError, match="--text: "):
+        alerting.add_note(settings, KEYS[0], "ann", text)
+    with pytest.raises(ConfigError, match="--action: "):
+        alerting.acknowledge(settings, KEYS[0], "ann", "", action=text)
+    state = open_alert_state(settings.store.url)
+    try:
+        assert (state.acceptances(), state.notes(), state.acknowledgements()) == ({}, [], {})
     finally:
         state.close()
